@@ -1,0 +1,1 @@
+"""Adapters that map other problems onto the Parareal engine."""

@@ -1,0 +1,1 @@
+"""Diffusion-model sampling as a Parareal problem (SRDS); see docs/diffusion.md."""

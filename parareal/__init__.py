@@ -1,0 +1,49 @@
+"""Parallel-in-time ODE solving with the Parareal algorithm.
+
+>>> import numpy as np, parareal
+>>> sol = parareal.solve(lambda t, y: -y, np.array([1.0]), (0.0, 1.0),
+...                      coarse=parareal.RK4(steps=1), fine=parareal.RK4(steps=10), slices=4)
+>>> sol.status
+<Status.CONVERGED: 'converged'>
+"""
+
+from .backends import BACKENDS, Backend, Batched, Serial
+from .propagators import (
+    PROPAGATORS,
+    RK4,
+    Euler,
+    Heun,
+    Midpoint,
+    Propagator,
+    ScipyIVP,
+    SteppablePropagator,
+    TorchDiffEq,
+)
+from .result import IterationInfo, Solution, Stats, Status
+from .solve import odeint, solve, solve_serial
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BACKENDS",
+    "PROPAGATORS",
+    "RK4",
+    "Backend",
+    "Batched",
+    "Euler",
+    "Heun",
+    "IterationInfo",
+    "Midpoint",
+    "Propagator",
+    "ScipyIVP",
+    "Serial",
+    "Solution",
+    "Stats",
+    "Status",
+    "SteppablePropagator",
+    "TorchDiffEq",
+    "__version__",
+    "odeint",
+    "solve",
+    "solve_serial",
+]

@@ -1,0 +1,99 @@
+"""The :class:`Backend` hook and the :class:`Rhs` wrapper through which backends call ``f``."""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+from ..propagators import Propagator, Request
+from ..state import ArrayOps
+
+__all__ = ["Backend", "Rhs"]
+
+
+class Rhs:
+    """The user's ``f`` with its calling convention, checks and counters.
+
+    Parameters
+    ----------
+    f : callable
+        ``f(t, y) -> dy/dt``.
+    ops : ArrayOps
+        Operations for the state's kind.
+    vectorized : bool
+        If True, ``f`` is only ever called as ``f(t, Y)`` with ``t`` of shape ``(B,)`` and ``Y``
+        of shape ``(B, *y0.shape)``; single evaluations are batches of one.
+    """
+
+    def __init__(self, f: Callable[[Any, Any], Any], ops: ArrayOps, vectorized: bool) -> None:
+        self.f = f
+        self.ops = ops
+        self.vectorized = vectorized
+        self.calls = 0
+        self.evals = 0
+        self.seconds = 0.0
+
+    def one(self, t: float, y: Any) -> Any:
+        """``f`` at one state (a batch of one if ``f`` is vectorised)."""
+        if self.vectorized:
+            return self.batch([(t, y)])[0]
+        start = time.perf_counter()
+        dy = self.f(self.ops.time(t), y)
+        self.seconds += time.perf_counter() - start
+        self.calls += 1
+        self.evals += 1
+        return self.ops.coerce_derivative(dy, y)
+
+    def batch(self, requests: Sequence[Request]) -> list[Any]:
+        """``f`` at many states: one call if vectorised, else one call per state."""
+        if not self.vectorized:
+            return [self.one(t, y) for t, y in requests]
+        ops = self.ops
+        ys = ops.stack([y for _, y in requests])
+        ts = ops.times([t for t, _ in requests])
+        start = time.perf_counter()
+        dys = self.f(ts, ys)
+        self.seconds += time.perf_counter() - start
+        self.calls += 1
+        self.evals += len(requests)
+        return ops.unstack(ops.coerce_derivative(dys, ys, batched=True))
+
+    def plain(self, t: Any, y: Any) -> Any:
+        """``f`` in the non-batched convention, for opaque propagators (counted, timed).
+
+        ``t`` arrives already converted by the propagator (a float or a 0-d tensor).
+        """
+        if self.vectorized:
+            dy = self.batch([(float(t), y)])[0]
+            return dy
+        start = time.perf_counter()
+        dy = self.f(t, y)
+        self.seconds += time.perf_counter() - start
+        self.calls += 1
+        self.evals += 1
+        return dy
+
+
+class Backend(ABC):
+    """Where the work of one tick runs.
+
+    The engine owns the schedule and calls two hooks: :meth:`evaluate` with every pending
+    request of the steppable propagators in flight (one tick), and :meth:`propagate` for a
+    propagation by an opaque (non-steppable) propagator.
+    """
+
+    #: Name in the backend registry.
+    name: ClassVar[str] = "abstract"
+
+    @abstractmethod
+    def evaluate(self, rhs: Rhs, requests: Sequence[Request]) -> list[Any]:
+        """Return ``f(t, y)`` for every request, in order."""
+
+    def propagate(self, propagator: Propagator, rhs: Rhs, y: Any, t0: float, t1: float) -> Any:
+        """Run one opaque propagation (default: here and now)."""
+        return propagator.propagate(rhs.plain, y, t0, t1)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"

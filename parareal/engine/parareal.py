@@ -1,0 +1,288 @@
+"""The Parareal iteration: coarse sweep, correction, convergence, exactness, schedules.
+
+Notation: boundaries ``T_0 < ... < T_N``; ``U_n^k`` is the value at boundary ``n`` after
+iteration ``k``; ``C(n, k) = G(U_n^k)`` and ``F(n, k) = F(U_n^k)`` are propagations over slice
+``n``. The recurrence, written once here::
+
+    U_0^k     = y0
+    U_{n+1}^0 = C(n, 0)                                   (initial coarse sweep)
+    U_{n+1}^k = U_{n+1}^{k-1}                 if n + 1 < k (exact prefix: copy, no work)
+    U_k^k     = F(k-1, k-1)                   taken as it is (bitwise the serial fine value)
+    U_{n+1}^k = F(n, k-1) + (C(n, k) - C(n, k-1))   otherwise
+
+The correction is written ``F + (C_new - C_old)`` so that when the coarse inputs agree the
+update is exactly zero (the fixed point holds bitwise). Iteration ``k`` needs ``F(n, k-1)`` only
+for ``n >= k-1`` and ``C(n, k)`` only for ``n >= k`` (exactness freezing).
+
+Schedules (same iterates, different timing):
+
+* ``synchronous``: the fine propagations of iteration ``k + 1`` start together once iterate
+  ``k`` is complete; the coarse sweep of iteration ``k + 1`` starts once all of them are done.
+* ``pipelined``: every task starts the moment its input ``U_n^k`` exists. Work in flight when
+  the run stops is abandoned.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..backends import Backend, Rhs
+from ..propagators import Propagator
+from ..result import IterationInfo, Solution, Stats, Status
+from ..state import ArrayOps
+from .driver import Driver
+
+__all__ = ["SCHEDULES", "run_parareal"]
+
+SCHEDULES = ("synchronous", "pipelined")
+
+Key = tuple[str, int, int]
+
+
+class _Run:
+    """State of one Parareal run; reacts to finished tasks."""
+
+    def __init__(
+        self,
+        *,
+        rhs: Rhs,
+        y0: Any,
+        boundaries: np.ndarray,
+        coarse: Propagator,
+        fine: Propagator,
+        backend: Backend,
+        schedule: str,
+        tol: float,
+        rtol: float,
+        max_iters: int,
+        callback: Callable[[IterationInfo], Any] | None,
+        progress: bool,
+        initial: list[Any] | None,
+    ) -> None:
+        self.rhs = rhs
+        self.ops: ArrayOps = rhs.ops
+        self.y0 = y0
+        self.t = boundaries
+        self.N = len(boundaries) - 1
+        self.coarse = coarse
+        self.fine = fine
+        self.pipelined = schedule == "pipelined"
+        self.tol = tol
+        self.rtol = rtol
+        self.K = max_iters
+        self.callback = callback
+        self.progress = progress
+        self.initial = initial
+        self.driver = Driver(backend, rhs)
+        self.U: dict[tuple[int, int], Any] = {}
+        self.C: dict[tuple[int, int], Any] = {}
+        self.F: dict[tuple[int, int], Any] = {}
+        self.fine_pending: dict[int, int] = {}
+        self.complete: set[int] = set()
+        self.next_iterate = 0
+        self.final: int | None = None
+        self.status = Status.MAX_ITERS
+        self.residuals: list[float] = []
+        self.path: list[int] = []
+        self.fine_calls = 0
+        self.coarse_calls = 0
+        self.engine_seconds = 0.0
+
+    # -- values ----------------------------------------------------------------------------
+    def value(self, n: int, k: int) -> Any:
+        """``U_n^k``, following the exact prefix (``U_n^k = U_n^n`` for ``n < k``)."""
+        return self.U[(n, min(n, k))]
+
+    def iterate(self, k: int) -> list[Any]:
+        return [self.value(n, k) for n in range(self.N + 1)]
+
+    # -- tasks -----------------------------------------------------------------------------
+    def start_coarse(self, n: int, k: int) -> None:
+        self.coarse_calls += 1
+        self.driver.start(("C", n, k), self.coarse, self.value(n, k), self.t[n], self.t[n + 1])
+
+    def start_fine(self, n: int, k: int) -> None:
+        self.fine_calls += 1
+        self.fine_pending[k] = self.fine_pending.get(k, 0) + 1
+        self.driver.start(("F", n, k), self.fine, self.value(n, k), self.t[n], self.t[n + 1])
+
+    def start_fine_sweep(self, k: int) -> None:
+        for n in range(k, self.N):
+            self.start_fine(n, k)
+
+    # -- events ----------------------------------------------------------------------------
+    def set_value(self, n: int, k: int, value: Any) -> None:
+        self.U[(n, k)] = value
+        if n == self.N:
+            self.complete.add(k)
+            while self.final is None and self.next_iterate in self.complete:
+                self.finish_iterate(self.next_iterate)
+                self.next_iterate += 1
+            return
+        if n >= k and k <= self.K:
+            self.start_coarse(n, k)
+        if self.pipelined and n >= k and k < self.K:
+            self.start_fine(n, k)
+
+    def on_finished(self, key: Key, value: Any) -> None:
+        kind, n, k = key
+        if kind == "C":
+            self.C[(n, k)] = value
+            self.try_form(n + 1, k)
+            return
+        self.F[(n, k)] = value
+        self.fine_pending[k] -= 1
+        if self.pipelined:
+            self.try_form(n + 1, k + 1)
+        elif self.fine_pending[k] == 0:
+            # synchronous: the sweep of iteration k + 1 starts once its fine phase is done
+            self.try_form(k + 1, k + 1)
+
+    def try_form(self, m: int, k: int) -> None:
+        """Form ``U_m^k`` (``m >= 1``) if its inputs exist and it does not yet."""
+        if (m, k) in self.U or m < k:
+            return
+        n = m - 1
+        if k == 0:
+            if (n, 0) not in self.C:
+                return
+            value = self.C[(n, 0)]
+        elif m == k:
+            if (n, k - 1) not in self.F:
+                return
+            value = self.F[(n, k - 1)]
+        else:
+            if (n, k) not in self.C or (n, k - 1) not in self.F:
+                return
+            if not self.pipelined and self.fine_pending.get(k - 1, 0):
+                return
+            value = self.F[(n, k - 1)] + (self.C[(n, k)] - self.C[(n, k - 1)])
+        self.set_value(m, k, value)
+
+    # -- iterates --------------------------------------------------------------------------
+    def finish_iterate(self, k: int) -> None:
+        ops = self.ops
+        if k == 0:
+            finite = all(ops.all_finite(self.value(n, 0)) for n in range(1, self.N + 1))
+            if not finite:
+                self.stop(0, Status.DIVERGED)
+                return
+            residual = math.nan
+        else:
+            residual = max(
+                ops.max_abs(self.U[(n, k)] - self.value(n, k - 1)) for n in range(k, self.N + 1)
+            )
+            if not math.isfinite(residual):
+                self.stop(k - 1, Status.DIVERGED)
+                return
+            self.residuals.append(residual)
+        self.path.append(self.driver.clock)
+        if self.progress:
+            print(
+                f"parareal: iteration {k}/{self.K}  max update {residual:.3e}  "
+                f"critical path {self.driver.clock}",
+                file=sys.stderr,
+            )
+        if self.callback is not None:
+            self.callback(
+                IterationInfo(
+                    iteration=k,
+                    residual=residual,
+                    t=self.t.copy(),
+                    y=ops.stack(self.iterate(k)),
+                    critical_path=self.driver.clock,
+                    f_evals=self.rhs.evals,
+                )
+            )
+        if k >= 1 and self.converged(residual, k):
+            self.stop(k, Status.CONVERGED)
+        elif k == self.K:
+            self.stop(k, Status.CONVERGED if k == self.N else Status.MAX_ITERS)
+        else:
+            if not self.pipelined:
+                self.start_fine_sweep(k)
+            self.forget(k)
+
+    def converged(self, residual: float, k: int) -> bool:
+        if self.tol == 0.0 and self.rtol == 0.0:
+            return False
+        scale = 0.0
+        if self.rtol > 0.0:
+            scale = max(self.ops.max_abs(self.value(n, k)) for n in range(self.N + 1))
+        return residual <= self.tol + self.rtol * scale
+
+    def forget(self, k: int) -> None:
+        """Drop values that no later iterate can need once iterate ``k`` is complete."""
+        for store in (self.C, self.F):
+            for key in [key for key in store if key[1] < k]:
+                del store[key]
+        for key in [key for key in self.U if key[1] < k and key[0] > key[1]]:
+            del self.U[key]
+
+    def stop(self, k: int, status: Status) -> None:
+        self.final = k
+        self.status = status
+
+    # -- main loop -------------------------------------------------------------------------
+    def run(self) -> Solution:
+        start = time.perf_counter()
+        try:
+            self.U[(0, 0)] = self.y0
+            if self.initial is not None:
+                for n in range(1, self.N + 1):
+                    self.U[(n, 0)] = self.initial[n]
+                for n in range(self.N):
+                    self.start_coarse(n, 0)
+                self.set_value(self.N, 0, self.initial[self.N])
+                if self.pipelined and self.final is None and self.K > 0:
+                    self.start_fine_sweep(0)
+            else:
+                self.set_value(0, 0, self.y0)
+            while self.final is None:
+                if self.driver.idle:  # pragma: no cover - guards against schedule bugs
+                    raise RuntimeError("parareal engine stalled: no task in flight")
+                for key, value in self.driver.step():
+                    self.on_finished(key, value)
+                    if self.final is not None:
+                        break
+        finally:
+            self.driver.close()
+        total = time.perf_counter() - start
+        k = self.final
+        y = self.ops.stack(self.iterate(k))
+        f_seconds = self.rhs.seconds
+        prop_seconds = self.driver.propagator_seconds
+        stats = Stats(
+            fine_calls=self.fine_calls,
+            coarse_calls=self.coarse_calls,
+            f_evals=self.rhs.evals,
+            f_calls=self.rhs.calls,
+            critical_path=self.driver.clock,
+            critical_path_per_iteration=tuple(self.path[: k + 1]),
+            wall_time={
+                "total": total,
+                "f": f_seconds,
+                "propagators": prop_seconds,
+                "engine": max(total - f_seconds - prop_seconds, 0.0),
+            },
+        )
+        return Solution(
+            t=self.t.copy(),
+            y=y,
+            iterations=k,
+            converged=self.status is Status.CONVERGED,
+            status=self.status,
+            residuals=tuple(self.residuals[:k]),
+            stats=stats,
+        )
+
+
+def run_parareal(**kwargs: Any) -> Solution:
+    """Run Parareal on validated arguments (see :func:`parareal.solve` for their meaning)."""
+    return _Run(**kwargs).run()

@@ -1,0 +1,124 @@
+"""The :class:`Propagator` protocol and the steppable fixed-step base class."""
+
+from __future__ import annotations
+
+import numbers
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Generator
+from typing import Any, ClassVar
+
+from ..state import ops_for
+
+__all__ = ["Propagator", "Request", "SteppablePropagator", "Stepper", "check_steps"]
+
+#: One request of a steppable propagator: the time and state at which it needs ``f``.
+Request = tuple[float, Any]
+#: A stepper coroutine: yields requests, receives ``f(t, y)``, returns the final state.
+Stepper = Generator[Request, Any, Any]
+
+
+def check_steps(steps: Any, *, name: str = "steps") -> int:
+    """Validate a positive integer count of sub-steps."""
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral):
+        raise TypeError(f"{name} must be a positive int, got {steps!r}")
+    if steps < 1:
+        raise ValueError(f"{name} must be >= 1, got {steps}")
+    return int(steps)
+
+
+class Propagator(ABC):
+    """Maps a state at ``t0`` to a state at ``t1`` for the ODE ``dy/dt = f(t, y)``.
+
+    Parareal uses two of them: a cheap *coarse* one (``G``) and an accurate *fine* one (``F``).
+
+    Checklist for writing your own
+    ------------------------------
+    1. Subclass :class:`Propagator` (or :class:`SteppablePropagator` for a fixed-step method)
+       and implement :meth:`propagate` ``(f, y, t0, t1) -> y1``. ``y`` is a numpy array or a
+       torch tensor of any shape; return the same kind, shape, dtype and device.
+    2. Keep no state between calls: the engine calls the same instance on many slices, with
+       different inputs, in any order (no step counters, no caches keyed on call order).
+    3. Be deterministic: the same ``(y, t0, t1)`` must give the same bits. Exactness of Parareal
+       (the first ``k`` boundaries equal the serial fine solution after ``k`` iterations) and the
+       fixed-point property rely on it.
+    4. Call ``f(t, y)`` with ``t`` as the state's kind expects: a Python float for numpy
+       states, a 0-d tensor of the state's real dtype on its device for torch states
+       (:meth:`parareal.state.ArrayOps.time`).
+    5. If every propagation is a known sequence of ``f`` calls (explicit fixed-step methods),
+       derive from :class:`SteppablePropagator` and write :meth:`SteppablePropagator.step` as
+       a coroutine: ``k = yield (t, y)`` asks for ``f(t, y)``. Then the batched backend can
+       advance many slices together, one batched call of ``f`` per sub-step.
+    6. Validate constructor arguments (``TypeError``/``ValueError`` naming the argument), give
+       a readable ``repr``, and add one entry to the registry in ``propagators/__init__.py`` and
+       to the propagator list in ``tests/``.
+    """
+
+    #: True when the propagator exposes :meth:`SteppablePropagator.stepper`.
+    steppable: ClassVar[bool] = False
+
+    @abstractmethod
+    def propagate(self, f: Callable[[Any, Any], Any], y: Any, t0: float, t1: float) -> Any:
+        """Return the state at ``t1`` starting from ``y`` at ``t0``."""
+
+    @property
+    def evals(self) -> int | None:
+        """Calls of ``f`` per propagation when fixed in advance, else ``None``."""
+        return None
+
+
+class SteppablePropagator(Propagator):
+    """A fixed-step explicit method with ``steps`` equal sub-steps per propagation.
+
+    Each sub-step is written as a coroutine (:meth:`step`) that yields every ``(t, y)`` at which
+    it needs ``f`` and receives ``f(t, y)`` back. This lets a backend interleave many
+    propagations and batch their requests.
+
+    Parameters
+    ----------
+    steps : int
+        Number of equal sub-steps per propagation (>= 1).
+    """
+
+    steppable: ClassVar[bool] = True
+    #: Calls of ``f`` per sub-step.
+    stages: ClassVar[int] = 1
+
+    def __init__(self, steps: int = 1) -> None:
+        self.steps = check_steps(steps)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(steps={self.steps})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and vars(other) == vars(self)
+
+    def __hash__(self) -> int:
+        return hash((type(self), tuple(sorted(vars(self).items()))))
+
+    @property
+    def evals(self) -> int:
+        return self.steps * self.stages
+
+    @abstractmethod
+    def step(self, y: Any, t: float, h: float) -> Stepper:
+        """One sub-step of size ``h`` from ``(t, y)``, as a coroutine returning the new state."""
+
+    def stepper(self, y: Any, t0: float, t1: float) -> Stepper:
+        """The whole propagation from ``t0`` to ``t1`` as one coroutine."""
+        t0 = float(t0)
+        t1 = float(t1)
+        h = (t1 - t0) / self.steps
+        for i in range(self.steps):
+            y = yield from self.step(y, t0 + i * h, h)
+        return y
+
+    def propagate(self, f: Callable[[Any, Any], Any], y: Any, t0: float, t1: float) -> Any:
+        ops = ops_for(y)
+        gen = self.stepper(y, t0, t1)
+        try:
+            t, yr = next(gen)
+            while True:
+                dy = ops.coerce_derivative(f(ops.time(t), yr), yr)
+                t, yr = gen.send(dy)
+        except StopIteration as stop:
+            return stop.value

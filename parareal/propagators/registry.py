@@ -1,0 +1,58 @@
+"""Names for propagators, as sugar for the CLI and for string arguments.
+
+A spec is ``NAME`` or ``NAME:STEPS`` for fixed-step methods (``"rk4:20"``), and
+``scipy:METHOD`` or ``torchdiffeq:METHOD`` for the adaptive wrappers (``"scipy:Radau"``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Propagator
+from .external import ScipyIVP, TorchDiffEq
+from .fixed import RK4, Euler, Heun, Midpoint
+
+__all__ = ["PROPAGATORS", "from_spec", "resolve"]
+
+#: Fixed-step propagators by name.
+PROPAGATORS: dict[str, type[Propagator]] = {
+    "euler": Euler,
+    "midpoint": Midpoint,
+    "heun": Heun,
+    "rk4": RK4,
+}
+_EXTERNAL = {"scipy": ScipyIVP, "torchdiffeq": TorchDiffEq}
+
+
+def from_spec(spec: str) -> Propagator:
+    """Build a propagator from a spec such as ``"RK4:20"`` or ``"scipy:Radau"``."""
+    if not isinstance(spec, str):
+        raise TypeError(f"a propagator spec must be a str, got {type(spec).__name__}")
+    name, _, arg = spec.strip().partition(":")
+    key = name.lower()
+    known = sorted(PROPAGATORS) + [f"{k}:METHOD" for k in _EXTERNAL]
+    if key in _EXTERNAL:
+        if not arg:
+            raise ValueError(f"propagator spec {spec!r} needs a method, e.g. 'scipy:Radau'")
+        return _EXTERNAL[key](method=arg)
+    if key not in PROPAGATORS:
+        raise ValueError(f"unknown propagator {name!r}; known: {', '.join(known)}")
+    if not arg:
+        return PROPAGATORS[key]()
+    try:
+        steps = int(arg)
+    except ValueError:
+        raise ValueError(f"propagator spec {spec!r}: steps must be an integer") from None
+    return PROPAGATORS[key](steps=steps)
+
+
+def resolve(value: Any, *, name: str) -> Propagator:
+    """Accept a :class:`Propagator` instance or a spec string; anything else is a TypeError."""
+    if isinstance(value, Propagator):
+        return value
+    if isinstance(value, str):
+        return from_spec(value)
+    raise TypeError(
+        f"{name} must be a Propagator (e.g. parareal.RK4(steps=10)) or a spec string such as "
+        f"'rk4:10', got {type(value).__name__}"
+    )

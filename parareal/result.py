@@ -1,0 +1,132 @@
+"""Typed results: :class:`Status`, :class:`Stats`, :class:`IterationInfo`, :class:`Solution`."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["IterationInfo", "Solution", "Stats", "Status"]
+
+
+class Status(enum.Enum):
+    """How a Parareal run ended."""
+
+    #: The convergence test passed, or all slices became exact (``iterations == slices``).
+    CONVERGED = "converged"
+    #: ``max_iters`` iterations ran without meeting the tolerance.
+    MAX_ITERS = "max_iters"
+    #: An iterate contained NaN or inf; the last finite iterate is returned.
+    DIVERGED = "diverged"
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Work and time counters of one run.
+
+    Attributes
+    ----------
+    fine_calls, coarse_calls : int
+        Fine and coarse propagations over one slice that were started (in the pipelined
+        schedule this includes speculative work abandoned when the run stopped).
+    f_evals : int
+        Evaluations of ``f`` at one state (a batched call over ``B`` states counts ``B``).
+    f_calls : int
+        Python calls of ``f`` (a batched call counts 1).
+    critical_path : int
+        Sequential batched calls of ``f`` of the schedule (ticks): the latency in units of
+        one call of ``f`` when every slice has its own worker or batch slot. Opaque
+        propagators (scipy, torchdiffeq) count their own calls of ``f`` along the path.
+    critical_path_per_iteration : tuple of int
+        ``critical_path`` at the moment iterate ``k`` was complete, for ``k = 0..iterations``.
+    wall_time : Mapping[str, float]
+        Seconds: ``total``; ``f`` (inside ``f``); ``propagators`` (propagator arithmetic and
+        opaque solvers, excluding ``f``); ``engine`` (corrections, norms, bookkeeping).
+    """
+
+    fine_calls: int = 0
+    coarse_calls: int = 0
+    f_evals: int = 0
+    f_calls: int = 0
+    critical_path: int = 0
+    critical_path_per_iteration: tuple[int, ...] = ()
+    wall_time: Mapping[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict of the counters."""
+        return {
+            "fine_calls": self.fine_calls,
+            "coarse_calls": self.coarse_calls,
+            "f_evals": self.f_evals,
+            "f_calls": self.f_calls,
+            "critical_path": self.critical_path,
+            "critical_path_per_iteration": list(self.critical_path_per_iteration),
+            "wall_time": dict(self.wall_time),
+        }
+
+
+@dataclass(frozen=True)
+class IterationInfo:
+    """What a ``callback`` receives after each complete iterate.
+
+    Attributes
+    ----------
+    iteration : int
+        ``k``; 0 is the initial coarse sweep.
+    residual : float
+        Max-norm of the boundary update ``U^k - U^{k-1}`` (NaN for ``k = 0``).
+    t : numpy.ndarray
+        The ``N + 1`` slice boundaries.
+    y : array
+        Boundary values ``U^k`` stacked, shape ``(N + 1, *y0.shape)``, y0's kind.
+    critical_path : int
+        Ticks elapsed when this iterate was complete.
+    f_evals : int
+        Evaluations of ``f`` so far.
+    """
+
+    iteration: int
+    residual: float
+    t: np.ndarray
+    y: Any
+    critical_path: int
+    f_evals: int
+
+
+@dataclass(frozen=True)
+class Solution:
+    """Result of :func:`parareal.solve`.
+
+    Attributes
+    ----------
+    t : numpy.ndarray
+        The ``N + 1`` slice boundaries (float64).
+    y : array
+        Boundary values, shape ``(N + 1, *y0.shape)``, same kind, dtype and device as ``y0``.
+    iterations : int
+        Completed Parareal iterations (the coarse sweep is iteration 0 and not counted).
+    converged : bool
+        ``status is Status.CONVERGED``.
+    status : Status
+        How the run ended.
+    residuals : tuple of float
+        Max boundary update of each iteration ``1..iterations``.
+    stats : Stats
+        Work counters and timings.
+    """
+
+    t: np.ndarray
+    y: Any
+    iterations: int
+    converged: bool
+    status: Status
+    residuals: tuple[float, ...]
+    stats: Stats
+
+    @property
+    def y_final(self) -> Any:
+        """The state at the end of the span (``y[-1]``)."""
+        return self.y[-1]

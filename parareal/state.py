@@ -1,0 +1,223 @@
+"""The few array operations the engine needs, for numpy arrays and torch tensors.
+
+The engine and the propagators never import torch themselves: they ask :func:`ops_for` for an
+:class:`ArrayOps` matching the user's initial state and go through it. Torch is imported only
+when a torch tensor is actually handed in (it is then already in ``sys.modules``).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ArrayOps", "NumpyOps", "TorchOps", "is_torch", "ops_for"]
+
+
+def is_torch(x: Any) -> bool:
+    """Return True when ``x`` is a torch tensor (without importing torch)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+class ArrayOps:
+    """Array operations for one kind of state (a numpy array or a torch tensor).
+
+    An instance is bound to a template state: its shape, dtype and (for torch) device. All
+    states handled by one solve share them.
+    """
+
+    kind: str = "abstract"
+
+    def __init__(self, template: Any) -> None:
+        self.shape: tuple[int, ...] = tuple(template.shape)
+        self.dtype = template.dtype
+
+    # -- time values handed to f -------------------------------------------------------------
+    def time(self, t: float) -> Any:
+        """The time value passed to a non-batched call ``f(t, y)``."""
+        raise NotImplementedError
+
+    def times(self, ts: Sequence[float]) -> Any:
+        """The 1-D vector of times passed to a batched call ``f(t, Y)``."""
+        raise NotImplementedError
+
+    # -- structure ---------------------------------------------------------------------------
+    def stack(self, items: Sequence[Any]) -> Any:
+        """Stack states along a new leading axis."""
+        raise NotImplementedError
+
+    def unstack(self, x: Any) -> list[Any]:
+        """Split a stacked array along its leading axis."""
+        raise NotImplementedError
+
+    def full_nan(self) -> Any:
+        """A state of the template's shape filled with NaN."""
+        raise NotImplementedError
+
+    # -- reductions --------------------------------------------------------------------------
+    def max_abs(self, x: Any) -> float:
+        """Max-norm of ``x`` as a Python float (NaN if ``x`` holds a NaN)."""
+        raise NotImplementedError
+
+    def all_finite(self, x: Any) -> bool:
+        """True when every entry of ``x`` is finite."""
+        raise NotImplementedError
+
+    # -- conversion and checks ---------------------------------------------------------------
+    def to_numpy(self, x: Any) -> np.ndarray:
+        """A numpy copy of ``x`` (for plotting, JSON, MPI buffers)."""
+        raise NotImplementedError
+
+    def from_numpy(self, a: np.ndarray) -> Any:
+        """A state of this kind, dtype and device built from a numpy array."""
+        raise NotImplementedError
+
+    def coerce_derivative(self, dy: Any, y: Any, *, batched: bool = False) -> Any:
+        """Check that ``f`` returned an array of the right kind and shape; cast its dtype.
+
+        Raises
+        ------
+        TypeError
+            If ``dy`` is not an array of this kind or its dtype cannot be cast safely.
+        ValueError
+            If ``dy`` does not have the shape of ``y``.
+        """
+        raise NotImplementedError
+
+    @staticmethod
+    def _shape_error(dy_shape: tuple[int, ...], y_shape: tuple[int, ...], batched: bool) -> str:
+        where = "a batched call f(t, Y)" if batched else "f(t, y)"
+        return (
+            f"f returned an array of shape {dy_shape} in {where}, but the state has shape "
+            f"{y_shape}; f(t, y) must return dy/dt with the same shape as y"
+        )
+
+
+class NumpyOps(ArrayOps):
+    """:class:`ArrayOps` for numpy arrays. Times are passed to ``f`` as Python floats."""
+
+    kind = "numpy"
+
+    def time(self, t: float) -> float:
+        return float(t)
+
+    def times(self, ts: Sequence[float]) -> np.ndarray:
+        return np.asarray(ts, dtype=np.float64)
+
+    def stack(self, items: Sequence[Any]) -> np.ndarray:
+        return np.stack(items)
+
+    def unstack(self, x: np.ndarray) -> list[np.ndarray]:
+        return list(x)
+
+    def full_nan(self) -> np.ndarray:
+        return np.full(self.shape, np.nan, dtype=self.dtype)
+
+    def max_abs(self, x: np.ndarray) -> float:
+        if x.size == 0:
+            return 0.0
+        return float(np.max(np.abs(x)))
+
+    def all_finite(self, x: np.ndarray) -> bool:
+        return bool(np.all(np.isfinite(x)))
+
+    def to_numpy(self, x: np.ndarray) -> np.ndarray:
+        return np.array(x, copy=True)
+
+    def from_numpy(self, a: np.ndarray) -> np.ndarray:
+        return np.asarray(a, dtype=self.dtype)
+
+    def coerce_derivative(self, dy: Any, y: np.ndarray, *, batched: bool = False) -> np.ndarray:
+        if not isinstance(dy, np.ndarray):
+            if is_torch(dy):
+                raise TypeError("f returned a torch tensor for a numpy state; return a numpy array")
+            try:
+                dy = np.asarray(dy)
+            except Exception as exc:  # pragma: no cover - numpy raises many kinds
+                raise TypeError(f"f returned {type(dy).__name__}, not an array: {exc}") from exc
+        if dy.shape != y.shape:
+            raise ValueError(self._shape_error(dy.shape, y.shape, batched))
+        if dy.dtype != y.dtype:
+            if not np.can_cast(dy.dtype, y.dtype, casting="same_kind"):
+                raise TypeError(
+                    f"f returned dtype {dy.dtype} for a state of dtype {y.dtype}; "
+                    "return real values for a real state"
+                )
+            dy = dy.astype(y.dtype)
+        return dy
+
+
+class TorchOps(ArrayOps):
+    """:class:`ArrayOps` for torch tensors.
+
+    Times are passed to ``f`` as tensors (0-d, or 1-d for batched calls) of the state's real
+    dtype on the state's device, as torchdiffeq does.
+    """
+
+    kind = "torch"
+
+    def __init__(self, template: Any) -> None:
+        import torch
+
+        super().__init__(template)
+        self._torch = torch
+        self.device = template.device
+        self.time_dtype = template.real.dtype if template.is_complex() else template.dtype
+
+    def time(self, t: float) -> Any:
+        return self._torch.tensor(t, dtype=self.time_dtype, device=self.device)
+
+    def times(self, ts: Sequence[float]) -> Any:
+        return self._torch.tensor(list(ts), dtype=self.time_dtype, device=self.device)
+
+    def stack(self, items: Sequence[Any]) -> Any:
+        return self._torch.stack(list(items))
+
+    def unstack(self, x: Any) -> list[Any]:
+        return list(x.unbind(0))
+
+    def full_nan(self) -> Any:
+        return self._torch.full(self.shape, float("nan"), dtype=self.dtype, device=self.device)
+
+    def max_abs(self, x: Any) -> float:
+        if x.numel() == 0:
+            return 0.0
+        return float(x.detach().abs().max())
+
+    def all_finite(self, x: Any) -> bool:
+        return bool(self._torch.isfinite(x).all())
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        return x.detach().cpu().numpy().copy()
+
+    def from_numpy(self, a: np.ndarray) -> Any:
+        return self._torch.as_tensor(np.asarray(a), device=self.device).to(self.dtype)
+
+    def coerce_derivative(self, dy: Any, y: Any, *, batched: bool = False) -> Any:
+        torch = self._torch
+        if not isinstance(dy, torch.Tensor):
+            raise TypeError(
+                f"f returned {type(dy).__name__} for a torch state; return a torch.Tensor"
+            )
+        if dy.shape != y.shape:
+            raise ValueError(self._shape_error(tuple(dy.shape), tuple(y.shape), batched))
+        if dy.dtype != y.dtype:
+            if not torch.can_cast(dy.dtype, y.dtype):
+                raise TypeError(
+                    f"f returned dtype {dy.dtype} for a state of dtype {y.dtype}; "
+                    "return real values for a real state"
+                )
+            dy = dy.to(y.dtype)
+        return dy
+
+
+def ops_for(y0: Any) -> ArrayOps:
+    """Return the :class:`ArrayOps` for a state like ``y0`` (numpy array or torch tensor)."""
+    if is_torch(y0):
+        return TorchOps(y0)
+    if isinstance(y0, np.ndarray):
+        return NumpyOps(y0)
+    raise TypeError(f"expected a numpy array or a torch tensor, got {type(y0).__name__}")

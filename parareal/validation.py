@@ -1,0 +1,105 @@
+"""Argument checks shared by the public entry points (clear ``TypeError``/``ValueError``)."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+
+from .state import ArrayOps, is_torch, ops_for
+
+__all__ = [
+    "check_max_iters",
+    "check_slices",
+    "check_span",
+    "check_tolerance",
+    "check_y0",
+]
+
+
+def check_y0(y0: Any) -> tuple[Any, ArrayOps]:
+    """Return ``y0`` as a numpy array or torch tensor of a floating or complex dtype."""
+    if is_torch(y0):
+        if not (y0.is_floating_point() or y0.is_complex()):
+            raise TypeError(f"y0 must have a floating or complex dtype, got {y0.dtype}")
+    else:
+        if isinstance(y0, (str, bytes)) or y0 is None:
+            raise TypeError(f"y0 must be a numpy array or a torch tensor, got {y0!r}")
+        try:
+            arr = np.asarray(y0)
+        except Exception as exc:
+            raise TypeError(f"y0 must be array-like, got {type(y0).__name__}") from exc
+        if arr.dtype.kind in "biu":
+            arr = arr.astype(np.float64)
+        if arr.dtype.kind not in "fc":
+            raise TypeError(f"y0 must have a floating or complex dtype, got {arr.dtype}")
+        y0 = arr
+    ops = ops_for(y0)
+    if not ops.all_finite(y0):
+        raise ValueError("y0 contains NaN or inf; the initial state must be finite")
+    return y0, ops
+
+
+def _real(value: Any, name: str) -> float:
+    if is_torch(value) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
+
+
+def check_span(t_span: Any) -> tuple[float, float]:
+    """Return ``(t0, t1)`` as floats with ``t0 < t1``."""
+    if isinstance(t_span, (str, bytes)):
+        raise TypeError(f"t_span must be a pair (t0, t1), got {t_span!r}")
+    try:
+        items = list(t_span)
+    except TypeError:
+        raise TypeError(f"t_span must be a pair (t0, t1), got {t_span!r}") from None
+    if len(items) != 2:
+        raise ValueError(f"t_span must have exactly two entries (t0, t1), got {len(items)}")
+    t0, t1 = _real(items[0], "t_span[0]"), _real(items[1], "t_span[1]")
+    if t1 == t0:
+        raise ValueError(f"t_span is empty: t0 == t1 == {t0}")
+    if t1 < t0:
+        raise ValueError(f"t_span is inverted: t1 = {t1} < t0 = {t0}; pass t0 < t1")
+    return t0, t1
+
+
+def check_slices(slices: Any) -> int:
+    """Return the number of slices as an int >= 1."""
+    if isinstance(slices, bool) or not isinstance(slices, numbers.Integral):
+        raise TypeError(f"slices must be a positive int, got {slices!r}")
+    if slices < 1:
+        raise ValueError(f"slices must be >= 1, got {slices}")
+    return int(slices)
+
+
+def check_tolerance(value: Any, name: str) -> float:
+    """Return a finite tolerance >= 0."""
+    value = _real(value, name)
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return value
+
+
+def check_max_iters(max_iters: Any, slices: int) -> int:
+    """Return the iteration cap: ``slices`` for None, else an int in ``[0, slices]``.
+
+    More than ``slices`` iterations are never needed (all slices are exact after ``slices``),
+    so larger values are capped at ``slices``.
+    """
+    if max_iters is None:
+        return slices
+    if isinstance(max_iters, bool) or not isinstance(max_iters, numbers.Integral):
+        raise TypeError(f"max_iters must be None or an int >= 0, got {max_iters!r}")
+    if max_iters < 0:
+        raise ValueError(f"max_iters must be >= 0, got {max_iters}")
+    return min(int(max_iters), slices)
