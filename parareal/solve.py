@@ -321,7 +321,9 @@ def odeint(
     if not isinstance(method, str):
         raise TypeError(f"method must be a str, got {type(method).__name__}")
     if coarse_method not in _ODEINT_FIXED:
-        raise ValueError(f"coarse_method must be one of {sorted(_ODEINT_FIXED)}, got {coarse_method!r}")
+        raise ValueError(
+            f"coarse_method must be one of {sorted(_ODEINT_FIXED)}, got {coarse_method!r}"
+        )
     opts = dict(options or {})
     intervals = times.size - 1
     slices = intervals if slices is None else check_slices(slices)
