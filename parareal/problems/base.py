@@ -1,0 +1,243 @@
+"""The :class:`Problem` record and helpers shared by the test-problem factories."""
+
+from __future__ import annotations
+
+import functools
+import math
+import numbers
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..propagators import Propagator, resolve
+from ..validation import check_slices
+
+__all__ = [
+    "Problem",
+    "check_positive",
+    "check_propagators",
+    "check_real",
+    "check_state",
+    "check_t_end",
+    "integrate",
+]
+
+#: Tolerances of the numerical reference solution (``solve_ivp``, ``method="DOP853"``).
+REFERENCE_RTOL = 1e-13
+REFERENCE_ATOL = 1e-13
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """A test ODE ``dy/dt = f(t, y)`` with defaults for Parareal and a reference solution.
+
+    Build one with a factory (:func:`parareal.problems.brusselator`...) or by name with
+    :func:`parareal.problems.get`; then ``parareal.solve(p.f, p.y0, p.t_span, coarse=p.coarse,
+    fine=p.fine, slices=p.slices)``.
+
+    Attributes
+    ----------
+    name : str
+        Registry name, e.g. ``"brusselator"``.
+    f : callable
+        Right-hand side ``f(t, y) -> dy/dt`` on numpy arrays. It accepts a single state (``t`` a
+        float, ``y`` of shape ``y0.shape``) and a batch (``t`` of shape ``(B,)``, ``y`` of shape
+        ``(B, *y0.shape)``), so pass ``vectorized=True`` to :func:`parareal.solve`. It is
+        elementwise, so a batch gives the same bits as the stacked single calls. It is a
+        picklable, hashable callable object.
+    y0 : numpy.ndarray
+        Initial state (float64; complex128 for the complex Dahlquist problem). Read-only.
+    t_span : (float, float)
+        ``(t0, t_end)``.
+    coarse, fine : Propagator
+        Default coarse ``G`` and fine ``F`` propagators (per slice).
+    slices : int
+        Default number of time slices.
+    description : str
+        One line on the problem and the defaults.
+    lam : complex or None
+        The eigenvalue of a Dahlquist problem ``y' = lam * y`` (for the theory bounds), else
+        ``None``.
+    exact : callable or None
+        Closed-form solution ``exact(t) -> (len(t), *y0.shape)`` for a 1-D float array ``t``;
+        ``None`` means :meth:`reference` integrates numerically with scipy's DOP853.
+    """
+
+    name: str
+    f: Callable[[Any, Any], Any]
+    y0: np.ndarray
+    t_span: tuple[float, float]
+    coarse: Propagator
+    fine: Propagator
+    slices: int
+    description: str
+    lam: complex | None = None
+    exact: Callable[[np.ndarray], np.ndarray] | None = None
+
+    def __post_init__(self) -> None:
+        y0 = np.array(self.y0, copy=True)
+        y0.setflags(write=False)
+        object.__setattr__(self, "y0", y0)
+        object.__setattr__(self, "t_span", (float(self.t_span[0]), float(self.t_span[1])))
+
+    def __repr__(self) -> str:
+        return (
+            f"Problem(name={self.name!r}, y0={self.y0.tolist()!r}, t_span={self.t_span!r}, "
+            f"coarse={self.coarse!r}, fine={self.fine!r}, slices={self.slices})"
+        )
+
+    def reference(self, t: Any) -> np.ndarray:
+        """The exact (or high-accuracy) solution at the times ``t``.
+
+        Parameters
+        ----------
+        t : 1-D array-like of float
+            Times ``>= t_span[0]``, in any order (a scalar counts as one time).
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape ``(len(t), *y0.shape)``, ``y0``'s dtype. The closed form where one exists,
+            otherwise :func:`scipy.integrate.solve_ivp` with ``method="DOP853"``,
+            ``rtol = atol = 1e-13`` (needs scipy: ``pip install 'parareal[scipy]'``).
+
+        Raises
+        ------
+        ValueError
+            If ``t`` is not 1-D, not finite, or has a time before ``t_span[0]``.
+        """
+        times = np.atleast_1d(np.asarray(t, dtype=np.float64))
+        if times.ndim != 1:
+            raise ValueError(f"t must be a 1-D array of times, got shape {times.shape}")
+        if not np.all(np.isfinite(times)):
+            raise ValueError("t must be finite")
+        t0 = self.t_span[0]
+        if times.size and times.min() < t0:
+            raise ValueError(f"reference times must be >= t_span[0] = {t0}, got {times.min()}")
+        if self.exact is not None:
+            out = np.asarray(self.exact(times), dtype=self.y0.dtype)
+        else:
+            out = integrate(self.f, self.y0, t0, times)
+        return out.reshape((times.size, *self.y0.shape))
+
+    def reference_final(self) -> np.ndarray:
+        """The reference solution at ``t_span[1]``, shape ``y0.shape``."""
+        return self.reference([self.t_span[1]])[0]
+
+
+def check_t_end(t_end: Any) -> float:
+    """Return ``t_end`` as a positive finite float (the span is ``(0, t_end)``)."""
+    return check_positive(t_end, "t_end")
+
+
+def check_positive(value: Any, name: str) -> float:
+    """Return ``value`` as a positive finite float, else raise TypeError/ValueError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a positive real number, got {value!r}")
+    value = float(value)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be positive and finite, got {value}")
+    return value
+
+
+def check_real(value: Any, name: str) -> float:
+    """Return ``value`` as a finite float, else raise TypeError/ValueError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
+
+
+def check_state(y0: Any, size: int, what: str) -> np.ndarray:
+    """Return ``y0`` as a finite float64 vector of ``size`` entries (``what`` names them)."""
+    try:
+        arr = np.array(y0, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"y0 must be {size} real numbers {what}, got {y0!r}") from None
+    if arr.shape != (size,):
+        raise ValueError(f"y0 must have shape ({size},) {what}, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"y0 must be finite, got {arr}")
+    return arr
+
+
+def check_propagators(
+    slices: Any,
+    coarse: Propagator | str | None,
+    fine: Propagator | str | None,
+    default_coarse: Callable[[], Propagator],
+    default_fine: Callable[[], Propagator],
+) -> tuple[int, Propagator, Propagator]:
+    """Validate ``slices`` and resolve ``coarse``/``fine`` (``None`` -> the problem's default)."""
+    slices = check_slices(slices)
+    coarse_p = default_coarse() if coarse is None else resolve(coarse, name="coarse")
+    fine_p = default_fine() if fine is None else resolve(fine, name="fine")
+    return slices, coarse_p, fine_p
+
+
+def integrate(f: Callable[[Any, Any], Any], y0: np.ndarray, t0: float, times: np.ndarray) -> np.ndarray:
+    """``y(times)`` for ``y' = f(t, y)``, ``y(t0) = y0`` by DOP853 at ``rtol = atol = 1e-13``.
+
+    Results are cached per ``(f, y0, t0, times)`` (``f`` must be hashable; the problem
+    right-hand sides are frozen dataclasses, equal by value). Returns a fresh array of shape
+    ``(len(times), *y0.shape)``.
+    """
+    y0 = np.asarray(y0)
+    key = (f, y0.dtype.str, y0.shape, y0.tobytes(), float(t0), tuple(times.tolist()))
+    try:
+        hash(key)
+    except TypeError:
+        return _integrate(*key).copy()
+    return _integrate_cached(*key).copy()
+
+
+def _integrate(
+    f: Callable[[Any, Any], Any],
+    dtype: str,
+    shape: tuple[int, ...],
+    raw: bytes,
+    t0: float,
+    times: tuple[float, ...],
+) -> np.ndarray:
+    try:
+        from scipy.integrate import solve_ivp
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "the reference solution of this problem needs scipy: pip install 'parareal[scipy]'"
+        ) from exc
+    y0 = np.frombuffer(raw, dtype=dtype).reshape(shape)
+    t = np.asarray(times, dtype=np.float64)
+    out = np.empty((t.size, *shape), dtype=dtype)
+    if t.size == 0:
+        return out
+    grid = np.unique(t)
+    t1 = float(grid[-1])
+    if t1 == t0:
+        out[...] = y0
+        return out
+
+    def rhs(s: float, flat: np.ndarray) -> np.ndarray:
+        return np.ravel(f(s, flat.reshape(shape)))
+
+    sol = solve_ivp(
+        rhs,
+        (t0, t1),
+        y0.ravel(),
+        method="DOP853",
+        t_eval=grid,
+        rtol=REFERENCE_RTOL,
+        atol=REFERENCE_ATOL,
+    )
+    if not sol.success:  # pragma: no cover - the built-in problems integrate fine
+        raise RuntimeError(f"reference integration failed: {sol.message}")
+    values = sol.y.T.reshape((grid.size, *shape))
+    out[...] = values[np.searchsorted(grid, t)]
+    out.setflags(write=False)
+    return out
+
+
+_integrate_cached = functools.lru_cache(maxsize=64)(_integrate)

@@ -1,0 +1,154 @@
+"""Backend and schedule invariance: serial == batched, synchronous == pipelined, numpy/torch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import parareal
+from parareal import RK4, Euler, Heun, Midpoint
+
+from .conftest import diagonal_rhs
+
+torch = pytest.importorskip("torch")
+
+BACKENDS = ["serial", "batched"]
+SCHEDULES = ["synchronous", "pipelined"]
+PROPAGATOR_PAIRS = [(Euler(1), RK4(6)), (Heun(1), Midpoint(5)), (RK4(1), RK4(10))]
+
+
+def _problem(dim=3):
+    lam = -np.linspace(0.3, 2.0, dim)
+    y0 = np.linspace(1.0, -1.0, dim)
+    return diagonal_rhs(lam, forcing=0.5), y0
+
+
+@pytest.mark.parametrize("coarse,fine", PROPAGATOR_PAIRS, ids=lambda p: repr(p))
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_all_backends_and_schedules_give_identical_iterates(coarse, fine, backend, schedule):
+    f, y0 = _problem()
+    ref_iterates = []
+    ref = parareal.solve(f, y0, (0, 3), coarse=coarse, fine=fine, slices=6, tol=0,
+                         callback=lambda i: ref_iterates.append(i.y))
+    iterates = []
+    sol = parareal.solve(f, y0, (0, 3), coarse=coarse, fine=fine, slices=6, tol=0,
+                         backend=backend, schedule=schedule, vectorized=backend == "batched",
+                         callback=lambda i: iterates.append(i.y))
+    # elementwise f: batching does not change a single bit
+    assert len(iterates) == len(ref_iterates)
+    for a, b in zip(iterates, ref_iterates, strict=True):
+        assert np.array_equal(a, b)
+    assert sol.residuals == ref.residuals
+    assert sol.stats.f_evals >= ref.stats.f_evals - 1
+
+
+def test_batched_calls_f_once_per_tick_with_per_slice_times():
+    shapes, times = [], []
+
+    def f(t, y):
+        shapes.append(y.shape)
+        times.append(np.array(t))
+        return -y
+
+    sol = parareal.solve(f, np.ones((2, 3)), (0, 1), coarse=Euler(1), fine=RK4(3), slices=4,
+                         tol=0, backend="batched", vectorized=True)
+    assert sol.stats.f_calls == sol.stats.critical_path == len(shapes)
+    assert all(s[1:] == (2, 3) for s in shapes)
+    assert max(s[0] for s in shapes) == 4  # four slices in flight in the first fine phase
+    assert all(t.shape == (s[0],) for t, s in zip(times, shapes, strict=True))
+    assert sol.stats.f_evals == sum(s[0] for s in shapes)
+
+
+def test_non_vectorized_f_works_with_batched_backend():
+    f, y0 = _problem()
+
+    def scalar_only(t, y):
+        assert np.ndim(t) == 0 and y.shape == y0.shape
+        return f(t, y)
+
+    a = parareal.solve(scalar_only, y0, (0, 2), coarse=Euler(1), fine=RK4(4), slices=5,
+                       backend="batched")
+    b = parareal.solve(f, y0, (0, 2), coarse=Euler(1), fine=RK4(4), slices=5)
+    assert np.array_equal(a.y, b.y)
+    assert a.stats.f_calls == a.stats.f_evals
+
+
+def test_vectorized_f_only_ever_sees_batches_even_on_serial_backend():
+    def f(t, y):
+        assert y.ndim == 2 and t.shape == (y.shape[0],)
+        return -y
+
+    sol = parareal.solve(f, np.ones(3), (0, 1), coarse=Euler(1), fine=RK4(3), slices=3,
+                         vectorized=True)
+    assert sol.converged
+
+
+def test_backend_instances_are_accepted():
+    f, y0 = _problem()
+    a = parareal.solve(f, y0, (0, 1), coarse=Euler(1), fine=RK4(3), slices=3,
+                       backend=parareal.Batched(), vectorized=True)
+    b = parareal.solve(f, y0, (0, 1), coarse=Euler(1), fine=RK4(3), slices=3,
+                       backend=parareal.Serial())
+    assert np.array_equal(a.y, b.y)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_torch_matches_numpy_and_keeps_dtype(dtype, backend, schedule):
+    lam = -np.linspace(0.3, 2.0, 4)
+    lam_t = torch.tensor(lam, dtype=dtype)
+    y0 = np.linspace(1.0, -1.0, 4)
+
+    def f_torch(t, y):
+        assert isinstance(t, torch.Tensor) and t.dtype == dtype
+        return lam_t * y
+
+    sol_t = parareal.solve(f_torch, torch.tensor(y0, dtype=dtype), (0, 2), coarse=Euler(1),
+                           fine=RK4(8), slices=5, tol=0, backend=backend, schedule=schedule,
+                           vectorized=backend == "batched")
+    sol_n = parareal.solve(lambda t, y: lam * y, y0, (0, 2), coarse=Euler(1), fine=RK4(8),
+                           slices=5, tol=0)
+    assert isinstance(sol_t.y, torch.Tensor)
+    assert sol_t.y.dtype == dtype and sol_t.y.shape == (6, 4)
+    atol = 1e-6 if dtype == torch.float32 else 1e-14
+    np.testing.assert_allclose(sol_t.y.numpy(), sol_n.y, atol=atol)
+    ref = parareal.solve_serial(f_torch, torch.tensor(y0, dtype=dtype), (0, 2),
+                                propagator=RK4(8), slices=5)
+    assert torch.equal(sol_t.y, ref)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
+def test_numpy_dtypes_are_kept(dtype):
+    lam = np.array([-1.0 + (1j if np.dtype(dtype).kind == "c" else 0)], dtype=dtype)
+    y0 = np.ones(1, dtype=dtype)
+    sol = parareal.solve(lambda t, y: lam * y, y0, (0, 1), coarse=Euler(1), fine=RK4(5),
+                         slices=4, tol=0, backend="batched", vectorized=True)
+    assert sol.y.dtype == dtype
+    ref = parareal.solve_serial(lambda t, y: lam * y, y0, (0, 1), propagator=RK4(5), slices=4)
+    assert np.array_equal(sol.y, ref)
+
+
+def test_multidimensional_state_shape():
+    rng = np.random.default_rng(0)
+    lam = -rng.uniform(0.1, 2, size=(2, 3, 4))
+    y0 = rng.standard_normal((2, 3, 4))
+    sol = parareal.solve(lambda t, y: lam * y, y0, (0, 1), coarse=Euler(1), fine=RK4(5),
+                         slices=3, backend="batched", vectorized=True, tol=0)
+    assert sol.y.shape == (4, 2, 3, 4)
+    ref = parareal.solve_serial(lambda t, y: lam * y, y0, (0, 1), propagator=RK4(5), slices=3)
+    assert np.array_equal(sol.y, ref)
+
+
+def test_opaque_propagators_in_both_schedules():
+    pytest.importorskip("scipy")
+    f, y0 = _problem()
+    fine = parareal.ScipyIVP("DOP853", rtol=1e-10, atol=1e-12)
+    a = parareal.solve(f, y0, (0, 2), coarse=RK4(1), fine=fine, slices=5, tol=0)
+    b = parareal.solve(f, y0, (0, 2), coarse=RK4(1), fine=fine, slices=5, tol=0,
+                       schedule="pipelined", backend="batched", vectorized=True)
+    assert np.array_equal(a.y, b.y)
+    assert b.stats.critical_path < a.stats.critical_path
+    ref = parareal.solve_serial(f, y0, (0, 2), propagator=fine, slices=5)
+    assert np.array_equal(a.y, ref)

@@ -1,0 +1,80 @@
+"""Gander-Vandewalle bounds on Dahlquist, and the speedup model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import parareal
+from parareal import RK4, Euler, Heun
+from parareal import theory as th
+
+
+@pytest.mark.parametrize("lam", [-1.0, -5.0, -0.2 + 1.5j, 2.0j, -1.0 + 4.0j])
+@pytest.mark.parametrize("coarse", [Euler(1), Heun(1), RK4(1)], ids=repr)
+@pytest.mark.parametrize("slices", [4, 10])
+def test_gander_vandewalle_bounds_hold_on_dahlquist(lam, coarse, slices):
+    fine = RK4(20)
+    t_span = (0.0, 4.0)
+    y0 = np.array([1.0 + 0.0j])
+    f = lambda t, y: lam * y  # noqa: E731
+    serial = parareal.solve_serial(f, y0, t_span, propagator=fine, slices=slices)
+    errors = []
+    parareal.solve(f, y0, t_span, coarse=coarse, fine=fine, slices=slices, tol=0,
+                   callback=lambda i: errors.append(np.max(np.abs(i.y - serial))))
+    bounds = th.dahlquist_bounds(lam, t_span=t_span, slices=slices, coarse=coarse, fine=fine,
+                                 iterations=slices)
+    e0 = errors[0]
+    for k, e in enumerate(errors):
+        assert e <= bounds.superlinear[k] * e0 * (1 + 1e-9) + 1e-14, (k, e, bounds.superlinear[k])
+        assert e <= bounds.linear[k] * e0 * (1 + 1e-9) + 1e-14, (k, e, bounds.linear[k])
+    assert errors[-1] == 0.0
+
+
+def test_stability_factors_are_the_known_polynomials():
+    z = -0.3 + 0.4j
+    assert th.stability_factor(Euler(1), z, 1.0) == pytest.approx(1 + z)
+    assert th.stability_factor(Heun(1), z, 1.0) == pytest.approx(1 + z + z**2 / 2)
+    assert th.stability_factor(RK4(1), z, 1.0) == pytest.approx(
+        1 + z + z**2 / 2 + z**3 / 6 + z**4 / 24
+    )
+    assert th.stability_factor(RK4(2), z, 1.0) == pytest.approx(
+        (1 + z / 2 + (z / 2) ** 2 / 2 + (z / 2) ** 3 / 6 + (z / 2) ** 4 / 24) ** 2
+    )
+
+
+def test_linear_bound_is_infinite_for_unstable_coarse():
+    b = th.dahlquist_bounds(-10.0, t_span=(0, 1), slices=2, coarse=Euler(1), fine=RK4(50),
+                            iterations=2)
+    assert abs(b.r_coarse) >= 1 and np.isinf(b.linear[1])
+    assert b.superlinear[2] == 0.0
+
+
+def test_speedup_model_formula_and_limit():
+    # S = 1 / ((K+1) c + K/P)
+    assert th.speedup_model(2, workers=10, coarse_cost=1, fine_cost=20) == pytest.approx(
+        1 / (3 / 20 + 2 / 10)
+    )
+    assert th.speedup_model(0, workers=4, coarse_cost=1, fine_cost=8) == pytest.approx(8)
+    for k in range(1, 8):
+        s = th.speedup_model(k, workers=16, coarse_cost=1, fine_cost=40)
+        assert s <= th.speedup_limit(k, slices=16, coarse_cost=1, fine_cost=40)
+    with pytest.raises(ValueError, match="workers"):
+        th.speedup_model(1, workers=0, coarse_cost=1, fine_cost=2)
+    with pytest.raises(ValueError, match="coarse_cost"):
+        th.speedup_model(1, workers=2, coarse_cost=0, fine_cost=2)
+    with pytest.raises(TypeError, match="iterations"):
+        th.speedup_model(1.5, workers=2, coarse_cost=1, fine_cost=2)
+
+
+def test_helpers_on_a_solution():
+    f = lambda t, y: -y  # noqa: E731
+    coarse, fine = Euler(1), RK4(10)
+    sol = parareal.solve(f, np.ones(1), (0, 2), coarse=coarse, fine=fine, slices=8, tol=1e-8)
+    s = th.model_speedup(sol, coarse=coarse, fine=fine)
+    assert s == pytest.approx(th.speedup_model(sol.iterations, workers=8, coarse_cost=1,
+                                               fine_cost=40))
+    cps = th.critical_path_speedup(sol, fine=fine)
+    assert cps == pytest.approx(8 * 40 / sol.stats.critical_path)
+    with pytest.raises(ValueError, match="fixed cost"):
+        th.model_speedup(sol, coarse=coarse, fine=parareal.ScipyIVP())
