@@ -50,7 +50,7 @@ def call(**overrides):
         (dict(tol="small"), TypeError, "tol"),
         (dict(max_iters=-1), ValueError, "max_iters"),
         (dict(max_iters=1.5), TypeError, "max_iters"),
-        (dict(backend="gpu-magic"), ValueError, "unknown backend 'gpu-magic'; known: batched, serial"),
+        (dict(backend="gpu-magic"), ValueError, "unknown backend 'gpu-magic'; known: batched"),
         (dict(backend=3), TypeError, "backend"),
         (dict(schedule="eager"), ValueError, "schedule must be one of"),
         (dict(coarse="rk7"), ValueError, "unknown propagator 'rk7'"),

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..propagators import RK4, Propagator
-from .base import Problem, check_propagators, check_state, check_t_end
+from .base import Problem, check_propagators, check_t_end
 
 __all__ = ["ARENSTORF_PERIOD", "ArenstorfRHS", "arenstorf"]
 
@@ -49,7 +49,7 @@ def arenstorf(
     *,
     periods: float = 1.0,
     t_end: float | None = None,
-    slices: int = SL,
+    slices: int = 40,
     coarse: Propagator | str | None = None,
     fine: Propagator | str | None = None,
 ) -> Problem:
@@ -81,7 +81,7 @@ def arenstorf(
         t_end = check_t_end(periods) * ARENSTORF_PERIOD
     t_end = check_t_end(t_end)
     slices, coarse_p, fine_p = check_propagators(
-        slices, coarse, fine, lambda: RK4(steps=CS), lambda: RK4(steps=FS)
+        slices, coarse, fine, lambda: RK4(steps=4), lambda: RK4(steps=200)
     )
     return Problem(
         name="arenstorf",

@@ -34,8 +34,8 @@ def lorenz(
     rho: float = 28.0,
     beta: float = 8.0 / 3.0,
     y0: Any = (1.0, 1.0, 1.0),
-    t_end: float = COARSE_PLACEHOLDER,
-    slices: int = 20,
+    t_end: float = 3.0,
+    slices: int = 30,
     coarse: Propagator | str | None = None,
     fine: Propagator | str | None = None,
 ) -> Problem:
@@ -68,7 +68,7 @@ def lorenz(
     t_end = check_t_end(t_end)
     y0_arr = check_state(y0, 3, "(x, y, z)")
     slices, coarse_p, fine_p = check_propagators(
-        slices, coarse, fine, lambda: RK4(steps=CS), lambda: RK4(steps=FS)
+        slices, coarse, fine, lambda: RK4(steps=2), lambda: RK4(steps=100)
     )
     return Problem(
         name="lorenz",

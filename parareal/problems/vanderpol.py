@@ -67,7 +67,7 @@ def van_der_pol(
     t_end = check_t_end(t_end)
     y0_arr = check_state(y0, 2, "(x, x')")
     slices, coarse_p, fine_p = check_propagators(
-        slices, coarse, fine, lambda: RK4(steps=CS), lambda: RK4(steps=FS)
+        slices, coarse, fine, lambda: RK4(steps=2), lambda: RK4(steps=50)
     )
     return Problem(
         name="vanderpol",

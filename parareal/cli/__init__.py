@@ -1,0 +1,5 @@
+"""The ``parareal`` command line: ``parareal solve PROBLEM ...``."""
+
+from .main import build_parser, main
+
+__all__ = ["build_parser", "main"]

@@ -1,0 +1,193 @@
+"""``parareal solve``: run a bundled problem, print a table or JSON, optionally plot."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+import numpy as np
+
+from ..problems import Problem, get
+from ..propagators import from_spec
+from ..result import IterationInfo, Solution
+from ..solve import solve, solve_serial
+from ..theory import critical_path_speedup, dahlquist_bounds
+
+__all__ = ["run_solve"]
+
+
+def _json_value(value: Any) -> Any:
+    """JSON-safe values: NaN/inf become null; complex arrays become [real, imag] pairs."""
+    if isinstance(value, np.ndarray):
+        if np.iscomplexobj(value):
+            value = np.stack([value.real, value.imag], axis=-1)
+        return _json_value(value.tolist())
+    if isinstance(value, dict):
+        return {key: _json_value(v) for key, v in value.items()}
+    if isinstance(value, list):
+        return [_json_value(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def _check_plot_path(path: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise OSError(f"cannot write plot to {path!r}: folder {folder!r} is not writable")
+
+
+def _problem(args: argparse.Namespace) -> Problem:
+    overrides: dict[str, Any] = {}
+    if args.t_end is not None:
+        overrides["t_end"] = args.t_end
+    if args.slices is not None:
+        overrides["slices"] = args.slices
+    if args.fine is not None:
+        overrides["fine"] = from_spec(args.fine)
+    if args.coarse is not None:
+        overrides["coarse"] = from_spec(args.coarse)
+    return get(args.problem, **overrides)
+
+
+def run_solve(args: argparse.Namespace) -> int:
+    """Handler of ``parareal solve``."""
+    if args.plot:
+        _check_plot_path(args.plot)
+    problem = _problem(args)
+    iterates: list[IterationInfo] = []
+    with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported in the status
+        sol = solve(
+            problem.f,
+            problem.y0,
+            problem.t_span,
+            coarse=problem.coarse,
+            fine=problem.fine,
+            slices=problem.slices,
+            tol=args.tol,
+            rtol=args.rtol,
+            max_iters=args.max_iters,
+            backend=args.backend,
+            schedule=args.schedule,
+            vectorized=args.backend == "batched",
+            callback=iterates.append,
+            progress=args.progress,
+        )
+    reference = np.asarray(problem.reference(sol.t))
+    values = [info.y for info in iterates[: sol.iterations + 1]] or [sol.y]
+    errors = [float(np.max(np.abs(np.asarray(y) - reference))) for y in values]
+    if args.json:
+        print(json.dumps(_json_value(_summary(args, problem, sol, errors))))
+    else:
+        _print_table(args, problem, sol, errors)
+    if args.plot:
+        _plot(args.plot, problem, sol, iterates[: len(errors)], errors)
+        if not args.json:
+            print(f"plot written to {args.plot}")
+    return 0
+
+
+def _summary(
+    args: argparse.Namespace, problem: Problem, sol: Solution, errors: list[float]
+) -> dict[str, Any]:
+    stats = sol.stats
+    return {
+        "problem": problem.name,
+        "backend": args.backend,
+        "schedule": args.schedule,
+        "slices": len(sol.t) - 1,
+        "coarse": repr(problem.coarse),
+        "fine": repr(problem.fine),
+        "iterations": sol.iterations,
+        "converged": sol.converged,
+        "status": sol.status.value,
+        "residuals": list(sol.residuals),
+        "errors": errors,
+        "error": errors[-1],
+        "t_final": float(sol.t[-1]),
+        "y_final": np.asarray(sol.y_final),
+        "wall_time_s": stats.wall_time["total"],
+        "fine_calls": stats.fine_calls,
+        "coarse_calls": stats.coarse_calls,
+        "f_evals": stats.f_evals,
+        "f_calls": stats.f_calls,
+        "critical_path": stats.critical_path,
+        "critical_path_per_iteration": list(stats.critical_path_per_iteration),
+    }
+
+
+def _print_table(
+    args: argparse.Namespace, problem: Problem, sol: Solution, errors: list[float]
+) -> None:
+    out = sys.stdout
+    n = len(sol.t) - 1
+    print(
+        f"{problem.name}: t in [{sol.t[0]:g}, {sol.t[-1]:g}], {n} slices, "
+        f"coarse {problem.coarse!r}, fine {problem.fine!r}, "
+        f"backend {args.backend}, schedule {args.schedule}",
+        file=out,
+    )
+    print(f"{'iter':>4}  {'max update':>12}  {'error vs ref':>12}  {'critical path':>13}", file=out)
+    path = sol.stats.critical_path_per_iteration
+    for k, err in enumerate(errors):
+        update = "-" if k == 0 else f"{sol.residuals[k - 1]:.3e}"
+        print(f"{k:>4}  {update:>12}  {err:>12.3e}  {path[k]:>13}", file=out)
+    stats = sol.stats
+    line = (
+        f"status: {sol.status.value} after {sol.iterations} iteration(s); "
+        f"f evals {stats.f_evals}, critical path {stats.critical_path}"
+    )
+    if problem.fine.evals is not None:
+        serial = n * problem.fine.evals
+        gain = critical_path_speedup(sol, fine=problem.fine)
+        line += f" (serial fine: {serial}, {gain:.2f}x shorter)"
+    line += f"; wall {stats.wall_time['total']:.3f} s"
+    print(line, file=out)
+
+
+def _plot(
+    path: str,
+    problem: Problem,
+    sol: Solution,
+    iterates: list[IterationInfo],
+    errors: list[float],
+) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ImportError("--plot needs matplotlib: pip install 'parareal[plot]'") from exc
+    ks = np.arange(len(errors))
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    floor = np.finfo(float).tiny
+
+    def positive(values: Any) -> np.ndarray:
+        return np.maximum(np.asarray(values, dtype=float), floor)
+
+    if sol.residuals:
+        ax.semilogy(ks[1:], positive(sol.residuals), "o-", label="max update")
+    ax.semilogy(ks, positive(errors), "s-", label="error vs reference")
+    if problem.lam is not None and iterates:
+        n = len(sol.t) - 1
+        serial = np.asarray(solve_serial(problem.f, problem.y0, problem.t_span,
+                                         propagator=problem.fine, slices=n))
+        fine_err = [float(np.max(np.abs(np.asarray(i.y) - serial))) for i in iterates]
+        bounds = dahlquist_bounds(problem.lam, t_span=problem.t_span, slices=n,
+                                  coarse=problem.coarse, fine=problem.fine,
+                                  iterations=sol.iterations)
+        ax.semilogy(ks, positive(fine_err), "^-", label="error vs serial fine")
+        ax.semilogy(ks, positive(bounds.combined * fine_err[0]), "k--",
+                    label="Gander-Vandewalle bound")
+    ax.set_xlabel("iteration k")
+    ax.set_ylabel("max-norm")
+    ax.set_title(f"Parareal on {problem.name}: {sol.status.value}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

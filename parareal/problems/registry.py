@@ -1,0 +1,59 @@
+"""The registry of test problems by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .arenstorf import arenstorf
+from .base import Problem
+from .brusselator import brusselator
+from .dahlquist import dahlquist, dahlquist_complex
+from .heat import heat
+from .lorenz import lorenz
+from .vanderpol import van_der_pol
+
+__all__ = ["PROBLEMS", "get"]
+
+#: Problem factories by registry name; each accepts keyword overrides of its parameters.
+PROBLEMS: dict[str, Callable[..., Problem]] = {
+    "dahlquist": dahlquist,
+    "dahlquist-complex": dahlquist_complex,
+    "brusselator": brusselator,
+    "lorenz": lorenz,
+    "vanderpol": van_der_pol,
+    "arenstorf": arenstorf,
+    "heat": heat,
+}
+
+
+def get(name: str, **params: Any) -> Problem:
+    """Build the registered problem ``name`` with keyword overrides ``params``.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`PROBLEMS`: ``"dahlquist"``, ``"dahlquist-complex"``, ``"brusselator"``,
+        ``"lorenz"``, ``"vanderpol"``, ``"arenstorf"``, ``"heat"``.
+    **params
+        Passed to the factory, e.g. ``t_end``, ``slices``, ``coarse``, ``fine`` (all
+        factories), ``lam`` (Dahlquist), ``mu`` (Van der Pol), ``points`` (heat).
+
+    Returns
+    -------
+    Problem
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is unknown (the message lists the known names), or a parameter value is
+        invalid.
+    TypeError
+        If a parameter is unknown to the factory or has the wrong type.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"problem name must be a str, got {type(name).__name__}")
+    factory = PROBLEMS.get(name)
+    if factory is None:
+        raise ValueError(f"unknown problem {name!r}; known: {', '.join(PROBLEMS)}")
+    return factory(**params)

@@ -1,0 +1,107 @@
+"""The ``parareal`` command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import parareal
+from parareal.cli import main
+from parareal.problems import PROBLEMS, get
+
+JSON_KEYS = {
+    "problem", "backend", "slices", "iterations", "converged", "status", "residuals", "t_final",
+    "y_final", "wall_time_s", "fine_calls", "coarse_calls", "f_evals", "critical_path",
+}
+
+
+def run_json(capsys, *argv):
+    assert main(["solve", *argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("name", sorted(PROBLEMS))
+def test_every_problem_runs_and_reports_contract_keys(capsys, name):
+    out = run_json(capsys, name, "--max-iters", "2", "--slices", "4")
+    assert JSON_KEYS <= set(out)
+    assert out["problem"] == name and out["slices"] == 4
+    assert out["iterations"] <= 2 and len(out["residuals"]) == out["iterations"]
+    assert out["status"] in {s.value for s in parareal.Status}
+    assert out["t_final"] == pytest.approx(get(name).t_span[1])
+
+
+def test_json_matches_library_call(capsys):
+    out = run_json(capsys, "brusselator", "--slices", "24", "--fine", "RK4:10", "--coarse",
+                   "Heun:2", "--tol", "1e-9", "--backend", "batched", "--schedule", "pipelined")
+    p = get("brusselator")
+    sol = parareal.solve(p.f, p.y0, p.t_span, coarse=parareal.Heun(2),
+                         fine=parareal.RK4(10), slices=24, tol=1e-9)
+    assert sol.converged
+    assert out["iterations"] == sol.iterations
+    assert out["converged"] is sol.converged
+    assert out["status"] == sol.status.value
+    np.testing.assert_array_equal(out["y_final"], sol.y_final)
+    assert out["residuals"] == list(sol.residuals)
+
+
+def test_max_iters_and_tol_zero(capsys):
+    out = run_json(capsys, "dahlquist", "--tol", "0", "--max-iters", "3")
+    assert out["iterations"] == 3 and out["status"] == "max_iters" and not out["converged"]
+
+
+def test_complex_state_in_json(capsys):
+    out = run_json(capsys, "dahlquist-complex", "--max-iters", "1")
+    arr = np.asarray(out["y_final"])
+    assert arr.shape[-1] == 2  # [real, imag] pairs
+
+
+def test_table_output(capsys):
+    assert main(["solve", "dahlquist", "--slices", "5"]) == 0
+    text = capsys.readouterr().out
+    assert "max update" in text and "error vs ref" in text and "critical path" in text
+    assert "status: converged" in text
+
+
+def test_plot_is_written(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    target = tmp_path / "conv.png"
+    assert main(["solve", "dahlquist", "--plot", str(target)]) == 0
+    assert target.stat().st_size > 1000
+    assert target.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["solve", "dahlquist", "--fine", "RK9:2"], "unknown propagator"),
+        (["solve", "dahlquist", "--slices", "0"], "slices"),
+        (["solve", "dahlquist", "--tol", "-1"], "tol must be >= 0"),
+        (["solve", "dahlquist", "--max-iters", "-1"], "max_iters"),
+        (["solve", "dahlquist", "--plot", "/nonexistent/dir/x.png"], "cannot write plot"),
+    ],
+)
+def test_bad_input_exit_code_2(capsys, argv, message):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv", [["solve", "nosuchproblem"], ["solve", "dahlquist", "--backend", "x"], ["frobnicate"]]
+)
+def test_argparse_errors(argv):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+
+
+def test_console_script_runs():
+    proc = subprocess.run(
+        [sys.executable, "-m", "parareal", "solve", "dahlquist", "--json"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["converged"] is True

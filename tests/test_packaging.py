@@ -1,0 +1,40 @@
+"""Packaging: every package is installed, optional dependencies stay optional."""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_every_package_is_listed_in_pyproject():
+    tomllib = pytest.importorskip("tomllib")
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    found = set()
+    for top, name in (("parareal", "parareal"), ("adapters", "parareal.adapters")):
+        for init in (ROOT / top).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / top).parts
+            found.add(".".join((name, *rel)))
+    assert found == listed
+
+
+def test_core_imports_without_optional_dependencies():
+    # The core (engine, propagators, backends, problems, CLI) must not import torch, scipy,
+    # mpi4py, diffusers or matplotlib at module level.
+    code = (
+        "import sys, parareal, parareal.cli, parareal.theory, parareal.problems\n"
+        "heavy = {'torch', 'scipy', 'mpi4py', 'diffusers', 'matplotlib', 'torchdiffeq'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
+
+
+def test_adapters_are_importable_as_parareal_adapters():
+    import parareal.adapters.diffusion  # noqa: F401
