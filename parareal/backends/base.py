@@ -7,8 +7,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
+import numpy as np
+
 from ..propagators import Propagator, Request
-from ..state import ArrayOps
+from ..state import ArrayOps, Lanes
 
 __all__ = ["Backend", "Rhs"]
 
@@ -46,19 +48,48 @@ class Rhs:
         self.evals += 1
         return self.ops.coerce_derivative(dy, y)
 
+    def each(self, requests: Sequence[Request]) -> list[Any]:
+        """``f`` at every request, one state per call (a group's rows one by one)."""
+        out = []
+        for t, y in requests:
+            if isinstance(t, Lanes):
+                rows = [self.one(float(v), row) for v, row in zip(t.values, y, strict=True)]
+                out.append(self.ops.stack(rows))
+            else:
+                out.append(self.one(t, y))
+        return out
+
     def batch(self, requests: Sequence[Request]) -> list[Any]:
-        """``f`` at many states: one call if vectorised, else one call per state."""
+        """``f`` at every request in one call if vectorised, else as :meth:`each`.
+
+        A request is ``(t, y)`` for one state, or ``(lanes, Y)`` for a group of slices whose
+        states are stacked in ``Y`` (see :class:`~parareal.state.Lanes`).
+        """
         if not self.vectorized:
-            return [self.one(t, y) for t, y in requests]
+            return self.each(requests)
         ops = self.ops
-        ys = ops.stack([y for _, y in requests])
-        ts = ops.times([t for t, _ in requests])
+        sizes = [len(t) if isinstance(t, Lanes) else 0 for t, _ in requests]
+        grouped = any(sizes)
+        if grouped:
+            ys = ops.concat([y if n else y[None] for (_, y), n in zip(requests, sizes)])
+            ts = ops.times(np.concatenate([t.values if n else [t] for (t, _), n in
+                                           zip(requests, sizes)]))
+        else:
+            ys = ops.stack([y for _, y in requests])
+            ts = ops.times([t for t, _ in requests])
         start = time.perf_counter()
         dys = self.f(ts, ys)
         self.seconds += time.perf_counter() - start
         self.calls += 1
-        self.evals += len(requests)
-        return ops.unstack(ops.coerce_derivative(dys, ys, batched=True))
+        self.evals += len(ys)
+        dys = ops.coerce_derivative(dys, ys, batched=True)
+        if not grouped:
+            return ops.unstack(dys)
+        out, row = [], 0
+        for n in sizes:
+            out.append(dys[row : row + n] if n else dys[row])
+            row += max(n, 1)
+        return out
 
     def plain(self, t: Any, y: Any) -> Any:
         """``f`` in the non-batched convention, for opaque propagators (counted, timed).
@@ -66,8 +97,7 @@ class Rhs:
         ``t`` arrives already converted by the propagator (a float or a 0-d tensor).
         """
         if self.vectorized:
-            dy = self.batch([(float(t), y)])[0]
-            return dy
+            return self.batch([(float(t), y)])[0]
         start = time.perf_counter()
         dy = self.f(t, y)
         self.seconds += time.perf_counter() - start
@@ -86,6 +116,9 @@ class Backend(ABC):
 
     #: Name in the backend registry.
     name: ClassVar[str] = "abstract"
+    #: True if :meth:`evaluate` accepts group requests ``(Lanes, stacked states)``: the driver
+    #: then runs propagations of a groupable propagator that start together as one group.
+    groups: ClassVar[bool] = False
 
     @abstractmethod
     def evaluate(self, rhs: Rhs, requests: Sequence[Request]) -> list[Any]:

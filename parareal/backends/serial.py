@@ -17,4 +17,4 @@ class Serial(Backend):
     name: ClassVar[str] = "serial"
 
     def evaluate(self, rhs: Rhs, requests: Sequence[Request]) -> list[Any]:
-        return [rhs.one(t, y) for t, y in requests]
+        return rhs.each(requests)

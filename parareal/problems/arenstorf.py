@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..propagators import RK4, Propagator
+from ..propagators import RK4, Propagator, ScipyIVP
 from .base import Problem, check_propagators, check_t_end
 
 __all__ = ["ARENSTORF_PERIOD", "ArenstorfRHS", "arenstorf"]
@@ -18,6 +18,8 @@ ARENSTORF_MU = 0.012277471
 ARENSTORF_Y0 = (0.994, 0.0, 0.0, -2.00158510637908252240537862224)
 #: Period of the orbit (Hairer, Norsett & Wanner, Solving ODEs I, section II.0).
 ARENSTORF_PERIOD = 17.0652165601579625588917206249
+#: Tolerances of the default fine propagator (scipy DOP853).
+FINE_TOL = 1e-11
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ def arenstorf(
     *,
     periods: float = 1.0,
     t_end: float | None = None,
-    slices: int = 40,
+    slices: int = 20,
     coarse: Propagator | str | None = None,
     fine: Propagator | str | None = None,
 ) -> Problem:
@@ -60,7 +62,17 @@ def arenstorf(
     ``y0 = (0.994, 0, 0, -2.00158510637908252240537862224)``; after the period
     ``T = 17.0652165601579625588917206249`` the orbit returns to ``y0``. The two close
     approaches to the Earth make it a classic test for step-size control: fixed-step methods
-    need many steps.
+    need very many steps (16 000 equidistant RK4 steps per period still miss the orbit by
+    O(1)).
+
+    The default fine propagator is therefore adaptive, ``ScipyIVP("DOP853", rtol=1e-11,
+    atol=1e-11)`` on each of 20 slices (about 3 800 calls of ``f`` per period; needs scipy:
+    ``pip install 'parareal[scipy]'``); it is within about ``1e-8`` of the reference (DOP853 at
+    ``1e-13``) at the slice boundaries. The default coarse propagator is steppable,
+    ``RK4(steps=8)`` per slice (160 steps per period, ``h ~ 0.107``: qualitatively wrong near
+    the Earth, but Parareal still reaches a boundary update of ``1e-10`` in about 7 of the 20
+    iterations). Not being steppable, the fine propagator is called once per slice and state
+    by every backend.
 
     Parameters
     ----------
@@ -81,7 +93,11 @@ def arenstorf(
         t_end = check_t_end(periods) * ARENSTORF_PERIOD
     t_end = check_t_end(t_end)
     slices, coarse_p, fine_p = check_propagators(
-        slices, coarse, fine, lambda: RK4(steps=4), lambda: RK4(steps=200)
+        slices,
+        coarse,
+        fine,
+        lambda: RK4(steps=8),
+        lambda: ScipyIVP("DOP853", rtol=FINE_TOL, atol=FINE_TOL),
     )
     return Problem(
         name="arenstorf",
@@ -91,5 +107,7 @@ def arenstorf(
         coarse=coarse_p,
         fine=fine_p,
         slices=slices,
-        description=f"Arenstorf orbit mu={ARENSTORF_MU}, T={t_end:.17g} (period {ARENSTORF_PERIOD})",
+        description=(
+            f"Arenstorf orbit mu={ARENSTORF_MU}, T={t_end:.17g} (period {ARENSTORF_PERIOD})"
+        ),
     )

@@ -83,8 +83,9 @@ class Problem:
         object.__setattr__(self, "t_span", (float(self.t_span[0]), float(self.t_span[1])))
 
     def __repr__(self) -> str:
+        y0 = repr(self.y0.tolist()) if self.y0.size <= 6 else f"<array {self.y0.shape}>"
         return (
-            f"Problem(name={self.name!r}, y0={self.y0.tolist()!r}, t_span={self.t_span!r}, "
+            f"Problem(name={self.name!r}, y0={y0}, t_span={self.t_span!r}, "
             f"coarse={self.coarse!r}, fine={self.fine!r}, slices={self.slices})"
         )
 
@@ -179,7 +180,9 @@ def check_propagators(
     return slices, coarse_p, fine_p
 
 
-def integrate(f: Callable[[Any, Any], Any], y0: np.ndarray, t0: float, times: np.ndarray) -> np.ndarray:
+def integrate(
+    f: Callable[[Any, Any], Any], y0: np.ndarray, t0: float, times: np.ndarray
+) -> np.ndarray:
     """``y(times)`` for ``y' = f(t, y)``, ``y(t0) = y0`` by DOP853 at ``rtol = atol = 1e-13``.
 
     Results are cached per ``(f, y0, t0, times)`` (``f`` must be hashable; the problem

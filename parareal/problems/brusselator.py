@@ -80,4 +80,3 @@ def brusselator(
         slices=slices,
         description=f"Brusselator a={a:g}, b={b:g}, y0={tuple(y0_arr.tolist())}, T={t_end:g}",
     )
-

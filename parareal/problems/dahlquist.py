@@ -50,10 +50,11 @@ def _build(
     slices: Any,
     coarse: Propagator | str | None,
     fine: Propagator | str | None,
+    fine_steps: int,
 ) -> Problem:
     t_end = check_t_end(t_end)
     slices, coarse_p, fine_p = check_propagators(
-        slices, coarse, fine, lambda: RK4(steps=1), lambda: RK4(steps=20)
+        slices, coarse, fine, lambda: RK4(steps=1), lambda: RK4(steps=fine_steps)
     )
     dtype = np.complex128 if isinstance(lam, complex) else np.float64
     if isinstance(y0, bool) or not isinstance(y0, numbers.Complex):
@@ -63,6 +64,7 @@ def _build(
     y0_arr = np.array([y0], dtype=dtype)
     if not np.all(np.isfinite(y0_arr)):
         raise ValueError(f"y0 must be finite, got {y0}")
+    y0_arr.setflags(write=False)
     return Problem(
         name=name,
         f=DahlquistRHS(lam),
@@ -107,13 +109,14 @@ def dahlquist(
         Number of time slices.
     coarse, fine : Propagator or str, optional
         Defaults ``RK4(steps=1)`` and ``RK4(steps=20)`` per slice: with the default span,
-        ``h = 0.025`` and the fine solution is within about ``2e-9`` of the exact one.
+        ``h = 0.025`` and the fine solution is within about ``1.2e-9`` of the exact one.
 
     Returns
     -------
     Problem
     """
-    return _build("dahlquist", _check_lam(lam, force_complex=False), y0, t_end, slices, coarse, fine)
+    lam = _check_lam(lam, force_complex=False)
+    return _build("dahlquist", lam, y0, t_end, slices, coarse, fine, fine_steps=20)
 
 
 def dahlquist_complex(
@@ -143,12 +146,13 @@ def dahlquist_complex(
     slices : int
         Number of time slices.
     coarse, fine : Propagator or str, optional
-        Defaults ``RK4(steps=1)`` and ``RK4(steps=20)`` per slice (fine error about ``1e-8``).
+        Defaults ``RK4(steps=1)`` and ``RK4(steps=40)`` per slice: with the default span,
+        ``|h * lam| ~ 0.031`` and the fine solution is within about ``5.5e-8`` of the exact one.
+        Parareal needs about 8 of the 10 iterations to reach a boundary update of ``1e-10``.
 
     Returns
     -------
     Problem
     """
-    return _build(
-        "dahlquist-complex", _check_lam(lam, force_complex=True), y0, t_end, slices, coarse, fine
-    )
+    lam = _check_lam(lam, force_complex=True)
+    return _build("dahlquist-complex", lam, y0, t_end, slices, coarse, fine, fine_steps=40)

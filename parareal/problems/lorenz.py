@@ -44,8 +44,14 @@ def lorenz(
     ``x' = sigma (y - x)``, ``y' = x (rho - z) - y``, ``z' = x y - beta z`` with
     ``sigma = 10``, ``rho = 28``, ``beta = 8/3``, ``(x, y, z)(0) = (1, 1, 1)``. The flow is
     chaotic (largest Lyapunov exponent about 0.9), so errors grow exponentially in time; the
-    default span is kept short so that a reference solution, and agreement with it, mean
-    something. Longer spans are a test of Parareal's behaviour, not of accuracy.
+    default span ``(0, 3)`` is kept short so that a reference solution, and agreement with it,
+    mean something. Longer spans are a test of Parareal's behaviour, not of accuracy.
+
+    Defaults: 30 slices of length 0.1, ``coarse = RK4(steps=2)`` (``h = 0.05``) and
+    ``fine = RK4(steps=100)`` (``h = 0.001``). The fine solution is within about ``7e-8`` of
+    the reference (scipy DOP853 at ``rtol = atol = 1e-13``) at the slice boundaries, where
+    ``|y|`` reaches about 47; Parareal reaches a boundary update of ``1e-10`` in about 6
+    iterations.
 
     Parameters
     ----------

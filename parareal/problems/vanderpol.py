@@ -36,7 +36,11 @@ def van_der_pol(
     """The Van der Pol oscillator ``x'' = mu (1 - x^2) x' - x`` (registry ``"vanderpol"``).
 
     The state is ``(x, x')``, starting at ``(2, 0)``; for ``mu > 0`` it approaches a limit
-    cycle (period about 6.66 for ``mu = 1``). The defaults are non-stiff (``mu = 1``).
+    cycle (period about 6.66 for ``mu = 1``). The defaults are non-stiff (``mu = 1``): span
+    ``(0, 10)``, 20 slices, ``coarse = RK4(steps=2)`` (``h = 0.25``) and
+    ``fine = RK4(steps=50)`` (``h = 0.01``); the fine solution is within about ``5e-8`` of the
+    reference (scipy DOP853 at ``rtol = atol = 1e-13``), and Parareal reaches a boundary update
+    of ``1e-10`` in about 5 iterations.
 
     Large ``mu`` makes the problem stiff (the fast phases have eigenvalues of order ``-mu``
     and the period grows like ``(3 - 2 ln 2) mu``): explicit fixed-step propagators then need

@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator
 from typing import Any, ClassVar
 
-from ..state import ops_for
+from ..state import Lanes, ops_for
 
 __all__ = ["Propagator", "Request", "SteppablePropagator", "Stepper", "check_steps"]
 
@@ -47,7 +47,10 @@ class Propagator(ABC):
     5. If every propagation is a known sequence of ``f`` calls (explicit fixed-step methods),
        derive from :class:`SteppablePropagator` and write :meth:`SteppablePropagator.step` as
        a coroutine: ``k = yield (t, y)`` asks for ``f(t, y)``. Then the batched backend can
-       advance many slices together, one batched call of ``f`` per sub-step.
+       advance many slices together, one batched call of ``f`` per sub-step. If ``step`` uses
+       ``t`` and ``h`` only through ``+ - * /``, also set ``groupable = True``: the batched
+       backend then runs slices started together as one stacked coroutine (see
+       :class:`parareal.state.Lanes`) and the state arithmetic is vectorised too.
     6. Validate constructor arguments (``TypeError``/``ValueError`` naming the argument), give
        a readable ``repr``, and add one entry to the registry in ``propagators/__init__.py`` and
        to the propagator list in ``tests/``.
@@ -80,6 +83,11 @@ class SteppablePropagator(Propagator):
     """
 
     steppable: ClassVar[bool] = True
+    #: True when :meth:`step` uses ``t`` and ``h`` only through ``+ - * /`` with floats and
+    #: states. Then a backend may run many slices in one coroutine, with ``y`` stacked along a
+    #: leading axis and ``t``, ``h`` given as :class:`~parareal.state.Lanes` (per-slice floats).
+    #: Leave False if ``step`` calls functions of ``t`` or ``h`` (``math.exp(h)``...).
+    groupable: ClassVar[bool] = False
     #: Calls of ``f`` per sub-step.
     stages: ClassVar[int] = 1
 
@@ -105,8 +113,8 @@ class SteppablePropagator(Propagator):
 
     def stepper(self, y: Any, t0: float, t1: float) -> Stepper:
         """The whole propagation from ``t0`` to ``t1`` as one coroutine."""
-        t0 = float(t0)
-        t1 = float(t1)
+        if not isinstance(t0, Lanes):
+            t0, t1 = float(t0), float(t1)
         h = (t1 - t0) / self.steps
         for i in range(self.steps):
             y = yield from self.step(y, t0 + i * h, h)

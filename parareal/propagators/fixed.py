@@ -17,6 +17,7 @@ class Euler(SteppablePropagator):
 
     order: ClassVar[int] = 1
     stages: ClassVar[int] = 1
+    groupable: ClassVar[bool] = True
 
     def step(self, y: Any, t: float, h: float) -> Stepper:
         k1 = yield t, y
@@ -28,6 +29,7 @@ class Midpoint(SteppablePropagator):
 
     order: ClassVar[int] = 2
     stages: ClassVar[int] = 2
+    groupable: ClassVar[bool] = True
 
     def step(self, y: Any, t: float, h: float) -> Stepper:
         half = 0.5 * h
@@ -41,6 +43,7 @@ class Heun(SteppablePropagator):
 
     order: ClassVar[int] = 2
     stages: ClassVar[int] = 2
+    groupable: ClassVar[bool] = True
 
     def step(self, y: Any, t: float, h: float) -> Stepper:
         k1 = yield t, y
@@ -62,6 +65,7 @@ class RK4(SteppablePropagator):
 
     order: ClassVar[int] = 4
     stages: ClassVar[int] = 4
+    groupable: ClassVar[bool] = True
     variants: ClassVar[tuple[str, ...]] = ("classic", "3/8")
 
     def __init__(self, steps: int = 1, variant: str = "classic") -> None:

@@ -1,0 +1,339 @@
+"""The test problems: registry, vectorised right-hand sides, defaults, references, Parareal."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import pickle
+
+import numpy as np
+import pytest
+
+import parareal
+from parareal import RK4, Euler, Propagator, Status
+from parareal import problems as P
+
+NAMES = list(P.PROBLEMS)
+
+# Tolerance of the default fine solution against the reference at the slice boundaries, relative
+# to max(1, max|y|). Each is a few times the error measured, which follows from the step size:
+# - dahlquist: RK4, h = 0.025, lam = -1: global error ~ t e^-t h^4 / 120 <= 1.2e-9 (measured).
+# - dahlquist-complex: RK4, |h lam| = 0.031 over 400 steps: ~ 400 |h lam|^5 / 120 = 1e-7,
+#   measured 5.5e-8.
+# - brusselator: pymgrit's RK4 with h = 0.01875 over T = 12: measured 3e-6 absolute, 6.3e-7
+#   relative to max|y| = 4.7.
+# - lorenz: RK4 h = 0.001 on T = 3; chaotic growth amplifies the local errors (max|y| = 47):
+#   measured 6.6e-8 absolute, 1.4e-9 relative.
+# - vanderpol: RK4 h = 0.01 on T = 10: measured 5e-8.
+# - arenstorf: adaptive DOP853 at rtol = atol = 1e-11 through two close approaches: 8.8e-9.
+# - heat: the initial sine mode is an eigenvector and RK4 at h*lam_1 ~ 2e-4 is exact to
+#   round-off for it (error ~ (h lam_1)^5/120 per step, below 1e-20): measured 4e-16.
+FINE_TOL = {
+    "dahlquist": 1e-8,
+    "dahlquist-complex": 5e-7,
+    "brusselator": 2e-6,
+    "lorenz": 1e-8,
+    "vanderpol": 2e-7,
+    "arenstorf": 5e-8,
+    "heat": 1e-13,
+}
+
+BACKENDS = [
+    pytest.param("serial", False, id="serial"),
+    pytest.param("batched", True, id="batched-vectorized"),
+]
+
+
+def _scale(y: np.ndarray) -> float:
+    return max(1.0, float(np.abs(y).max()))
+
+
+@functools.cache
+def _serial_fine(name: str) -> np.ndarray:
+    p = P.get(name)
+    out = parareal.solve_serial(p.f, p.y0, p.t_span, propagator=p.fine, slices=p.slices)
+    out.setflags(write=False)
+    return out
+
+
+def _boundaries(p: P.Problem) -> np.ndarray:
+    return np.linspace(*p.t_span, p.slices + 1)
+
+
+# -- registry ------------------------------------------------------------------------------------
+
+
+def test_registry_names():
+    assert set(NAMES) == {
+        "dahlquist",
+        "dahlquist-complex",
+        "brusselator",
+        "lorenz",
+        "vanderpol",
+        "arenstorf",
+        "heat",
+    }
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_get_builds_a_consistent_problem(name):
+    p = P.get(name)
+    assert isinstance(p, P.Problem)
+    assert p.name == name
+    assert p.y0.dtype == (np.complex128 if name == "dahlquist-complex" else np.float64)
+    assert not p.y0.flags.writeable
+    t0, t1 = p.t_span
+    assert isinstance(t0, float) and isinstance(t1, float) and t0 < t1
+    assert isinstance(p.coarse, Propagator) and isinstance(p.fine, Propagator)
+    assert isinstance(p.slices, int) and p.slices >= 1
+    assert p.description and name.split("-")[0] in repr(p)
+    assert (p.lam is not None) == name.startswith("dahlquist")
+    ref = p.reference_final()
+    assert ref.shape == p.y0.shape and ref.dtype == p.y0.dtype
+    assert np.all(np.isfinite(ref))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.slices = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_common_overrides(name):
+    p = P.get(name, t_end=0.5, slices=3, coarse="euler:2", fine=RK4(steps=7))
+    assert p.t_span == (0.0, 0.5)
+    assert p.slices == 3
+    assert p.coarse == Euler(steps=2)
+    assert p.fine == RK4(steps=7)
+
+
+def test_unknown_name_lists_the_known_ones():
+    with pytest.raises(ValueError, match="brusselator") as info:
+        P.get("brusellator")
+    for name in NAMES:
+        assert name in str(info.value)
+    with pytest.raises(TypeError):
+        P.get(3)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(
+    ("params", "error"),
+    [
+        ({"nonsense": 1}, TypeError),
+        ({"t_end": -1.0}, ValueError),
+        ({"t_end": float("nan")}, ValueError),
+        ({"t_end": "long"}, TypeError),
+        ({"slices": 0}, ValueError),
+        ({"slices": 2.5}, TypeError),
+        ({"coarse": 42}, TypeError),
+        ({"fine": "nosuchmethod:3"}, ValueError),
+    ],
+)
+def test_bad_params(name, params, error):
+    with pytest.raises(error):
+        P.get(name, **params)
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "error"),
+    [
+        ("dahlquist", {"lam": "x"}, TypeError),
+        ("dahlquist", {"lam": float("inf")}, ValueError),
+        ("dahlquist", {"y0": 1j}, TypeError),
+        ("dahlquist-complex", {"lam": complex("nan")}, ValueError),
+        ("brusselator", {"y0": (1.0, 2.0, 3.0)}, ValueError),
+        ("brusselator", {"a": 0.0}, ValueError),
+        ("lorenz", {"rho": None}, TypeError),
+        ("vanderpol", {"mu": -1.0}, ValueError),
+        ("arenstorf", {"periods": 0}, ValueError),
+        ("heat", {"points": 0}, ValueError),
+        ("heat", {"points": 10.0}, TypeError),
+    ],
+)
+def test_bad_problem_params(name, params, error):
+    with pytest.raises(error):
+        P.get(name, **params)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_problem_pickles(name):
+    p = P.get(name)
+    q = pickle.loads(pickle.dumps(p))
+    assert q.f == p.f and hash(q.f) == hash(p.f)
+    assert np.array_equal(q.y0, p.y0)
+    y = np.asarray(p.y0)
+    assert np.array_equal(q.f(0.0, y), p.f(0.0, y))
+
+
+# -- the right-hand sides ------------------------------------------------------------------------
+
+
+def _random_states(p: P.Problem, rng: np.random.Generator, count: int) -> np.ndarray:
+    shape = (count, *p.y0.shape)
+    noise = rng.standard_normal(shape)
+    if np.iscomplexobj(p.y0):
+        noise = noise + 1j * rng.standard_normal(shape)
+    # Small perturbations of y0 (Arenstorf's y0 is 0.006 from the Moon: stay clear of it).
+    return p.y0 + 0.001 * (1.0 + np.abs(p.y0)) * noise
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_f_vectorised_bitwise(name, rng):
+    p = P.get(name)
+    ys = _random_states(p, rng, 3)
+    ts = rng.uniform(*p.t_span, size=3)
+    batch = p.f(ts, ys)
+    single = np.stack([p.f(float(t), y) for t, y in zip(ts, ys, strict=True)])
+    assert batch.shape == ys.shape and batch.dtype == p.y0.dtype
+    assert single.shape == ys.shape and single.dtype == p.y0.dtype
+    assert np.array_equal(batch, single)
+    # A batch of one is the single call, too (that is how vectorized=True evaluates alone).
+    assert np.array_equal(p.f(ts[:1], ys[:1])[0], single[0])
+
+
+# -- defaults against the reference ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_default_fine_matches_reference(name):
+    p = P.get(name)
+    fine = _serial_fine(name)
+    ref = p.reference(_boundaries(p))
+    assert ref.shape == fine.shape
+    assert np.array_equal(ref[0], p.y0)
+    assert np.abs(fine - ref).max() <= FINE_TOL[name] * _scale(ref)
+
+
+@pytest.mark.parametrize(("backend", "vectorized"), BACKENDS)
+@pytest.mark.parametrize("name", NAMES)
+def test_parareal_converges_with_defaults(name, backend, vectorized):
+    p = P.get(name)
+    sol = parareal.solve(
+        p.f,
+        p.y0,
+        p.t_span,
+        coarse=p.coarse,
+        fine=p.fine,
+        slices=p.slices,
+        tol=1e-10,
+        backend=backend,
+        vectorized=vectorized,
+    )
+    assert sol.status is Status.CONVERGED
+    fine = _serial_fine(name)
+    assert np.abs(sol.y - fine).max() <= 1e-8 * _scale(fine)
+
+
+# -- references ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lam", [-1.0, -3.5, 0.5, 2j, -0.1 + 2j])
+def test_dahlquist_reference_is_exponential(lam):
+    p = P.dahlquist(lam=lam, y0=2.0)
+    t = np.array([0.0, 0.3, 1.7, 5.0])
+    expected = 2.0 * np.exp(lam * t)[:, None]
+    assert p.lam == complex(lam)
+    assert p.y0.dtype == (np.complex128 if isinstance(lam, complex) else np.float64)
+    np.testing.assert_allclose(p.reference(t), expected, rtol=1e-15)
+    np.testing.assert_allclose(p.reference_final(), expected[-1], rtol=1e-15)
+
+
+def test_dahlquist_complex_default():
+    p = P.get("dahlquist-complex")
+    assert p.lam == -0.1 + 2j and p.y0.dtype == np.complex128
+    assert P.get("dahlquist-complex", lam=-1.0).y0.dtype == np.complex128
+    t = np.linspace(*p.t_span, 7)
+    np.testing.assert_allclose(p.reference(t)[:, 0], np.exp(p.lam * t), rtol=1e-14)
+
+
+@pytest.mark.parametrize("points", [1, 7, 100, 1000])
+def test_heat_reference_is_the_closed_form(points):
+    p = P.heat(points=points, t_end=0.05)
+    dx = 1.0 / (points + 1)
+    x = dx * np.arange(1, points + 1)
+    lam_h = 4.0 / dx**2 * np.sin(np.pi * dx / 2.0) ** 2
+    t = np.array([0.0, 0.01, 0.05])
+    expected = np.exp(-lam_h * t)[:, None] * np.sin(np.pi * x)
+    np.testing.assert_allclose(p.reference(t), expected, rtol=1e-14, atol=1e-300)
+    # The semi-discrete decay rate approaches the PDE's pi^2 like pi^4 dx^2 / 12.
+    assert abs(lam_h - np.pi**2) <= np.pi**4 * dx**2 / 12 * 1.01
+    pde = np.exp(-(np.pi**2) * 0.05) * np.sin(np.pi * x)
+    assert np.abs(p.reference_final() - pde).max() <= 0.05 * np.pi**4 * dx**2 / 12 * 1.01
+
+
+@pytest.mark.parametrize("points", [1, 5, 100])
+def test_heat_rhs_is_the_second_difference_matrix(points):
+    p = P.heat(points=points)
+    dx = 1.0 / (points + 1)
+    a = (np.diag(-2.0 * np.ones(points)) + np.diag(np.ones(points - 1), 1)) / dx**2
+    a = a + np.diag(np.ones(points - 1), -1) / dx**2
+    y = np.random.default_rng(0).standard_normal(points)
+    np.testing.assert_allclose(p.f(0.0, y), a @ y, rtol=1e-12, atol=1e-9 / dx**2)
+    # y0 is an eigenvector: f(y0) = -lam_h y0.
+    lam_h = P.heat_eigenvalue(points)
+    np.testing.assert_allclose(p.f(0.0, p.y0), -lam_h * p.y0, rtol=1e-9, atol=1e-9 * lam_h)
+
+
+@pytest.mark.parametrize("points", [100, 1000])
+def test_heat_default_steps_are_stable(points):
+    p = P.heat(points=points, t_end=1e-3)
+    stiffest = P.heat_eigenvalue(points, points)
+    assert stiffest < 4.0 * (points + 1) ** 2
+    dt = (p.t_span[1] - p.t_span[0]) / p.slices
+    assert isinstance(p.coarse, Euler) and dt / p.coarse.steps * stiffest <= 2.0
+    assert isinstance(p.fine, RK4) and dt / p.fine.steps * stiffest <= 2.78
+    # Stable in practice: the serial fine solution and one Parareal run agree with the exact one.
+    t = _boundaries(p)
+    fine = parareal.solve_serial(p.f, p.y0, p.t_span, propagator=p.fine, slices=p.slices)
+    np.testing.assert_allclose(fine, p.reference(t), rtol=0, atol=1e-13)
+    sol = parareal.solve(
+        p.f,
+        p.y0,
+        p.t_span,
+        coarse=p.coarse,
+        fine=p.fine,
+        slices=p.slices,
+        tol=1e-10,
+        backend="batched",
+        vectorized=True,
+    )
+    assert sol.status is Status.CONVERGED
+    assert np.abs(sol.y - fine).max() <= 1e-8
+
+
+def test_arenstorf_orbit_is_periodic():
+    p = P.get("arenstorf")
+    assert p.t_span[1] == P.ARENSTORF_PERIOD
+    assert np.abs(p.reference_final() - p.y0).max() <= 1e-6
+    # Half-way round, the orbit is far from its start.
+    half = p.reference([P.ARENSTORF_PERIOD / 2])[0]
+    assert np.abs(half - p.y0).max() > 0.5
+    assert P.arenstorf(periods=2).t_span[1] == 2 * P.ARENSTORF_PERIOD
+
+
+def test_numerical_reference_accepts_any_order_and_scalars():
+    p = P.get("vanderpol")
+    t = np.array([3.0, 0.0, 7.5, 3.0, 1.25])
+    ref = p.reference(t)
+    assert ref.shape == (5, 2)
+    order = np.argsort(t)
+    np.testing.assert_array_equal(ref[order], p.reference(t[order]))
+    np.testing.assert_array_equal(ref[0], ref[3])
+    np.testing.assert_array_equal(ref[1], p.y0)
+    assert p.reference(7.5).shape == (1, 2)
+    assert p.reference([]).shape == (0, 2)
+    # Cached results are not shared: changing the returned array changes nothing.
+    ref[:] = 0.0
+    assert np.any(p.reference(t) != 0.0)
+    with pytest.raises(ValueError, match="t_span"):
+        p.reference([-1.0])
+    with pytest.raises(ValueError):
+        p.reference([[1.0, 2.0]])
+    with pytest.raises(ValueError):
+        p.reference([np.nan])
+
+
+def test_van_der_pol_limit_cycle_amplitude():
+    # Independent check of the reference: for mu = 1 the limit cycle has amplitude about 2.009.
+    p = P.van_der_pol(mu=1.0, t_end=40.0)
+    late = p.reference(np.linspace(30.0, 40.0, 2001))[:, 0]
+    assert math.isclose(np.abs(late).max(), 2.0086, abs_tol=2e-3)
