@@ -12,7 +12,14 @@ from .engine import SCHEDULES, run_parareal
 from .propagators import RK4, Euler, Heun, Midpoint, Propagator, TorchDiffEq, resolve
 from .result import IterationInfo, Solution
 from .state import is_torch
-from .validation import check_max_iters, check_slices, check_span, check_tolerance, check_y0
+from .validation import (
+    check_boundaries,
+    check_max_iters,
+    check_slices,
+    check_span,
+    check_tolerance,
+    check_y0,
+)
 
 __all__ = ["odeint", "solve", "solve_serial"]
 
@@ -103,6 +110,7 @@ def solve(
     progress: bool = False,
     vectorized: bool = False,
     initial: Any = None,
+    boundaries: Sequence[float] | None = None,
 ) -> Solution:
     """Solve ``dy/dt = f(t, y)`` on ``t_span`` with Parareal.
 
@@ -139,7 +147,9 @@ def solve(
         ``"pipelined"`` starts a slice's next fine solve as soon as its start value exists. Both
         give the same iterates; only the critical path differs.
     callback : callable, optional
-        Called with an :class:`IterationInfo` after each complete iterate (including 0).
+        Called with an :class:`IterationInfo` after each complete iterate (including 0). If it
+        returns ``True`` the run stops there with status ``CONVERGED``: a custom convergence
+        test (other return values are ignored).
     progress : bool
         Print one line per iteration on standard error.
     vectorized : bool
@@ -150,6 +160,9 @@ def solve(
     initial : array, optional
         Iterate 0 instead of the coarse sweep: the boundary values, shape
         ``(slices + 1, *y0.shape)`` (a warm start; ``initial[0]`` is replaced by ``y0``).
+    boundaries : sequence of float, optional
+        Explicit slice boundaries instead of equal slices: ``slices + 1`` strictly increasing
+        values from ``t0`` to ``t1`` (uneven slices, e.g. SRDS blocks of unequal length).
 
     Returns
     -------
@@ -164,11 +177,11 @@ def solve(
     """
     t0, t1 = check_span(t_span)
     slices = check_slices(slices)
-    boundaries = np.linspace(t0, t1, slices + 1)
+    grid = check_boundaries(boundaries, t0, t1, slices)
     return _run(
         f,
         y0,
-        boundaries,
+        grid,
         coarse=coarse,
         fine=fine,
         tol=tol,

@@ -11,6 +11,7 @@ import numpy as np
 from .state import ArrayOps, is_torch, ops_for
 
 __all__ = [
+    "check_boundaries",
     "check_max_iters",
     "check_slices",
     "check_span",
@@ -103,3 +104,29 @@ def check_max_iters(max_iters: Any, slices: int) -> int:
     if max_iters < 0:
         raise ValueError(f"max_iters must be >= 0, got {max_iters}")
     return min(int(max_iters), slices)
+
+
+def check_boundaries(boundaries: Any, t0: float, t1: float, slices: int) -> np.ndarray:
+    """Return float64 slice boundaries: equal slices if None, else the validated sequence."""
+    if boundaries is None:
+        return np.linspace(t0, t1, slices + 1)
+    if is_torch(boundaries):
+        boundaries = boundaries.detach().cpu().numpy()
+    try:
+        grid = np.asarray(boundaries, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"boundaries must be a 1-D sequence of numbers, got {boundaries!r}") from (
+            None
+        )
+    if grid.shape != (slices + 1,):
+        raise ValueError(
+            f"boundaries must have slices + 1 = {slices + 1} entries, got shape {grid.shape}"
+        )
+    if not np.all(np.isfinite(grid)) or not np.all(np.diff(grid) > 0):
+        raise ValueError("boundaries must be finite and strictly increasing")
+    if grid[0] != t0 or grid[-1] != t1:
+        raise ValueError(
+            f"boundaries must start at t_span[0] = {t0} and end at t_span[1] = {t1}, "
+            f"got {grid[0]} and {grid[-1]}"
+        )
+    return grid

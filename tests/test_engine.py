@@ -245,3 +245,36 @@ def test_solution_is_frozen_and_typed():
     assert np.array_equal(sol.y_final, sol.y[-1])
     assert set(sol.stats.wall_time) == {"total", "f", "propagators", "engine"}
     assert sol.stats.as_dict()["f_evals"] == sol.stats.f_evals
+
+
+def test_callback_returning_true_stops_as_converged():
+    f = diagonal_rhs(np.array([-1.0]))
+    sol = parareal.solve(f, np.ones(1), (0, 1), coarse=Euler(1), fine=RK4(4), slices=6, tol=0,
+                         callback=lambda info: info.iteration == 2)
+    assert sol.iterations == 2 and sol.status is Status.CONVERGED
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_uneven_boundaries_are_exact_too(schedule):
+    f = diagonal_rhs(np.array([-1.0, -0.3]), forcing=1.0)
+    y0 = np.array([1.0, 2.0])
+    edges = [0.0, 0.1, 0.5, 0.6, 1.4, 2.0]
+    sol = parareal.solve(f, y0, (0, 2), coarse=Euler(1), fine=RK4(6), slices=5, tol=0,
+                         boundaries=edges, schedule=schedule)
+    assert np.array_equal(sol.t, edges)
+    y = y0
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        y = RK4(6).propagate(f, y, a, b)
+    assert np.array_equal(sol.y_final, y)
+
+
+@pytest.mark.parametrize(
+    "edges,match",
+    [([0.0, 1.0], "slices \\+ 1"), ([0.0, 0.5, 0.4, 2.0], "increasing"),
+     ([0.1, 0.5, 1.0, 2.0], "start at"), ([0.0, 0.5, 1.0, 1.9], "end at")],
+)
+def test_bad_boundaries(edges, match):
+    f = diagonal_rhs(np.array([-1.0]))
+    with pytest.raises(ValueError, match=match):
+        parareal.solve(f, np.ones(1), (0, 2), coarse=Euler(1), fine=RK4(2), slices=3,
+                       boundaries=edges)

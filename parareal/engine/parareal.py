@@ -189,8 +189,9 @@ class _Run:
                 f"critical path {self.driver.clock}",
                 file=sys.stderr,
             )
+        stop_requested = False
         if self.callback is not None:
-            self.callback(
+            stop_requested = self.callback(
                 IterationInfo(
                     iteration=k,
                     residual=residual,
@@ -199,8 +200,8 @@ class _Run:
                     critical_path=self.driver.clock,
                     f_evals=self.rhs.evals,
                 )
-            )
-        if k >= 1 and self.converged(residual, k):
+            ) is True
+        if stop_requested or (k >= 1 and self.converged(residual, k)):
             self.stop(k, Status.CONVERGED)
         elif k == self.K:
             self.stop(k, Status.CONVERGED if k == self.N else Status.MAX_ITERS)
