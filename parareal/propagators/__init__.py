@@ -1,6 +1,6 @@
 """Propagators: maps of a state across one time slice."""
 
-from .base import Propagator, Request, SteppablePropagator, Stepper
+from .base import Propagator, Request, SteppablePropagator, Stepper, drive
 from .external import ScipyIVP, TorchDiffEq
 from .fixed import RK4, Euler, Heun, Midpoint
 from .registry import PROPAGATORS, from_spec, resolve
@@ -17,6 +17,7 @@ __all__ = [
     "SteppablePropagator",
     "Stepper",
     "TorchDiffEq",
+    "drive",
     "from_spec",
     "resolve",
 ]

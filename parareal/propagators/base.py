@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from ..state import Lanes, ops_for
 
-__all__ = ["Propagator", "Request", "SteppablePropagator", "Stepper", "check_steps"]
+__all__ = ["Propagator", "Request", "SteppablePropagator", "Stepper", "check_steps", "drive"]
 
 #: One request of a steppable propagator: the time and state at which it needs ``f``.
 Request = tuple[float, Any]
@@ -121,12 +121,20 @@ class SteppablePropagator(Propagator):
         return y
 
     def propagate(self, f: Callable[[Any, Any], Any], y: Any, t0: float, t1: float) -> Any:
-        ops = ops_for(y)
-        gen = self.stepper(y, t0, t1)
-        try:
-            t, yr = next(gen)
-            while True:
-                dy = ops.coerce_derivative(f(ops.time(t), yr), yr)
-                t, yr = gen.send(dy)
-        except StopIteration as stop:
-            return stop.value
+        return drive(self.stepper(y, t0, t1), f, y)
+
+
+def drive(gen: Stepper, f: Callable[[Any, Any], Any], y: Any) -> Any:
+    """Run a stepper coroutine to the end, answering each request with ``f(t, y)``.
+
+    ``t`` is converted as the state's kind expects (:meth:`~parareal.state.ArrayOps.time`) and
+    each answer is checked like the engine checks it. Returns the coroutine's final state.
+    """
+    ops = ops_for(y)
+    try:
+        t, yr = next(gen)
+        while True:
+            dy = ops.coerce_derivative(f(ops.time(t), yr), yr)
+            t, yr = gen.send(dy)
+    except StopIteration as stop:
+        return stop.value
