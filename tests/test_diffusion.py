@@ -407,3 +407,18 @@ def test_conditional_unet_input_errors(cond_unet):
 def test_unknown_keyword(unet):
     with pytest.raises(TypeError, match="unexpected keyword"):
         sample(unet, DDIMScheduler(), noise((1, 1, 8, 8)), num_inference_steps=3, steps=3)
+
+
+def test_serial_reproduces_a_diffusers_ddim_pipeline_end_to_end(unet):
+    from diffusers import DDIMPipeline
+
+    scheduler = DDIMScheduler(timestep_spacing="trailing", set_alpha_to_one=False)
+    pipe = DDIMPipeline(unet=unet, scheduler=scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    images = pipe(batch_size=2, generator=torch.Generator().manual_seed(0), eta=0.0,
+                  num_inference_steps=12, output_type="np").images
+    # the pipeline draws x_T with the same generator first
+    x_T = torch.randn((2, 1, 8, 8), generator=torch.Generator().manual_seed(0))
+    ours = sample(pipe.unet, pipe.scheduler, x_T, num_inference_steps=12, method="srds", tol=0)
+    ours_images = (ours.sample / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_allclose(ours_images, images, atol=2e-3)
