@@ -44,7 +44,8 @@ class Stats:
         ``critical_path`` at the moment iterate ``k`` was complete, for ``k = 0..iterations``.
     wall_time : Mapping[str, float]
         Seconds: ``total``; ``f`` (inside ``f``); ``propagators`` (propagator arithmetic and
-        opaque solvers, excluding ``f``); ``engine`` (corrections, norms, bookkeeping).
+        opaque solvers, excluding ``f``); ``batching`` (stacking states into batched calls of
+        ``f`` and splitting the results); ``engine`` (corrections, norms, bookkeeping).
     """
 
     fine_calls: int = 0

@@ -36,6 +36,8 @@ class Rhs:
         self.calls = 0
         self.evals = 0
         self.seconds = 0.0
+        #: Seconds spent stacking and splitting batches (outside ``f``).
+        self.batching_seconds = 0.0
 
     def one(self, t: float, y: Any) -> Any:
         """``f`` at one state (a batch of one if ``f`` is vectorised)."""
@@ -67,10 +69,21 @@ class Rhs:
         """
         if not self.vectorized:
             return self.each(requests)
+        begin = time.perf_counter()
+        f_before = self.seconds
+        out = self._batch(requests)
+        self.batching_seconds += time.perf_counter() - begin - (self.seconds - f_before)
+        return out
+
+    def _batch(self, requests: Sequence[Request]) -> list[Any]:
         ops = self.ops
         sizes = [len(t) if isinstance(t, Lanes) else 0 for t, _ in requests]
         grouped = any(sizes)
-        if grouped:
+        single = len(requests) == 1 and not grouped
+        if single:  # a view, no copy
+            ys = requests[0][1][None]
+            ts = ops.times([requests[0][0]])
+        elif grouped:
             ys = ops.concat([y if n else y[None] for (_, y), n in zip(requests, sizes)])
             ts = ops.times(np.concatenate([t.values if n else [t] for (t, _), n in
                                            zip(requests, sizes)]))
@@ -83,6 +96,8 @@ class Rhs:
         self.calls += 1
         self.evals += len(ys)
         dys = ops.coerce_derivative(dys, ys, batched=True)
+        if single:
+            return [dys[0]]
         if not grouped:
             return ops.unstack(dys)
         out, row = [], 0
@@ -111,7 +126,9 @@ class Backend(ABC):
 
     The engine owns the schedule and calls two hooks: :meth:`evaluate` with every pending
     request of the steppable propagators in flight (one tick), and :meth:`propagate` for a
-    propagation by an opaque (non-steppable) propagator.
+    propagation run to completion at once: always for opaque (non-steppable) propagators, and
+    for steppable ones too when the backend does not ``interleave``. Either way a propagation
+    that calls ``f`` ``m`` times occupies ``m`` ticks of the critical path.
     """
 
     #: Name in the backend registry.
@@ -119,6 +136,9 @@ class Backend(ABC):
     #: True if :meth:`evaluate` accepts group requests ``(Lanes, stacked states)``: the driver
     #: then runs propagations of a groupable propagator that start together as one group.
     groups: ClassVar[bool] = False
+    #: True if steppable propagations advance together, one tick per call of ``f`` (needed to
+    #: batch them); False runs each to completion when it starts (better cache locality).
+    interleaves: ClassVar[bool] = False
 
     @abstractmethod
     def evaluate(self, rhs: Rhs, requests: Sequence[Request]) -> list[Any]:

@@ -24,6 +24,7 @@ class Batched(Backend):
 
     name: ClassVar[str] = "batched"
     groups: ClassVar[bool] = True
+    interleaves: ClassVar[bool] = True
 
     def evaluate(self, rhs: Rhs, requests: Sequence[Request]) -> list[Any]:
         return rhs.batch(requests)

@@ -12,7 +12,8 @@ __all__ = ["Serial"]
 
 
 class Serial(Backend):
-    """Evaluate every request with its own call of ``f``, in order."""
+    """The reference: every propagation runs to completion when it starts, one call of ``f``
+    per evaluation (``vectorized`` functions get batches of one)."""
 
     name: ClassVar[str] = "serial"
 

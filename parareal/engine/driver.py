@@ -5,9 +5,10 @@ the driver collects the pending ``(t, y)`` request of each coroutine in flight, 
 the backend in one :meth:`~parareal.backends.Backend.evaluate` call, and sends the results back.
 On a backend that ``groups``, tasks of one groupable propagator started in the same tick run as
 a single coroutine over their stacked states (one request per group, :class:`Lanes` times).
-Opaque propagators (scipy, torchdiffeq) run at once through
-:meth:`~parareal.backends.Backend.propagate`; their result is released after as many ticks as
-they called ``f``, so the critical path counts them too. The driver knows nothing of Parareal.
+Opaque propagators (scipy, torchdiffeq), and every propagator on a backend that does not
+interleave (serial), run at once through :meth:`~parareal.backends.Backend.propagate`; their
+result is released after as many ticks as they called ``f``, so the critical path is the same
+either way. The driver knows nothing of Parareal.
 """
 
 from __future__ import annotations
@@ -67,9 +68,8 @@ class Driver:
             entry = self._pending.setdefault(id(propagator), (propagator, []))
             entry[1].append((key, y, t0, t1))
             return
-        start = time.perf_counter()
-        f_seconds = self.rhs.seconds
-        if propagator.steppable:
+        mark = self._mark()
+        if propagator.steppable and self.backend.interleaves:
             self._launch([key], propagator.stepper(y, t0, t1), grouped=False)  # type: ignore[attr-defined]
         else:
             evals = self.rhs.evals
@@ -77,7 +77,7 @@ class Driver:
             release = self.clock + (self.rhs.evals - evals)
             heapq.heappush(self._delayed, (release, self._seq, key, value))
             self._seq += 1
-        self._account(start, f_seconds)
+        self._account(mark)
 
     def _launch(self, keys: list[Hashable], gen: Stepper, *, grouped: bool) -> None:
         try:
@@ -97,8 +97,7 @@ class Driver:
 
     def _start_groups(self) -> None:
         """Start the held propagations, one coroutine per propagator over stacked states."""
-        start = time.perf_counter()
-        f_seconds = self.rhs.seconds
+        mark = self._mark()
         pending, self._pending = self._pending, {}
         for propagator, items in pending.values():
             keys = [item[0] for item in items]
@@ -110,7 +109,7 @@ class Driver:
             t0s = Lanes([item[2] for item in items])
             t1s = Lanes([item[3] for item in items])
             self._launch(keys, propagator.stepper(ys, t0s, t1s), grouped=True)  # type: ignore[attr-defined]
-        self._account(start, f_seconds)
+        self._account(mark)
 
     def step(self) -> list[tuple[Hashable, Any]]:
         """Advance by one tick (or to the next delayed release) and return finished tasks."""
@@ -123,8 +122,7 @@ class Driver:
             flights = self._flights
             results = self.backend.evaluate(self.rhs, [fl.request for fl in flights])
             self.clock += 1
-            start = time.perf_counter()
-            f_seconds = self.rhs.seconds
+            mark = self._mark()
             self._flights = []
             for flight, dy in zip(flights, results, strict=True):
                 try:
@@ -133,7 +131,7 @@ class Driver:
                     self._finish(flight.keys, stop.value, flight.grouped, finished)
                 else:
                     self._flights.append(flight)
-            self._account(start, f_seconds)
+            self._account(mark)
         elif self._delayed:
             self.clock = max(self.clock, self._delayed[0][0])
         while self._delayed and self._delayed[0][0] <= self.clock:
@@ -150,6 +148,12 @@ class Driver:
         self._done.clear()
         self._pending.clear()
 
-    def _account(self, start: float, f_seconds: float) -> None:
+    def _mark(self) -> tuple[float, float, float]:
+        return time.perf_counter(), self.rhs.seconds, self.rhs.batching_seconds
+
+    def _account(self, mark: tuple[float, float, float]) -> None:
+        """Add the time since ``mark`` minus the time spent in ``f`` and in batching."""
+        start, f_seconds, batching = mark
         elapsed = time.perf_counter() - start
-        self.propagator_seconds += elapsed - (self.rhs.seconds - f_seconds)
+        outside = (self.rhs.seconds - f_seconds) + (self.rhs.batching_seconds - batching)
+        self.propagator_seconds += elapsed - outside

@@ -175,9 +175,11 @@ class _Run:
                 return
             residual = math.nan
         else:
-            residual = max(
+            updates = [
                 ops.max_abs(self.U[(n, k)] - self.value(n, k - 1)) for n in range(k, self.N + 1)
-            )
+            ]
+            # Python's max drops a NaN that is not first: test every update for finiteness
+            residual = max(updates) if all(math.isfinite(u) for u in updates) else math.nan
             if not math.isfinite(residual):
                 self.stop(k - 1, Status.DIVERGED)
                 return
@@ -258,6 +260,7 @@ class _Run:
         k = self.final
         y = self.ops.stack(self.iterate(k))
         f_seconds = self.rhs.seconds
+        batching = self.rhs.batching_seconds
         prop_seconds = self.driver.propagator_seconds
         stats = Stats(
             fine_calls=self.fine_calls,
@@ -270,7 +273,8 @@ class _Run:
                 "total": total,
                 "f": f_seconds,
                 "propagators": prop_seconds,
-                "engine": max(total - f_seconds - prop_seconds, 0.0),
+                "batching": batching,
+                "engine": max(total - f_seconds - prop_seconds - batching, 0.0),
             },
         )
         return Solution(
