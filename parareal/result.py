@@ -19,7 +19,8 @@ class Status(enum.Enum):
     CONVERGED = "converged"
     #: ``max_iters`` iterations ran without meeting the tolerance.
     MAX_ITERS = "max_iters"
-    #: An iterate contained NaN or inf; the last finite iterate is returned.
+    #: An iterate contained NaN or inf; the last finite iterate is returned (iterate 0, as it
+    #: is, when the coarse sweep itself was not finite).
     DIVERGED = "diverged"
 
 

@@ -298,10 +298,14 @@ def odeint(
     """A drop-in for ``torchdiffeq.odeint`` that integrates in parallel across time.
 
     Returns the solution at every time in ``t``, shape ``(len(t), *y0.shape)``, in ``y0``'s
-    kind. The fine propagator is ``method`` stepped exactly as torchdiffeq steps it (fixed-grid
-    methods take one step per output interval, or ``options["step_size"]`` steps; ``"rk4"`` is
-    torchdiffeq's 3/8 rule); the coarse one is ``coarse_method`` with one step per slice
-    interval. With ``max_iters=None`` and ``tol=0`` the result equals torchdiffeq's to round-off.
+    kind. The fine propagator is ``method`` stepped as torchdiffeq steps it: fixed-grid methods
+    take one step per output interval, or ``ceil(interval / options["step_size"])`` equal steps
+    (``"rk4"`` is torchdiffeq's 3/8 rule); adaptive methods run per output interval. The coarse
+    propagator is ``coarse_method`` with one step per slice. With ``tol=0`` the result equals
+    torchdiffeq's to round-off for fixed-grid methods whose output intervals are multiples of
+    ``step_size`` (torchdiffeq steps one grid over the whole span and interpolates linearly at
+    output times inside a step; we restart the grid at every output time instead), and agrees
+    to the solver tolerance for adaptive methods.
 
     Parameters
     ----------

@@ -105,3 +105,16 @@ def test_console_script_runs():
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["converged"] is True
+
+
+def test_problem_parameters_from_the_command_line(capsys):
+    out = run_json(capsys, "dahlquist", "--param", "lam=-2.0", "--tol", "1e-12")
+    assert out["y_final"][0] == pytest.approx(np.exp(-2.0 * out["t_final"]), rel=1e-6)
+    out = run_json(capsys, "dahlquist-complex", "--param", "lam=1j", "--max-iters", "1")
+    assert out["problem"] == "dahlquist-complex"
+
+
+@pytest.mark.parametrize("param,message", [("lam", "NAME=VALUE"), ("nosuch=1", "nosuch")])
+def test_bad_problem_parameters(capsys, param, message):
+    assert main(["solve", "dahlquist", "--param", param]) == 2
+    assert message in capsys.readouterr().err

@@ -283,3 +283,11 @@ def test_bad_boundaries(edges, match):
     with pytest.raises(ValueError, match=match):
         parareal.solve(f, np.ones(1), (0, 2), coarse=Euler(1), fine=RK4(2), slices=3,
                        boundaries=edges)
+
+
+def test_divergent_coarse_sweep_reports_path_of_iterate_zero():
+    with np.errstate(over="ignore", invalid="ignore"):
+        sol = parareal.solve(lambda t, y: y**3, np.array([2.0]), (0, 10), coarse=Euler(1),
+                             fine=RK4(10), slices=20)
+    assert sol.status is Status.DIVERGED and sol.iterations == 0
+    assert len(sol.stats.critical_path_per_iteration) == 1

@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--max-iters", type=int, default=None,
                        help="iteration cap (default: the number of slices)")
     solve.add_argument("--t-end", type=float, default=None, help="end time (problem default)")
+    solve.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                       help="a problem parameter, e.g. --param lam=2j or --param points=1000 "
+                            "(repeatable; values are Python literals)")
     solve.add_argument("--json", action="store_true", help="print one JSON object")
     solve.add_argument("--plot", metavar="FILE", help="save the convergence plot (PNG, PDF...)")
     solve.add_argument("--progress", action="store_true", help="print progress on stderr")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import sys
@@ -40,8 +41,22 @@ def _check_plot_path(path: str) -> None:
         raise OSError(f"cannot write plot to {path!r}: folder {folder!r} is not writable")
 
 
+def _parse_params(items: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--param takes NAME=VALUE, got {item!r}")
+        try:
+            value = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            value = text.strip()
+        params[name.strip()] = value
+    return params
+
+
 def _problem(args: argparse.Namespace) -> Problem:
-    overrides: dict[str, Any] = {}
+    overrides: dict[str, Any] = _parse_params(args.param)
     if args.t_end is not None:
         overrides["t_end"] = args.t_end
     if args.slices is not None:
@@ -140,7 +155,7 @@ def _print_table(
         f"status: {sol.status.value} after {sol.iterations} iteration(s); "
         f"f evals {stats.f_evals}, critical path {stats.critical_path}"
     )
-    if problem.fine.evals is not None:
+    if problem.fine.evals is not None and sol.converged:
         serial = n * problem.fine.evals
         gain = critical_path_speedup(sol, fine=problem.fine)
         line += f" (serial fine: {serial}, {gain:.2f}x shorter)"

@@ -170,7 +170,8 @@ class _Run:
         ops = self.ops
         if k == 0:
             finite = all(ops.all_finite(self.value(n, 0)) for n in range(1, self.N + 1))
-            if not finite:
+            if not finite:  # no finite iterate exists: iterate 0 is returned as it is
+                self.path.append(self.driver.clock)
                 self.stop(0, Status.DIVERGED)
                 return
             residual = math.nan

@@ -1,0 +1,83 @@
+"""The example scripts and the code snippets of the documentation run and say what they should."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+DOCS = ROOT / "docs"
+
+
+def run_example(name: str, *args: str) -> str:
+    """Run ``examples/name`` with ``args`` in a fresh interpreter; return its standard output."""
+    env = dict(os.environ, MPLBACKEND="Agg", OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=120,
+    )
+    assert proc.returncode == 0, f"{name} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def test_brusselator_example(tmp_path):
+    pytest.importorskip("scipy")  # the reference solution
+    args = ["--slices", "8", "--fine-steps", "5", "--t-end", "3"]
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        plot = None
+    else:
+        plot = tmp_path / "brusselator.png"
+        args += ["--plot", str(plot)]
+    out = run_example("brusselator.py", *args)
+    assert "status: converged" in out
+    assert "all backend/schedule pairs gave bitwise identical results" in out
+    # the measured critical path equals the tick model on every line of the comparison
+    rows = [row for row in map(str.split, out.splitlines())
+            if len(row) == 8 and row[1] in ("synchronous", "pipelined")]
+    assert len(rows) == 4 and all(row[5] == row[6] for row in rows)
+    if plot is not None:
+        assert plot.stat().st_size > 0
+
+
+def test_neural_ode_torch_example():
+    pytest.importorskip("torch")
+    pytest.importorskip("torchdiffeq")
+    out = run_example("neural_ode_torch.py", "--train-steps", "20", "--trajectories", "8",
+                      "--slices", "4", "--fine-steps", "5", "--coarse-steps", "1", "--double",
+                      "--tol", "0")
+    assert "parareal: converged after 4 of 4 iterations" in out
+    diff = re.search(r"max \|parareal - torchdiffeq.odeint\| = (\S+)", out)
+    assert diff is not None and float(diff.group(1)) < 1e-10
+    assert "critical path" in out
+
+
+def test_heat_equation_example():
+    out = run_example("heat_equation.py", "--points", "50", "--t-end", "0.01", "--slices", "4")
+    assert "status: converged" in out
+    assert "parareal, batched" in out and "serial fine solve" in out
+
+
+def python_blocks(path: Path) -> list[str]:
+    """The ```python code blocks of a Markdown file, in order."""
+    return re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.S)
+
+
+@pytest.mark.parametrize("doc", ["guide.md", "algorithm.md"])
+def test_doc_snippets_run(doc, capsys):
+    pytest.importorskip("scipy")
+    pytest.importorskip("torch")
+    pytest.importorskip("torchdiffeq")
+    blocks = python_blocks(DOCS / doc)
+    assert blocks, f"no python blocks found in {doc}"
+    namespace: dict[str, object] = {"__name__": f"docs_{doc}"}
+    for i, block in enumerate(blocks):
+        code = compile(block, f"{doc}[python block {i}]", "exec")
+        exec(code, namespace)  # the blocks build on each other, as the guide says
