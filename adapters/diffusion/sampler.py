@@ -112,16 +112,33 @@ def _real(value: Any, name: str, minimum: float = 0.0) -> float:
 class _ModelRhs:
     """The engine's vectorised ``f(s, X)``: the model at grid indices ``s`` for states ``X``."""
 
-    def __init__(self, model: ModelFn, timesteps: np.ndarray, device: torch.device) -> None:
+    def __init__(
+        self, model: ModelFn, timesteps: np.ndarray, device: torch.device, bar: Any = None
+    ) -> None:
         self.model = model
         self.timesteps = torch.as_tensor(timesteps, dtype=torch.long, device=device)
+        self.bar = bar
 
     def __call__(self, s: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
         slices, batch = states.shape[0], states.shape[1]
         index = torch.round(s).long().to(self.timesteps.device)
         t = self.timesteps[index].repeat_interleave(batch)
         out = self.model(states.reshape(slices * batch, *states.shape[2:]), t)
+        if self.bar is not None:
+            self.bar.update(1)
         return out.reshape(states.shape)
+
+
+def _progress_bar(enabled: bool, total: int, method: str) -> Any:
+    """A tqdm bar over sequential model calls (``None`` when disabled or tqdm is missing)."""
+    if not enabled:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm comes with diffusers
+        return None
+    return tqdm(total=total, desc=f"{method}: sequential model calls", unit="call",
+                file=sys.stderr, leave=False)
 
 
 def _noises(
@@ -206,7 +223,7 @@ def sample(
     guidance_scale, prompt_embeds, negative_prompt_embeds :
         For ``UNet2DConditionModel``: classifier-free guidance in one batch.
     progress : bool
-        Print progress on standard error.
+        Show a progress bar (tqdm) of sequential model calls on standard error.
 
     Returns
     -------
@@ -256,25 +273,47 @@ def sample(
     )
     fn.check_sample(x_T)
     grid = schedule.grid(steps)
-    rhs = Rhs(_ModelRhs(fn, grid.timesteps, x_T.device), ops_for(x_T), vectorized=True)
+    bar = _progress_bar(progress, steps, method)
+    rhs = Rhs(_ModelRhs(fn, grid.timesteps, x_T.device, bar), ops_for(x_T), vectorized=True)
     noises = _noises(grid, x_T, eta, generator)
     fine = DDIMSteps(grid, eta=eta, noises=noises)
-    with torch.no_grad():
-        if method == "serial":
-            out = fine.propagate(rhs.plain, x_T, 0.0, float(steps))
-            result = dict(sample=out, iterations=0, converged=True, sequential_evals=rhs.calls,
-                          residuals=(), stats=None)
-        elif method == "srds":
-            result = _srds(rhs, grid, x_T, fine, noises, eta, blocks, tol, mode, pipelined,
-                           max_iters, progress)
-        else:
-            result = _picard(rhs, grid, x_T, fine, window, tol, mode, max_iters, progress)
+    try:
+        with torch.no_grad():
+            result = _run_method(method, rhs, grid, x_T, fine, noises, eta, blocks, tol, mode,
+                                 pipelined, max_iters, window)
+    finally:
+        if bar is not None:
+            bar.close()
     return DiffusionResult(
         total_evals=rhs.evals * fn.evals_per_state,
         method=method,
         wall_time_s=time.perf_counter() - start,
         **result,
     )
+
+
+def _run_method(
+    method: str,
+    rhs: Rhs,
+    grid: DDIMGrid,
+    x_T: torch.Tensor,
+    fine: DDIMSteps,
+    noises: list[torch.Tensor] | None,
+    eta: float,
+    blocks: int | None,
+    tol: Any,
+    mode: str,
+    pipelined: bool,
+    max_iters: int | None,
+    window: int | None,
+) -> dict[str, Any]:
+    if method == "srds":
+        return _srds(rhs, grid, x_T, fine, noises, eta, blocks, tol, mode, pipelined, max_iters)
+    if method == "picard":
+        return _picard(rhs, grid, x_T, fine, window, tol, mode, max_iters)
+    out = fine.propagate(rhs.plain, x_T, 0.0, float(grid.steps))
+    return dict(sample=out, iterations=0, converged=True, sequential_evals=rhs.calls,
+                residuals=(), stats=None)
 
 
 def _srds(
@@ -289,7 +328,6 @@ def _srds(
     mode: str,
     pipelined: bool,
     max_iters: int | None,
-    progress: bool,
 ) -> dict[str, Any]:
     steps = grid.steps
     nblocks = blocks if blocks is not None else max(1, round(math.sqrt(steps)))
@@ -319,7 +357,6 @@ def _srds(
         schedule="pipelined" if pipelined else "synchronous",
         vectorized=True,
         callback=rule,
-        progress=progress,
     )
     rhs.calls, rhs.evals = sol.stats.f_calls, sol.stats.f_evals
     return dict(
@@ -341,7 +378,6 @@ def _picard(
     tol: float,
     mode: str,
     max_iters: int | None,
-    progress: bool,
 ) -> dict[str, Any]:
     """ParaDiGMS: Picard iterations over a sliding window, one batched model call each."""
     steps = grid.steps
@@ -378,9 +414,6 @@ def _picard(
         begin += stride
         iterations += 1
         residuals.append(max(errors))
-        if progress:
-            print(f"picard: iteration {iterations}, {begin}/{steps} steps done, "
-                  f"max error {residuals[-1]:.3e}", file=sys.stderr)
     return dict(
         sample=xs[steps],
         iterations=iterations,
