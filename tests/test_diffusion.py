@@ -422,3 +422,20 @@ def test_serial_reproduces_a_diffusers_ddim_pipeline_end_to_end(unet):
     ours = sample(pipe.unet, pipe.scheduler, x_T, num_inference_steps=12, method="srds", tol=0)
     ours_images = (ours.sample / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).numpy()
     np.testing.assert_allclose(ours_images, images, atol=2e-3)
+
+
+@pytest.mark.parametrize("method", ["srds", "picard"])
+def test_callback_sees_the_final_sample_estimates(method):
+    gmm = GaussianMixture.random(3, 2, seed=8)
+    sch = DDIMScheduler(clip_sample=False)
+    model = gmm.model(NoiseSchedule.from_scheduler(sch))
+    x = noise((2, 3), dtype=torch.float64)
+    seen = []
+    out = sample(model, sch, x, num_inference_steps=16, method=method, tol=0,
+                 callback=lambda k, y: seen.append((k, y.clone())))
+    ser = sample(model, sch, x, num_inference_steps=16, method="serial")
+    assert [k for k, _ in seen] == list(range(seen[0][0], seen[0][0] + len(seen)))
+    assert torch.equal(seen[-1][1], out.sample)
+    assert rel(seen[-1][1], ser.sample) < 1e-12
+    with pytest.raises(TypeError, match="callback must be callable"):
+        sample(model, sch, x, num_inference_steps=4, method=method, callback=3)

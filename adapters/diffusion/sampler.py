@@ -22,6 +22,7 @@ import math
 import numbers
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,6 +182,7 @@ def sample(
     prompt_embeds: torch.Tensor | None = None,
     negative_prompt_embeds: torch.Tensor | None = None,
     progress: bool = False,
+    callback: Callable[[int, torch.Tensor], Any] | None = None,
 ) -> DiffusionResult:
     """Sample a diffusion model with DDIM steps: serially, with SRDS, or with Picard iterations.
 
@@ -224,6 +226,9 @@ def sample(
         For ``UNet2DConditionModel``: classifier-free guidance in one batch.
     progress : bool
         Show a progress bar (tqdm) of sequential model calls on standard error.
+    callback : callable, optional
+        ``callback(iteration, sample)`` with the current estimate of the final sample after
+        every SRDS iterate (0 is the coarse sweep) or Picard iteration (not called for serial).
 
     Returns
     -------
@@ -264,6 +269,8 @@ def sample(
         raise ValueError(f"tol_mode must be one of {TOL_MODES}, got {tol_mode!r}")
     if method != "serial":
         tol = DEFAULT_TOL[(method, mode)] if tol is None else _real(tol, "tol")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
 
     fn = wrap_model(
         model,
@@ -276,11 +283,19 @@ def sample(
     bar = _progress_bar(progress, steps, method)
     rhs = Rhs(_ModelRhs(fn, grid.timesteps, x_T.device, bar), ops_for(x_T), vectorized=True)
     noises = _noises(grid, x_T, eta, generator)
-    fine = DDIMSteps(grid, eta=eta, noises=noises)
+    run = _Run(rhs=rhs, grid=grid, x_T=x_T, fine=DDIMSteps(grid, eta=eta, noises=noises),
+               coarse=DDIMJump(grid, eta=eta, noises=noises), tol=tol or 0.0, mode=mode,
+               max_iters=max_iters, callback=callback)
     try:
         with torch.no_grad():
-            result = _run_method(method, rhs, grid, x_T, fine, noises, eta, blocks, tol, mode,
-                                 pipelined, max_iters, window)
+            if method == "srds":
+                result = _srds(run, blocks, pipelined)
+            elif method == "picard":
+                result = _picard(run, window)
+            else:
+                out = run.fine.propagate(rhs.plain, x_T, 0.0, float(steps))
+                result = dict(sample=out, iterations=0, converged=True,
+                              sequential_evals=rhs.calls, residuals=(), stats=None)
     finally:
         if bar is not None:
             bar.close()
@@ -292,43 +307,23 @@ def sample(
     )
 
 
-def _run_method(
-    method: str,
-    rhs: Rhs,
-    grid: DDIMGrid,
-    x_T: torch.Tensor,
-    fine: DDIMSteps,
-    noises: list[torch.Tensor] | None,
-    eta: float,
-    blocks: int | None,
-    tol: Any,
-    mode: str,
-    pipelined: bool,
-    max_iters: int | None,
-    window: int | None,
-) -> dict[str, Any]:
-    if method == "srds":
-        return _srds(rhs, grid, x_T, fine, noises, eta, blocks, tol, mode, pipelined, max_iters)
-    if method == "picard":
-        return _picard(rhs, grid, x_T, fine, window, tol, mode, max_iters)
-    out = fine.propagate(rhs.plain, x_T, 0.0, float(grid.steps))
-    return dict(sample=out, iterations=0, converged=True, sequential_evals=rhs.calls,
-                residuals=(), stats=None)
+@dataclass
+class _Run:
+    """What the SRDS and Picard runners share."""
+
+    rhs: Rhs
+    grid: DDIMGrid
+    x_T: torch.Tensor
+    fine: DDIMSteps
+    coarse: DDIMJump
+    tol: float
+    mode: str
+    max_iters: int | None
+    callback: Callable[[int, torch.Tensor], Any] | None
 
 
-def _srds(
-    rhs: Rhs,
-    grid: DDIMGrid,
-    x_T: torch.Tensor,
-    fine: DDIMSteps,
-    noises: list[torch.Tensor] | None,
-    eta: float,
-    blocks: int | None,
-    tol: float,
-    mode: str,
-    pipelined: bool,
-    max_iters: int | None,
-) -> dict[str, Any]:
+def _srds(run: _Run, blocks: int | None, pipelined: bool) -> dict[str, Any]:
+    grid, tol, mode = run.grid, run.tol, run.mode
     steps = grid.steps
     nblocks = blocks if blocks is not None else max(1, round(math.sqrt(steps)))
     edges = np.round(np.linspace(0, steps, nblocks + 1))
@@ -338,21 +333,24 @@ def _srds(
 
     def rule(info: parareal.IterationInfo) -> bool:
         final = info.y[-1]
+        if run.callback is not None:
+            run.callback(info.iteration, final)
         if last:
             residuals.append(_change(final - last[0], mode) / scale)
         last[:] = [final]
         return bool(residuals) and tol > 0 and residuals[-1] <= tol
 
+    rhs = run.rhs
     sol = parareal.solve(
         rhs.f,
-        x_T,
+        run.x_T,
         (0.0, float(steps)),
-        coarse=DDIMJump(grid, eta=eta, noises=noises),
-        fine=fine,
+        coarse=run.coarse,
+        fine=run.fine,
         slices=nblocks,
         boundaries=edges,
         tol=0.0,
-        max_iters=max_iters,
+        max_iters=run.max_iters,
         backend="batched",
         schedule="pipelined" if pipelined else "synchronous",
         vectorized=True,
@@ -369,28 +367,20 @@ def _srds(
     )
 
 
-def _picard(
-    rhs: Rhs,
-    grid: DDIMGrid,
-    x_T: torch.Tensor,
-    fine: DDIMSteps,
-    window: int | None,
-    tol: float,
-    mode: str,
-    max_iters: int | None,
-) -> dict[str, Any]:
+def _picard(run: _Run, window: int | None) -> dict[str, Any]:
     """ParaDiGMS: Picard iterations over a sliding window, one batched model call each."""
+    rhs, grid, fine, tol, mode = run.rhs, run.grid, run.fine, run.tol, run.mode
     steps = grid.steps
     p = window if window is not None else min(steps, 2 * max(1, round(math.sqrt(steps))))
     p = min(p, steps)
-    cap = max_iters if max_iters is not None else steps
+    cap = run.max_iters if run.max_iters is not None else steps
     if mode == "noise":
         variances = np.array([grid.posterior_variance(i) for i in range(steps)])
         floor = variances[variances > 0].min() if np.any(variances > 0) else 1.0
         scales = np.sqrt(np.maximum(variances, floor))
     else:
         scales = np.ones(steps)
-    xs = [x_T] * (steps + 1)
+    xs = [run.x_T] * (steps + 1)
     begin, iterations = 0, 0
     residuals: list[float] = []
     while begin < steps and iterations < cap:
@@ -414,6 +404,8 @@ def _picard(
         begin += stride
         iterations += 1
         residuals.append(max(errors))
+        if run.callback is not None:
+            run.callback(iterations, xs[steps])
     return dict(
         sample=xs[steps],
         iterations=iterations,
