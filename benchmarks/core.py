@@ -344,9 +344,12 @@ def bench_case(
             )
         else:
             st = info["stats"]
+            # "batching" (stacking/splitting batches) is reported apart by newer versions of
+            # the library; older ones count it in "engine"
             walls = {
                 key: statistics.median(i["stats"]["wall_time"][key] for i in v.infos)
-                for key in ("total", "f", "propagators", "engine")
+                for key in ("total", "f", "propagators", "batching", "engine")
+                if all(key in i["stats"]["wall_time"] for i in v.infos)
             }
             row.update(
                 iterations=info["iterations"],
@@ -475,7 +478,8 @@ def markdown_case(res: dict[str, Any]) -> str:
     lines += [
         "",
         "| variant | median | min | speedup vs serial F | iters | f_evals | f_calls "
-        "| critical path | CP speedup | model S (P=N) | error vs ref | f / prop / engine |",
+        "| critical path | CP speedup | model S (P=N) | error vs ref "
+        "| f / prop / batching / engine |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in res["rows"]:
@@ -484,7 +488,11 @@ def markdown_case(res: dict[str, Any]) -> str:
             iters = str(r["iterations"])
             cp_s = f"{r['cp_speedup']:.2f}x"
             model = f"{r['model_speedup']:.2f}x"
-            split = f"{fmt_time(w['f'])} / {fmt_time(w['propagators'])} / {fmt_time(w['engine'])}"
+            batching = fmt_time(w["batching"]) if "batching" in w else "-"
+            split = (
+                f"{fmt_time(w['f'])} / {fmt_time(w['propagators'])} / {batching} "
+                f"/ {fmt_time(w['engine'])}"
+            )
         else:
             iters, model, split = "-", "-", "-"
             cp_s = f"{res['serial_fine_f_evals'] / r['critical_path']:.2f}x"
