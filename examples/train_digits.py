@@ -7,8 +7,10 @@ load_digits_data`, with AdamW, a linear warmup and cosine learning-rate decay, g
 clipping and an exponential moving average of the weights; the EMA weights are saved. No data
 augmentation (the digits are centred, and neither flips nor shifts preserve their
 distribution). The scheduler is saved as a ``DDIMScheduler`` config with the same betas,
-``clip_sample=True`` (the predicted clean sample is clamped to [-1, 1], the data range) and
-``set_alpha_to_one=True``, ``timestep_spacing="leading"`` (diffusers' defaults).
+``clip_sample=False`` (the plain probability-flow ODE: clamping the predicted clean sample
+makes the DDIM map non-smooth and step-count dependent, and SRDS then converged far more
+slowly at N = 1000 -- see docs/benchmarks.md) and ``set_alpha_to_one=True``,
+``timestep_spacing="leading"`` (diffusers' defaults).
 
 Then a small MLP classifier is trained on the same training digits (a few seconds); its
 penultimate features define the Frechet distance of
@@ -237,9 +239,9 @@ def train_diffusion(args: argparse.Namespace) -> tuple[UNet2DModel, dict[str, An
 
 
 def scheduler_config() -> dict[str, Any]:
-    """The sampling scheduler: DDIM with DDPMScheduler()'s betas, clipping to [-1, 1]."""
+    """The sampling scheduler: DDIM with DDPMScheduler()'s betas, without clipping."""
     scheduler = DDIMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02,
-                              beta_schedule="linear", clip_sample=True, set_alpha_to_one=True,
+                              beta_schedule="linear", clip_sample=False, set_alpha_to_one=True,
                               prediction_type="epsilon", timestep_spacing="leading")
     return dict(scheduler.config)
 

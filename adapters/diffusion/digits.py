@@ -181,7 +181,7 @@ def load_digits_model(
     -------
     (UNet2DModel, DDIMScheduler)
         The model in eval mode, float32, on the CPU; a fresh scheduler (1000 training steps,
-        linear betas 1e-4..0.02, epsilon prediction, ``clip_sample=True``).
+        linear betas 1e-4..0.02, epsilon prediction, ``clip_sample=False``).
 
     Raises
     ------

@@ -1,4 +1,4 @@
-"""The ``parareal`` command line: ``parareal solve PROBLEM ...``."""
+"""The ``parareal`` command line: ``parareal solve PROBLEM ...`` and ``parareal sample``."""
 
 from .main import build_parser, main
 

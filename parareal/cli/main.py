@@ -10,13 +10,10 @@ from .. import __version__
 from ..backends import BACKENDS
 from ..engine import SCHEDULES
 from ..problems import PROBLEMS
+from .sample_cmd import add_sample_parser
 from .solve_cmd import run_solve
 
 __all__ = ["build_parser", "main"]
-
-
-class CliError(Exception):
-    """A user error reported as ``parareal: error: ...`` with exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--plot", metavar="FILE", help="save the convergence plot (PNG, PDF...)")
     solve.add_argument("--progress", action="store_true", help="print progress on stderr")
     solve.set_defaults(handler=run_solve)
+    add_sample_parser(sub)
     return parser
 
 

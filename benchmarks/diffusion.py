@@ -1,0 +1,322 @@
+"""SRDS benchmark on the bundled digits model: serial vs SRDS (plain, pipelined) vs Picard.
+
+Measures, for N in {25, 100, 1000} DDIM steps and several seeds, in one run with the methods
+interleaved: iterations, sequential model calls, total model evaluations, CPU wall-clock
+(median over seeds, ratio to serial from the same run), max |diff| to the serial sample and
+the fraction of identical uint8 pixels; the sample quality (Frechet distance in the digits
+classifier's feature space, mean classifier confidence) of serial, SRDS and Picard samples;
+the cost of one batched model call against the batch size; and two plots.
+
+    python benchmarks/diffusion.py                      # the full run (several minutes)
+    python benchmarks/diffusion.py --quick              # a smoke run (seconds)
+    python benchmarks/diffusion.py --json out.json --plots docs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from parareal.adapters.diffusion import sample
+from parareal.adapters.diffusion.digits import (
+    load_digits_data,
+    load_digits_model,
+    sample_quality,
+    to_uint8,
+)
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--steps", type=_ints, default=[25, 100, 1000], help="N values, e.g. 25,100")
+    p.add_argument("--seeds", type=_ints, default=[0, 1, 2], help="seeds of x_T")
+    p.add_argument("--n", type=_ints, default=[1, 8], help="samples per call (batch), e.g. 1,8")
+    p.add_argument("--quality-n", type=int, default=256, help="samples for the quality metrics")
+    p.add_argument("--quality-steps", type=int, default=100, help="N for the quality metrics")
+    p.add_argument("--batch-sizes", type=_ints,
+                   default=[1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024])
+    p.add_argument("--quick", action="store_true", help="tiny settings for a smoke test")
+    p.add_argument("--json", help="write every raw number to this file")
+    p.add_argument("--plots", help="folder for the plots (PNG)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.steps, args.seeds, args.n = [16], [0], [2]
+        args.quality_n, args.quality_steps = 32, 16
+        args.batch_sizes = [1, 4, 16]
+    return args
+
+
+def windows_for(steps: int) -> list[int]:
+    """Picard windows compared: sqrt(N), 2 sqrt(N), 4 sqrt(N) (capped at N)."""
+    root = max(1, round(math.sqrt(steps)))
+    return sorted({min(steps, w) for w in (root, 2 * root, 4 * root)})
+
+
+def method_variants(steps: int) -> list[tuple[str, dict[str, Any]]]:
+    variants: list[tuple[str, dict[str, Any]]] = [
+        ("serial", dict(method="serial")),
+        ("srds plain", dict(method="srds", pipelined=False)),
+        ("srds pipelined", dict(method="srds", pipelined=True)),
+        ("srds pipelined tol=2/255", dict(method="srds", pipelined=True, tol=2 / 255)),
+    ]
+    for w in windows_for(steps):
+        variants.append((f"picard w={w}", dict(method="picard", window=w)))
+    return variants
+
+
+def batch_cost(unet: Any, sizes: list[int], repeats: int = 7) -> list[dict[str, float]]:
+    """Median seconds of one model call against the batch size."""
+    rows = []
+    with torch.no_grad():
+        for b in sizes:
+            x = torch.randn(b, 1, 8, 8)
+            t = torch.full((b,), 500, dtype=torch.long)
+            unet(x, t)  # warm-up
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                unet(x, t)
+                times.append(time.perf_counter() - start)
+            rows.append({"batch": b, "seconds": statistics.median(times)})
+    base = rows[0]["seconds"]
+    for row in rows:
+        row["relative_to_batch_1"] = row["seconds"] / base
+        row["per_sample_ms"] = 1e3 * row["seconds"] / row["batch"]
+    return rows
+
+
+def run_grid(unet: Any, scheduler: Any, steps: int, n: int, seeds: list[int]) -> dict[str, Any]:
+    """All methods for one (N, n), seeds interleaved, rotating the order of methods."""
+    variants = method_variants(steps)
+    records: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in variants}
+    histories: dict[str, list[float]] = {}
+    for r, seed in enumerate(seeds):
+        x_T = torch.randn((n, 1, 8, 8), generator=torch.Generator().manual_seed(seed))
+        order = variants[r % len(variants):] + variants[: r % len(variants)]
+        results = {}
+        for name, kwargs in order:
+            results[name] = sample(unet, scheduler, x_T, num_inference_steps=steps, **kwargs)
+        ref = results["serial"].sample
+        for name, _ in variants:
+            res = results[name]
+            diff = float((res.sample - ref).abs().max())
+            same = float((to_uint8(res.sample) == to_uint8(ref)).mean())
+            records[name].append({
+                "seed": seed, "iterations": res.iterations, "converged": res.converged,
+                "sequential_evals": res.sequential_evals, "total_evals": res.total_evals,
+                "wall_time_s": res.wall_time_s, "max_abs_diff": diff, "uint8_identical": same,
+            })
+        if r == 0:  # error to the serial sample after each iteration
+            for name, kwargs in variants[1:]:
+                if "tol" in kwargs:  # same trajectory as its default-tolerance twin
+                    continue
+                errs: list[float] = []
+                def record(k: int, y: torch.Tensor, errs: list = errs, ref: Any = ref) -> None:
+                    errs.append(float((y - ref).abs().max()))
+
+                sample(unet, scheduler, x_T, num_inference_steps=steps, tol=0.0,
+                       callback=record, **kwargs)
+                histories[name] = errs
+    return {"steps": steps, "n": n, "records": records, "histories": histories}
+
+
+def summarize(grid: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    serial_wall = statistics.median(r["wall_time_s"] for r in grid["records"]["serial"])
+    for name, recs in grid["records"].items():
+        wall = statistics.median(r["wall_time_s"] for r in recs)
+        seq = statistics.median(r["sequential_evals"] for r in recs)
+        rows.append({
+            "method": name,
+            "iterations": statistics.median(r["iterations"] for r in recs),
+            "converged": all(r["converged"] for r in recs),
+            "sequential_evals": seq,
+            "total_evals": statistics.median(r["total_evals"] for r in recs),
+            "wall_time_s": wall,
+            "speedup_wall": serial_wall / wall,
+            "speedup_sequential": grid["steps"] / seq,
+            "max_abs_diff": max(r["max_abs_diff"] for r in recs),
+            "uint8_identical_min": min(r["uint8_identical"] for r in recs),
+        })
+    return rows
+
+
+def quality(unet: Any, scheduler: Any, steps: int, n: int) -> list[dict[str, Any]]:
+    x_T = torch.randn((n, 1, 8, 8), generator=torch.Generator().manual_seed(1234))
+    rows = []
+    window = min(steps, 2 * max(1, round(math.sqrt(steps))))
+    for name, kwargs in [("serial", dict(method="serial")),
+                         ("srds pipelined", dict(method="srds")),
+                         (f"picard w={window}", dict(method="picard", window=window))]:
+        res = sample(unet, scheduler, x_T, num_inference_steps=steps, **kwargs)
+        q = sample_quality(res.sample)
+        rows.append({"method": name, "frechet_distance": q["frechet_distance"],
+                     "confidence": q["confidence"], "sequential_evals": res.sequential_evals,
+                     "wall_time_s": res.wall_time_s})
+    heldout = load_digits_data("heldout")
+    q = sample_quality(load_digits_data("train")[: len(heldout)], reference=heldout)
+    rows.append({"method": "real digits (train vs held-out)", **{
+        k: q[k] for k in ("frechet_distance", "confidence")}})
+    noise = torch.randn((n, 1, 8, 8), generator=torch.Generator().manual_seed(99)).clamp(-1, 1)
+    q = sample_quality(noise)
+    rows.append({"method": "clipped Gaussian noise", **{
+        k: q[k] for k in ("frechet_distance", "confidence")}})
+    return rows
+
+
+def clip_ablation(unet: Any, scheduler: Any, steps_list: list[int], n: int) -> list[dict]:
+    """SRDS with the DDIM step's clip_sample on: slower convergence (one seed)."""
+    from diffusers import DDIMScheduler
+
+    rows = []
+    x_T = torch.randn((n, 1, 8, 8), generator=torch.Generator().manual_seed(0))
+    for clip in (False, True):
+        sch = DDIMScheduler.from_config(scheduler.config, clip_sample=clip)
+        for steps in steps_list:
+            ser = sample(unet, sch, x_T, num_inference_steps=steps, method="serial")
+            res = sample(unet, sch, x_T, num_inference_steps=steps, method="srds")
+            rows.append({
+                "clip_sample": str(clip), "steps": steps, "iterations": res.iterations,
+                "sequential_evals": res.sequential_evals,
+                "max_abs_diff": float((res.sample - ser.sample).abs().max()),
+                "uint8_identical": float((to_uint8(res.sample) == to_uint8(ser.sample)).mean()),
+                "serial_wall_s": ser.wall_time_s, "srds_wall_s": res.wall_time_s,
+            })
+    return rows
+
+
+def table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
+    head = "| " + " | ".join(title for _, title, _ in columns) + " |"
+    sep = "|" + "|".join("---" if fmt == "s" else "---:" for _, _, fmt in columns) + "|"
+    lines = [head, sep]
+    for row in rows:
+        cells = []
+        for key, _, fmt in columns:
+            value = row.get(key, "")
+            cells.append(format(value, fmt) if value != "" else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+GRID_COLUMNS = [
+    ("method", "method", "s"), ("iterations", "iters", "g"),
+    ("sequential_evals", "sequential evals", "g"), ("total_evals", "total evals", "g"),
+    ("wall_time_s", "wall median (s)", ".3f"), ("speedup_wall", "wall speedup", ".2f"),
+    ("speedup_sequential", "N / sequential", ".2f"), ("max_abs_diff", "max abs diff", ".1e"),
+    ("uint8_identical_min", "uint8 identical (min)", ".4f"),
+]
+
+
+def plots(folder: str, grids: list[dict[str, Any]], summaries: list[list[dict[str, Any]]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(folder, exist_ok=True)
+    n_main = max(g["n"] for g in grids)
+    chosen = [g for g in grids if g["n"] == n_main]
+    fig, axes = plt.subplots(1, len(chosen), figsize=(4.5 * len(chosen), 3.6), squeeze=False)
+    for ax, grid in zip(axes[0], chosen):
+        for name, errs in grid["histories"].items():
+            ax.semilogy(range(len(errs)), np.maximum(errs, 1e-12), "o-", ms=3, label=name)
+        ax.axhline(1 / 127.5, color="k", ls=":", lw=1, label="half an 8-bit level")
+        ax.set_title(f"N = {grid['steps']}")
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("max |sample - serial|")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(folder, "srds_error_per_iteration.png"), dpi=120)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for n in sorted({g["n"] for g in grids}):
+        rows_by_n = [(g["steps"], s) for g, s in zip(grids, summaries) if g["n"] == n]
+        for method in ("srds plain", "srds pipelined"):
+            xs = [steps for steps, _ in rows_by_n]
+            picked = [next(r for r in s if r["method"] == method) for _, s in rows_by_n]
+            wall = [r["speedup_wall"] for r in picked]
+            seq = [r["speedup_sequential"] for r in picked]
+            axes[0].semilogx(xs, wall, "o-", label=f"{method}, n={n}")
+            if n == n_main:
+                axes[1].semilogx(xs, seq, "o-", label=method)
+    axes[0].axhline(1, color="k", lw=1)
+    axes[0].set(xlabel="N (DDIM steps)", ylabel="serial wall time / method wall time",
+                title="CPU wall-clock speedup")
+    axes[1].set(xlabel="N (DDIM steps)", ylabel="N / sequential model calls",
+                title="sequential-call speedup")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(folder, "srds_speedup_vs_n.png"), dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(int(os.environ.get("PARAREAL_BENCH_THREADS", "2")))
+    unet, scheduler = load_digits_model()
+    begin = time.perf_counter()
+    print("# SRDS benchmark on the bundled digits model\n")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
+          f"Python {platform.python_version()}, torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads)\n")
+    costs = batch_cost(unet, args.batch_sizes)
+    print("## Cost of one batched model call\n")
+    print(table(costs, [("batch", "batch", "d"), ("seconds", "seconds", ".4f"),
+                        ("relative_to_batch_1", "x batch 1", ".2f"),
+                        ("per_sample_ms", "ms per sample", ".3f")]))
+    grids, summaries = [], []
+    for n in args.n:
+        for steps in args.steps:
+            grid = run_grid(unet, scheduler, steps, n, args.seeds)
+            rows = summarize(grid)
+            grids.append(grid)
+            summaries.append(rows)
+            print(f"\n## N = {steps}, n = {n} samples per call, seeds {args.seeds}\n")
+            print(table(rows, GRID_COLUMNS))
+            sys.stdout.flush()
+    print(f"\n## Sample quality: N = {args.quality_steps}, {args.quality_n} samples\n")
+    qual = quality(unet, scheduler, args.quality_steps, args.quality_n)
+    print(table(qual, [("method", "samples", "s"), ("frechet_distance", "Frechet distance", ".3f"),
+                       ("confidence", "mean confidence", ".3f"),
+                       ("sequential_evals", "sequential evals", "g")]))
+    ablation_steps = [s for s in args.steps if s >= 100] or args.steps[-1:]
+    print(f"\n## SRDS with and without clip_sample: N = {ablation_steps}, n = {args.n[-1]}, "
+          "seed 0\n")
+    ablation = clip_ablation(unet, scheduler, ablation_steps, args.n[-1])
+    print(table(ablation, [("clip_sample", "clip_sample", "s"), ("steps", "N", "d"),
+                           ("iterations", "iters", "d"),
+                           ("sequential_evals", "sequential evals", "d"),
+                           ("max_abs_diff", "max abs diff", ".1e"),
+                           ("uint8_identical", "uint8 identical", ".4f"),
+                           ("serial_wall_s", "serial s", ".2f"), ("srds_wall_s", "srds s", ".2f")]))
+    if args.plots:
+        plots(args.plots, grids, summaries)
+        print(f"\nplots written to {args.plots}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"batch_cost": costs, "grids": grids, "summaries": summaries,
+                       "quality": qual, "clip_ablation": ablation, "args": vars(args)}, fh,
+                      indent=1)
+    print(f"\ntotal benchmark time {time.perf_counter() - begin:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
