@@ -1,0 +1,42 @@
+"""The benchmark scripts run (smoke settings) and print their tables."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(script: str, *args: str) -> str:
+    env = dict(os.environ, MPLBACKEND="Agg")
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_core_benchmark_quick():
+    pytest.importorskip("scipy")
+    out = run("core.py", "--quick")
+    assert "### brusselator" in out and "parareal batched/pipelined" in out
+
+
+def test_diffusion_benchmark_quick(tmp_path):
+    pytest.importorskip("diffusers")
+    pytest.importorskip("sklearn")
+    pytest.importorskip("matplotlib")
+    out = run("diffusion.py", "--quick", "--json", str(tmp_path / "r.json"),
+              "--plots", str(tmp_path))
+    assert "srds pipelined" in out and "picard" in out and "Frechet distance" in out
+    data = json.loads((tmp_path / "r.json").read_text())
+    rows = {row["method"]: row for row in data["summaries"][0]}
+    assert rows["serial"]["max_abs_diff"] == 0.0
+    assert rows["srds pipelined"]["uint8_identical_min"] >= 0.99
+    assert (tmp_path / "srds_error_per_iteration.png").stat().st_size > 0
+    assert (tmp_path / "srds_speedup_vs_n.png").stat().st_size > 0
