@@ -39,16 +39,20 @@ class Rhs:
         #: Seconds spent stacking and splitting batches (outside ``f``).
         self.batching_seconds = 0.0
 
+    def _call(self, t: Any, y: Any) -> Any:
+        """One timed, counted call ``f(t, y)`` with ``t`` already in ``f``'s convention."""
+        start = time.perf_counter()
+        dy = self.f(t, y)
+        self.seconds += time.perf_counter() - start
+        self.calls += 1
+        self.evals += 1
+        return dy
+
     def one(self, t: float, y: Any) -> Any:
         """``f`` at one state (a batch of one if ``f`` is vectorised)."""
         if self.vectorized:
             return self.batch([(t, y)])[0]
-        start = time.perf_counter()
-        dy = self.f(self.ops.time(t), y)
-        self.seconds += time.perf_counter() - start
-        self.calls += 1
-        self.evals += 1
-        return self.ops.coerce_derivative(dy, y)
+        return self.ops.coerce_derivative(self._call(self.ops.time(t), y), y)
 
     def each(self, requests: Sequence[Request]) -> list[Any]:
         """``f`` at every request, one state per call (a group's rows one by one)."""
@@ -113,12 +117,7 @@ class Rhs:
         """
         if self.vectorized:
             return self.batch([(float(t), y)])[0]
-        start = time.perf_counter()
-        dy = self.f(t, y)
-        self.seconds += time.perf_counter() - start
-        self.calls += 1
-        self.evals += 1
-        return dy
+        return self._call(t, y)
 
 
 class Backend(ABC):
