@@ -9,16 +9,14 @@ method", SIAM J. Sci. Comput. 29(2), 2007.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from .propagators import Propagator, resolve
 from .result import Solution
-from .validation import check_slices, check_span
+from .validation import check_int, check_positive, check_slices, check_span
 
 __all__ = [
     "DahlquistBounds",
@@ -29,20 +27,6 @@ __all__ = [
     "speedup_model",
     "stability_factor",
 ]
-
-
-def _check_count(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_cost(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
 
 
 def speedup_model(
@@ -63,17 +47,18 @@ def speedup_model(
     coarse_cost, fine_cost : float
         Cost of one coarse and one fine propagation over a slice (any unit, e.g. calls of f).
     """
-    k = _check_count(iterations, "iterations", 0)
-    p = _check_count(workers, "workers", 1)
-    ratio = _check_cost(coarse_cost, "coarse_cost") / _check_cost(fine_cost, "fine_cost")
+    k = check_int(iterations, "iterations", 0)
+    p = check_int(workers, "workers", 1)
+    ratio = check_positive(coarse_cost, "coarse_cost") / check_positive(fine_cost, "fine_cost")
     return 1.0 / ((k + 1) * ratio + k / p)
 
 
 def speedup_limit(iterations: int, *, slices: int, coarse_cost: float, fine_cost: float) -> float:
     """The upper bound ``min(N / K, cost(F) / cost(G))`` of the model speedup."""
-    k = _check_count(iterations, "iterations", 1)
+    k = check_int(iterations, "iterations", 1)
     n = check_slices(slices)
-    return min(n / k, _check_cost(fine_cost, "fine_cost") / _check_cost(coarse_cost, "coarse_cost"))
+    ratio = check_positive(fine_cost, "fine_cost") / check_positive(coarse_cost, "coarse_cost")
+    return min(n / k, ratio)
 
 
 def _evals(prop: Propagator, name: str) -> int:
@@ -156,7 +141,7 @@ def dahlquist_bounds(
     """Gander-Vandewalle bounds for ``y' = lam * y`` at ``k = 0..iterations`` (see class)."""
     t0, t1 = check_span(t_span)
     n = check_slices(slices)
-    kmax = _check_count(iterations, "iterations", 0)
+    kmax = check_int(iterations, "iterations", 0)
     dt = (t1 - t0) / n
     rg = stability_factor(coarse, lam, dt)
     rf = stability_factor(fine, lam, dt)

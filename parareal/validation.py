@@ -12,7 +12,10 @@ from .state import ArrayOps, is_torch, ops_for
 
 __all__ = [
     "check_boundaries",
+    "check_int",
     "check_max_iters",
+    "check_positive",
+    "check_real",
     "check_slices",
     "check_span",
     "check_tolerance",
@@ -43,7 +46,18 @@ def check_y0(y0: Any) -> tuple[Any, ArrayOps]:
     return y0, ops
 
 
-def _real(value: Any, name: str) -> float:
+def check_int(value: Any, name: str, minimum: int = 1) -> int:
+    """Return ``value`` as an int ``>= minimum`` (``bool`` is refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise TypeError(f"{name} must be {kind}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_real(value: Any, name: str) -> float:
+    """Return ``value`` (a real number, or a one-element array/tensor) as a finite float."""
     if is_torch(value) and value.numel() == 1:
         value = value.item()
     if isinstance(value, np.ndarray) and value.size == 1:
@@ -66,7 +80,7 @@ def check_span(t_span: Any) -> tuple[float, float]:
         raise TypeError(f"t_span must be a pair (t0, t1), got {t_span!r}") from None
     if len(items) != 2:
         raise ValueError(f"t_span must have exactly two entries (t0, t1), got {len(items)}")
-    t0, t1 = _real(items[0], "t_span[0]"), _real(items[1], "t_span[1]")
+    t0, t1 = check_real(items[0], "t_span[0]"), check_real(items[1], "t_span[1]")
     if t1 == t0:
         raise ValueError(f"t_span is empty: t0 == t1 == {t0}")
     if t1 < t0:
@@ -76,18 +90,22 @@ def check_span(t_span: Any) -> tuple[float, float]:
 
 def check_slices(slices: Any) -> int:
     """Return the number of slices as an int >= 1."""
-    if isinstance(slices, bool) or not isinstance(slices, numbers.Integral):
-        raise TypeError(f"slices must be a positive int, got {slices!r}")
-    if slices < 1:
-        raise ValueError(f"slices must be >= 1, got {slices}")
-    return int(slices)
+    return check_int(slices, "slices")
 
 
 def check_tolerance(value: Any, name: str) -> float:
     """Return a finite tolerance >= 0."""
-    value = _real(value, name)
+    value = check_real(value, name)
     if value < 0:
         raise ValueError(f"{name} must be >= 0, got {value}")
+    return value
+
+
+def check_positive(value: Any, name: str) -> float:
+    """Return a finite number > 0."""
+    value = check_real(value, name)
+    if not value > 0:
+        raise ValueError(f"{name} must be positive, got {value}")
     return value
 
 

@@ -19,7 +19,6 @@ convergence check      change of the final sample between iterations (``tol``)
 from __future__ import annotations
 
 import math
-import numbers
 import sys
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ import torch
 import parareal
 from parareal.backends import Rhs
 from parareal.state import ops_for
+from parareal.validation import check_int, check_tolerance
 
 from .ddim import DDIMJump, DDIMSteps
 from .models import ModelFn, wrap_model
@@ -94,21 +94,7 @@ def _schedule(scheduler: Any) -> NoiseSchedule:
 
 
 def _optional_int(value: Any, name: str, minimum: int) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int or None, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _real(value: Any, name: str, minimum: float = 0.0) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise TypeError(f"{name} must be a finite number, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return float(value)
+    return None if value is None else check_int(value, name, minimum)
 
 
 class _ModelRhs:
@@ -246,7 +232,7 @@ def sample(
     if not bool(torch.isfinite(x_T).all()):
         raise ValueError("x_T contains NaN or inf")
     steps = schedule.check_steps(num_inference_steps)
-    eta = _real(eta, "eta")
+    eta = check_tolerance(eta, "eta")
     if eta > 0 and method != "serial" and generator is None:
         raise ValueError(
             f"eta > 0 with method={method!r} needs a torch.Generator: the noise is drawn once up "
@@ -269,7 +255,7 @@ def sample(
     if mode not in TOL_MODES:
         raise ValueError(f"tol_mode must be one of {TOL_MODES}, got {tol_mode!r}")
     if method != "serial":
-        tol = DEFAULT_TOL[(method, mode)] if tol is None else _real(tol, "tol")
+        tol = DEFAULT_TOL[(method, mode)] if tol is None else check_tolerance(tol, "tol")
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable, got {type(callback).__name__}")
 

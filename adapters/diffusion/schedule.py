@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+
+from parareal.validation import check_int
 
 __all__ = [
     "BETA_SCHEDULES",
@@ -136,7 +137,7 @@ class NoiseSchedule:
             raise ValueError(
                 f"beta_schedule must be one of {BETA_SCHEDULES}, got {beta_schedule!r}"
             )
-        n = _check_positive_int(num_train_timesteps, "num_train_timesteps")
+        n = check_int(num_train_timesteps, "num_train_timesteps")
         if beta_schedule == "linear":
             betas = torch.linspace(beta_start, beta_end, n, dtype=torch.float32)
         elif beta_schedule == "scaled_linear":
@@ -164,7 +165,7 @@ class NoiseSchedule:
 
     def check_steps(self, num_inference_steps: Any) -> int:
         """Validate a number of sampling steps: an int in ``[1, num_train_timesteps]``."""
-        n = _check_positive_int(num_inference_steps, "num_inference_steps")
+        n = check_int(num_inference_steps, "num_inference_steps")
         if n > self.num_train_timesteps:
             raise ValueError(
                 f"num_inference_steps must be <= num_train_timesteps = "
@@ -175,14 +176,6 @@ class NoiseSchedule:
     def grid(self, num_inference_steps: int) -> DDIMGrid:
         """The DDIM grid of an ``num_inference_steps``-step sampler."""
         return DDIMGrid(self, num_inference_steps)
-
-
-def _check_positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a positive int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
 
 
 class DDIMGrid:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import functools
-import math
-import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..propagators import Propagator, resolve
-from ..validation import check_slices
+from ..validation import check_positive, check_real, check_slices
 
 __all__ = [
     "Problem",
@@ -131,26 +129,6 @@ class Problem:
 def check_t_end(t_end: Any) -> float:
     """Return ``t_end`` as a positive finite float (the span is ``(0, t_end)``)."""
     return check_positive(t_end, "t_end")
-
-
-def check_positive(value: Any, name: str) -> float:
-    """Return ``value`` as a positive finite float, else raise TypeError/ValueError."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a positive real number, got {value!r}")
-    value = float(value)
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be positive and finite, got {value}")
-    return value
-
-
-def check_real(value: Any, name: str) -> float:
-    """Return ``value`` as a finite float, else raise TypeError/ValueError."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return value
 
 
 def check_state(y0: Any, size: int, what: str) -> np.ndarray:

@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator
 from typing import Any, ClassVar
 
 from ..state import Lanes, ops_for
+from ..validation import check_int
 
-__all__ = ["Propagator", "Request", "SteppablePropagator", "Stepper", "check_steps", "drive"]
+__all__ = ["Propagator", "Request", "SteppablePropagator", "Stepper", "drive"]
 
 #: One request of a steppable propagator: the time and state at which it needs ``f``.
 Request = tuple[float, Any]
 #: A stepper coroutine: yields requests, receives ``f(t, y)``, returns the final state.
 Stepper = Generator[Request, Any, Any]
-
-
-def check_steps(steps: Any, *, name: str = "steps") -> int:
-    """Validate a positive integer count of sub-steps."""
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral):
-        raise TypeError(f"{name} must be a positive int, got {steps!r}")
-    if steps < 1:
-        raise ValueError(f"{name} must be >= 1, got {steps}")
-    return int(steps)
 
 
 class Propagator(ABC):
@@ -92,7 +83,7 @@ class SteppablePropagator(Propagator):
     stages: ClassVar[int] = 1
 
     def __init__(self, steps: int = 1) -> None:
-        self.steps = check_steps(steps)
+        self.steps = check_int(steps, "steps")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(steps={self.steps})"

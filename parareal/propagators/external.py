@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -10,17 +9,10 @@ from typing import Any
 import numpy as np
 
 from ..state import is_torch, ops_for
+from ..validation import check_positive
 from .base import Propagator
 
 __all__ = ["ScipyIVP", "TorchDiffEq"]
-
-
-def _check_tolerance(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a positive real number, got {value!r}")
-    if not value > 0 or not np.isfinite(value):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return float(value)
 
 
 def _check_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -61,8 +53,8 @@ class ScipyIVP(Propagator):
         if method not in self.methods:
             raise ValueError(f"method must be one of {self.methods}, got {method!r}")
         self.method = method
-        self.rtol = _check_tolerance(rtol, "rtol")
-        self.atol = _check_tolerance(atol, "atol")
+        self.rtol = check_positive(rtol, "rtol")
+        self.atol = check_positive(atol, "atol")
         self.options = _check_options(options)
         reserved = {"method", "rtol", "atol", "t_span", "y0", "fun", "t_eval", "dense_output"}
         clash = reserved & set(self.options)
@@ -131,8 +123,8 @@ class TorchDiffEq(Propagator):
         if method not in solvers:
             raise ValueError(f"method must be one of {sorted(solvers)}, got {method!r}")
         self.method = method
-        self.rtol = _check_tolerance(rtol, "rtol")
-        self.atol = _check_tolerance(atol, "atol")
+        self.rtol = check_positive(rtol, "rtol")
+        self.atol = check_positive(atol, "atol")
         self.options = _check_options(options)
 
     def __repr__(self) -> str:
