@@ -8,6 +8,8 @@ import os
 import sys
 from typing import Any
 
+from .paths import check_writable
+
 __all__ = ["add_sample_parser", "run_sample"]
 
 
@@ -41,19 +43,11 @@ def add_sample_parser(sub: Any) -> None:
     p.set_defaults(handler=run_sample)
 
 
-def _check_out(path: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path)) or "."
-    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-        raise OSError(f"cannot write {path!r}: folder {folder!r} does not exist or is not writable")
-    if os.path.isdir(path):
-        raise OSError(f"cannot write {path!r}: it is a folder")
-
-
 def run_sample(args: argparse.Namespace) -> int:
     """Handler of ``parareal sample``."""
     if args.n < 1:
         raise ValueError(f"--n must be >= 1, got {args.n}")
-    _check_out(args.out)
+    check_writable(args.out, "the image")
     import torch
 
     from ..adapters.diffusion import sample

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import ast
 import json
-import os
 import sys
 from typing import Any
 
@@ -16,6 +15,7 @@ from ..propagators import from_spec
 from ..result import IterationInfo, Solution
 from ..solve import solve, solve_serial
 from ..theory import critical_path_speedup, dahlquist_bounds
+from .paths import check_writable
 
 __all__ = ["run_solve"]
 
@@ -33,12 +33,6 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, float) and not np.isfinite(value):
         return None
     return value
-
-
-def _check_plot_path(path: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-        raise OSError(f"cannot write plot to {path!r}: folder {folder!r} is not writable")
 
 
 def _parse_params(items: list[str]) -> dict[str, Any]:
@@ -71,7 +65,7 @@ def _problem(args: argparse.Namespace) -> Problem:
 def run_solve(args: argparse.Namespace) -> int:
     """Handler of ``parareal solve``."""
     if args.plot:
-        _check_plot_path(args.plot)
+        check_writable(args.plot, "plot")
     problem = _problem(args)
     iterates: list[IterationInfo] = []
     with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported in the status
