@@ -8,6 +8,9 @@
 """
 
 from .backends import BACKENDS, Backend, Batched, Serial
+from .engine import DEFAULT_LOOKAHEAD
+from .errors import CoarseStabilityWarning, ConvergenceWarning, DivergenceError
+from .odeint_api import odeint
 from .propagators import (
     PROPAGATORS,
     RK4,
@@ -20,16 +23,20 @@ from .propagators import (
     TorchDiffEq,
 )
 from .result import IterationInfo, Solution, Stats, Status
-from .solve import odeint, solve, solve_serial
+from .solve import solve, solve_serial
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BACKENDS",
+    "DEFAULT_LOOKAHEAD",
     "PROPAGATORS",
     "RK4",
     "Backend",
     "Batched",
+    "CoarseStabilityWarning",
+    "ConvergenceWarning",
+    "DivergenceError",
     "Euler",
     "Heun",
     "IterationInfo",

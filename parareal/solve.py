@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from .backends import Rhs, resolve_backend
-from .engine import SCHEDULES, run_parareal
-from .propagators import RK4, Euler, Heun, Midpoint, Propagator, TorchDiffEq, resolve
+from .engine import DEFAULT_LOOKAHEAD, SCHEDULES, run_parareal
+from .propagators import Propagator, resolve
 from .result import IterationInfo, Solution
-from .state import is_torch
+from .state import is_torch, ops_for
 from .validation import (
     check_boundaries,
+    check_int,
     check_max_iters,
     check_slices,
     check_span,
@@ -21,12 +22,28 @@ from .validation import (
     check_y0,
 )
 
-__all__ = ["odeint", "solve", "solve_serial"]
+__all__ = ["solve", "solve_serial"]
 
 
-def _check_callable(f: Any, name: str) -> None:
+def check_callable(f: Any, name: str) -> None:
+    """Raise ``TypeError`` unless ``f`` is callable as ``f(t, y)``."""
     if not callable(f):
         raise TypeError(f"{name} must be callable as {name}(t, y), got {type(f).__name__}")
+
+
+def _check_callback(callback: Any) -> None:
+    if callback is not None and not callable(callback):
+        raise TypeError(
+            "callback must be callable as callback(info) -> bool | None (or None), where "
+            "info is a parareal.IterationInfo (iteration, residual, t, y, critical_path, "
+            f"f_evals); got {type(callback).__name__}"
+        )
+
+
+def _check_lookahead(lookahead: Any) -> int | None:
+    if lookahead is None:
+        return None
+    return check_int(lookahead, "lookahead", 0)
 
 
 def _check_flag(value: Any, name: str) -> bool:
@@ -45,12 +62,27 @@ def _check_initial(initial: Any, y0: Any, slices: int) -> list[Any] | None:
             "(one state per slice boundary)"
         )
     if is_torch(y0):
+        complex_initial = initial.is_complex()
+    else:
+        initial = np.asarray(initial)
+        complex_initial = initial.dtype.kind == "c"
+        if initial.dtype.kind not in "biufc":
+            raise TypeError(f"initial must hold numbers, got dtype {initial.dtype}")
+    if complex_initial and not (y0.is_complex() if is_torch(y0) else y0.dtype.kind == "c"):
+        raise TypeError(
+            f"initial is complex but y0 is real ({y0.dtype}): the imaginary part would be "
+            "dropped; pass a complex y0 to solve a complex ODE, or a real initial"
+        )
+    ops = ops_for(y0)
+    if not all(ops.all_finite(row) for row in initial):
+        raise ValueError("initial contains NaN or inf; every boundary value must be finite")
+    if is_torch(y0):
         initial = initial.to(dtype=y0.dtype, device=y0.device)
         return list(initial.unbind(0))
-    return list(np.asarray(initial, dtype=y0.dtype))
+    return list(initial.astype(y0.dtype, copy=False))
 
 
-def _run(
+def run_on_boundaries(
     f: Callable[[Any, Any], Any],
     y0: Any,
     boundaries: np.ndarray,
@@ -66,16 +98,17 @@ def _run(
     progress: Any,
     vectorized: Any,
     initial: Any,
+    lookahead: Any,
 ) -> Solution:
-    _check_callable(f, "f")
+    """Validate the arguments of :func:`solve` (slices given by ``boundaries``) and run."""
+    check_callable(f, "f")
     y0, ops = check_y0(y0)
     slices = len(boundaries) - 1
     coarse_p = resolve(coarse, name="coarse")
     fine_p = resolve(fine, name="fine")
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-    if callback is not None:
-        _check_callable(callback, "callback")
+    _check_callback(callback)
     return run_parareal(
         rhs=Rhs(f, ops, _check_flag(vectorized, "vectorized")),
         y0=y0,
@@ -84,6 +117,7 @@ def _run(
         fine=fine_p,
         backend=resolve_backend(backend),
         schedule=schedule,
+        lookahead=_check_lookahead(lookahead),
         tol=check_tolerance(tol, "tol"),
         rtol=check_tolerance(rtol, "rtol"),
         max_iters=check_max_iters(max_iters, slices),
@@ -106,6 +140,7 @@ def solve(
     max_iters: int | None = None,
     backend: Any = "serial",
     schedule: str = "synchronous",
+    lookahead: int | None = DEFAULT_LOOKAHEAD,
     callback: Callable[[IterationInfo], Any] | None = None,
     progress: bool = False,
     vectorized: bool = False,
@@ -146,6 +181,13 @@ def solve(
     schedule : {"synchronous", "pipelined"}
         ``"pipelined"`` starts a slice's next fine solve as soon as its start value exists. Both
         give the same iterates; only the critical path differs.
+    lookahead : int or None
+        Pipelined schedule only: fine work may run at most this many iterations ahead of the
+        newest complete iterate (``F(n, k)`` waits for iterate ``k - lookahead``), so that
+        speculative work stays within ``lookahead`` fine sweeps of the synchronous schedule's.
+        ``None`` removes the bound (work can then grow like ``slices**2``). The default, 2,
+        keeps the unbounded pipeline's latency on the benchmark problems
+        (``docs/benchmarks.md``).
     callback : callable, optional
         Called with an :class:`IterationInfo` after each complete iterate (including 0). If it
         returns ``True`` the run stops there with status ``CONVERGED``: a custom convergence
@@ -178,7 +220,7 @@ def solve(
     t0, t1 = check_span(t_span)
     slices = check_slices(slices)
     grid = check_boundaries(boundaries, t0, t1, slices)
-    return _run(
+    return run_on_boundaries(
         f,
         y0,
         grid,
@@ -193,6 +235,7 @@ def solve(
         progress=progress,
         vectorized=vectorized,
         initial=initial,
+        lookahead=lookahead,
     )
 
 
@@ -209,7 +252,7 @@ def solve_serial(
     Returns the ``slices + 1`` boundary values stacked, in ``y0``'s kind. With the same
     ``slices`` and the fine propagator, this is exactly what ``solve`` reproduces.
     """
-    _check_callable(f, "f")
+    check_callable(f, "f")
     y0, ops = check_y0(y0)
     t0, t1 = check_span(t_span)
     slices = check_slices(slices)
@@ -219,169 +262,3 @@ def solve_serial(
     for n in range(slices):
         values.append(prop.propagate(f, values[-1], boundaries[n], boundaries[n + 1]))
     return ops.stack(values)
-
-
-_ODEINT_FIXED: dict[str, Callable[[int], Propagator]] = {
-    "euler": Euler,
-    "midpoint": Midpoint,
-    "heun": Heun,
-    "rk4": lambda steps: RK4(steps, variant="3/8"),
-}
-
-
-def _odeint_propagator(
-    method: str, options: Mapping[str, Any], rtol: float, atol: float, dt: float, torch_in: bool
-) -> Propagator:
-    """The propagator for one output interval of length ``dt``, as torchdiffeq would step."""
-    if method in _ODEINT_FIXED:
-        steps = 1
-        if "step_size" in options:
-            step = float(options["step_size"])
-            if not step > 0:
-                raise ValueError(f"options['step_size'] must be > 0, got {step}")
-            steps = max(1, int(np.ceil(dt / step - 1e-12)))
-        return _ODEINT_FIXED[method](steps)
-    if not torch_in:
-        raise ValueError(
-            f"method {method!r} is a torchdiffeq method and needs a torch tensor y0; for numpy "
-            f"use one of {sorted(_ODEINT_FIXED)} or solve(..., fine=ScipyIVP(...))"
-        )
-    return TorchDiffEq(method=method, rtol=rtol, atol=atol, options=options)
-
-
-class _Piecewise(Propagator):
-    """A propagator applied on each output interval of one slice in turn (for :func:`odeint`)."""
-
-    def __init__(self, points: np.ndarray, make: Callable[[float], Propagator]) -> None:
-        self.points = points
-        self.make = make
-
-    def pieces(self, t0: float, t1: float) -> list[tuple[Propagator, float, float]]:
-        i0 = int(np.searchsorted(self.points, t0))
-        i1 = int(np.searchsorted(self.points, t1))
-        pts = self.points[i0 : i1 + 1]
-        return [(self.make(b - a), a, b) for a, b in zip(pts[:-1], pts[1:], strict=True)]
-
-    def propagate(self, f: Callable[[Any, Any], Any], y: Any, t0: float, t1: float) -> Any:
-        for prop, a, b in self.pieces(t0, t1):
-            y = prop.propagate(f, y, a, b)
-        return y
-
-
-class _SteppablePiecewise(_Piecewise):
-    steppable = True
-
-    def stepper(self, y: Any, t0: float, t1: float) -> Any:
-        for prop, a, b in self.pieces(t0, t1):
-            y = yield from prop.stepper(y, a, b)  # type: ignore[attr-defined]
-        return y
-
-
-def odeint(
-    func: Callable[[Any, Any], Any],
-    y0: Any,
-    t: Any,
-    *,
-    method: str = "rk4",
-    coarse_method: str = "euler",
-    slices: int | None = None,
-    rtol: float = 1e-7,
-    atol: float = 1e-9,
-    options: Mapping[str, Any] | None = None,
-    tol: float = 1e-8,
-    max_iters: int | None = None,
-    backend: Any = "serial",
-    schedule: str = "synchronous",
-    vectorized: bool = False,
-    progress: bool = False,
-) -> Any:
-    """A drop-in for ``torchdiffeq.odeint`` that integrates in parallel across time.
-
-    Returns the solution at every time in ``t``, shape ``(len(t), *y0.shape)``, in ``y0``'s
-    kind. The fine propagator is ``method`` stepped as torchdiffeq steps it: fixed-grid methods
-    take one step per output interval, or ``ceil(interval / options["step_size"])`` equal steps
-    (``"rk4"`` is torchdiffeq's 3/8 rule); adaptive methods run per output interval. The coarse
-    propagator is ``coarse_method`` with one step per slice. With ``tol=0`` the result equals
-    torchdiffeq's to round-off for fixed-grid methods whose output intervals are multiples of
-    ``step_size`` (torchdiffeq steps one grid over the whole span and interpolates linearly at
-    output times inside a step; we restart the grid at every output time instead), and agrees
-    to the solver tolerance for adaptive methods.
-
-    Parameters
-    ----------
-    func : callable
-        ``func(t, y) -> dy/dt``.
-    y0 : torch.Tensor or numpy.ndarray
-        Initial state.
-    t : 1-D array or tensor
-        Strictly increasing output times; ``t[0]`` is the time of ``y0``.
-    method : str
-        ``"euler"``, ``"midpoint"``, ``"heun"``, ``"rk4"``, or any torchdiffeq method
-        (``"dopri5"``... torch inputs only).
-    coarse_method : str
-        ``"euler"``, ``"midpoint"``, ``"heun"`` or ``"rk4"``: one step per slice.
-    slices : int, optional
-        Parareal slices; default ``len(t) - 1`` (one per output interval). Fewer slices group
-        neighbouring output intervals; their inner values are filled in by one more fine pass.
-    rtol, atol, options :
-        Passed to torchdiffeq methods as ``torchdiffeq.odeint`` takes them.
-    tol, max_iters, backend, schedule, vectorized, progress :
-        As in :func:`solve`.
-    """
-    _check_callable(func, "func")
-    y0, ops = check_y0(y0)
-    times = np.asarray(ops.to_numpy(t) if is_torch(t) else t, dtype=np.float64)
-    if times.ndim != 1 or times.size < 2:
-        raise ValueError(f"t must be a 1-D sequence of at least two times, got shape {times.shape}")
-    if not np.all(np.isfinite(times)) or not np.all(np.diff(times) > 0):
-        raise ValueError("t must be finite and strictly increasing")
-    if not isinstance(method, str):
-        raise TypeError(f"method must be a str, got {type(method).__name__}")
-    if coarse_method not in _ODEINT_FIXED:
-        raise ValueError(
-            f"coarse_method must be one of {sorted(_ODEINT_FIXED)}, got {coarse_method!r}"
-        )
-    opts = dict(options or {})
-    intervals = times.size - 1
-    slices = intervals if slices is None else check_slices(slices)
-    if slices > intervals:
-        raise ValueError(f"slices must be <= len(t) - 1 = {intervals}, got {slices}")
-    idx = np.round(np.linspace(0, intervals, slices + 1)).astype(int)
-    boundaries = times[idx]
-    torch_in = is_torch(y0)
-
-    def make(dt: float) -> Propagator:
-        return _odeint_propagator(method, opts, rtol, atol, dt, torch_in)
-
-    piece = make(float(times[1] - times[0]))
-    fine_cls = _SteppablePiecewise if piece.steppable else _Piecewise
-    fine = fine_cls(times, make)
-    coarse = _ODEINT_FIXED[coarse_method](1)
-    sol = _run(
-        func,
-        y0,
-        boundaries,
-        coarse=coarse,
-        fine=fine,
-        tol=tol,
-        rtol=0.0,
-        max_iters=max_iters,
-        backend=backend,
-        schedule=schedule,
-        callback=None,
-        progress=progress,
-        vectorized=vectorized,
-        initial=None,
-    )
-    if slices == intervals:
-        return sol.y
-    rhs = Rhs(func, ops, bool(vectorized))
-    out = [sol.y[0]]
-    for n in range(slices):
-        y = sol.y[n]
-        for prop, a, b in fine.pieces(boundaries[n], boundaries[n + 1]):
-            y = prop.propagate(rhs.plain, y, a, b)
-            out.append(y)
-        out[-1] = sol.y[n + 1]
-    return ops.stack(out)
-

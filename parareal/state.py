@@ -13,7 +13,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ArrayOps", "Lanes", "NumpyOps", "TorchOps", "is_torch", "ops_for"]
+__all__ = ["VECTORIZED_HINT", "ArrayOps", "Lanes", "NumpyOps", "TorchOps", "is_torch", "ops_for"]
+
+#: What ``vectorized=True`` means, for error messages about batched calls of ``f``.
+VECTORIZED_HINT = (
+    "with vectorized=True, f is always called as f(t, Y) with t of shape (B,) and Y of shape "
+    "(B, *y0.shape) (B states stacked along a new leading axis) and must return dy/dt of "
+    "shape (B, *y0.shape); pass vectorized=False if f handles one state at a time"
+)
 
 
 def is_torch(x: Any) -> bool:
@@ -92,10 +99,25 @@ class ArrayOps:
         raise NotImplementedError
 
     @staticmethod
-    def _shape_error(dy_shape: tuple[int, ...], y_shape: tuple[int, ...], batched: bool) -> str:
+    def _type_error(dy: Any, batched: bool) -> str:
         where = "a batched call f(t, Y)" if batched else "f(t, y)"
+        what = f"an array of dtype {dy.dtype}" if isinstance(dy, np.ndarray) else repr(dy)
+        if len(what) > 60:
+            what = type(dy).__name__
         return (
-            f"f returned an array of shape {dy_shape} in {where}, but the state has shape "
+            f"f returned {what} in {where}; f(t, y) must return dy/dt as a numeric array "
+            "(or torch tensor) of the state's shape"
+        )
+
+    @staticmethod
+    def _shape_error(dy_shape: tuple[int, ...], y_shape: tuple[int, ...], batched: bool) -> str:
+        if batched:
+            return (
+                f"f returned an array of shape {dy_shape} in a batched call f(t, Y) with Y of "
+                f"shape {y_shape}; {VECTORIZED_HINT}"
+            )
+        return (
+            f"f returned an array of shape {dy_shape} in f(t, y), but the state has shape "
             f"{y_shape}; f(t, y) must return dy/dt with the same shape as y"
         )
 
@@ -141,10 +163,14 @@ class NumpyOps(ArrayOps):
         if not isinstance(dy, np.ndarray):
             if is_torch(dy):
                 raise TypeError("f returned a torch tensor for a numpy state; return a numpy array")
+            if dy is None or isinstance(dy, (str, bytes)):
+                raise TypeError(self._type_error(dy, batched))
             try:
                 dy = np.asarray(dy)
-            except Exception as exc:  # pragma: no cover - numpy raises many kinds
-                raise TypeError(f"f returned {type(dy).__name__}, not an array: {exc}") from exc
+            except Exception as exc:  # numpy raises many kinds (ragged lists...)
+                raise TypeError(self._type_error(dy, batched)) from exc
+        if dy.dtype.kind not in "biufc":
+            raise TypeError(self._type_error(dy, batched))
         if dy.shape != y.shape:
             raise ValueError(self._shape_error(dy.shape, y.shape, batched))
         if dy.dtype != y.dtype:
@@ -230,6 +256,9 @@ def ops_for(y0: Any) -> ArrayOps:
         return TorchOps(y0)
     if isinstance(y0, np.ndarray):
         return NumpyOps(y0)
+    if isinstance(y0, np.generic) and y0.dtype.kind in "fc":
+        # numpy arithmetic on 0-d arrays returns scalars: a 0-d state may arrive as one
+        return NumpyOps(np.asarray(y0))
     raise TypeError(f"expected a numpy array or a torch tensor, got {type(y0).__name__}")
 
 

@@ -9,19 +9,31 @@ method", SIAM J. Sci. Comput. 29(2), 2007.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from .propagators import Propagator, resolve
 from .result import Solution
-from .validation import check_int, check_positive, check_slices, check_span
+from .state import is_torch
+from .validation import check_int, check_positive, check_slices, check_span, check_y0
+
+#: States larger than this are not probed for Jacobian eigenvalues by default (the probe costs
+#: ``size + 1`` evaluations of ``f`` and an eigenvalue problem of that size).
+JACOBIAN_MAX_SIZE = 64
+#: :func:`coarse_stability` flags a coarse propagator that amplifies some mode over the span by
+#: more than this factor beyond what the ODE itself does.
+EXCESS_GROWTH_LIMIT = 10.0
 
 __all__ = [
+    "CoarseStability",
     "DahlquistBounds",
+    "coarse_stability",
     "critical_path_speedup",
     "dahlquist_bounds",
+    "jacobian_eigenvalues",
     "model_speedup",
     "speedup_limit",
     "speedup_model",
@@ -159,3 +171,170 @@ def dahlquist_bounds(
         prod = math.prod(n - 1 - j for j in range(k))
         superlinear[k] = alpha**k / math.factorial(k) * prod * growth ** (n - 1 - k)
     return DahlquistBounds(linear, superlinear, alpha, gamma, rg, rf)
+
+
+def jacobian_eigenvalues(
+    f: Callable[[Any, Any], Any],
+    t: float,
+    y: Any,
+    *,
+    vectorized: bool = False,
+    max_size: int = JACOBIAN_MAX_SIZE,
+) -> np.ndarray | None:
+    """Eigenvalues of the Jacobian ``df/dy`` at ``(t, y)``, by forward differences.
+
+    Costs ``y.size + 1`` evaluations of ``f`` (one batched call if ``vectorized``), made
+    directly, outside any solve. The estimate is local: for a nonlinear ``f`` it describes the
+    linearisation at ``(t, y)`` only.
+
+    Parameters
+    ----------
+    f : callable
+        ``f(t, y)`` as :func:`parareal.solve` takes it.
+    t : float
+    y : numpy.ndarray or torch.Tensor
+        The state (numpy or torch, any shape; complex states are differentiated along the
+        real axis, which gives the complex derivative of a holomorphic ``f``).
+    vectorized : bool
+        ``f`` takes batches ``f(t (B,), Y (B, *y.shape))``.
+    max_size : int
+        Return ``None`` instead of probing when ``y.size`` exceeds it.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        Complex eigenvalues (``y.size`` of them), or ``None`` when the state is too large or
+        the differences are not finite.
+    """
+    y, ops = check_y0(y)
+    size = int(np.prod(ops.shape, dtype=np.int64))
+    if size == 0 or size > check_int(max_size, "max_size", 0):
+        return None
+    base = ops.to_numpy(y).reshape(-1)
+    real = base.real if np.iscomplexobj(base) else base
+    eps = float(np.finfo(real.dtype).eps)
+    steps = np.sqrt(eps) * np.maximum(1.0, np.abs(base))
+    probes = [base] + [base + steps[j] * np.eye(size, dtype=base.dtype)[j] for j in range(size)]
+    states = [ops.from_numpy(p.reshape(ops.shape)) for p in probes]
+    if vectorized:
+        out = f(ops.times([float(t)] * len(states)), ops.stack(states))
+        values = [ops.coerce_derivative(row, states[0]) for row in ops.unstack(
+            ops.coerce_derivative(out, ops.stack(states), batched=True))]
+    else:
+        values = [ops.coerce_derivative(f(ops.time(float(t)), s), s) for s in states]
+    dys = np.stack([np.asarray(ops.to_numpy(v), dtype=complex).reshape(-1) for v in values])
+    jac = ((dys[1:] - dys[0]) / steps[:, None]).T  # column j: df/dy_j
+    if not np.all(np.isfinite(jac)):
+        return None
+    return np.linalg.eigvals(jac)
+
+
+@dataclass(frozen=True)
+class CoarseStability:
+    """How the coarse propagator treats the modes of an ODE, from :func:`coarse_stability`.
+
+    Attributes
+    ----------
+    eigenvalues : numpy.ndarray
+        Estimated Jacobian eigenvalues ``lam`` at the initial state.
+    coarse_growth : numpy.ndarray
+        Per eigenvalue, ``prod_n |R_G(lam dt_n)|``: the coarse sweep's amplification over the
+        whole span.
+    exact_growth : numpy.ndarray
+        Per eigenvalue, ``prod_n |exp(lam dt_n)|``: the ODE's own amplification.
+    excess : float
+        ``max coarse_growth / max(1, exact_growth)``: how much more the coarse sweep amplifies
+        some mode than the ODE does (1 or less is harmless).
+    worst : complex
+        The eigenvalue where ``excess`` is attained.
+    worst_factor : float
+        ``|R_G(worst * dt)|`` for the longest slice.
+    stable : bool
+        ``excess <= limit``.
+    """
+
+    eigenvalues: np.ndarray
+    coarse_growth: np.ndarray
+    exact_growth: np.ndarray
+    excess: float
+    worst: complex
+    worst_factor: float
+    stable: bool
+
+
+def coarse_stability(
+    f: Callable[[Any, Any], Any],
+    y0: Any,
+    boundaries: Sequence[float],
+    coarse: Propagator | str,
+    *,
+    vectorized: bool = False,
+    max_size: int = JACOBIAN_MAX_SIZE,
+    limit: float = EXCESS_GROWTH_LIMIT,
+) -> CoarseStability | None:
+    """Check that the coarse propagator does not amplify modes the ODE does not amplify.
+
+    The Jacobian of ``f`` at ``(boundaries[0], y0)`` is estimated by
+    :func:`jacobian_eigenvalues`; for each eigenvalue ``lam`` the coarse stability factor
+    ``R_G(lam dt)`` (:func:`stability_factor`) is taken over every slice length ``dt`` and
+    multiplied out over the span. A coarse propagator outside its stability region (forward
+    Euler on an oscillation: ``|1 + i w dt| > 1``) amplifies the coarse sweep's error
+    exponentially; Parareal then converges only through exactness, one slice per iteration,
+    at far more cost than the serial solver. ``stable`` is False when the coarse sweep
+    amplifies some mode by more than ``limit`` times what the ODE does (at least 1).
+
+    Returns ``None`` when nothing can be known cheaply: a state larger than ``max_size``
+    entries, or a Jacobian that is not finite. The estimate is local to the initial state.
+
+    Parameters
+    ----------
+    f, y0 :
+        As :func:`parareal.solve` takes them.
+    boundaries : sequence of float
+        Slice boundaries ``T_0 < ... < T_N``.
+    coarse : Propagator or str
+        The coarse propagator, applied once per slice.
+    vectorized : bool
+        ``f`` takes batches.
+    max_size : int
+        Largest state probed.
+    limit : float
+        Excess amplification above which ``stable`` is False.
+    """
+    prop = resolve(coarse, name="coarse")
+    grid = np.asarray(boundaries, dtype=np.float64)
+    if grid.ndim != 1 or grid.size < 2 or not np.all(np.diff(grid) > 0):
+        raise ValueError("boundaries must be a 1-D increasing sequence of at least two times")
+    limit = check_positive(limit, "limit")
+    lams = jacobian_eigenvalues(f, float(grid[0]), y0, vectorized=vectorized, max_size=max_size)
+    if lams is None:
+        return None
+    dts, counts = np.unique(np.diff(grid), return_counts=True)
+    log_coarse = np.zeros(lams.size)
+    worst_factor = np.zeros(lams.size)
+    with np.errstate(all="ignore"):
+        for dt, count in zip(dts, counts, strict=True):
+            factors = np.abs(_stability_factors(prop, lams, float(dt)))
+            log_coarse += count * np.log(factors)
+            worst_factor = np.maximum(worst_factor, factors)
+        log_exact = np.real(lams) * float(grid[-1] - grid[0])
+        log_excess = log_coarse - np.maximum(log_exact, 0.0)
+    log_excess = np.where(np.isnan(log_excess), np.inf, log_excess)
+    i = int(np.argmax(log_excess))
+    excess = float(np.exp(min(log_excess[i], 700.0)))
+    return CoarseStability(
+        eigenvalues=lams,
+        coarse_growth=np.exp(np.minimum(log_coarse, 700.0)),
+        exact_growth=np.exp(np.minimum(log_exact, 700.0)),
+        excess=excess,
+        worst=complex(lams[i]),
+        worst_factor=float(worst_factor[i]),
+        stable=bool(excess <= limit),
+    )
+
+
+def _stability_factors(prop: Propagator, lams: np.ndarray, dt: float) -> np.ndarray:
+    """``R(lam * dt)`` for every ``lam`` at once (one propagation of a diagonal system)."""
+    rates = np.asarray(lams, dtype=complex)
+    ones = np.ones(rates.shape, dtype=complex)
+    return np.asarray(prop.propagate(lambda t, y: rates * y, ones, 0.0, dt), dtype=complex)

@@ -10,9 +10,18 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..propagators import Propagator, Request
-from ..state import ArrayOps, Lanes
+from ..state import VECTORIZED_HINT, ArrayOps, Lanes
 
 __all__ = ["Backend", "Rhs"]
+
+
+def _note_batched(exc: BaseException, t_shape: tuple[int, ...], y_shape: tuple[int, ...]) -> None:
+    """Say, on an exception raised by ``f`` in a batched call, how ``f`` was called (PEP 678)."""
+    if hasattr(exc, "add_note"):  # Python >= 3.11
+        exc.add_note(
+            f"parareal: raised by f in a batched call f(t, Y) with t of shape {t_shape} and Y "
+            f"of shape {y_shape}; {VECTORIZED_HINT}"
+        )
 
 
 class Rhs:
@@ -95,7 +104,18 @@ class Rhs:
             ys = ops.stack([y for _, y in requests])
             ts = ops.times([t for t, _ in requests])
         start = time.perf_counter()
-        dys = self.f(ts, ys)
+        try:
+            dys = self.f(ts, ys)
+        except Exception as exc:
+            if self._takes_single_states(ts, ys):
+                raise ValueError(
+                    f"vectorized=True, but f is not vectorised: it raised {type(exc).__name__}"
+                    f" ({exc}) in a batched call f(t, Y) with t of shape {tuple(ts.shape)} and "
+                    f"Y of shape {tuple(ys.shape)}, and works on a single state; "
+                    f"{VECTORIZED_HINT}"
+                ) from exc
+            _note_batched(exc, tuple(ts.shape), tuple(ys.shape))
+            raise
         self.seconds += time.perf_counter() - start
         self.calls += 1
         self.evals += len(ys)
@@ -109,6 +129,14 @@ class Rhs:
             out.append(dys[row : row + n] if n else dys[row])
             row += max(n, 1)
         return out
+
+    def _takes_single_states(self, ts: Any, ys: Any) -> bool:
+        """After a batched call failed: does ``f`` work on one unbatched state instead?"""
+        try:
+            dy = self.f(self.ops.time(float(ts[0])), ys[0])
+            return tuple(getattr(dy, "shape", ())) == tuple(ys[0].shape) and dy is not None
+        except Exception:
+            return False
 
     def plain(self, t: Any, y: Any) -> Any:
         """``f`` in the non-batched convention, for opaque propagators (counted, timed).

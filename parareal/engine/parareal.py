@@ -18,12 +18,22 @@ Schedules (same iterates, different timing):
 
 * ``synchronous``: the fine propagations of iteration ``k + 1`` start together once iterate
   ``k`` is complete; the coarse sweep of iteration ``k + 1`` starts once all of them are done.
-* ``pipelined``: every task starts the moment its input ``U_n^k`` exists. Work in flight when
-  the run stops is abandoned.
+* ``pipelined``: every task starts the moment its input ``U_n^k`` exists, except that fine
+  work may run at most ``lookahead`` iterations ahead of the newest complete iterate: ``F(n, k)``
+  (which feeds iterate ``k + 1``) starts only once iterate ``k - lookahead`` is complete. Held
+  tasks start, oldest iteration first and then lowest slice, as iterates complete. Work in
+  flight when the run stops is abandoned.
+
+Why the bound: unbounded, the slices near the start race ahead through iterations whose result
+is never needed once the run converges, and the speculative work grows like ``N**2 / m``
+(``N`` slices, ``m`` calls of ``f`` per fine propagation). With ``lookahead = L`` the fine work
+started is at most ``L`` sweeps more than the synchronous schedule's; the latency stays that of
+the unbounded pipeline while ``L * (m - 1) >= N - k`` (see ``docs/algorithm.md``).
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 import sys
 import time
@@ -41,6 +51,9 @@ from .driver import Driver
 __all__ = ["SCHEDULES", "run_parareal"]
 
 SCHEDULES = ("synchronous", "pipelined")
+#: Default bound on how many iterations fine work may run ahead of the newest complete iterate
+#: in the pipelined schedule (see the module docstring and ``docs/benchmarks.md``).
+DEFAULT_LOOKAHEAD = 2
 
 Key = tuple[str, int, int]
 
@@ -58,6 +71,7 @@ class _Run:
         fine: Propagator,
         backend: Backend,
         schedule: str,
+        lookahead: int | None = DEFAULT_LOOKAHEAD,
         tol: float,
         rtol: float,
         max_iters: int,
@@ -73,6 +87,8 @@ class _Run:
         self.coarse = coarse
         self.fine = fine
         self.pipelined = schedule == "pipelined"
+        self.lookahead = math.inf if lookahead is None else lookahead
+        self.held: list[tuple[int, int]] = []  # fine tasks (k, n) waiting for the lookahead
         self.tol = tol
         self.rtol = rtol
         self.K = max_iters
@@ -114,6 +130,20 @@ class _Run:
 
     def start_fine_sweep(self, k: int) -> None:
         for n in range(k, self.N):
+            self.request_fine(n, k)
+
+    def request_fine(self, n: int, k: int) -> None:
+        """Start ``F(n, k)`` now, or hold it while it would run too far ahead (pipelined)."""
+        if self.pipelined and k > self.next_iterate - 1 + self.lookahead:
+            heapq.heappush(self.held, (k, n))
+        else:
+            self.start_fine(n, k)
+
+    def release_held(self) -> None:
+        """Start the held fine tasks that the newest complete iterate allows, oldest first."""
+        bound = self.next_iterate - 1 + self.lookahead
+        while self.held and self.held[0][0] <= bound:
+            k, n = heapq.heappop(self.held)
             self.start_fine(n, k)
 
     # -- events ----------------------------------------------------------------------------
@@ -124,11 +154,13 @@ class _Run:
             while self.final is None and self.next_iterate in self.complete:
                 self.finish_iterate(self.next_iterate)
                 self.next_iterate += 1
+                if self.final is None:
+                    self.release_held()
             return
         if n >= k and k <= self.K:
             self.start_coarse(n, k)
         if self.pipelined and n >= k and k < self.K:
-            self.start_fine(n, k)
+            self.request_fine(n, k)
 
     def on_finished(self, key: Key, value: Any) -> None:
         kind, n, k = key

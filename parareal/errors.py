@@ -1,0 +1,55 @@
+"""Warnings and errors that report a run's outcome: :class:`ConvergenceWarning`,
+:class:`DivergenceError`, :class:`CoarseStabilityWarning`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["CoarseStabilityWarning", "ConvergenceWarning", "DivergenceError"]
+
+
+class ConvergenceWarning(UserWarning):
+    """A run stopped at its iteration cap without meeting the tolerance.
+
+    Issued by entry points that return bare arrays (:func:`parareal.odeint`); the values
+    returned are the last iterate, which may be far from the serial solution.
+
+    Attributes
+    ----------
+    iterations : int
+        Iterations completed.
+    residual : float
+        The last boundary update (NaN when no iteration ran).
+    solution : parareal.Solution or None
+        The run's full result.
+    """
+
+    def __init__(
+        self, message: str, *, iterations: int = 0, residual: float = float("nan"),
+        solution: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.iterations = iterations
+        self.residual = residual
+        self.solution = solution
+
+
+class DivergenceError(FloatingPointError):
+    """A run produced NaN or inf (``Status.DIVERGED``).
+
+    Raised by entry points that return bare arrays (:func:`parareal.odeint`), where a
+    non-finite or garbage result could otherwise pass unnoticed. ``solution`` holds the
+    run's result (its ``y`` is the last finite iterate).
+    """
+
+    def __init__(self, message: str, *, solution: Any = None) -> None:
+        super().__init__(message)
+        self.solution = solution
+
+
+class CoarseStabilityWarning(UserWarning):
+    """The coarse propagator amplifies a mode that the ODE itself does not amplify.
+
+    Parareal then converges slowly, often only through exactness (one slice per iteration),
+    doing far more work than the serial solver. See :func:`parareal.theory.coarse_stability`.
+    """
