@@ -1,4 +1,4 @@
-"""``parareal.odeint``: a drop-in for ``torchdiffeq.odeint`` that integrates in parallel across time."""
+"""``parareal.odeint``: a drop-in for ``torchdiffeq.odeint``, parallel across time."""
 
 from __future__ import annotations
 

@@ -131,4 +131,4 @@ class Solution:
     @property
     def y_final(self) -> Any:
         """The state at the end of the span (``y[-1]``)."""
-        return self.y[-1]
+        return self.y[-1, ...]

@@ -17,7 +17,6 @@ import numpy as np
 
 from .propagators import Propagator, resolve
 from .result import Solution
-from .state import is_torch
 from .validation import check_int, check_positive, check_slices, check_span, check_y0
 
 #: States larger than this are not probed for Jacobian eigenvalues by default (the probe costs

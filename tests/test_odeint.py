@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -70,3 +72,174 @@ def test_numpy_inputs():
     got = parareal.odeint(f, np.array([1.0, 0.0]), t, method="rk4", tol=0)
     assert isinstance(got, np.ndarray) and got.shape == (6, 2)
     np.testing.assert_allclose(got[:, 0], np.cos(t), atol=1e-5)
+
+
+# -- outcomes: no silent wrong answers -------------------------------------------------------
+
+def stiff_oscillator(t, y):  # y'' = -25 y
+    return torch.stack([y[1], -25.0 * y[0]])
+
+
+def test_unconverged_run_warns_with_iterations_and_residual():
+    t = torch.linspace(0.0, 10.0, 101, dtype=torch.float64)
+    with pytest.warns(parareal.ConvergenceWarning) as record:
+        out, sol = parareal.odeint(stiff_oscillator, Y0, t, max_iters=2,
+                                   coarse_method="midpoint", return_solution=True)
+    warning = [w.message for w in record if isinstance(w.message, parareal.ConvergenceWarning)]
+    assert len(warning) == 1 and issubclass(parareal.ConvergenceWarning, UserWarning)
+    assert warning[0].iterations == 2 == sol.iterations
+    assert warning[0].residual == sol.residuals[-1] > 1e-8
+    assert "max_iters" in str(warning[0]) and warning[0].solution is sol
+    assert sol.status is parareal.Status.MAX_ITERS
+    assert torch.equal(out, sol.y)
+
+
+def test_divergence_raises_with_the_solution_attached():
+    # Euler over slices of length 10 amplifies by |1 + 50i| = 50 per slice: inf by slice 182
+    t = torch.linspace(0.0, 2000.0, 201, dtype=torch.float64)
+    with pytest.raises(parareal.DivergenceError, match="diverged") as info:
+        with pytest.warns(parareal.CoarseStabilityWarning):
+            parareal.odeint(stiff_oscillator, Y0, t, max_iters=1)
+    assert isinstance(info.value, FloatingPointError)
+    assert info.value.solution.status is parareal.Status.DIVERGED
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_blow_up_of_the_ode_itself_raises():
+    t = np.linspace(0.0, 2.0, 9)   # y' = y^2, y(0) = 1 blows up at t = 1
+    with pytest.raises(parareal.DivergenceError):
+        parareal.odeint(lambda s, y: y * y, np.array([1.0]), t, options={"step_size": 0.01},
+                        check_stability=False)
+
+
+def test_converged_run_is_silent_and_returns_its_solution():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out, sol = parareal.odeint(rhs, Y0, T, tol=1e-10, return_solution=True)
+    assert sol.status is parareal.Status.CONVERGED
+    np.testing.assert_array_equal(sol.t, T.numpy())
+    assert torch.equal(out, sol.y)
+
+
+@pytest.mark.filterwarnings("ignore::parareal.ConvergenceWarning")
+def test_unstable_default_coarse_is_warned_about_and_rk4_is_not():
+    t = torch.linspace(0.0, 10.0, 101, dtype=torch.float64)
+    with pytest.warns(parareal.CoarseStabilityWarning, match="coarse_method"):
+        parareal.odeint(stiff_oscillator, Y0, t, tol=1e-6, max_iters=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = parareal.odeint(stiff_oscillator, Y0, t, coarse_method="rk4", tol=1e-9)
+    expected = torchdiffeq.odeint(stiff_oscillator, Y0, t, method="rk4")
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-7)
+
+
+def test_stability_check_can_be_turned_off():
+    t = torch.linspace(0.0, 10.0, 101, dtype=torch.float64)
+    calls = []
+
+    def counted(s, y):
+        calls.append(1)
+        return stiff_oscillator(s, y)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", parareal.ConvergenceWarning)
+        warnings.simplefilter("error", parareal.CoarseStabilityWarning)
+        _, sol = parareal.odeint(counted, Y0, t, max_iters=1, check_stability=False,
+                                 return_solution=True)
+    assert len(calls) == sol.stats.f_evals  # no probe calls
+
+
+# -- torchdiffeq compatibility -----------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["euler", "midpoint", "rk4"])
+def test_decreasing_t_matches_torchdiffeq(method):
+    t = torch.linspace(4.0, 0.0, 13, dtype=torch.float64)
+    expected = torchdiffeq.odeint(rhs, Y0, t, method=method)
+    got, sol = parareal.odeint(rhs, Y0, t, method=method, tol=0, return_solution=True)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-13)
+    np.testing.assert_array_equal(sol.t, t.numpy())
+
+
+def test_decreasing_t_adaptive_and_numpy():
+    t = torch.linspace(3.0, 0.0, 7, dtype=torch.float64)
+    expected = torchdiffeq.odeint(rhs, Y0, t, method="dopri5", rtol=1e-9, atol=1e-11)
+    got = parareal.odeint(rhs, Y0, t, method="dopri5", rtol=1e-9, atol=1e-11, tol=1e-10)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-7)
+    back = np.linspace(1.0, 0.0, 6)
+    out = parareal.odeint(lambda s, y: [y[1], -y[0]], np.array([np.cos(1.0), -np.sin(1.0)]),
+                          back, tol=0, options={"step_size": 0.01})
+    np.testing.assert_allclose(out[:, 0], np.cos(back), atol=1e-9)
+
+
+def test_gradients_flow_to_y0_and_parameters_as_in_torchdiffeq():
+    w = torch.tensor(1.3, dtype=torch.float64, requires_grad=True)
+    y0 = Y0.clone().requires_grad_()
+
+    def f(s, y):
+        return torch.stack([y[1], -w * w * y[0]])
+
+    t = torch.linspace(0.0, 2.0, 9, dtype=torch.float64)
+    parareal.odeint(f, y0, t, tol=0, coarse_method="rk4").square().sum().backward()
+    ours = (w.grad.clone(), y0.grad.clone())
+    w.grad, y0.grad = None, None
+    torchdiffeq.odeint(f, y0, t, method="rk4").square().sum().backward()
+    torch.testing.assert_close(ours[0], w.grad, rtol=1e-12, atol=0)
+    torch.testing.assert_close(ours[1], y0.grad, rtol=1e-12, atol=0)
+
+
+def test_t_requiring_grad_is_refused_not_silently_ignored():
+    with pytest.raises(ValueError, match="t.detach()"):
+        parareal.odeint(rhs, Y0, T.clone().requires_grad_())
+    with torch.no_grad():  # no gradient can be asked for: fine
+        parareal.odeint(rhs, Y0, T.clone().requires_grad_(), tol=1e-6)
+
+
+def test_options_are_checked_and_unknown_keys_warned_about():
+    with pytest.raises(TypeError, match=r"options\['step_size'\]"):
+        parareal.odeint(rhs, Y0, T, options={"step_size": "x"})
+    with pytest.raises(ValueError, match=r"options\['step_size'\]"):
+        parareal.odeint(rhs, Y0, T, options={"step_size": -0.1})
+    with pytest.raises(ValueError, match="grid_constructor"):
+        parareal.odeint(rhs, Y0, T, options={"grid_constructor": lambda f, y, t: t})
+    with pytest.raises(ValueError, match="perturb"):
+        parareal.odeint(rhs, Y0, T, options={"perturb": True})
+    with pytest.warns(UserWarning, match="Unexpected arguments"):
+        parareal.odeint(rhs, Y0, T, options={"stepsize": 0.1}, tol=1e-6)
+    with pytest.raises(TypeError, match="options must be a dict"):
+        parareal.odeint(rhs, Y0, T, options=[("step_size", 0.1)])
+
+
+@pytest.mark.parametrize("method", ["RK45", "LSODA"])
+def test_scipy_method_names_point_to_what_exists(method):
+    with pytest.raises(ValueError, match="euler, heun, midpoint, rk4") as info:
+        parareal.odeint(lambda s, y: -y, np.ones(2), [0.0, 1.0], method=method)
+    assert "ScipyIVP" in str(info.value)
+    with pytest.raises(ValueError, match="dopri5"):
+        parareal.odeint(rhs, Y0, T, method=method)
+
+
+def test_coarse_method_accepts_steps_and_propagators():
+    a = parareal.odeint(rhs, Y0, T, coarse_method="rk4:3", tol=0)
+    b = parareal.odeint(rhs, Y0, T, coarse_method=parareal.Heun(steps=2), tol=0)
+    expected = torchdiffeq.odeint(rhs, Y0, T, method="rk4")
+    torch.testing.assert_close(a, expected, rtol=0, atol=1e-13)
+    torch.testing.assert_close(b, expected, rtol=0, atol=1e-13)
+    with pytest.raises(ValueError, match="coarse_method"):
+        parareal.odeint(rhs, Y0, T, coarse_method="rk5")
+    with pytest.raises(ValueError, match="steps must be an integer"):
+        parareal.odeint(rhs, Y0, T, coarse_method="rk4:x")
+
+
+@pytest.mark.parametrize(
+    "t,exc,match",
+    [
+        ([0.0, 1.0, 0.5], ValueError, "strictly increasing or strictly decreasing"),
+        ([0.0, 0.0, 1.0], ValueError, "strictly"),
+        ([0.0, 1j], TypeError, "real"),
+        (["a", "b"], TypeError, "real"),
+        (None, TypeError, "t must be"),
+    ],
+)
+def test_bad_times(t, exc, match):
+    with pytest.raises(exc, match=match):
+        parareal.odeint(lambda s, y: -y, np.ones(2), t)

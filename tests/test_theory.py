@@ -78,3 +78,48 @@ def test_helpers_on_a_solution():
     assert cps == pytest.approx(8 * 40 / sol.stats.critical_path)
     with pytest.raises(ValueError, match="fixed cost"):
         th.model_speedup(sol, coarse=coarse, fine=parareal.ScipyIVP())
+
+
+# -- coarse stability ---------------------------------------------------------------------------
+
+def test_jacobian_eigenvalues_of_a_linear_system(rng):
+    a = rng.standard_normal((5, 5))
+    y0 = rng.standard_normal(5)
+    got = th.jacobian_eigenvalues(lambda t, y: a @ y, 0.0, y0)
+    want = np.linalg.eigvals(a)
+    assert got.shape == want.shape
+    distance = np.abs(got[:, None] - want[None, :])  # as multisets: each matched once
+    assert np.all(distance.min(axis=0) < 1e-6) and np.all(distance.min(axis=1) < 1e-6)
+
+
+def test_jacobian_eigenvalues_vectorized_torch_and_size_limit():
+    torch = pytest.importorskip("torch")
+    lam = torch.tensor([-1.0, -3.0, 2.0], dtype=torch.float64)
+    got = th.jacobian_eigenvalues(lambda t, y: lam * y, 0.5, torch.ones(3, dtype=torch.float64),
+                                      vectorized=True)
+    np.testing.assert_allclose(np.sort(got.real), [-3.0, -1.0, 2.0], atol=1e-6)
+    assert th.jacobian_eigenvalues(lambda t, y: -y, 0.0, np.ones(100), max_size=64) is None
+
+
+@pytest.mark.parametrize("omega,dt,slices", [(5.0, 0.1, 100), (1.0, 0.5, 20), (2.0, 0.01, 50)])
+def test_euler_on_an_oscillation_grows_like_its_stability_factor(omega, dt, slices):
+    a = np.array([[0.0, 1.0], [-omega**2, 0.0]])
+    grid = np.arange(slices + 1) * dt
+    report = th.coarse_stability(lambda t, y: a @ y, np.array([1.0, 0.0]), grid, "euler")
+    expected = abs(1 + 1j * omega * dt) ** slices
+    np.testing.assert_allclose(report.excess, expected, rtol=1e-4)
+    assert report.stable == (expected <= th.EXCESS_GROWTH_LIMIT)
+    np.testing.assert_allclose(abs(report.worst), omega, rtol=1e-5)
+    rk4 = th.coarse_stability(lambda t, y: a @ y, np.array([1.0, 0.0]), grid, "rk4")
+    assert rk4.stable == (omega * dt < 2.8)
+
+
+def test_growing_modes_are_compared_with_the_ode_growth():
+    # y' = y: Euler under-predicts the growth; nothing to warn about
+    report = th.coarse_stability(lambda t, y: y, np.ones(1), np.linspace(0, 5, 11), "euler")
+    assert report.stable and report.excess <= 1.0
+    # a stiff decay outside Euler's stability region: |1 - 50 * 0.1| = 4 per slice
+    report = th.coarse_stability(lambda t, y: -50 * y, np.ones(1), np.linspace(0, 1, 11),
+                                     "euler")
+    assert not report.stable
+    np.testing.assert_allclose(report.excess, 4.0**10, rtol=1e-4)

@@ -161,3 +161,75 @@ def test_bad_odeint_arguments(kwargs, exc, match):
     args.update(kwargs)
     with pytest.raises(exc, match=match):
         parareal.odeint(args.pop("func"), args.pop("y0"), args.pop("t"), **args)
+
+
+# -- what f returns, and how it is called ------------------------------------------------------
+
+@pytest.mark.parametrize("value", [None, "abc", b"x", object(), {"a": 1}])
+@pytest.mark.parametrize("backend,vectorized", [("serial", False), ("batched", True)])
+def test_f_returning_a_non_array_is_a_type_error(value, backend, vectorized):
+    with pytest.raises(TypeError, match="f returned"):
+        call(f=lambda t, y: value, backend=backend, vectorized=vectorized)
+
+
+def test_f_returning_none_for_a_torch_state_is_a_type_error():
+    with pytest.raises(TypeError, match="NoneType"):
+        call(f=lambda t, y: None, y0=torch.ones(2, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("backend", ["serial", "batched"])
+def test_non_vectorised_f_with_vectorized_true_is_explained(backend):
+    def scalar_only(t, y):  # written for one state of shape (2,)
+        return np.array([y[1], -y[0]])
+
+    with pytest.raises(ValueError, match="vectorized=True, but f is not vectorised") as info:
+        call(f=scalar_only, backend=backend, vectorized=True)
+    assert "(B, *y0.shape)" in str(info.value)
+    assert isinstance(info.value.__cause__, IndexError)
+
+
+def test_wrong_batched_shape_explains_vectorized():
+    with pytest.raises(ValueError, match="vectorized=True"):
+        call(f=lambda t, y: y[0], backend="batched", vectorized=True)
+
+
+def test_genuine_errors_inside_a_vectorised_f_propagate_unchanged():
+    def broken(t, y):
+        raise KeyError("boom")
+
+    with pytest.raises(KeyError, match="boom"):
+        call(f=broken, backend="batched", vectorized=True)
+
+
+def test_callback_error_names_the_signature():
+    with pytest.raises(TypeError, match="IterationInfo"):
+        call(callback=3)
+
+
+# -- warm starts ---------------------------------------------------------------------------------
+
+def test_complex_initial_with_real_y0_is_refused():
+    initial = np.ones((5, 2), dtype=complex) * (1 + 1j)
+    with pytest.raises(TypeError, match="imaginary part would be dropped"):
+        call(initial=initial)
+    with pytest.raises(TypeError, match="imaginary part would be dropped"):
+        call(y0=torch.ones(2, dtype=torch.float64),
+             initial=torch.ones(5, 2, dtype=torch.complex128))
+
+
+def test_real_initial_with_complex_y0_is_fine():
+    sol = call(y0=np.ones(2, dtype=complex), initial=np.ones((5, 2)), tol=0)
+    assert sol.y.dtype == np.complex128
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_initial_is_refused(bad):
+    initial = np.ones((5, 2))
+    initial[2, 1] = bad
+    with pytest.raises(ValueError, match="initial contains NaN or inf"):
+        call(initial=initial)
+
+
+def test_initial_of_strings_is_refused():
+    with pytest.raises(TypeError, match="initial must hold numbers"):
+        call(initial=np.full((5, 2), "a"))
