@@ -40,3 +40,19 @@ def test_diffusion_benchmark_quick(tmp_path):
     assert rows["srds pipelined"]["uint8_identical_min"] >= 0.99
     assert (tmp_path / "srds_error_per_iteration.png").stat().st_size > 0
     assert (tmp_path / "srds_speedup_vs_n.png").stat().st_size > 0
+
+
+def test_lookahead_benchmark_quick(tmp_path):
+    out = run("lookahead.py", "--quick", "--json", str(tmp_path / "r.json"))
+    assert "#### brusselator" in out and "unbounded" in out
+    data = json.loads((tmp_path / "r.json").read_text())
+    for result in data["results"]:
+        rows = result["rows"]
+        assert all(row["same_iterates"] for row in rows)
+        sync = rows[0]
+        for row in rows[1:]:
+            if row["lookahead"] != "unbounded":
+                bound = sum(result["slices"] - k
+                            for k in range(row["iterations"] + row["lookahead"] + 1))
+                assert row["fine_calls"] <= bound
+            assert row["critical_path"] <= sync["critical_path"]

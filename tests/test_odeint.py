@@ -243,3 +243,14 @@ def test_coarse_method_accepts_steps_and_propagators():
 def test_bad_times(t, exc, match):
     with pytest.raises(exc, match=match):
         parareal.odeint(lambda s, y: -y, np.ones(2), t)
+
+
+@pytest.mark.parametrize("backend,schedule", [("serial", "synchronous"), ("batched", "pipelined")])
+def test_solve_gradient_equals_the_serial_solves(backend, schedule):
+    y0 = Y0.clone().requires_grad_()
+    sol = parareal.solve(rhs, y0, (0.0, 2.0), coarse="rk4:1", fine="rk4:10", slices=4, tol=0,
+                         backend=backend, schedule=schedule)
+    (grad,) = torch.autograd.grad(sol.y_final.square().sum(), y0)
+    serial = parareal.solve_serial(rhs, y0, (0.0, 2.0), propagator="rk4:10", slices=4)
+    (expected,) = torch.autograd.grad(serial[-1].square().sum(), y0)
+    torch.testing.assert_close(grad, expected, rtol=1e-12, atol=1e-14)
