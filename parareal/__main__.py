@@ -1,4 +1,4 @@
-"""``python -m parareal`` runs the command-line tool."""
+"""``python -m parareal``: the ``parareal`` command line."""
 
 from .cli import main
 

@@ -1,4 +1,4 @@
-"""The example scripts and the code snippets of the documentation run and say what they should."""
+"""The example scripts run and say what they should (doc snippets: ``test_docs.py``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-DOCS = ROOT / "docs"
 
 
 def run_example(name: str, *args: str) -> str:
@@ -63,21 +62,3 @@ def test_heat_equation_example():
     out = run_example("heat_equation.py", "--points", "50", "--t-end", "0.01", "--slices", "4")
     assert "status: converged" in out
     assert "parareal, batched" in out and "serial fine solve" in out
-
-
-def python_blocks(path: Path) -> list[str]:
-    """The ```python code blocks of a Markdown file, in order."""
-    return re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.S)
-
-
-@pytest.mark.parametrize("doc", ["guide.md", "algorithm.md"])
-def test_doc_snippets_run(doc, capsys):
-    pytest.importorskip("scipy")
-    pytest.importorskip("torch")
-    pytest.importorskip("torchdiffeq")
-    blocks = python_blocks(DOCS / doc)
-    assert blocks, f"no python blocks found in {doc}"
-    namespace: dict[str, object] = {"__name__": f"docs_{doc}"}
-    for i, block in enumerate(blocks):
-        code = compile(block, f"{doc}[python block {i}]", "exec")
-        exec(code, namespace)  # the blocks build on each other, as the guide says
