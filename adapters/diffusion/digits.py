@@ -37,16 +37,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._extra import missing
+from ._extra import import_failure, missing
 
-try:
-    from diffusers import DDIMScheduler, UNet2DModel
-except ImportError as _error:
-    raise missing("diffusers", "parareal.adapters.diffusion.digits", _error) from _error
-try:
+try:  # before diffusers, which needs it too
     from safetensors.torch import load_file
 except ImportError as _error:
     raise missing("safetensors", "parareal.adapters.diffusion.digits", _error) from _error
+try:
+    from diffusers import DDIMScheduler, UNet2DModel
+except (ImportError, RuntimeError) as _error:
+    # diffusers' lazy loader wraps a missing dependency's ImportError in RuntimeError
+    if import_failure(_error) is None:
+        raise
+    raise missing("diffusers", "parareal.adapters.diffusion.digits", _error) from _error
 
 __all__ = [
     "ASSETS",

@@ -20,7 +20,8 @@ def add_sample_parser(sub: Any) -> None:
         help="sample the bundled digits diffusion model (serial, SRDS or Picard)",
         description="Generate digits with the bundled diffusion model and write an image grid. "
                     "Options that do not apply to --method are errors. Exit status: 0, or 1 "
-                    "when the run diverged (non-finite values), 2 for bad input.",
+                    "when the run diverged (non-finite values; no image is written), 2 for "
+                    "bad input.",
     )
     p.add_argument("--steps", type=int, default=100, help="DDIM steps N (default 100)")
     p.add_argument("--method", choices=("srds", "serial", "picard"), default="srds")
@@ -83,8 +84,8 @@ def run_sample(args: argparse.Namespace) -> int:
                       max_batch=args.max_batch, **kwargs)
 
     result = run(args.method, **options)
-    finite = bool(torch.isfinite(result.sample).all())
-    if finite:
+    diverged = result.status.value == "diverged"  # its sample is no digit: write none
+    if not diverged:
         save_grid(result.sample, args.out)
     summary: dict[str, Any] = {
         "method": args.method,
@@ -96,7 +97,7 @@ def run_sample(args: argparse.Namespace) -> int:
         "sequential_evals": result.sequential_evals,
         "total_evals": result.total_evals,
         "wall_time_s": result.wall_time_s,
-        "image": os.path.abspath(args.out) if finite else None,
+        "image": None if diverged else os.path.abspath(args.out),
         "seed": args.seed,
         "eta": args.eta,
         "max_batch": result.max_batch,
@@ -107,7 +108,7 @@ def run_sample(args: argparse.Namespace) -> int:
     if args.compare_serial:
         serial = result if args.method == "serial" else run("serial")
         diff = float((result.sample - serial.sample).abs().max())
-        comparable = finite and bool(torch.isfinite(serial.sample).all())
+        comparable = bool(torch.isfinite(result.sample).all() & torch.isfinite(serial.sample).all())
         same = to_uint8(result.sample) == to_uint8(serial.sample) if comparable else None
         summary.update(
             max_abs_diff_vs_serial=diff if comparable else None,
@@ -119,7 +120,7 @@ def run_sample(args: argparse.Namespace) -> int:
         print(json.dumps(summary, allow_nan=False))
     else:
         _print_summary(summary)
-    return 1 if summary["status"] == "diverged" else 0
+    return 1 if diverged else 0
 
 
 def _print_summary(s: dict[str, Any]) -> None:
@@ -140,6 +141,6 @@ def _print_summary(s: dict[str, Any]) -> None:
             f"serial took {s['serial_wall_time_s']:.2f} s"
         )
     if s["image"] is None:
-        print("no image written: the sample is not finite")
+        print("no image written: the run diverged (non-finite values)")
     else:
         print(f"wrote {s['image']}")
