@@ -16,17 +16,22 @@ Then a small MLP classifier is trained on the same training digits (a few second
 penultimate features define the Frechet distance of
 :func:`parareal.adapters.diffusion.digits.sample_quality`.
 
-Outputs (in ``--out``, default the package's ``assets`` folder): ``digits_unet.safetensors``
+Outputs (in ``--out``, default ``digits_model/`` in the current folder): ``digits_unet.safetensors``
 and ``digits_unet.json`` (UNet config, scheduler config, training metadata),
 ``digits_classifier.safetensors`` and ``digits_classifier.json``; and a grid of 64 serial
-DDIM samples (100 steps, seed 0), ``docs/digits_samples.png`` for the bundled assets.
+DDIM samples (100 steps, seed 0), ``digits_samples.png``. Load the result with
+``load_digits_model("digits_model/digits_unet.safetensors")`` or
+``parareal sample --weights digits_model/digits_unet.safetensors``. The package's bundled assets
+(and ``docs/digits_samples.png``) are written only with ``--replace-bundled``; an ``--out``
+inside the package's ``assets`` folder without it is an error.
 Finally it prints the sample quality of 500 serial DDIM samples (100 steps) and, as
 yardsticks, of 500 real training digits and of 500 uniform-noise images, all against the
 held-out digits.
 
 Usage::
 
-    python examples/train_digits.py                    # the bundled assets (~13 min, 2 threads)
+    python examples/train_digits.py                    # into ./digits_model (~13 min, 2 threads)
+    python examples/train_digits.py --replace-bundled  # rebuild the bundled assets themselves
     python examples/train_digits.py --quick            # a smoke run into a temporary folder
     python examples/train_digits.py --classifier-only  # retrain only the classifier
 """
@@ -61,6 +66,8 @@ from safetensors.torch import save_file
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOCS_GRID = ROOT / "docs" / "digits_samples.png"
+#: Default output folder (relative to the current folder).
+DEFAULT_OUT = pathlib.Path("digits_model")
 
 UNET_CONFIG: dict[str, Any] = dict(
     sample_size=8,
@@ -90,8 +97,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (1e-3)")
     parser.add_argument("--out", type=pathlib.Path, default=None,
-                        help="output folder (default: the package's assets folder; a new "
-                             "temporary folder with --quick)")
+                        help=f"output folder (default: ./{DEFAULT_OUT}; a new temporary folder "
+                             "with --quick); never the package's bundled assets unless "
+                             "--replace-bundled")
+    parser.add_argument("--replace-bundled", action="store_true",
+                        help=f"overwrite the package's bundled weights in {ASSETS} and "
+                             "docs/digits_samples.png (the assets the tests and docs rely on)")
     parser.add_argument("--classifier-only", action="store_true",
                         help="train only the classifier (and print the yardstick numbers)")
     parser.add_argument("--quick", action="store_true",
@@ -102,7 +113,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.steps = 300 if args.quick else 5000
     if args.steps < 1 or args.batch_size < 1:
         parser.error("--steps and --batch-size must be positive")
+    if args.replace_bundled:
+        if args.quick:
+            parser.error("--replace-bundled cannot be combined with --quick (a smoke run)")
+        if args.out is not None and not inside(args.out, ASSETS):
+            parser.error(f"--replace-bundled writes to {ASSETS}; drop --out {args.out}")
+        args.out = ASSETS
+    elif args.out is not None and inside(args.out, ASSETS):
+        parser.error(f"--out {args.out} is in the package's bundled assets ({ASSETS}); pass "
+                     "--replace-bundled to overwrite them, or choose another folder")
+    elif args.out is None and not args.quick:
+        args.out = DEFAULT_OUT
     return args
+
+
+def inside(path: pathlib.Path, folder: pathlib.Path) -> bool:
+    """True if ``path`` is ``folder`` or lies under it (after resolving links)."""
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
 
 
 def noisy(
@@ -325,11 +353,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the training; return the exit status."""
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    out = args.out
-    if out is None:
-        out = pathlib.Path(tempfile.mkdtemp(prefix="digits_quick_")) if args.quick else ASSETS
+    out = args.out if args.out is not None else pathlib.Path(
+        tempfile.mkdtemp(prefix="digits_quick_"))
     out.mkdir(parents=True, exist_ok=True)
-    grid_path = DOCS_GRID if out.resolve() == ASSETS.resolve() else out / "digits_samples.png"
+    grid_path = DOCS_GRID if args.replace_bundled else out / "digits_samples.png"
     n_quality, ddim_steps = (64, 20) if args.quick else (500, 100)
     print(f"writing to {out}", flush=True)
     total = time.perf_counter()

@@ -18,6 +18,8 @@ from parareal.adapters.diffusion import (  # noqa: E402
     sample,
 )
 
+from parareal import Status  # noqa: E402
+
 SPACINGS = ["leading", "trailing", "linspace"]
 
 
@@ -116,6 +118,7 @@ def test_serial_reproduces_diffusers_step_loop(unet, spacing, set_alpha_to_one, 
     ref = diffusers_loop(lambda y, t: unet(y, t).sample, sch, x, 13)
     assert rel(ours.sample, ref) < 1e-5
     assert ours.sequential_evals == 13 and ours.total_evals == 13 and ours.converged
+    assert ours.status is Status.CONVERGED and ours.chunks == () and ours.max_batch == 2
 
 
 def test_serial_reproduces_diffusers_with_thresholding(unet):
@@ -368,6 +371,23 @@ def test_mixture_prediction_types_give_the_same_sampler(prediction_type):
         (dict(x_T=torch.zeros(1, 1, 16, 16)), ValueError, r"takes \(batch, 1, 8, 8\)"),
         (dict(x_T=np.zeros((1, 1, 8, 8))), TypeError, "x_T must be a torch.Tensor"),
         (dict(x_T=torch.full((1, 1, 8, 8), float("nan"))), ValueError, "NaN"),
+        (dict(x_T=torch.zeros(0, 1, 8, 8)), ValueError, "empty batch"),
+        (dict(max_batch=0), ValueError, "max_batch must be >= 1"),
+        (dict(max_batch=2.0), TypeError, "max_batch"),
+        (dict(pipelined="yes"), TypeError, "pipelined must be True, False or None"),
+        # options that do not apply to the method (item 10 of issue 7)
+        (dict(method="serial", tol=-1.0), ValueError,
+         "tol applies to methods 'srds' and 'picard', not to method 'serial'"),
+        (dict(method="serial", tol=1e-3), ValueError, "tol applies"),
+        (dict(method="serial", tol_mode="data"), ValueError, "tol_mode applies"),
+        (dict(method="serial", max_iters=3), ValueError, "max_iters applies"),
+        (dict(method="serial", blocks=3), ValueError,
+         "blocks applies to method 'srds' only, not to method 'serial'"),
+        (dict(method="serial", window=3), ValueError, "window applies to method 'picard' only"),
+        (dict(method="serial", pipelined=False), ValueError, "pipelined applies"),
+        (dict(method="picard", pipelined=False), ValueError, "pipelined applies"),
+        (dict(method="picard", pipelined=True), ValueError, "pipelined applies"),
+        (dict(method="serial", callback=print), ValueError, "callback applies"),
     ],
 )
 def test_bad_sample_arguments(unet, kwargs, exc, match):
@@ -404,6 +424,107 @@ def test_conditional_unet_input_errors(cond_unet):
         sample(cond_unet, DDIMScheduler(), x, num_inference_steps=3, prompt_embeds=[1.0])
 
 
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        (dict(guidance_scale=float("nan")), ValueError, "guidance_scale must be finite"),
+        (dict(guidance_scale=float("inf")), ValueError, "guidance_scale must be finite"),
+        (dict(guidance_scale=-float("inf")), ValueError, "guidance_scale must be finite"),
+        (dict(guidance_scale=2 + 1j), TypeError, "guidance_scale must be a real number"),
+        (dict(guidance_scale="7.5"), TypeError, "guidance_scale must be a real number"),
+        (dict(guidance_scale=True), TypeError, "guidance_scale must be a real number"),
+        (dict(prompt_embeds=torch.full((2, 3, 6), float("nan"))), ValueError,
+         "prompt_embeds contains NaN or inf"),
+        (dict(prompt_embeds=torch.full((2, 3, 6), float("inf"))), ValueError,
+         "prompt_embeds contains NaN or inf"),
+        (dict(prompt_embeds=torch.ones(2, 3, 6, dtype=torch.long)), TypeError,
+         "prompt_embeds must be a floating tensor"),
+        (dict(guidance_scale=2.0, negative_prompt_embeds=torch.full((2, 3, 6), float("nan"))),
+         ValueError, "negative_prompt_embeds contains NaN or inf"),
+        (dict(guidance_scale=2.0, negative_prompt_embeds=torch.zeros(2, 4, 6)), ValueError,
+         r"negative_prompt_embeds has shape \(2, 4, 6\) but prompt_embeds has shape "
+         r"\(2, 3, 6\)"),
+        (dict(guidance_scale=2.0, negative_prompt_embeds=torch.zeros(1, 3, 6)), ValueError,
+         r"negative_prompt_embeds has shape \(1, 3, 6\) but prompt_embeds has shape"),
+        (dict(negative_prompt_embeds=torch.zeros(2, 3, 6)), ValueError,
+         "negative_prompt_embeds apply with guidance_scale only"),
+    ],
+)
+def test_guidance_and_embedding_errors(cond_unet, kwargs, exc, match):
+    args = dict(prompt_embeds=noise((2, 3, 6), seed=5))
+    args.update(kwargs)
+    with pytest.raises(exc, match=match):
+        sample(cond_unet, DDIMScheduler(), noise((2, 2, 8, 8)), num_inference_steps=3, **args)
+
+
+def test_guidance_and_embeddings_cannot_be_added_to_a_model_fn(cond_unet):
+    from parareal.adapters.diffusion import wrap_model
+
+    fn = wrap_model(cond_unet, prompt_embeds=noise((1, 3, 6)))
+    with pytest.raises(ValueError, match="cannot be added to a ModelFn"):
+        sample(fn, DDIMScheduler(), noise((1, 2, 8, 8)), num_inference_steps=3,
+               guidance_scale=2.0)
+
+
+# -- model outputs (item 11 of issue 7) -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make,exc,match",
+    [
+        (lambda x: None, TypeError,
+         r"model\(x, t\) returned None; it must return the prediction as a tensor of x's "
+         r"shape \(6, 1, 8, 8\)"),
+        (lambda x: "eps", TypeError, r"returned a str; .*shape \(6, 1, 8, 8\)"),
+        (lambda x: (x,), TypeError, r"returned a tuple; .*shape \(6, 1, 8, 8\)"),
+        (lambda x: x.numpy(), TypeError, r"returned a ndarray"),
+        # a flattened output with the right number of elements is refused, not reinterpreted
+        (lambda x: x.reshape(x.shape[0], 64), ValueError,
+         r"returned a tensor of shape \(6, 64\) and dtype torch.float32; it must return the "
+         r"prediction as a tensor of x's shape \(6, 1, 8, 8\)"),
+        (lambda x: x[:, :, :4], ValueError, r"shape \(6, 1, 4, 8\).*\(6, 1, 8, 8\)"),
+        (lambda x: x[:3], ValueError, r"shape \(3, 1, 8, 8\).*\(6, 1, 8, 8\)"),
+        (lambda x: torch.cat([x, x], 1), ValueError, r"shape \(6, 2, 8, 8\)"),
+        (lambda x: x.to(torch.int64), TypeError, "must return a floating tensor"),
+    ],
+)
+def test_bad_model_outputs_are_named(unet, make, exc, match):
+    def model(x, t):
+        return make(unet(x, t).sample)
+
+    with pytest.raises(exc, match=match):
+        sample(model, DDIMScheduler(), noise((6, 1, 8, 8)), num_inference_steps=9,
+               method="serial")
+
+
+@pytest.mark.parametrize("method", ["srds", "picard"])
+def test_flattened_output_is_refused_in_stacked_calls(unet, method):
+    # the parallel methods stack states of several blocks or steps in one call: a flattened
+    # output of the stack used to be reshaped silently into the stack's shape
+    calls = []
+
+    def model(x, t):
+        calls.append(x.shape[0])
+        out = unet(x, t).sample
+        return out if len(calls) == 1 else out.reshape(x.shape[0], -1)
+
+    with pytest.raises(ValueError, match=r"returned a tensor of shape \((\d+), 64\) .*"
+                                         r"x's shape \(\1, 1, 8, 8\)"):
+        sample(model, DDIMScheduler(), noise((2, 1, 8, 8)), num_inference_steps=9,
+               method=method)
+
+
+@pytest.mark.parametrize("method", ["serial", "srds", "picard"])
+def test_model_output_of_another_float_dtype_is_cast(unet, method):
+    sch = DDIMScheduler()
+    x = noise((2, 1, 8, 8))
+    ref = sample(unet, sch, x, num_inference_steps=6, method=method)
+    out = sample(lambda y, t: unet(y, t).sample.double(), sch, x, num_inference_steps=6,
+                 method=method)
+    assert out.sample.dtype == torch.float32
+    assert torch.equal(out.sample, ref.sample)
+
+
 def test_unknown_keyword(unet):
     with pytest.raises(TypeError, match="unexpected keyword"):
         sample(unet, DDIMScheduler(), noise((1, 1, 8, 8)), num_inference_steps=3, steps=3)
@@ -437,5 +558,6 @@ def test_callback_sees_the_final_sample_estimates(method):
     assert [k for k, _ in seen] == list(range(seen[0][0], seen[0][0] + len(seen)))
     assert torch.equal(seen[-1][1], out.sample)
     assert rel(seen[-1][1], ser.sample) < 1e-12
-    with pytest.raises(TypeError, match="callback must be callable"):
+    with pytest.raises(TypeError, match=r"callback must be callable as callback\(iteration, "
+                                        r"sample\), got 3"):
         sample(model, sch, x, num_inference_steps=4, method=method, callback=3)

@@ -229,3 +229,121 @@ def test_assets_are_package_data():
     shipped = {p.name for pattern in patterns for p in digits.ASSETS.parent.glob(pattern)}
     assert {"digits_unet.safetensors", "digits_unet.json", "digits_classifier.safetensors",
             "digits_classifier.json"} <= shipped
+
+
+# ------------------------------------------------------------------ image formats (item 9)
+
+
+@pytest.mark.parametrize("ext", sorted(digits.IMAGE_EXTENSIONS))
+def test_save_grid_writes_the_format_its_extension_names(tmp_path, heldout, ext):
+    from PIL import Image
+
+    fmt = digits.image_format(f"grid{ext}")
+    assert fmt == digits.IMAGE_EXTENSIONS[ext]
+    for name in (f"grid{ext}", f"GRID{ext.upper()}"):
+        path = tmp_path / name
+        digits.save_grid(heldout[:6], path, scale=2)
+        with Image.open(path) as image:
+            assert image.format == fmt
+            pixels = np.asarray(image.convert("L"))
+        tile = pixels[:16:2, :16:2]
+        expected = digits.to_uint8(heldout[:1])[0]
+        if fmt == "JPEG":  # lossy, quality 95
+            assert np.abs(tile.astype(int) - expected).max() <= 24
+        else:
+            assert np.array_equal(tile, expected)
+
+
+@pytest.mark.parametrize("path,match", [
+    ("grid.xyz", r"extension '\.xyz'; supported: \.png, \.jpg, \.jpeg, \.bmp"),
+    ("grid", "no extension; supported: .png"),
+    ("folder.d/grid", "no extension"),
+    ("grid.png.txt", "extension '.txt'"),
+    ("grid.pdf", "extension '.pdf'"),  # Pillow writes PDF, but not a format offered here
+    ("", "non-empty file name"),
+    ("   ", "non-empty file name"),
+])
+def test_image_format_refuses_unknown_or_missing_extensions(tmp_path, heldout, path, match):
+    with pytest.raises(ValueError, match=match):
+        digits.image_format(path)
+    target = tmp_path / path if path.strip() else path
+    with pytest.raises(ValueError, match=match):
+        digits.save_grid(heldout[:2], target)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_image_format_type_error():
+    with pytest.raises(TypeError, match="string or path"):
+        digits.image_format(3)
+
+
+# ----------------------------------------------------- examples/train_digits.py (item 19)
+
+
+def load_train_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_digits",
+                                                  ROOT / "examples" / "train_digits.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_train_script_defaults_to_a_new_folder_not_the_bundled_assets(tmp_path, monkeypatch,
+                                                                     capsys):
+    script = load_train_script()
+    args = script.parse_args([])
+    assert args.out == pathlib.Path("digits_model") and not args.replace_bundled
+    assert not script.inside(args.out, digits.ASSETS)
+    assert script.parse_args(["--quick"]).out is None  # a new temporary folder, made by main
+    assert script.parse_args(["--replace-bundled"]).out == digits.ASSETS
+    assert script.parse_args(["--replace-bundled", "--out", str(digits.ASSETS)]).out == (
+        digits.ASSETS)
+    for argv, message in [
+        (["--out", str(digits.ASSETS)], "--replace-bundled"),
+        (["--out", str(digits.ASSETS / "sub")], "bundled assets"),
+        (["--out", str(digits.ASSETS / ".." / "assets")], "bundled assets"),
+        (["--replace-bundled", "--out", str(tmp_path)], "drop --out"),
+        (["--replace-bundled", "--quick"], "cannot be combined with --quick"),
+    ]:
+        with pytest.raises(SystemExit) as info:
+            script.parse_args(argv)
+        assert info.value.code == 2
+        assert message in capsys.readouterr().err
+    # a link to the assets folder is seen through
+    link = tmp_path / "link"
+    link.symlink_to(digits.ASSETS, target_is_directory=True)
+    with pytest.raises(SystemExit):
+        script.parse_args(["--out", str(link)])
+
+
+def test_train_script_tiny_run_leaves_the_bundled_assets_alone(tmp_path):
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    def fingerprint():
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(digits.ASSETS.iterdir())}
+
+    before = fingerprint()
+    grid = ROOT / "docs" / "digits_samples.png"
+    grid_before = grid.read_bytes()
+    out = tmp_path / "model"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "train_digits.py"), "--quick", "--steps", "1",
+         "--threads", "1", "--out", str(out)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert fingerprint() == before and grid.read_bytes() == grid_before
+    assert {p.name for p in out.iterdir()} == {
+        "digits_unet.safetensors", "digits_unet.json", "digits_classifier.safetensors",
+        "digits_classifier.json", "digits_samples.png"}
+    unet, _ = digits.load_digits_model(out / "digits_unet.safetensors")
+    bundled, _ = digits.load_digits_model()
+    trained = dict(unet.named_parameters())
+    assert any(not torch.equal(p, trained[name]) for name, p in bundled.named_parameters())

@@ -1,20 +1,47 @@
 """Diffusion-model sampling as a Parareal problem: SRDS, with serial and Picard baselines.
 
-Import as ``parareal.adapters.diffusion``; see ``docs/diffusion.md``.
+Import as ``parareal.adapters.diffusion``; see ``docs/diffusion.md``. Needs the ``diffusion``
+extra (``pip install 'parareal[diffusion]'``): torch here, diffusers, safetensors,
+scikit-learn and scipy for the bundled digits model (:mod:`.digits`).
 """
 
-from .ddim import DDIMJump, DDIMSteps, ddim_jump
-from .mixture import GaussianMixture
-from .models import ModelFn, wrap_model
-from .sampler import DEFAULT_TOL, METHODS, DiffusionResult, sample
-from .schedule import BETA_SCHEDULES, PREDICTION_TYPES, SPACINGS, DDIMGrid, NoiseSchedule
+from ._extra import missing
+
+try:
+    import torch  # noqa: F401
+except ImportError as _error:
+    raise missing("torch", "parareal.adapters.diffusion", _error) from _error
+
+from .ddim import DDIMJump, DDIMSteps, ddim_jump  # noqa: E402
+from .mixture import GaussianMixture  # noqa: E402
+from .models import ModelFn, check_model_output, wrap_model  # noqa: E402
+from .sampler import (  # noqa: E402
+    CALL_BUDGET_BYTES,
+    DEFAULT_TOL,
+    METHOD_OPTIONS,
+    METHODS,
+    STORE_BUDGET_BYTES,
+    DiffusionResult,
+    check_method_options,
+    sample,
+)
+from .schedule import (  # noqa: E402
+    BETA_SCHEDULES,
+    PREDICTION_TYPES,
+    SPACINGS,
+    DDIMGrid,
+    NoiseSchedule,
+)
 
 __all__ = [
     "BETA_SCHEDULES",
+    "CALL_BUDGET_BYTES",
     "DEFAULT_TOL",
     "METHODS",
+    "METHOD_OPTIONS",
     "PREDICTION_TYPES",
     "SPACINGS",
+    "STORE_BUDGET_BYTES",
     "DDIMGrid",
     "DDIMJump",
     "DDIMSteps",
@@ -22,6 +49,8 @@ __all__ = [
     "GaussianMixture",
     "ModelFn",
     "NoiseSchedule",
+    "check_method_options",
+    "check_model_output",
     "ddim_jump",
     "sample",
     "wrap_model",

@@ -7,8 +7,10 @@ The assets (``assets/``, shipped as package data) hold a DDPM-trained ``UNet2DMo
 distance between sets of samples, the FID recipe on a scale that runs in milliseconds. Both are
 made by ``examples/train_digits.py``; see ``docs/model_card.md``.
 
-Weights are read with :func:`safetensors.torch.load_file` (no pickle). scikit-learn and scipy
-are imported only inside the functions that need them.
+Weights are read with :func:`safetensors.torch.load_file` (no pickle). scikit-learn, scipy and
+Pillow are imported only inside the functions that need them; a missing one (or a missing
+diffusers or safetensors) is an ``ImportError`` naming the extra to install
+(``pip install 'parareal[diffusion]'``).
 
 Example
 -------
@@ -33,19 +35,33 @@ from typing import Any
 
 import numpy as np
 import torch
-from diffusers import DDIMScheduler, UNet2DModel
-from safetensors.torch import load_file
 from torch import nn
+
+from ._extra import import_failure, missing
+
+try:  # before diffusers, which needs it too
+    from safetensors.torch import load_file
+except ImportError as _error:
+    raise missing("safetensors", "parareal.adapters.diffusion.digits", _error) from _error
+try:
+    from diffusers import DDIMScheduler, UNet2DModel
+except (ImportError, RuntimeError) as _error:
+    # diffusers' lazy loader wraps a missing dependency's ImportError in RuntimeError
+    if import_failure(_error) is None:
+        raise
+    raise missing("diffusers", "parareal.adapters.diffusion.digits", _error) from _error
 
 __all__ = [
     "ASSETS",
     "CLASSIFIER_WEIGHTS",
     "HELDOUT_FRACTION",
+    "IMAGE_EXTENSIONS",
     "SPLIT_SEED",
     "SPLITS",
     "UNET_WEIGHTS",
     "DigitsClassifier",
     "frechet_distance",
+    "image_format",
     "load_classifier",
     "load_digits_data",
     "load_digits_labels",
@@ -77,7 +93,10 @@ _DEFAULT_CLASSIFIER = {"in_features": 64, "hidden": [128, 64], "classes": 10}
 @functools.lru_cache(maxsize=1)
 def _digits() -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """All digits in [-1, 1] (n, 1, 8, 8), their labels, and the split permutation."""
-    from sklearn.datasets import load_digits
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as err:
+        raise missing("scikit-learn", "the digits data set", err) from err
 
     bunch = load_digits()
     images = torch.as_tensor(np.asarray(bunch.images, dtype=np.float32) / 8.0 - 1.0)
@@ -308,7 +327,10 @@ def frechet_distance(
     float
         Non-negative (round-off below zero is clipped).
     """
-    from scipy import linalg
+    try:
+        from scipy import linalg
+    except ImportError as err:
+        raise missing("scipy", "frechet_distance", err) from err
 
     a = _as_float64(feats_a, "feats_a")
     b = _as_float64(feats_b, "feats_b")
@@ -411,6 +433,64 @@ def to_uint8(samples: torch.Tensor) -> np.ndarray:
     return levels[:, 0].to(torch.uint8).numpy()
 
 
+#: Image formats :func:`save_grid` writes, by file extension (where Pillow can write them).
+IMAGE_EXTENSIONS: dict[str, str] = {
+    ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".gif": "GIF",
+    ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP",
+}
+#: Options passed to Pillow per format: near-lossless JPEG, lossless WebP.
+_SAVE_OPTIONS: dict[str, dict[str, Any]] = {"JPEG": {"quality": 95}, "WEBP": {"lossless": True}}
+
+
+def _pillow() -> Any:
+    try:
+        from PIL import Image
+    except ImportError as err:
+        raise missing("Pillow", "writing images", err) from err
+    return Image
+
+
+def image_format(path: str | os.PathLike[str]) -> str:
+    """The Pillow format that :func:`save_grid` writes to ``path``, from its extension.
+
+    Parameters
+    ----------
+    path : path
+        The image file; its extension (any case) names the format: ``.png``, ``.jpg`` /
+        ``.jpeg`` (quality 95), ``.bmp``, ``.gif``, ``.tif`` / ``.tiff``, ``.webp``
+        (lossless), each where the installed Pillow can write it.
+
+    Returns
+    -------
+    str
+        The Pillow format name, e.g. ``"PNG"``.
+
+    Raises
+    ------
+    TypeError
+        ``path`` is not a string or path.
+    ValueError
+        ``path`` is empty, or has no extension or one of another format; the message lists
+        the supported extensions.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"the image path must be a string or path, got {type(path).__name__}")
+    name = os.fspath(path)
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"the image path must be a non-empty file name, got {name!r}")
+    image = _pillow()
+    savable = image.registered_extensions()
+    supported = {ext: fmt for ext, fmt in IMAGE_EXTENSIONS.items()
+                 if savable.get(ext) == fmt and fmt in image.SAVE}
+    suffix = pathlib.Path(name).suffix.lower()
+    if suffix not in supported:
+        what = f"extension {suffix!r}" if suffix else "no extension"
+        raise ValueError(
+            f"cannot write an image to {name!r}: {what}; supported: {', '.join(supported)}"
+        )
+    return supported[suffix]
+
+
 def save_grid(
     samples: torch.Tensor,
     path: str | os.PathLike[str],
@@ -418,7 +498,7 @@ def save_grid(
     scale: int = 4,
     nrow: int | None = None,
 ) -> None:
-    """Write images as a grey PNG grid.
+    """Write images as a grey grid, in the format that the file extension names.
 
     Parameters
     ----------
@@ -426,7 +506,8 @@ def save_grid(
         Images in [-1, 1], shape ``(n, 1, H, W)`` or ``(n, H, W)``; mapped with
         :func:`to_uint8`.
     path : path
-        The PNG file to write (its folder must exist).
+        The image file to write (its folder must exist); its extension picks the format
+        (:func:`image_format`: ``.png``, ``.jpg``, ``.bmp``, ``.gif``, ``.tif``, ``.webp``).
     scale : int
         Every pixel becomes a ``scale x scale`` block (nearest neighbour).
     nrow : int, optional
@@ -435,11 +516,14 @@ def save_grid(
 
     Raises
     ------
+    ValueError
+        An unknown or missing extension (checked first), NaN samples, a bad ``scale`` or
+        ``nrow``.
     OSError
         The folder does not exist, is not a folder or is not writable, or writing fails.
     """
-    from PIL import Image
-
+    fmt = image_format(path)
+    image = _pillow()
     levels = to_uint8(samples)
     if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
         raise ValueError(f"scale must be a positive int, got {scale!r}")
@@ -467,6 +551,6 @@ def save_grid(
     if not os.access(folder, os.W_OK):
         raise OSError(f"cannot write {target}: folder {folder} is not writable")
     try:
-        Image.fromarray(grid).save(target, format="PNG")
+        image.fromarray(grid).save(target, format=fmt, **_SAVE_OPTIONS.get(fmt, {}))
     except OSError as err:
         raise OSError(f"cannot write {target}: {err}") from err

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-__all__ = ["ModelFn", "wrap_model"]
+from parareal.validation import check_real
+
+__all__ = ["ModelFn", "check_model_output", "wrap_model"]
 
 
 class ModelFn:
@@ -28,6 +29,14 @@ class ModelFn:
 
     def check_sample(self, x_T: torch.Tensor) -> None:
         """Raise ``ValueError`` if ``x_T`` does not fit the model."""
+
+    def rows(self, start: int, stop: int) -> ModelFn:
+        """The model for the samples ``start:stop`` of the batch (when a batch is split).
+
+        Models whose inputs do not depend on the sample (the default) return themselves;
+        per-sample inputs such as prompt embeddings are sliced.
+        """
+        return self
 
 
 class _Callable(ModelFn):
@@ -81,19 +90,27 @@ class _ConditionalUNet(_UNet):
         super().__init__(unet)
         self.prompt_embeds = prompt_embeds
         self.guidance_scale = guidance_scale
+        self.negative_prompt_embeds = negative_prompt_embeds
         if guidance_scale is not None:
             if negative_prompt_embeds is None:
-                negative_prompt_embeds = torch.zeros_like(prompt_embeds)
-            self.negative_prompt_embeds = negative_prompt_embeds
+                self.negative_prompt_embeds = torch.zeros_like(prompt_embeds)
             self.evals_per_state = 2
+
+    def rows(self, start: int, stop: int) -> _ConditionalUNet:
+        def part(emb: torch.Tensor | None) -> torch.Tensor | None:
+            return emb if emb is None or emb.shape[0] == 1 else emb[start:stop]
+
+        return _ConditionalUNet(self.unet, part(self.prompt_embeds),  # type: ignore[arg-type]
+                                part(self.negative_prompt_embeds), self.guidance_scale)
 
     def check_sample(self, x_T: torch.Tensor) -> None:
         super().check_sample(x_T)
         dim = self.unet.config.cross_attention_dim
-        embeds = [("prompt_embeds", self.prompt_embeds)]
+        embeds: list[tuple[str, torch.Tensor | None]] = [("prompt_embeds", self.prompt_embeds)]
         if self.guidance_scale is not None:
             embeds.append(("negative_prompt_embeds", self.negative_prompt_embeds))
         for name, emb in embeds:
+            assert emb is not None
             if emb.ndim != 3 or emb.shape[-1] != dim or emb.shape[0] not in (1, x_T.shape[0]):
                 raise ValueError(
                     f"{name} has shape {tuple(emb.shape)}; expected (1 or {x_T.shape[0]}, "
@@ -112,6 +129,7 @@ class _ConditionalUNet(_UNet):
         cond = self._rows(self.prompt_embeds, rows).to(self.dtype)
         if self.guidance_scale is None:
             return self.forward(x, t, encoder_hidden_states=cond)
+        assert self.negative_prompt_embeds is not None
         uncond = self._rows(self.negative_prompt_embeds, rows).to(self.dtype)
         out = self.forward(
             torch.cat([x, x]), torch.cat([t, t]), encoder_hidden_states=torch.cat([uncond, cond])
@@ -147,26 +165,47 @@ def wrap_model(
         ``UNet2DConditionModel`` (then ``prompt_embeds`` is required).
     guidance_scale : float, optional
         Classifier-free guidance scale (conditional UNets only).
+        Finite; ``NaN``/``inf`` is a ``ValueError``, a non-real value a ``TypeError``.
     prompt_embeds, negative_prompt_embeds : torch.Tensor, optional
-        Text embeddings ``(batch or 1, sequence, dim)``, e.g. from ``pipe.encode_prompt``; the
-        negative ones default to zeros when guidance is on.
+        Text embeddings ``(batch or 1, sequence, dim)``, finite floating tensors, e.g. from
+        ``pipe.encode_prompt``. ``negative_prompt_embeds`` apply with ``guidance_scale``
+        only, have the shape of ``prompt_embeds`` (as diffusers' pipelines require), and
+        default to zeros.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the argument: a non-tensor, non-floating or non-finite embedding, mismatched
+        embedding shapes, guidance or embeddings for a model that takes none.
     """
+    extras = (guidance_scale, prompt_embeds, negative_prompt_embeds)
     if isinstance(model, ModelFn):
+        if any(value is not None for value in extras):
+            raise ValueError("guidance_scale and prompt embeddings cannot be added to a ModelFn; "
+                             "pass the UNet2DConditionModel itself")
         return model
     kind = _diffusers_class(model)
     if guidance_scale is not None:
-        if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, numbers.Real):
-            raise TypeError(f"guidance_scale must be a number or None, got {guidance_scale!r}")
-        guidance_scale = float(guidance_scale)
+        guidance_scale = check_real(guidance_scale, "guidance_scale")
+    for name, value in (("prompt_embeds", prompt_embeds),
+                        ("negative_prompt_embeds", negative_prompt_embeds)):
+        _check_embeds(value, name)
     if kind == "UNet2DConditionModel":
         if prompt_embeds is None:
             raise ValueError("UNet2DConditionModel needs prompt_embeds (e.g. pipe.encode_prompt)")
-        for name, value in (("prompt_embeds", prompt_embeds),
-                            ("negative_prompt_embeds", negative_prompt_embeds)):
-            if value is not None and not isinstance(value, torch.Tensor):
-                raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+        if negative_prompt_embeds is not None:
+            if guidance_scale is None:
+                raise ValueError(
+                    "negative_prompt_embeds apply with guidance_scale only (classifier-free "
+                    "guidance); without guidance_scale the model sees prompt_embeds alone"
+                )
+            if negative_prompt_embeds.shape != prompt_embeds.shape:
+                raise ValueError(
+                    f"negative_prompt_embeds has shape {tuple(negative_prompt_embeds.shape)} but "
+                    f"prompt_embeds has shape {tuple(prompt_embeds.shape)}; they must have the "
+                    "same shape (their halves run in one batch)"
+                )
         return _ConditionalUNet(model, prompt_embeds, negative_prompt_embeds, guidance_scale)
-    extras = (guidance_scale, prompt_embeds, negative_prompt_embeds)
     if any(value is not None for value in extras):
         what = kind or "a plain model callable"
         raise ValueError(
@@ -180,3 +219,48 @@ def wrap_model(
             f"UNet2DConditionModel, got {type(model).__name__}"
         )
     return _Callable(model)
+
+
+def _check_embeds(value: Any, name: str) -> None:
+    """Refuse prompt embeddings that are not finite floating tensors (``None`` passes)."""
+    if value is None:
+        return
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if not value.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor, got dtype {value.dtype}")
+    if not bool(torch.isfinite(value).all()):
+        raise ValueError(f"{name} contains NaN or inf")
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
+    return "None" if value is None else f"a {type(value).__name__}"
+
+
+def check_model_output(out: Any, x: torch.Tensor) -> torch.Tensor:
+    """Return the model's output for the states ``x`` after checking it, in ``x``'s dtype.
+
+    The output must be a floating ``torch.Tensor`` of exactly ``x``'s shape on ``x``'s device;
+    another floating dtype is cast to ``x``'s (as the UNet wrappers do).
+
+    Raises
+    ------
+    TypeError
+        The output is not a tensor (``None``, a tuple, a ``UNet2DOutput``...) or not floating.
+    ValueError
+        Its shape differs from ``x``'s, including a flattened ``(M, D)`` output for states
+        ``(M, C, H, W)`` (never reinterpreted), or it is on another device.
+    """
+    expected = f"the prediction as a tensor of x's shape {tuple(x.shape)}"
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"model(x, t) returned {_describe(out)}; it must return {expected}")
+    if out.shape != x.shape:
+        raise ValueError(f"model(x, t) returned {_describe(out)}; it must return {expected}")
+    if not out.is_floating_point():
+        raise TypeError(f"model(x, t) returned {_describe(out)}; it must return a floating "
+                        f"tensor (x has dtype {x.dtype})")
+    if out.device != x.device:
+        raise ValueError(f"model(x, t) returned a tensor on {out.device} for x on {x.device}")
+    return out if out.dtype == x.dtype else out.to(x.dtype)

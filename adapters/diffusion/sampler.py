@@ -21,23 +21,33 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 
 import parareal
+from parareal import Status
 from parareal.backends import Rhs
 from parareal.state import ops_for
 from parareal.validation import check_int, check_tolerance
 
 from .ddim import DDIMJump, DDIMSteps
-from .models import ModelFn, wrap_model
+from .models import ModelFn, check_model_output, wrap_model
 from .schedule import DDIMGrid, NoiseSchedule
 
-__all__ = ["DEFAULT_TOL", "METHODS", "DiffusionResult", "sample"]
+__all__ = [
+    "CALL_BUDGET_BYTES",
+    "DEFAULT_TOL",
+    "METHODS",
+    "METHOD_OPTIONS",
+    "STORE_BUDGET_BYTES",
+    "DiffusionResult",
+    "check_method_options",
+    "sample",
+]
 
 METHODS = ("serial", "srds", "picard")
 TOL_MODES = ("data", "noise")
@@ -49,6 +59,25 @@ DEFAULT_TOL = {
     ("picard", "data"): 1e-3,
     ("picard", "noise"): 0.1,
 }
+#: The methods each method-specific option of :func:`sample` applies to; passing it (not
+#: ``None``) with another method is a ``ValueError``.
+METHOD_OPTIONS: Mapping[str, tuple[str, ...]] = {
+    "blocks": ("srds",),
+    "pipelined": ("srds",),
+    "window": ("picard",),
+    "tol": ("srds", "picard"),
+    "tol_mode": ("srds", "picard"),
+    "max_iters": ("srds", "picard"),
+    "callback": ("srds", "picard"),
+}
+#: Automatic ``max_batch``: bytes of states in the largest batched model call of one chunk.
+#: A network's activations are a model-dependent multiple of its input (about 600x for the
+#: bundled digits UNet: 2048 states of 256 bytes peak near 300 MiB).
+CALL_BUDGET_BYTES = 2**19
+#: Automatic ``max_batch``: bytes of states the sampler keeps between model calls per chunk.
+STORE_BUDGET_BYTES = 2**28
+
+_SEVERITY = {Status.CONVERGED: 0, Status.MAX_ITERS: 1, Status.DIVERGED: 2}
 
 
 @dataclass(frozen=True)
@@ -58,33 +87,81 @@ class DiffusionResult:
     Attributes
     ----------
     sample : torch.Tensor
-        The generated sample, shape and dtype of ``x_T``.
+        The generated sample, shape and dtype of ``x_T``. When the run diverged: for SRDS and
+        Picard the last finite estimate of the final sample, for serial the sampler's output
+        as it is.
     iterations : int
         Refinement iterations (SRDS: Parareal iterations; Picard: window iterations; 0 for
-        serial).
+        serial). For a split batch, the most any chunk ran.
     converged : bool
-        The stopping rule was met (serial: always True).
+        ``status is Status.CONVERGED``.
+    status : parareal.Status
+        ``CONVERGED``: the stopping rule was met (serial: the sample is finite);
+        ``MAX_ITERS``: ``max_iters`` ran out first; ``DIVERGED``: a non-finite value
+        appeared (a non-finite sample is never converged). For a split batch, the worst chunk's.
     sequential_evals : int
-        Batched model calls on the critical path: the latency in model calls.
+        Batched model calls on the critical path: the latency in model calls (summed over the
+        chunks of a split batch, which run one after another).
     total_evals : int
-        Model evaluations per sample (a guided evaluation counts 2).
+        Model evaluations per sample (a guided evaluation counts 2). For a split batch, the
+        mean over all samples of their chunk's count, rounded to an integer.
     residuals : tuple of float
-        The quantity the stopping rule tested, per iteration.
+        The quantity the stopping rule tested, per iteration; for a split batch the largest
+        over the chunks that ran that iteration (the unsplit value when they all ran it).
     method : str
     wall_time_s : float
     stats : parareal.Stats or None
-        The engine's counters (SRDS only).
+        The engine's counters (SRDS only, ``None`` for a split batch: see ``chunks``).
+    max_batch : int
+        Samples per chunk: the largest chunk (the whole batch when it was not split).
+    chunks : tuple of DiffusionResult
+        The result of every chunk, in batch order, when the batch was split (their samples are
+        views of ``sample``); empty otherwise.
     """
 
     sample: torch.Tensor
     iterations: int
     converged: bool
+    status: Status
     sequential_evals: int
     total_evals: int
     residuals: tuple[float, ...]
     method: str = "srds"
     wall_time_s: float = 0.0
     stats: parareal.Stats | None = None
+    max_batch: int = 0
+    chunks: tuple[DiffusionResult, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.status, Status):
+            raise TypeError(f"status must be a parareal.Status, got {self.status!r}")
+        if self.converged != (self.status is Status.CONVERGED):
+            raise ValueError(f"converged={self.converged} contradicts status {self.status}")
+
+
+def check_method_options(method: str, options: Mapping[str, Any]) -> None:
+    """Refuse options that do not apply to ``method`` (see :data:`METHOD_OPTIONS`).
+
+    Parameters
+    ----------
+    method : {"serial", "srds", "picard"}
+    options : mapping
+        Option names of :func:`sample` to their values; ``None`` means not passed.
+
+    Raises
+    ------
+    ValueError
+        For an unknown method, or the first option passed that ``method`` does not use,
+        naming the methods it applies to.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    for name, value in options.items():
+        methods = METHOD_OPTIONS[name]
+        if value is not None and method not in methods:
+            where = (f"method {methods[0]!r} only" if len(methods) == 1
+                     else "methods " + " and ".join(repr(m) for m in methods))
+            raise ValueError(f"{name} applies to {where}, not to method {method!r}")
 
 
 def _schedule(scheduler: Any) -> NoiseSchedule:
@@ -95,6 +172,43 @@ def _schedule(scheduler: Any) -> NoiseSchedule:
 
 def _optional_int(value: Any, name: str, minimum: int) -> int | None:
     return None if value is None else check_int(value, name, minimum)
+
+
+def _blocks(steps: int, blocks: int | None) -> int:
+    return blocks if blocks is not None else max(1, round(math.sqrt(steps)))
+
+
+def _window(steps: int, window: int | None) -> int:
+    p = window if window is not None else 2 * max(1, round(math.sqrt(steps)))
+    return min(p, steps)
+
+
+def _auto_max_batch(
+    x_T: torch.Tensor, method: str, steps: int, blocks: int, window: int, eta: float,
+    evals_per_state: int,
+) -> int:
+    """The automatic ``max_batch``: the largest chunk whose states fit both budgets.
+
+    Per sample, a chunk's largest batched model call holds ``calls`` states (serial 1, SRDS
+    ``B + 2``, Picard ``p``; twice that with guidance) and the sampler keeps ``kept`` states
+    between calls (serial 2, SRDS ``4 (B + 1)``, Picard ``N + 1 + 2 p``; plus ``N`` step noises
+    with ``eta > 0``). With ``s`` bytes per sample state, the chunk is the largest ``m >= 1``
+    with ``m * calls * s <= CALL_BUDGET_BYTES`` and ``m * kept * s <= STORE_BUDGET_BYTES``.
+    """
+    state = max(1, x_T[0].numel() * x_T.element_size())
+    calls = {"serial": 1, "srds": blocks + 2, "picard": window}[method] * evals_per_state
+    kept = {"serial": 2, "srds": 4 * (blocks + 1), "picard": steps + 1 + 2 * window}[method]
+    if eta > 0:
+        kept += steps
+    return max(1, min(CALL_BUDGET_BYTES // (calls * state), STORE_BUDGET_BYTES // (kept * state)))
+
+
+def _chunk_bounds(n: int, max_batch: int) -> list[tuple[int, int]]:
+    """``ceil(n / max_batch)`` contiguous chunks of the batch, as equal in size as possible."""
+    count = -(-n // max_batch)
+    sizes = [n // count + (i < n % count) for i in range(count)]
+    bounds = np.concatenate([[0], np.cumsum(sizes)]).tolist()
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
 class _ModelRhs:
@@ -111,7 +225,8 @@ class _ModelRhs:
         slices, batch = states.shape[0], states.shape[1]
         index = torch.round(s).long().to(self.timesteps.device)
         t = self.timesteps[index].repeat_interleave(batch)
-        out = self.model(states.reshape(slices * batch, *states.shape[2:]), t)
+        x = states.reshape(slices * batch, *states.shape[2:])
+        out = check_model_output(self.model(x, t), x)
         if self.bar is not None:
             self.bar.update(1)
         return out.reshape(states.shape)
@@ -129,17 +244,66 @@ def _progress_bar(enabled: bool, total: int, method: str) -> Any:
                 file=sys.stderr, leave=False)
 
 
-def _noises(
-    grid: DDIMGrid, x_T: torch.Tensor, eta: float, generator: torch.Generator | None
-) -> list[torch.Tensor] | None:
-    """One noise tensor per step, drawn in step order as diffusers' step loop draws them."""
-    if eta == 0:
-        return None
-    device = generator.device if generator is not None else x_T.device
-    return [
-        torch.randn(x_T.shape, generator=generator, device=device, dtype=x_T.dtype).to(x_T.device)
-        for _ in range(grid.steps)
-    ]
+class _Noises:
+    """The step noises of the whole batch, drawn as diffusers' step loop draws them (one tensor
+    of the batch's shape per step, in step order), served chunk by chunk.
+
+    One chunk: drawn once. Several: each chunk replays the generator from its starting state
+    and keeps its own rows, so that only one chunk's noises are ever held, and the generator
+    ends where the unsplit draw leaves it.
+    """
+
+    def __init__(
+        self, grid: DDIMGrid, x_T: torch.Tensor, eta: float, generator: torch.Generator | None,
+        split: bool,
+    ) -> None:
+        self.steps, self.like, self.eta = grid.steps, x_T, eta
+        self.generator = generator
+        self.all: list[torch.Tensor] | None = None
+        if eta == 0:
+            return
+        if not split:
+            self.all = self._draw()
+            return
+        if self.generator is None:
+            self.generator = _default_generator(x_T.device)
+        self.start = self.generator.get_state()
+
+    def _draw(self) -> list[torch.Tensor]:
+        x = self.like
+        device = self.generator.device if self.generator is not None else x.device
+        return [
+            torch.randn(x.shape, generator=self.generator, device=device, dtype=x.dtype).to(
+                x.device)
+            for _ in range(self.steps)
+        ]
+
+    def rows(self, start: int, stop: int) -> list[torch.Tensor] | None:
+        """The noises of samples ``start:stop``, one tensor per step (``None`` for eta = 0)."""
+        if self.eta == 0:
+            return None
+        if self.all is not None:
+            return [z[start:stop] for z in self.all]
+        assert self.generator is not None
+        self.generator.set_state(self.start)
+        x = self.like
+        device = self.generator.device
+        return [
+            torch.randn(x.shape, generator=self.generator, device=device, dtype=x.dtype)[
+                start:stop].to(x.device, copy=True)
+            for _ in range(self.steps)
+        ]
+
+
+def _default_generator(device: torch.device) -> torch.Generator:
+    """The generator ``torch.randn(..., device=device)`` draws from without one."""
+    if device.type == "cpu":
+        return torch.default_generator
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return torch.cuda.default_generators[index]
+    raise ValueError(f"eta > 0 with a batch split into chunks on {device.type} needs a "
+                     "torch.Generator (or max_batch >= the batch size)")
 
 
 def _change(delta: torch.Tensor, mode: str) -> float:
@@ -148,6 +312,10 @@ def _change(delta: torch.Tensor, mode: str) -> float:
         return float(delta.abs().max()) if delta.numel() else 0.0
     per_sample = delta.reshape(delta.shape[0], -1).pow(2).mean(dim=1).sqrt()
     return float(per_sample.max())
+
+
+def _finite(x: torch.Tensor) -> bool:
+    return bool(torch.isfinite(x).all())
 
 
 def sample(
@@ -160,7 +328,7 @@ def sample(
     blocks: int | None = None,
     tol: float | None = None,
     tol_mode: str | None = None,
-    pipelined: bool = True,
+    pipelined: bool | None = None,
     max_iters: int | None = None,
     window: int | None = None,
     eta: float = 0.0,
@@ -168,6 +336,7 @@ def sample(
     guidance_scale: float | None = None,
     prompt_embeds: torch.Tensor | None = None,
     negative_prompt_embeds: torch.Tensor | None = None,
+    max_batch: int | None = None,
     progress: bool = False,
     callback: Callable[[int, torch.Tensor], Any] | None = None,
 ) -> DiffusionResult:
@@ -176,60 +345,85 @@ def sample(
     Parameters
     ----------
     model : callable or diffusers UNet
-        ``model(x, t)`` returning the schedule's prediction type, a ``UNet2DModel`` or a
-        ``UNet2DConditionModel`` (see :func:`wrap_model`).
+        ``model(x, t)`` returning the schedule's prediction type as a tensor of ``x``'s shape,
+        a ``UNet2DModel`` or a ``UNet2DConditionModel`` (see :func:`wrap_model`).
     scheduler : DDIMScheduler, DDPMScheduler or NoiseSchedule
         The noise schedule and sampler settings; a diffusers scheduler is only read.
     x_T : torch.Tensor
-        Initial noise, shape ``(batch, ...)``; the batch is sampled together.
+        Initial noise, shape ``(batch, ...)``, finite; the batch is sampled together (in
+        chunks of at most ``max_batch`` samples).
     num_inference_steps : int
         ``N``, the DDIM steps of the serial sampler that SRDS and Picard reproduce.
     method : {"serial", "srds", "picard"}
     blocks : int, optional
-        SRDS blocks ``B`` (default ``round(sqrt(N))``; uneven splits allowed; ``B <= N``).
+        SRDS only: blocks ``B`` (default ``round(sqrt(N))``; uneven splits allowed; ``B <= N``).
     tol : float, optional
-        Stopping tolerance; defaults in :data:`DEFAULT_TOL`. ``0`` runs SRDS for ``B``
-        iterations (bitwise the serial sample up to model round-off) and Picard until every
-        step is exact.
+        SRDS and Picard: stopping tolerance; defaults in :data:`DEFAULT_TOL`. ``0`` runs SRDS
+        for ``B`` iterations (bitwise the serial sample up to model round-off) and Picard until
+        every step is exact.
     tol_mode : {"data", "noise"}, optional
-        ``"data"`` (SRDS default): max-abs change, in data units. ``"noise"`` (Picard default,
-        ParaDiGMS's rule): per-sample RMS change compared with ``tol`` times a noise level --
-        for SRDS the noise level of the last denoising step's input, for Picard each step's
-        DDPM posterior standard deviation (floored at the smallest positive one).
+        SRDS and Picard. ``"data"`` (SRDS default): max-abs change, in data units. ``"noise"``
+        (Picard default, ParaDiGMS's rule): per-sample RMS change compared with ``tol`` times a
+        noise level -- for SRDS the noise level of the last denoising step's input, for Picard
+        each step's DDPM posterior standard deviation (floored at the smallest positive one).
         SRDS tests the final sample; Picard tests every step of its window and slides past
         the converged prefix.
-    pipelined : bool
-        SRDS schedule: pipelined (default) or synchronous.
+    pipelined : bool, optional
+        SRDS only: pipelined schedule (``None``, the default, means True) or synchronous.
     max_iters : int, optional
-        Iteration cap (SRDS: default and maximum ``B``; Picard: default ``N``).
+        SRDS and Picard: iteration cap (SRDS: default and maximum ``B``; Picard: default ``N``).
     window : int, optional
-        Picard window ``p`` (default ``min(N, 2 * round(sqrt(N)))``).
+        Picard only: window ``p`` (default ``min(N, 2 * round(sqrt(N)))``).
     eta : float
         DDIM eta; ``eta > 0`` is stochastic sampling with noise drawn once up front from
-        ``generator`` (in step order, exactly as diffusers' step loop draws it).
+        ``generator`` (in step order, exactly as diffusers' step loop draws it, for the whole
+        batch however it is split).
     generator : torch.Generator, optional
         Required for ``eta > 0`` with SRDS and Picard.
     guidance_scale, prompt_embeds, negative_prompt_embeds :
-        For ``UNet2DConditionModel``: classifier-free guidance in one batch.
+        For ``UNet2DConditionModel``: classifier-free guidance in one batch (finite values).
+    max_batch : int, optional
+        Split the batch axis of ``x_T`` into chunks of at most this many samples (as equal as
+        possible), sampled one after another, so that memory is bounded whatever the batch
+        size. ``None`` (default): the largest chunk whose states fit fixed budgets --
+        :data:`CALL_BUDGET_BYTES` for the largest batched model call (per sample: serial 1
+        state, SRDS ``B + 2``, Picard ``p``, twice that with guidance) and
+        :data:`STORE_BUDGET_BYTES` for the states kept between calls (serial 2, SRDS
+        ``4 (B + 1)``, Picard ``N + 1 + 2 p``, plus ``N`` step noises with ``eta > 0``).
+        Serial samples do not depend on the split (up to the model's batch-size round-off);
+        SRDS and Picard test their stopping rule per chunk (with ``tol = 0`` they too give
+        the serial sample).
     progress : bool
         Show a progress bar (tqdm) of sequential model calls on standard error.
     callback : callable, optional
-        ``callback(iteration, sample)`` with the current estimate of the final sample after
-        every SRDS iterate (0 is the coarse sweep) or Picard iteration (not called for serial).
+        SRDS and Picard: ``callback(iteration, sample)`` with the current estimate of the final
+        sample after every SRDS iterate (0 is the coarse sweep) or Picard iteration. It needs
+        the whole batch in one chunk (a ``ValueError`` otherwise: pass ``max_batch``).
 
     Returns
     -------
     DiffusionResult
+        With ``status`` (converged, max_iters or diverged); never converged when the sample is
+        not finite.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Naming the argument: bad values, options that do not apply to ``method``
+        (:data:`METHOD_OPTIONS`), and a model output that is not a tensor of ``x``'s shape.
     """
     start = time.perf_counter()
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    check_method_options(method, dict(
+        blocks=blocks, pipelined=pipelined, window=window, tol=tol, tol_mode=tol_mode,
+        max_iters=max_iters, callback=callback))
     schedule = _schedule(scheduler)
     if not isinstance(x_T, torch.Tensor):
         raise TypeError(f"x_T must be a torch.Tensor, got {type(x_T).__name__}")
     if not x_T.is_floating_point() or x_T.ndim < 1:
         raise TypeError(f"x_T must be a floating tensor with a batch axis, got {x_T.dtype}")
-    if not bool(torch.isfinite(x_T).all()):
+    if x_T.shape[0] == 0:
+        raise ValueError(f"x_T has an empty batch: shape {tuple(x_T.shape)}")
+    if not _finite(x_T):
         raise ValueError("x_T contains NaN or inf")
     steps = schedule.check_steps(num_inference_steps)
     eta = check_tolerance(eta, "eta")
@@ -243,21 +437,21 @@ def sample(
     blocks = _optional_int(blocks, "blocks", 1)
     window = _optional_int(window, "window", 1)
     max_iters = _optional_int(max_iters, "max_iters", 1)
-    if blocks is not None and method != "srds":
-        raise ValueError("blocks applies to method='srds' only")
-    if window is not None and method != "picard":
-        raise ValueError("window applies to method='picard' only")
+    max_batch = _optional_int(max_batch, "max_batch", 1)
     if blocks is not None and blocks > steps:
         raise ValueError(f"blocks must be <= num_inference_steps = {steps}, got {blocks}")
-    if not isinstance(pipelined, bool) or not isinstance(progress, bool):
-        raise TypeError("pipelined and progress must be True or False")
+    if pipelined is not None and not isinstance(pipelined, bool):
+        raise TypeError(f"pipelined must be True, False or None, got {pipelined!r}")
+    if not isinstance(progress, bool):
+        raise TypeError(f"progress must be True or False, got {progress!r}")
     mode = tol_mode if tol_mode is not None else ("noise" if method == "picard" else "data")
     if mode not in TOL_MODES:
         raise ValueError(f"tol_mode must be one of {TOL_MODES}, got {tol_mode!r}")
     if method != "serial":
         tol = DEFAULT_TOL[(method, mode)] if tol is None else check_tolerance(tol, "tol")
     if callback is not None and not callable(callback):
-        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+        raise TypeError(
+            f"callback must be callable as callback(iteration, sample), got {callback!r}")
 
     fn = wrap_model(
         model,
@@ -267,66 +461,158 @@ def sample(
     )
     fn.check_sample(x_T)
     grid = schedule.grid(steps)
-    bar = _progress_bar(progress, steps, method)
-    rhs = Rhs(_ModelRhs(fn, grid.timesteps, x_T.device, bar), ops_for(x_T), vectorized=True)
-    noises = _noises(grid, x_T, eta, generator)
-    run = _Run(rhs=rhs, grid=grid, x_T=x_T, fine=DDIMSteps(grid, eta=eta, noises=noises),
-               coarse=DDIMJump(grid, eta=eta, noises=noises), tol=tol or 0.0, mode=mode,
-               max_iters=max_iters, callback=callback)
+    nblocks, p = _blocks(steps, blocks), _window(steps, window)
+    n = x_T.shape[0]
+    size = max_batch if max_batch is not None else _auto_max_batch(
+        x_T, method, steps, nblocks, p, eta, fn.evals_per_state)
+    bounds = _chunk_bounds(n, min(size, n))
+    if callback is not None and len(bounds) > 1:
+        raise ValueError(
+            f"callback needs the whole batch in one chunk, but the {n} samples of x_T are split "
+            f"into {len(bounds)} chunks of at most {size}; pass max_batch={n}"
+        )
+    settings = _Settings(grid=grid, method=method, eta=eta, tol=tol or 0.0, mode=mode,
+                         max_iters=max_iters, blocks=nblocks, window=p,
+                         pipelined=True if pipelined is None else pipelined, callback=callback)
+    noises = _Noises(grid, x_T, eta, generator, split=len(bounds) > 1)
+    bar = _progress_bar(progress, steps * len(bounds), method)
     try:
         with torch.no_grad():
-            if method == "srds":
-                result = _srds(run, blocks, pipelined)
-            elif method == "picard":
-                result = _picard(run, window)
-            else:
-                out = run.fine.propagate(rhs.plain, x_T, 0.0, float(steps))
-                result = dict(sample=out, iterations=0, converged=True,
-                              sequential_evals=rhs.calls, residuals=(), stats=None)
+            parts = [
+                _sample_chunk(settings, fn.rows(a, b), x_T[a:b], noises.rows(a, b), bar)
+                for a, b in bounds
+            ]
     finally:
         if bar is not None:
             bar.close()
-    return DiffusionResult(
-        total_evals=rhs.evals * fn.evals_per_state,
-        method=method,
-        wall_time_s=time.perf_counter() - start,
-        **result,
-    )
+    return _combine(parts, method, time.perf_counter() - start)
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """The sampler's validated settings, shared by every chunk."""
+
+    grid: DDIMGrid
+    method: str
+    eta: float
+    tol: float
+    mode: str
+    max_iters: int | None
+    blocks: int
+    window: int
+    pipelined: bool
+    callback: Callable[[int, torch.Tensor], Any] | None
 
 
 @dataclass
 class _Run:
-    """What the SRDS and Picard runners share."""
+    """What the SRDS and Picard runners of one chunk share."""
 
+    settings: _Settings
     rhs: Rhs
-    grid: DDIMGrid
     x_T: torch.Tensor
     fine: DDIMSteps
     coarse: DDIMJump
-    tol: float
-    mode: str
-    max_iters: int | None
-    callback: Callable[[int, torch.Tensor], Any] | None
 
 
-def _srds(run: _Run, blocks: int | None, pipelined: bool) -> dict[str, Any]:
-    grid, tol, mode = run.grid, run.tol, run.mode
-    steps = grid.steps
-    nblocks = blocks if blocks is not None else max(1, round(math.sqrt(steps)))
-    edges = np.round(np.linspace(0, steps, nblocks + 1))
-    scale = grid.noise_level(steps - 1) if mode == "noise" else 1.0
-    residuals: list[float] = []
-    last: list[torch.Tensor] = []
+def _sample_chunk(
+    settings: _Settings, fn: ModelFn, x_T: torch.Tensor, noises: list[torch.Tensor] | None,
+    bar: Any,
+) -> DiffusionResult:
+    """Sample one chunk of the batch."""
+    begin = time.perf_counter()
+    grid, method = settings.grid, settings.method
+    rhs = Rhs(_ModelRhs(fn, grid.timesteps, x_T.device, bar), ops_for(x_T), vectorized=True)
+    run = _Run(settings=settings, rhs=rhs, x_T=x_T,
+               fine=DDIMSteps(grid, eta=settings.eta, noises=noises),
+               coarse=DDIMJump(grid, eta=settings.eta, noises=noises))
+    if method == "srds":
+        result = _srds(run)
+    elif method == "picard":
+        result = _picard(run)
+    else:
+        out = run.fine.propagate(rhs.plain, x_T, 0.0, float(grid.steps))
+        result = dict(sample=out, iterations=0, status=Status.CONVERGED,
+                      sequential_evals=rhs.calls, residuals=(), stats=None)
+    if not _finite(result["sample"]):
+        result["status"] = Status.DIVERGED  # a non-finite sample is never converged
+    return DiffusionResult(
+        converged=result["status"] is Status.CONVERGED,
+        total_evals=rhs.evals * fn.evals_per_state,
+        method=method,
+        wall_time_s=time.perf_counter() - begin,
+        max_batch=x_T.shape[0],
+        **result,
+    )
 
-    def rule(info: parareal.IterationInfo) -> bool:
+
+def _combine(parts: list[DiffusionResult], method: str, wall: float) -> DiffusionResult:
+    """One result from the results of the chunks, in batch order."""
+    if len(parts) == 1:
+        return replace(parts[0], wall_time_s=wall)
+    sample = torch.cat([part.sample for part in parts])
+    sizes = [part.sample.shape[0] for part in parts]
+    views = torch.split(sample, sizes)
+    status = max((part.status for part in parts), key=_SEVERITY.__getitem__)
+    longest = max(len(part.residuals) for part in parts)
+    residuals = tuple(
+        max(part.residuals[k] for part in parts if k < len(part.residuals)) for k in range(longest)
+    )
+    evals = sum(size * part.total_evals for size, part in zip(sizes, parts))
+    return DiffusionResult(
+        sample=sample,
+        iterations=max(part.iterations for part in parts),
+        converged=status is Status.CONVERGED,
+        status=status,
+        sequential_evals=sum(part.sequential_evals for part in parts),
+        total_evals=round(evals / sample.shape[0]),
+        residuals=residuals,
+        method=method,
+        wall_time_s=wall,
+        stats=None,
+        max_batch=max(sizes),
+        chunks=tuple(replace(part, sample=view) for part, view in zip(parts, views)),
+    )
+
+
+class _FinalSampleRule:
+    """SRDS's stopping rule, the engine's callback: stop when the final sample stops changing.
+
+    A non-finite final sample (or change) is divergence, never convergence: the rule records
+    it and stops the run.
+    """
+
+    def __init__(self, settings: _Settings, scale: float) -> None:
+        self.tol, self.mode, self.scale = settings.tol, settings.mode, scale
+        self.callback = settings.callback
+        self.residuals: list[float] = []
+        self.last: torch.Tensor | None = None
+        self.diverged = False
+
+    def __call__(self, info: parareal.IterationInfo) -> bool:
         final = info.y[-1]
-        if run.callback is not None:
-            run.callback(info.iteration, final)
-        if last:
-            residuals.append(_change(final - last[0], mode) / scale)
-        last[:] = [final]
-        return bool(residuals) and tol > 0 and residuals[-1] <= tol
+        if not _finite(final):
+            self.diverged = True
+            return True
+        residual = None
+        if self.last is not None:
+            residual = _change(final - self.last, self.mode) / self.scale
+            if not math.isfinite(residual):
+                self.diverged = True
+                return True
+            self.residuals.append(residual)
+        self.last = final
+        if self.callback is not None:
+            self.callback(info.iteration, final)
+        return residual is not None and self.tol > 0 and residual <= self.tol
 
+
+def _srds(run: _Run) -> dict[str, Any]:
+    settings = run.settings
+    steps = settings.grid.steps
+    edges = np.round(np.linspace(0, steps, settings.blocks + 1))
+    scale = settings.grid.noise_level(steps - 1) if settings.mode == "noise" else 1.0
+    rule = _FinalSampleRule(settings, scale)
     rhs = run.rhs
     sol = parareal.solve(
         rhs.f,
@@ -334,33 +620,36 @@ def _srds(run: _Run, blocks: int | None, pipelined: bool) -> dict[str, Any]:
         (0.0, float(steps)),
         coarse=run.coarse,
         fine=run.fine,
-        slices=nblocks,
+        slices=settings.blocks,
         boundaries=edges,
         tol=0.0,
-        max_iters=run.max_iters,
+        max_iters=settings.max_iters,
         backend="batched",
-        schedule="pipelined" if pipelined else "synchronous",
+        schedule="pipelined" if settings.pipelined else "synchronous",
         vectorized=True,
         callback=rule,
     )
     rhs.calls, rhs.evals = sol.stats.f_calls, sol.stats.f_evals
+    status, final, iterations = sol.status, sol.y_final, sol.iterations
+    if rule.diverged:  # the rule saw the first non-finite iterate: keep the last finite one
+        status, iterations = Status.DIVERGED, max(iterations - 1, 0)
+        final = rule.last if rule.last is not None else final
     return dict(
-        sample=sol.y_final,
-        iterations=sol.iterations,
-        converged=sol.converged,
+        sample=final,
+        iterations=iterations,
+        status=status,
         sequential_evals=sol.stats.critical_path,
-        residuals=tuple(residuals[: sol.iterations]),
+        residuals=tuple(rule.residuals[:iterations]),
         stats=sol.stats,
     )
 
 
-def _picard(run: _Run, window: int | None) -> dict[str, Any]:
+def _picard(run: _Run) -> dict[str, Any]:
     """ParaDiGMS: Picard iterations over a sliding window, one batched model call each."""
-    rhs, grid, fine, tol, mode = run.rhs, run.grid, run.fine, run.tol, run.mode
-    steps = grid.steps
-    p = window if window is not None else min(steps, 2 * max(1, round(math.sqrt(steps))))
-    p = min(p, steps)
-    cap = run.max_iters if run.max_iters is not None else steps
+    settings, rhs, fine = run.settings, run.rhs, run.fine
+    grid, tol, mode = settings.grid, settings.tol, settings.mode
+    steps, p = grid.steps, settings.window
+    cap = settings.max_iters if settings.max_iters is not None else steps
     if mode == "noise":
         variances = np.array([grid.posterior_variance(i) for i in range(steps)])
         floor = variances[variances > 0].min() if np.any(variances > 0) else 1.0
@@ -370,6 +659,7 @@ def _picard(run: _Run, window: int | None) -> dict[str, Any]:
     xs = [run.x_T] * (steps + 1)
     begin, iterations = 0, 0
     residuals: list[float] = []
+    diverged = False
     while begin < steps and iterations < cap:
         end = min(begin + p, steps)
         outs = rhs.batch([(float(j), xs[j]) for j in range(begin, end)])
@@ -377,6 +667,9 @@ def _picard(run: _Run, window: int | None) -> dict[str, Any]:
             [fine.jump(xs[j], out, j, j + 1) - xs[j] for j, out in zip(range(begin, end), outs)]
         )
         new = xs[begin] + torch.cumsum(drifts, dim=0)
+        if not _finite(new):  # stop at once; xs keeps the last finite iterate
+            diverged = True
+            break
         errors = [
             _change(new[i] - xs[begin + 1 + i], mode) / scales[begin + i]
             for i in range(end - begin)
@@ -391,12 +684,16 @@ def _picard(run: _Run, window: int | None) -> dict[str, Any]:
         begin += stride
         iterations += 1
         residuals.append(max(errors))
-        if run.callback is not None:
-            run.callback(iterations, xs[steps])
+        if settings.callback is not None:
+            settings.callback(iterations, xs[steps])
+    if diverged:
+        status = Status.DIVERGED
+    else:
+        status = Status.CONVERGED if begin >= steps else Status.MAX_ITERS
     return dict(
         sample=xs[steps],
         iterations=iterations,
-        converged=begin >= steps,
+        status=status,
         sequential_evals=rhs.calls,
         residuals=tuple(residuals),
         stats=None,

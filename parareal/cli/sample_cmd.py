@@ -18,22 +18,32 @@ def add_sample_parser(sub: Any) -> None:
     p = sub.add_parser(
         "sample",
         help="sample the bundled digits diffusion model (serial, SRDS or Picard)",
-        description="Generate digits with the bundled diffusion model and write a PNG grid.",
+        description="Generate digits with the bundled diffusion model and write an image grid. "
+                    "Options that do not apply to --method are errors. Exit status: 0, or 1 "
+                    "when the run diverged (non-finite values; no image is written), 2 for "
+                    "bad input.",
     )
     p.add_argument("--steps", type=int, default=100, help="DDIM steps N (default 100)")
     p.add_argument("--method", choices=("srds", "serial", "picard"), default="srds")
     p.add_argument("--blocks", type=int, default=None, help="SRDS blocks (default sqrt(N))")
-    p.add_argument("--tol", type=float, default=None, help="stopping tolerance (method default)")
+    p.add_argument("--tol", type=float, default=None,
+                   help="SRDS/Picard stopping tolerance (method default)")
     p.add_argument("--tol-mode", choices=("data", "noise"), default=None,
-                   help="tolerance in data units or noise-scaled (method default)")
+                   help="SRDS/Picard: tolerance in data units or noise-scaled (method default)")
     p.add_argument("--window", type=int, default=None, help="Picard window (default 2 sqrt(N))")
-    p.add_argument("--max-iters", type=int, default=None, help="iteration cap")
-    p.add_argument("--pipelined", action=argparse.BooleanOptionalAction, default=True,
-                   help="pipelined SRDS schedule (default) or synchronous (--no-pipelined)")
+    p.add_argument("--max-iters", type=int, default=None, help="SRDS/Picard iteration cap")
+    p.add_argument("--pipelined", action=argparse.BooleanOptionalAction, default=None,
+                   help="SRDS schedule: pipelined (the default) or synchronous (--no-pipelined)")
     p.add_argument("--n", type=int, default=16, help="number of samples (default 16)")
+    p.add_argument("--max-batch", type=int, default=None, metavar="M",
+                   help="sample the n samples in chunks of at most M, one after another, to "
+                        "bound memory (default: automatic, from a memory budget; "
+                        "see docs/diffusion.md)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial noise (default 0)")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0: deterministic)")
-    p.add_argument("--out", default="samples.png", help="PNG grid to write (default samples.png)")
+    p.add_argument("--out", default="samples.png",
+                   help="image grid to write; the extension picks the format: .png, .jpg, "
+                        ".jpeg, .bmp, .gif, .tif, .tiff, .webp (default samples.png)")
     p.add_argument("--compare-serial", action="store_true",
                    help="also sample serially and report the difference")
     p.add_argument("--weights", default=None, help="model weights file (default: bundled)")
@@ -44,14 +54,23 @@ def add_sample_parser(sub: Any) -> None:
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    """Handler of ``parareal sample``."""
+    """Handler of ``parareal sample``: every argument is checked before the model is loaded."""
     if args.n < 1:
         raise ValueError(f"--n must be >= 1, got {args.n}")
+    if args.max_batch is not None and args.max_batch < 1:
+        raise ValueError(f"--max-batch must be >= 1, got {args.max_batch}")
+    # the adapter's ImportError names the extra to install when torch & co. are missing
+    from ..adapters.diffusion import check_method_options, sample
+    from ..adapters.diffusion.digits import image_format, load_digits_model, save_grid, to_uint8
+
+    options: dict[str, Any] = dict(
+        blocks=args.blocks, pipelined=args.pipelined, window=args.window, tol=args.tol,
+        tol_mode=args.tol_mode, max_iters=args.max_iters,
+    )
+    check_method_options(args.method, options)
+    image_format(args.out)
     check_writable(args.out, "the image")
     import torch
-
-    from ..adapters.diffusion import sample
-    from ..adapters.diffusion.digits import load_digits_model, save_grid, to_uint8
 
     unet, scheduler = load_digits_model(args.weights)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
@@ -61,61 +80,67 @@ def run_sample(args: argparse.Namespace) -> int:
     def run(method: str, **kwargs: Any) -> Any:
         generator = torch.Generator().manual_seed(noise_seed) if args.eta > 0 else None
         return sample(unet, scheduler, x_T, num_inference_steps=args.steps, method=method,
-                      eta=args.eta, generator=generator, progress=progress, **kwargs)
+                      eta=args.eta, generator=generator, progress=progress,
+                      max_batch=args.max_batch, **kwargs)
 
-    options: dict[str, Any] = {}
-    if args.method != "serial":
-        options.update(tol=args.tol, tol_mode=args.tol_mode, max_iters=args.max_iters)
-    if args.method == "srds":
-        options.update(blocks=args.blocks, pipelined=args.pipelined)
-    if args.method == "picard":
-        options.update(window=args.window)
     result = run(args.method, **options)
-    save_grid(result.sample, args.out)
+    diverged = result.status.value == "diverged"  # its sample is no digit: write none
+    if not diverged:
+        save_grid(result.sample, args.out)
     summary: dict[str, Any] = {
         "method": args.method,
         "steps": args.steps,
         "n": args.n,
+        "status": result.status.value,
         "iterations": result.iterations,
         "converged": result.converged,
         "sequential_evals": result.sequential_evals,
         "total_evals": result.total_evals,
         "wall_time_s": result.wall_time_s,
-        "image": os.path.abspath(args.out),
+        "image": None if diverged else os.path.abspath(args.out),
         "seed": args.seed,
         "eta": args.eta,
+        "max_batch": result.max_batch,
+        "chunks": max(1, len(result.chunks)),
     }
     if args.method == "srds":
-        summary["pipelined"] = args.pipelined
+        summary["pipelined"] = True if args.pipelined is None else args.pipelined
     if args.compare_serial:
         serial = result if args.method == "serial" else run("serial")
-        diff = (result.sample - serial.sample).abs()
-        same = to_uint8(result.sample) == to_uint8(serial.sample)
+        diff = float((result.sample - serial.sample).abs().max())
+        comparable = bool(torch.isfinite(result.sample).all() & torch.isfinite(serial.sample).all())
+        same = to_uint8(result.sample) == to_uint8(serial.sample) if comparable else None
         summary.update(
-            max_abs_diff_vs_serial=float(diff.max()),
-            uint8_identical_fraction=float(same.mean()),
+            max_abs_diff_vs_serial=diff if comparable else None,
+            uint8_identical_fraction=float(same.mean()) if same is not None else None,
             serial_wall_time_s=serial.wall_time_s,
             serial_sequential_evals=serial.sequential_evals,
         )
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps(summary, allow_nan=False))
     else:
         _print_summary(summary)
-    return 0
+    return 1 if diverged else 0
 
 
 def _print_summary(s: dict[str, Any]) -> None:
-    status = "converged" if s["converged"] else "not converged"
-    line = (
-        f"{s['method']}: {s['n']} samples, {s['steps']} DDIM steps, {s['iterations']} "
-        f"iteration(s) ({status}); {s['sequential_evals']} sequential model calls "
-        f"(serial: {s['steps']}), {s['total_evals']} model evaluations; {s['wall_time_s']:.2f} s"
+    chunks = ""
+    if s["chunks"] > 1:
+        chunks = f" in {s['chunks']} chunks of at most {s['max_batch']}"
+    per_chunk = " per chunk" if s["chunks"] > 1 else ""
+    print(
+        f"{s['method']}: {s['n']} samples{chunks}, {s['steps']} DDIM steps, {s['iterations']} "
+        f"iteration(s), status {s['status']}; {s['sequential_evals']} sequential model calls "
+        f"(serial: {s['steps']}{per_chunk}), {s['total_evals']} model evaluations per sample; "
+        f"{s['wall_time_s']:.2f} s"
     )
-    print(line)
-    if "max_abs_diff_vs_serial" in s:
+    if s.get("max_abs_diff_vs_serial") is not None:
         print(
             f"vs serial: max |diff| {s['max_abs_diff_vs_serial']:.2e} (data units), "
             f"{100 * s['uint8_identical_fraction']:.2f}% of 8-bit pixels identical; "
             f"serial took {s['serial_wall_time_s']:.2f} s"
         )
-    print(f"wrote {s['image']}")
+    if s["image"] is None:
+        print("no image written: the run diverged (non-finite values)")
+    else:
+        print(f"wrote {s['image']}")
