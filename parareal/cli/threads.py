@@ -79,5 +79,5 @@ def _optional(name: str) -> Any:
         if importlib.util.find_spec(name) is None:
             return None
         return importlib.import_module(name)
-    except (ImportError, OSError, ValueError):
+    except Exception:  # a broken install is as good as none for this purpose
         return None
