@@ -32,28 +32,42 @@ backend gets ``vectorized=True`` (one call of ``f`` per tick); the serial backen
 A separate exactness section runs the Brusselator with ``tol=0`` until all slices are exact
 and checks the result bitwise against the serial fine solve.
 
-BLAS is pinned to one thread (``OPENBLAS_NUM_THREADS=1`` etc., unless already set in the
-environment): on a small shared machine scipy's ``solve_ivp`` otherwise swings by 10x from run
-to run through BLAS thread contention, and every other variant is single-threaded anyway.
+Threads: ``--threads N`` (default 1) sets ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` and
+``MKL_NUM_THREADS`` to ``N`` before numpy is loaded, overriding the environment, then applies
+``parareal.cli.threads.set_threads(N)`` (torch, threadpoolctl where installed); the header and
+the JSON (``"threads"``) state it. One thread by default: on a
+small shared machine scipy's ``solve_ivp`` otherwise swings by 10x from run to run through
+BLAS thread contention, and every other variant is single-threaded anyway.
 """
 
 # The BLAS thread count must be set before numpy is imported, hence imports after code:
 # ruff: noqa: E402
 from __future__ import annotations
 
-import os
-
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-
 import argparse
+import os
+import sys
+
+
+def _early_threads(argv: list[str]) -> None:
+    """Apply ``--threads`` to the environment before numpy loads its BLAS (checked in main)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--threads", default="1")
+    known, _ = pre.parse_known_args(argv)
+    if known.threads.isdigit() and int(known.threads) >= 1:
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = known.threads
+
+
+if __name__ == "__main__":
+    _early_threads(sys.argv[1:])
+
 import gc
 import json
 import math
 import platform
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,6 +77,7 @@ import numpy as np
 
 import parareal
 from parareal import problems, theory
+from parareal.cli.threads import set_threads
 from parareal.problems.heat import heat_eigenvalue
 
 SCIPY_TOLS = tuple(10.0**-e for e in range(3, 14))
@@ -570,6 +585,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tol", type=float, default=1e-8, help="Parareal tolerance")
     parser.add_argument("--only", default="", help="comma-separated problems to run")
     parser.add_argument("--json", metavar="PATH", help="write all raw numbers as JSON")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads of BLAS/OpenMP and torch (default 1)")
     parser.add_argument(
         "--serial-vectorized",
         action="store_true",
@@ -578,6 +595,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
+    if args.threads < 1:
+        parser.error("--threads must be >= 1")
+    threads = set_threads(args.threads)
     repeats = 1 if args.quick else args.repeats
     builders: dict[str, Callable[[], Case]] = {
         "brusselator": brusselator_case,
@@ -599,7 +619,8 @@ def main(argv: list[str] | None = None) -> int:
         f"# parareal core benchmark\n\nmachine: {machine.get('Model name', '?')}, "
         f"{machine.get('CPU(s)', '?')} CPUs; Python {machine['python']}, numpy "
         f"{machine['numpy']}, scipy {machine['scipy']}, torch {machine['torch']}; "
-        f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}; "
+        f"threads {args.threads} (OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}, "
+        f"torch {threads['torch']}); "
         f"repeats {repeats}{' (--quick)' if args.quick else ''}; serial backend "
         f"vectorized={args.serial_vectorized}\n",
         flush=True,
@@ -624,6 +645,7 @@ def main(argv: list[str] | None = None) -> int:
             "quick": args.quick,
             "serial_vectorized": args.serial_vectorized,
             "tol": args.tol,
+            "threads": args.threads,
             "total_seconds": total,
             "problems": results,
             "exactness": exactness,

@@ -10,6 +10,12 @@ the cost of one batched model call against the batch size; and two plots.
     python benchmarks/diffusion.py                      # the full run (several minutes)
     python benchmarks/diffusion.py --quick              # a smoke run (seconds)
     python benchmarks/diffusion.py --json out.json --plots docs
+
+Threads: ``--threads N`` (default 2, the setting of the published figures in
+docs/benchmarks.md) applies ``parareal.cli.threads.set_threads(N)`` before the work: torch's
+intra-op threads (``torch.set_num_threads``), the BLAS/OpenMP environment variables and, where
+threadpoolctl is installed, the BLAS pools already loaded. The header and the JSON
+(``"threads"``) state the count torch uses.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ from parareal.adapters.diffusion.digits import (
     to_uint8,
 )
 
+from parareal.cli.threads import set_threads
+
 
 def _ints(text: str) -> list[int]:
     return [int(v) for v in text.split(",") if v.strip()]
@@ -49,11 +57,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-sizes", type=_ints,
                    default=[1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024])
     p.add_argument("--quick", action="store_true", help="tiny settings for a smoke test")
+    p.add_argument("--threads", type=int, default=2, help="torch/BLAS threads (default 2)")
     p.add_argument("--json", help="write every raw number to this file")
     p.add_argument("--plots", help="folder for the plots (PNG)")
     p.add_argument("--replot", metavar="JSON",
                    help="only redraw the plots (into --plots) from a --json file of a run")
     args = p.parse_args(argv)
+    if args.threads < 1:
+        p.error("--threads must be >= 1")
     if args.quick:
         args.steps, args.seeds, args.n = [16], [0], [2]
         args.quality_n, args.quality_steps = 32, 16
@@ -278,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
             data = json.load(fh)
         plots(args.plots or ".", data["grids"], data["summaries"])
         return 0
-    torch.set_num_threads(int(os.environ.get("PARAREAL_BENCH_THREADS", "2")))
+    set_threads(args.threads)
     unet, scheduler = load_digits_model()
     begin = time.perf_counter()
     print("# SRDS benchmark on the bundled digits model\n")
@@ -321,8 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"batch_cost": costs, "grids": grids, "summaries": summaries,
-                       "quality": qual, "clip_ablation": ablation, "args": vars(args)}, fh,
-                      indent=1)
+                       "quality": qual, "clip_ablation": ablation, "args": vars(args),
+                       "threads": torch.get_num_threads()}, fh, indent=1)
     print(f"\ntotal benchmark time {time.perf_counter() - begin:.1f} s")
     return 0
 

@@ -21,20 +21,36 @@ def run(script: str, *args: str) -> str:
     return proc.stdout
 
 
-def test_core_benchmark_quick():
+def test_core_benchmark_quick(tmp_path):
     pytest.importorskip("scipy")
-    out = run("core.py", "--quick")
+    out = run("core.py", "--quick", "--threads", "1", "--json", str(tmp_path / "c.json"))
     assert "### brusselator" in out and "parareal batched/pipelined" in out
+    assert "threads 1 (OPENBLAS_NUM_THREADS=1" in out
+    data = json.loads((tmp_path / "c.json").read_text())
+    assert data["threads"] == 1 and data["machine"]["blas_threads"] == "1"
+
+
+def test_benchmarks_refuse_bad_threads():
+    for script in ("core.py", "diffusion.py"):
+        if script == "diffusion.py":
+            pytest.importorskip("diffusers")
+        env = dict(os.environ, MPLBACKEND="Agg")
+        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--threads",
+                               "0"], capture_output=True, text=True, cwd=ROOT, env=env,
+                              timeout=300)
+        assert proc.returncode == 2 and "--threads must be >= 1" in proc.stderr
 
 
 def test_diffusion_benchmark_quick(tmp_path):
     pytest.importorskip("diffusers")
     pytest.importorskip("sklearn")
     pytest.importorskip("matplotlib")
-    out = run("diffusion.py", "--quick", "--json", str(tmp_path / "r.json"),
+    out = run("diffusion.py", "--quick", "--threads", "1", "--json", str(tmp_path / "r.json"),
               "--plots", str(tmp_path))
     assert "srds pipelined" in out and "picard" in out and "Frechet distance" in out
+    assert "(1 threads)" in out
     data = json.loads((tmp_path / "r.json").read_text())
+    assert data["threads"] == 1 and data["args"]["threads"] == 1
     rows = {row["method"]: row for row in data["summaries"][0]}
     assert rows["serial"]["max_abs_diff"] == 0.0
     assert rows["srds pipelined"]["uint8_identical_min"] >= 0.99

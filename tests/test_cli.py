@@ -16,6 +16,7 @@ from parareal.problems import PROBLEMS, get
 JSON_KEYS = {
     "problem", "backend", "slices", "iterations", "converged", "status", "residuals", "t_final",
     "y_final", "wall_time_s", "fine_calls", "coarse_calls", "f_evals", "critical_path",
+    "errors", "error", "reference",
 }
 
 
@@ -32,6 +33,7 @@ def test_every_problem_runs_and_reports_contract_keys(capsys, name):
     assert out["iterations"] <= 2 and len(out["residuals"]) == out["iterations"]
     assert out["status"] in {s.value for s in parareal.Status}
     assert out["t_final"] == pytest.approx(get(name).t_span[1])
+    assert out["reference"] == "available" and len(out["errors"]) == out["iterations"] + 1
 
 
 def test_json_matches_library_call(capsys):
@@ -81,7 +83,7 @@ def test_plot_is_written(tmp_path, capsys):
         (["solve", "dahlquist", "--slices", "0"], "slices"),
         (["solve", "dahlquist", "--tol", "-1"], "tol must be >= 0"),
         (["solve", "dahlquist", "--max-iters", "-1"], "max_iters"),
-        (["solve", "dahlquist", "--plot", "/nonexistent/dir/x.png"], "cannot write plot"),
+        (["solve", "dahlquist", "--plot", "/nonexistent/dir/x.png"], "cannot write the plot"),
     ],
 )
 def test_bad_input_exit_code_2(capsys, argv, message):

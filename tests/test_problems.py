@@ -13,6 +13,7 @@ import pytest
 import parareal
 from parareal import RK4, Euler, Propagator, Status
 from parareal import problems as P
+from parareal.problems.reference import integrate
 
 NAMES = list(P.PROBLEMS)
 
@@ -337,3 +338,111 @@ def test_van_der_pol_limit_cycle_amplitude():
     p = P.van_der_pol(mu=1.0, t_end=40.0)
     late = p.reference(np.linspace(30.0, 40.0, 2001))[:, 0]
     assert math.isclose(np.abs(late).max(), 2.0086, abs_tol=2e-3)
+
+
+# -- parameters ----------------------------------------------------------------------------------
+
+
+def test_parameters_come_from_the_factory_signatures():
+    assert list(P.parameters("lorenz")) == [
+        "sigma", "rho", "beta", "y0", "t_end", "slices", "coarse", "fine",
+    ]
+    assert P.parameters("vanderpol")["mu"] == 1.0
+    for name in NAMES:
+        assert {"t_end", "slices", "coarse", "fine"} <= set(P.parameters(name))
+    with pytest.raises(ValueError, match="known"):
+        P.parameters("nosuch")
+
+
+def test_unknown_parameter_message_lists_the_valid_ones():
+    with pytest.raises(TypeError) as info:
+        P.get("lorenz", mu=3, nu=1)
+    assert str(info.value) == (
+        "unknown parameters 'mu', 'nu' for problem 'lorenz'; "
+        "valid: sigma, rho, beta, y0, t_end, slices, coarse, fine"
+    )
+
+
+# -- stiff problems and bounded references ----------------------------------------------------
+
+
+def test_stiff_flag_follows_the_parameters():
+    assert not P.van_der_pol(mu=1.0).stiff
+    assert not P.van_der_pol(mu=99.0).stiff
+    assert P.van_der_pol(mu=100.0).stiff and P.van_der_pol(mu=1e6).stiff
+    assert P.heat().stiff
+    assert not P.brusselator().stiff and not P.lorenz().stiff
+
+
+@pytest.mark.parametrize("mu", [0.0, 1.0, 1e3])
+def test_van_der_pol_jacobian_matches_finite_differences(mu, rng):
+    p = P.van_der_pol(mu=mu)
+    for _ in range(5):
+        y = rng.standard_normal(2) * 2
+        eps = 1e-6
+        columns = [(p.f(0.0, y + eps * e) - p.f(0.0, y - eps * e)) / (2 * eps) for e in np.eye(2)]
+        np.testing.assert_allclose(p.jacobian(0.0, y), np.stack(columns, axis=1),
+                                   rtol=1e-7, atol=1e-7 * (1 + mu))
+
+
+def test_stiff_van_der_pol_reference_follows_the_slow_manifold():
+    # For mu = 1e6 the state stays on the slow manifold mu (1 - x^2) x' = x, i.e.
+    # ln x - x^2 / 2 = ln 2 - 2 + t / mu, up to O(1/mu^2). DOP853 needed minutes here.
+    mu = 1e6
+    p = P.van_der_pol(mu=mu)
+    t = np.linspace(0.0, 10.0, 11)[1:]
+    ref = p.reference(t)
+    x = np.full_like(t, 2.0)
+    for _ in range(30):  # Newton on ln x - x^2/2 = c(t)
+        x -= (np.log(x) - x * x / 2 - (np.log(2.0) - 2.0 + t / mu)) / (1 / x - x)
+    np.testing.assert_allclose(ref[:, 0], x, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(ref[:, 1], x / (mu * (1 - x * x)), rtol=1e-9)
+
+
+def test_radau_reference_agrees_with_dop853_where_both_work():
+    p = P.van_der_pol(mu=100.0)
+    t = np.linspace(*p.t_span, 11)
+    radau = integrate(p.f, p.y0, 0.0, t, stiff=True, jac=p.jacobian)
+    dop853 = integrate(p.f, p.y0, 0.0, t, stiff=False)
+    assert np.abs(radau - dop853).max() < 1e-9
+
+
+def test_dop853_out_of_budget_falls_back_to_radau():
+    # Stiff through its parameters but not marked so: DOP853 needs 225 000 evaluations here.
+    p = P.brusselator(a=100.0, b=1e4)
+    assert not p.stiff
+    t = np.linspace(*p.t_span, 5)
+    fallback = p.reference(t)
+    dop853 = integrate(p.f, p.y0, 0.0, t, max_evals=400_000)
+    assert np.abs(fallback - dop853).max() <= 1e-9 * np.abs(dop853).max()
+
+
+def test_reference_unavailable_when_out_of_evaluations():
+    p = P.van_der_pol(mu=1e3, t_end=3e5)
+    with pytest.raises(P.ReferenceUnavailable, match="budget of 1000 evaluations") as info:
+        integrate(p.f, p.y0, 0.0, np.array([3e5]), max_evals=1000)
+    assert "DOP853" in str(info.value) and "Radau" in str(info.value)
+    assert isinstance(info.value, RuntimeError)
+
+
+def test_reference_unavailable_when_out_of_time():
+    p = P.van_der_pol(mu=1e3, t_end=3e5)
+    with pytest.raises(P.ReferenceUnavailable, match=r"ran out of time.*limit 0.05 s"):
+        integrate(p.f, p.y0, 0.0, np.array([3e5]), stiff=True, time_limit=0.05)
+
+
+def test_reference_unavailable_when_not_finite():
+    p = P.lorenz(y0=(1e200, 1e200, 1e200))
+    with pytest.raises(P.ReferenceUnavailable, match="^lorenz: "):
+        p.reference([1.0])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [({"max_evals": 0}, ValueError), ({"max_evals": 1.5}, TypeError),
+     ({"time_limit": 0.0}, ValueError), ({"time_limit": float("nan")}, ValueError)],
+)
+def test_integrate_checks_its_bounds(kwargs, error):
+    p = P.lorenz()
+    with pytest.raises(error):
+        integrate(p.f, p.y0, 0.0, np.array([1.0]), **kwargs)

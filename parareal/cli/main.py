@@ -1,19 +1,53 @@
-"""Argument parsing and dispatch for the ``parareal`` command."""
+"""Argument parsing and dispatch for the ``parareal`` command.
+
+Exit statuses: 0 success; 2 bad input or a missing optional dependency (one line
+``parareal: error: ...`` on standard error, before any long work where it can be checked
+first); 130 interrupted (Ctrl-C: one line ``parareal: interrupted``, no partial output file);
+141 standard output closed early (``parareal ... | head``: the usual 128 + SIGPIPE, quietly).
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from .. import __version__
 from ..backends import BACKENDS
 from ..engine import SCHEDULES
-from ..problems import PROBLEMS
+from ..problems import PROBLEMS, parameters
 from .sample_cmd import add_sample_parser
 from .solve_cmd import run_solve
+from .threads import set_threads
 
-__all__ = ["build_parser", "main"]
+__all__ = ["EXIT_BROKEN_PIPE", "EXIT_INTERRUPTED", "build_parser", "main"]
+
+#: Exit status after Ctrl-C (128 + SIGINT, what a shell reports for a killed command).
+EXIT_INTERRUPTED = 130
+#: Exit status when standard output is closed early (128 + SIGPIPE).
+EXIT_BROKEN_PIPE = 141
+
+
+def _threads(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _problems_epilog() -> str:
+    lines = ["problems and their parameters (--param NAME=VALUE; default in brackets):"]
+    for name in sorted(PROBLEMS):
+        params = ", ".join(
+            key if default is None else f"{key} [{default!r}]"
+            for key, default in parameters(name).items()
+        )
+        lines.append(f"  {name}: {params}")
+    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
         "solve",
         help="solve a bundled test problem with Parareal",
         description="Solve a bundled problem with Parareal and report each iteration.",
+        epilog=_problems_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     solve.add_argument("problem", choices=sorted(PROBLEMS), metavar="PROBLEM",
                        help=f"one of: {', '.join(sorted(PROBLEMS))}")
@@ -44,21 +80,52 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--t-end", type=float, default=None, help="end time (problem default)")
     solve.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                        help="a problem parameter, e.g. --param lam=2j or --param points=1000 "
-                            "(repeatable; values are Python literals)")
+                            "(repeatable; values are Python literals; see the list below)")
     solve.add_argument("--json", action="store_true", help="print one JSON object")
-    solve.add_argument("--plot", metavar="FILE", help="save the convergence plot (PNG, PDF...)")
+    solve.add_argument("--plot", metavar="FILE",
+                       help="save the convergence plot; the extension names the format "
+                            "(.png, .pdf, .svg...; needs matplotlib)")
     solve.add_argument("--progress", action="store_true", help="print progress on stderr")
     solve.set_defaults(handler=run_solve)
     add_sample_parser(sub)
+    for command in sub.choices.values():
+        command.add_argument(
+            "--threads", type=_threads, default=None, metavar="N",
+            help="threads per library (torch, BLAS/OpenMP), set before the work "
+                 "(default: the libraries' own, or OMP_NUM_THREADS)",
+        )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run the command line; returns the exit status (see the module docstring)."""
     try:
-        return int(args.handler(args) or 0)
+        args = build_parser().parse_args(argv)
+        if args.threads is not None:
+            set_threads(args.threads)
+        status = int(args.handler(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
+        return status
+    except KeyboardInterrupt:
+        print("parareal: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except (ValueError, TypeError, ImportError, OSError) as exc:
         print(f"parareal: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _silence_stdout() -> None:
+    """Point standard output at the null device, so that the final flush cannot fail again.
+
+    What the Python documentation recommends after a ``BrokenPipeError`` (see the note on
+    SIGPIPE in the :mod:`signal` module's documentation).
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout replaced by a non-file object
+        pass

@@ -1,14 +1,33 @@
-"""Checks on output paths, done before any long work starts."""
+"""Output files: checks done before any long work starts, and atomic writes.
+
+A command checks every output path first (:func:`check_writable`, :func:`check_extension`), so
+that a bad path fails in a second, not after the work; then it writes each file through
+:func:`atomic_path`, so that an interrupted or failed write never leaves a partial file.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
+from collections.abc import Collection, Iterator
 
-__all__ = ["check_writable"]
+__all__ = ["atomic_path", "check_extension", "check_writable"]
 
 
 def check_writable(path: str, what: str) -> None:
-    """Raise ``OSError`` unless ``path`` names a file that can be written (``what`` names it)."""
+    """Raise unless ``path`` names a file that can be written (``what`` names it in messages).
+
+    Raises
+    ------
+    ValueError
+        If ``path`` is empty.
+    OSError
+        If its folder does not exist or is not writable, if ``path`` is a folder, or if it is
+        an existing file that is not writable.
+    """
+    if not isinstance(path, str) or not path.strip():
+        raise ValueError(f"the path of {what} is empty: give a file name")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
         raise OSError(
@@ -16,3 +35,65 @@ def check_writable(path: str, what: str) -> None:
         )
     if os.path.isdir(path):
         raise OSError(f"cannot write {what} to {path!r}: it is a folder")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise OSError(f"cannot write {what} to {path!r}: the file is read-only")
+
+
+def check_extension(path: str, formats: Collection[str], what: str) -> str:
+    """Return the lower-case extension of ``path`` (without the dot) if it is in ``formats``.
+
+    The extension names the file format; a missing one is refused rather than guessed, so that
+    the file written is always the file named.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` has no extension or one not in ``formats`` (the message lists them).
+    """
+    allowed = ", ".join(sorted(formats))
+    ext = os.path.splitext(path)[1].lower().lstrip(".")
+    if not ext:
+        raise ValueError(
+            f"{what} {path!r} has no file extension; add one to name the format ({allowed})"
+        )
+    if ext not in formats:
+        raise ValueError(f"{what} {path!r}: unknown format {ext!r}; use one of {allowed}")
+    return ext
+
+
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """Context manager: write to the yielded temporary path; on success it becomes ``path``.
+
+    The temporary file is in ``path``'s folder and has the same extension (writers such as
+    ``savefig`` or ``PIL.Image.save`` pick the format from it). When the ``with`` block ends
+    normally the file is moved onto ``path`` with :func:`os.replace` (atomic: readers see the
+    old file or the complete new one); when it raises, ``KeyboardInterrupt`` included, the
+    temporary file is removed and ``path`` is left as it was. The new file gets the usual
+    permissions (``0o666`` less the umask).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from parareal.cli.paths import atomic_path
+    >>> target = os.path.join(tempfile.mkdtemp(), "out.txt")
+    >>> with atomic_path(target) as tmp:
+    ...     with open(tmp, "w") as fh:
+    ...         _ = fh.write("done")
+    >>> open(target).read()
+    'done'
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    base, ext = os.path.splitext(os.path.basename(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".part{ext}", dir=folder)
+    os.close(fd)
+    try:
+        yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise

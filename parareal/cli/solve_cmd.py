@@ -10,14 +10,18 @@ from typing import Any
 
 import numpy as np
 
-from ..problems import Problem, get
+from ..problems import Problem, ReferenceUnavailable, get
 from ..propagators import from_spec
 from ..result import IterationInfo, Solution
 from ..solve import solve, solve_serial
 from ..theory import critical_path_speedup, dahlquist_bounds
-from .paths import check_writable
+from .paths import atomic_path, check_extension, check_writable
 
 __all__ = ["run_solve"]
+
+#: The options of ``parareal solve`` that set a problem parameter (``--param`` may not repeat
+#: them).
+_OPTION_PARAMS = {"t_end": "--t-end", "slices": "--slices", "fine": "--fine", "coarse": "--coarse"}
 
 
 def _json_value(value: Any) -> Any:
@@ -39,33 +43,60 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for item in items:
         name, sep, text = item.partition("=")
-        if not sep or not name.strip():
+        name = name.strip()
+        if not sep or not name:
             raise ValueError(f"--param takes NAME=VALUE, got {item!r}")
+        if name in params:
+            raise ValueError(f"--param {name} is given twice")
         try:
             value = ast.literal_eval(text.strip())
-        except (ValueError, SyntaxError):
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
             value = text.strip()
-        params[name.strip()] = value
+        params[name] = value
     return params
 
 
 def _problem(args: argparse.Namespace) -> Problem:
     overrides: dict[str, Any] = _parse_params(args.param)
-    if args.t_end is not None:
-        overrides["t_end"] = args.t_end
-    if args.slices is not None:
-        overrides["slices"] = args.slices
-    if args.fine is not None:
-        overrides["fine"] = from_spec(args.fine)
-    if args.coarse is not None:
-        overrides["coarse"] = from_spec(args.coarse)
+    for name, option in _OPTION_PARAMS.items():
+        value = getattr(args, name)
+        if value is None:
+            continue
+        if name in overrides:
+            raise ValueError(f"{name} is given twice: use {option} or --param {name}=..., not both")
+        overrides[name] = from_spec(value) if name in ("fine", "coarse") else value
     return get(args.problem, **overrides)
+
+
+def _plot_formats() -> set[str]:
+    """The file formats matplotlib can write (imports matplotlib, not pyplot)."""
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError as exc:
+        raise ImportError("--plot needs matplotlib: pip install 'parareal[plot]'") from exc
+    return set(FigureCanvasBase.get_supported_filetypes())
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Everything about the output files that can be checked before solving."""
+    if args.plot is not None:
+        check_writable(args.plot, "the plot")
+        check_extension(args.plot, _plot_formats(), "--plot")
+
+
+def _errors(problem: Problem, sol: Solution, values: list[Any]) -> tuple[list[float | None], str]:
+    """Max-norm errors of ``values`` against the reference, and a note on the reference."""
+    try:
+        reference = np.asarray(problem.reference(sol.t))
+    except ReferenceUnavailable as exc:
+        return [None] * len(values), f"unavailable: {exc}"
+    errors = [float(np.max(np.abs(np.asarray(y) - reference))) for y in values]
+    return errors, "available"
 
 
 def run_solve(args: argparse.Namespace) -> int:
     """Handler of ``parareal solve``."""
-    if args.plot:
-        check_writable(args.plot, "plot")
+    _check_outputs(args)
     problem = _problem(args)
     iterates: list[IterationInfo] = []
     with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported in the status
@@ -85,22 +116,27 @@ def run_solve(args: argparse.Namespace) -> int:
             callback=iterates.append,
             progress=args.progress,
         )
-    reference = np.asarray(problem.reference(sol.t))
     values = [info.y for info in iterates[: sol.iterations + 1]] or [sol.y]
-    errors = [float(np.max(np.abs(np.asarray(y) - reference))) for y in values]
+    with np.errstate(over="ignore", invalid="ignore"):  # a diverged iterate: an inf error
+        errors, reference = _errors(problem, sol, values)
     if args.json:
-        print(json.dumps(_json_value(_summary(args, problem, sol, errors))))
+        print(json.dumps(_json_value(_summary(args, problem, sol, errors, reference))))
     else:
-        _print_table(args, problem, sol, errors)
-    if args.plot:
-        _plot(args.plot, problem, sol, iterates[: len(errors)], errors)
+        _print_table(args, problem, sol, errors, reference)
+    if args.plot is not None:
+        with atomic_path(args.plot) as tmp:
+            _plot(tmp, problem, sol, iterates[: len(errors)], errors)
         if not args.json:
             print(f"plot written to {args.plot}")
     return 0
 
 
 def _summary(
-    args: argparse.Namespace, problem: Problem, sol: Solution, errors: list[float]
+    args: argparse.Namespace,
+    problem: Problem,
+    sol: Solution,
+    errors: list[float | None],
+    reference: str,
 ) -> dict[str, Any]:
     stats = sol.stats
     return {
@@ -116,6 +152,7 @@ def _summary(
         "residuals": list(sol.residuals),
         "errors": errors,
         "error": errors[-1],
+        "reference": reference,
         "t_final": float(sol.t[-1]),
         "y_final": np.asarray(sol.y_final),
         "wall_time_s": stats.wall_time["total"],
@@ -129,7 +166,11 @@ def _summary(
 
 
 def _print_table(
-    args: argparse.Namespace, problem: Problem, sol: Solution, errors: list[float]
+    args: argparse.Namespace,
+    problem: Problem,
+    sol: Solution,
+    errors: list[float | None],
+    reference: str,
 ) -> None:
     out = sys.stdout
     n = len(sol.t) - 1
@@ -143,7 +184,8 @@ def _print_table(
     path = sol.stats.critical_path_per_iteration
     for k, err in enumerate(errors):
         update = "-" if k == 0 else f"{sol.residuals[k - 1]:.3e}"
-        print(f"{k:>4}  {update:>12}  {err:>12.3e}  {path[k]:>13}", file=out)
+        error = "n/a" if err is None else f"{err:.3e}"
+        print(f"{k:>4}  {update:>12}  {error:>12}  {path[k]:>13}", file=out)
     stats = sol.stats
     line = (
         f"status: {sol.status.value} after {sol.iterations} iteration(s); "
@@ -155,6 +197,8 @@ def _print_table(
         line += f" (serial fine: {serial}, {gain:.2f}x shorter)"
     line += f"; wall {stats.wall_time['total']:.3f} s"
     print(line, file=out)
+    if reference != "available":
+        print(f"reference {reference}", file=out)
 
 
 def _plot(
@@ -162,8 +206,9 @@ def _plot(
     problem: Problem,
     sol: Solution,
     iterates: list[IterationInfo],
-    errors: list[float],
+    errors: list[float | None],
 ) -> None:
+    """Draw the convergence plot into ``path`` (its extension names the format)."""
     try:
         import matplotlib
 
@@ -180,7 +225,8 @@ def _plot(
 
     if sol.residuals:
         ax.semilogy(ks[1:], positive(sol.residuals), "o-", label="max update")
-    ax.semilogy(ks, positive(errors), "s-", label="error vs reference")
+    if errors and errors[0] is not None:
+        ax.semilogy(ks, positive(errors), "s-", label="error vs reference")
     if problem.lam is not None and iterates:
         n = len(sol.t) - 1
         serial = np.asarray(solve_serial(problem.f, problem.y0, problem.t_span,

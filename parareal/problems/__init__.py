@@ -18,13 +18,15 @@ from .brusselator import brusselator
 from .dahlquist import dahlquist, dahlquist_complex
 from .heat import heat, heat_eigenvalue
 from .lorenz import lorenz
-from .registry import PROBLEMS, get
+from .reference import ReferenceUnavailable
+from .registry import PROBLEMS, get, parameters
 from .vanderpol import van_der_pol
 
 __all__ = [
     "ARENSTORF_PERIOD",
     "PROBLEMS",
     "Problem",
+    "ReferenceUnavailable",
     "arenstorf",
     "brusselator",
     "dahlquist",
@@ -33,5 +35,6 @@ __all__ = [
     "heat",
     "heat_eigenvalue",
     "lorenz",
+    "parameters",
     "van_der_pol",
 ]

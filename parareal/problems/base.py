@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -11,9 +10,11 @@ import numpy as np
 
 from ..propagators import Propagator, resolve
 from ..validation import check_positive, check_real, check_slices
+from .reference import ReferenceUnavailable, integrate
 
 __all__ = [
     "Problem",
+    "ReferenceUnavailable",
     "check_positive",
     "check_propagators",
     "check_real",
@@ -21,10 +22,6 @@ __all__ = [
     "check_t_end",
     "integrate",
 ]
-
-#: Tolerances of the numerical reference solution (``solve_ivp``, ``method="DOP853"``).
-REFERENCE_RTOL = 1e-13
-REFERENCE_ATOL = 1e-13
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,7 +57,15 @@ class Problem:
         ``None``.
     exact : callable or None
         Closed-form solution ``exact(t) -> (len(t), *y0.shape)`` for a 1-D float array ``t``;
-        ``None`` means :meth:`reference` integrates numerically with scipy's DOP853.
+        ``None`` means :meth:`reference` integrates numerically with scipy.
+    stiff : bool
+        Whether the problem, with its parameters, is stiff: explicit methods need steps much
+        shorter than the solution's own time scale. The factories set it (Van der Pol for
+        ``mu >= 100``, the heat equation always); a stiff problem's numerical reference uses
+        the implicit Radau method (see :mod:`parareal.problems.reference`).
+    jacobian : callable or None
+        ``jacobian(t, y) -> (n, n)``, the Jacobian of ``f`` for one flattened state of ``n``
+        entries, where it is cheap in closed form (Van der Pol); used by the Radau reference.
     """
 
     name: str
@@ -73,6 +78,8 @@ class Problem:
     description: str
     lam: complex | None = None
     exact: Callable[[np.ndarray], np.ndarray] | None = None
+    stiff: bool = False
+    jacobian: Callable[[Any, Any], Any] | None = None
 
     def __post_init__(self) -> None:
         y0 = np.array(self.y0, copy=True)
@@ -99,13 +106,19 @@ class Problem:
         -------
         numpy.ndarray
             Shape ``(len(t), *y0.shape)``, ``y0``'s dtype. The closed form where one exists,
-            otherwise :func:`scipy.integrate.solve_ivp` with ``method="DOP853"``,
-            ``rtol = atol = 1e-13`` (needs scipy: ``pip install 'parareal[scipy]'``).
+            otherwise :func:`scipy.integrate.solve_ivp` at ``rtol = atol = 1e-13`` (needs scipy:
+            ``pip install 'parareal[scipy]'``): ``DOP853``, or ``Radau`` for a :attr:`stiff`
+            problem or when ``DOP853`` fails or runs out of evaluations. The integration is
+            bounded in evaluations of ``f`` and in time (:mod:`parareal.problems.reference`).
 
         Raises
         ------
         ValueError
             If ``t`` is not 1-D, not finite, or has a time before ``t_span[0]``.
+        ReferenceUnavailable
+            If there is no closed form and the numerical reference cannot be computed: scipy
+            is not installed, or the integration fails, runs out of its bounds, or is not
+            finite. The message says which, prefixed by the problem's name.
         """
         times = np.atleast_1d(np.asarray(t, dtype=np.float64))
         if times.ndim != 1:
@@ -118,7 +131,10 @@ class Problem:
         if self.exact is not None:
             out = np.asarray(self.exact(times), dtype=self.y0.dtype)
         else:
-            out = integrate(self.f, self.y0, t0, times)
+            try:
+                out = integrate(self.f, self.y0, t0, times, stiff=self.stiff, jac=self.jacobian)
+            except ReferenceUnavailable as exc:
+                raise ReferenceUnavailable(f"{self.name}: {exc}") from None
         return out.reshape((times.size, *self.y0.shape))
 
     def reference_final(self) -> np.ndarray:
@@ -156,69 +172,3 @@ def check_propagators(
     coarse_p = default_coarse() if coarse is None else resolve(coarse, name="coarse")
     fine_p = default_fine() if fine is None else resolve(fine, name="fine")
     return slices, coarse_p, fine_p
-
-
-def integrate(
-    f: Callable[[Any, Any], Any], y0: np.ndarray, t0: float, times: np.ndarray
-) -> np.ndarray:
-    """``y(times)`` for ``y' = f(t, y)``, ``y(t0) = y0`` by DOP853 at ``rtol = atol = 1e-13``.
-
-    Results are cached per ``(f, y0, t0, times)`` (``f`` must be hashable; the problem
-    right-hand sides are frozen dataclasses, equal by value). Returns a fresh array of shape
-    ``(len(times), *y0.shape)``.
-    """
-    y0 = np.asarray(y0)
-    key = (f, y0.dtype.str, y0.shape, y0.tobytes(), float(t0), tuple(times.tolist()))
-    try:
-        hash(key)
-    except TypeError:
-        return _integrate(*key).copy()
-    return _integrate_cached(*key).copy()
-
-
-def _integrate(
-    f: Callable[[Any, Any], Any],
-    dtype: str,
-    shape: tuple[int, ...],
-    raw: bytes,
-    t0: float,
-    times: tuple[float, ...],
-) -> np.ndarray:
-    try:
-        from scipy.integrate import solve_ivp
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "the reference solution of this problem needs scipy: pip install 'parareal[scipy]'"
-        ) from exc
-    y0 = np.frombuffer(raw, dtype=dtype).reshape(shape)
-    t = np.asarray(times, dtype=np.float64)
-    out = np.empty((t.size, *shape), dtype=dtype)
-    if t.size == 0:
-        return out
-    grid = np.unique(t)
-    t1 = float(grid[-1])
-    if t1 == t0:
-        out[...] = y0
-        return out
-
-    def rhs(s: float, flat: np.ndarray) -> np.ndarray:
-        return np.ravel(f(s, flat.reshape(shape)))
-
-    sol = solve_ivp(
-        rhs,
-        (t0, t1),
-        y0.ravel(),
-        method="DOP853",
-        t_eval=grid,
-        rtol=REFERENCE_RTOL,
-        atol=REFERENCE_ATOL,
-    )
-    if not sol.success:  # pragma: no cover - the built-in problems integrate fine
-        raise RuntimeError(f"reference integration failed: {sol.message}")
-    values = sol.y.T.reshape((grid.size, *shape))
-    out[...] = values[np.searchsorted(grid, t)]
-    out.setflags(write=False)
-    return out
-
-
-_integrate_cached = functools.lru_cache(maxsize=64)(_integrate)

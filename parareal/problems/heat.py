@@ -60,6 +60,11 @@ def _exact(points: int, t: np.ndarray) -> np.ndarray:
 def _default_steps(points: int, t_end: float, slices: int) -> tuple[int, int]:
     """Coarse (Euler) and fine (RK4) sub-steps per slice that are stable on every mode."""
     length = t_end / slices * heat_eigenvalue(points, points)
+    if not math.isfinite(length):
+        raise ValueError(
+            f"t_end = {t_end:g} with {points} points is too long for the default (explicit) "
+            "propagators: pick a shorter t_end or pass coarse and fine"
+        )
     coarse = max(1, math.ceil(length / COARSE_STEP_LIMIT))
     fine = max(1, math.ceil(length / FINE_STEP_LIMIT))
     return coarse, fine
@@ -117,9 +122,9 @@ def heat(
         raise ValueError(f"points must be >= 1, got {points}")
     points = int(points)
     t_end = check_t_end(t_end)
-    n_coarse, n_fine = _default_steps(points, t_end, check_slices(slices))
+    steps = functools.partial(_default_steps, points, t_end, check_slices(slices))
     slices, coarse_p, fine_p = check_propagators(
-        slices, coarse, fine, lambda: Euler(steps=n_coarse), lambda: RK4(steps=n_fine)
+        slices, coarse, fine, lambda: Euler(steps=steps()[0]), lambda: RK4(steps=steps()[1])
     )
     x = np.arange(1, points + 1) / (points + 1)
     return Problem(
@@ -135,4 +140,5 @@ def heat(
             f"T={t_end:g}; exact exp(-lam_h t) sin(pi x)"
         ),
         exact=functools.partial(_exact, points),
+        stiff=True,
     )

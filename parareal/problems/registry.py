@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +14,7 @@ from .heat import heat
 from .lorenz import lorenz
 from .vanderpol import van_der_pol
 
-__all__ = ["PROBLEMS", "get"]
+__all__ = ["PROBLEMS", "get", "parameters"]
 
 #: Problem factories by registry name; each accepts keyword overrides of its parameters.
 PROBLEMS: dict[str, Callable[..., Problem]] = {
@@ -25,6 +26,31 @@ PROBLEMS: dict[str, Callable[..., Problem]] = {
     "arenstorf": arenstorf,
     "heat": heat,
 }
+
+
+def _factory(name: Any) -> Callable[..., Problem]:
+    if not isinstance(name, str):
+        raise TypeError(f"problem name must be a str, got {type(name).__name__}")
+    factory = PROBLEMS.get(name)
+    if factory is None:
+        raise ValueError(f"unknown problem {name!r}; known: {', '.join(PROBLEMS)}")
+    return factory
+
+
+def parameters(name: str) -> dict[str, Any]:
+    """The parameters of the registered problem ``name`` and their defaults, in order.
+
+    Read from the factory's signature, e.g. ``parameters("vanderpol")`` is
+    ``{"mu": 1.0, "y0": (2.0, 0.0), "t_end": 10.0, "slices": 20, "coarse": None,
+    "fine": None}`` (``None``: the problem computes the default).
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is unknown.
+    """
+    signature = inspect.signature(_factory(name))
+    return {p.name: p.default for p in signature.parameters.values()}
 
 
 def get(name: str, **params: Any) -> Problem:
@@ -49,11 +75,16 @@ def get(name: str, **params: Any) -> Problem:
         If ``name`` is unknown (the message lists the known names), or a parameter value is
         invalid.
     TypeError
-        If a parameter is unknown to the factory or has the wrong type.
+        If a parameter is unknown to the factory (the message lists the valid ones, see
+        :func:`parameters`) or has the wrong type.
     """
-    if not isinstance(name, str):
-        raise TypeError(f"problem name must be a str, got {type(name).__name__}")
-    factory = PROBLEMS.get(name)
-    if factory is None:
-        raise ValueError(f"unknown problem {name!r}; known: {', '.join(PROBLEMS)}")
+    factory = _factory(name)
+    valid = parameters(name)
+    unknown = [key for key in params if key not in valid]
+    if unknown:
+        listed = ", ".join(repr(key) for key in unknown)
+        plural = "s" if len(unknown) > 1 else ""
+        raise TypeError(
+            f"unknown parameter{plural} {listed} for problem {name!r}; valid: {', '.join(valid)}"
+        )
     return factory(**params)

@@ -10,7 +10,12 @@ import numpy as np
 from ..propagators import RK4, Propagator
 from .base import Problem, check_propagators, check_real, check_state, check_t_end
 
-__all__ = ["VanDerPolRHS", "van_der_pol"]
+__all__ = ["STIFF_MU", "VanDerPolJacobian", "VanDerPolRHS", "van_der_pol"]
+
+#: From this ``mu`` on the problem counts as stiff (:attr:`Problem.stiff`) and its reference
+#: is computed with Radau: at ``mu = 100`` on ``(0, 10)`` Radau needs 4 800 evaluations of
+#: ``f`` against DOP853's 7 400, at ``mu = 1000`` 2 600 against 56 000 (``rtol = 1e-13``).
+STIFF_MU = 100.0
 
 
 @dataclass(frozen=True)
@@ -22,6 +27,17 @@ class VanDerPolRHS:
     def __call__(self, t: Any, y: np.ndarray) -> np.ndarray:
         x, v = y[..., 0], y[..., 1]
         return np.stack([v, self.mu * (1.0 - x * x) * v - x], axis=-1)
+
+
+@dataclass(frozen=True)
+class VanDerPolJacobian:
+    """``d f / d (x, v) = [[0, 1], [-2 mu x v - 1, mu (1 - x^2)]]`` at one state ``(x, v)``."""
+
+    mu: float = 1.0
+
+    def __call__(self, t: Any, y: np.ndarray) -> np.ndarray:
+        x, v = y[0], y[1]
+        return np.array([[0.0, 1.0], [-2.0 * self.mu * x * v - 1.0, self.mu * (1.0 - x * x)]])
 
 
 def van_der_pol(
@@ -44,7 +60,9 @@ def van_der_pol(
 
     Large ``mu`` makes the problem stiff (the fast phases have eigenvalues of order ``-mu``
     and the period grows like ``(3 - 2 ln 2) mu``): explicit fixed-step propagators then need
-    tiny steps. Use an implicit propagator instead, e.g.
+    tiny steps. For ``mu >= 100`` (:data:`STIFF_MU`) the problem is marked ``stiff`` and its
+    reference solution is computed with Radau and the analytic Jacobian. Use an implicit
+    propagator, too, e.g.
     ``van_der_pol(mu=1000, t_end=3000, coarse=ScipyIVP("Radau", rtol=1e-3),
     fine=ScipyIVP("Radau", rtol=1e-8))``.
 
@@ -82,4 +100,6 @@ def van_der_pol(
         fine=fine_p,
         slices=slices,
         description=f"Van der Pol mu={mu:g}, y0={tuple(y0_arr.tolist())}, T={t_end:g}",
+        stiff=mu >= STIFF_MU,
+        jacobian=VanDerPolJacobian(mu),
     )

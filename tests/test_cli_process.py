@@ -1,0 +1,219 @@
+"""The ``parareal`` command as a real process: Ctrl-C, closed pipes, missing extras, threads.
+
+Timeouts here only guard against hangs; no test asserts on speed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import pytest
+
+HANG_GUARD_S = 180
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+               "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+#: Optional dependencies that the numpy-only tests make unimportable.
+EXTRAS = ("torch", "torchdiffeq", "scipy", "matplotlib", "diffusers", "sklearn", "threadpoolctl")
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1", MPLBACKEND="Agg")
+    env.update(extra)
+    return env
+
+
+def parareal(*argv: str, env: dict[str, str] | None = None, **kwargs):
+    return subprocess.run([sys.executable, "-m", "parareal", *argv], capture_output=True,
+                          text=True, timeout=HANG_GUARD_S, env=env or _env(), check=False,
+                          **kwargs)
+
+
+# -- Ctrl-C --------------------------------------------------------------------------------------
+
+
+def test_ctrl_c_exits_130_with_one_line_and_no_file(tmp_path):
+    plot = tmp_path / "conv.png"
+    # The heat equation with 1000 points: iteration 0 takes a second or two, the whole run
+    # minutes; --progress says when the solve has started.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "parareal", "solve", "heat", "--param", "points=1000",
+         "--progress", "--plot", str(plot)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+    )
+    guard = threading.Timer(HANG_GUARD_S, proc.kill)
+    guard.start()
+    try:
+        first = proc.stderr.readline()
+        assert first.startswith("parareal: iteration 0/"), first + proc.stderr.read()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate()
+    finally:
+        guard.cancel()
+        proc.kill()
+    assert proc.returncode == 130, err
+    lines = [line for line in err.splitlines() if not line.startswith("parareal: iteration")]
+    assert lines == ["parareal: interrupted"]
+    assert out == ""
+    assert list(tmp_path.iterdir()) == []  # no plot, no temporary file
+
+
+# -- closed pipes --------------------------------------------------------------------------------
+
+
+def test_stdout_closed_before_output_exits_quietly():
+    proc = subprocess.Popen([sys.executable, "-m", "parareal", "solve", "brusselator", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
+    proc.stdout.close()  # the reader is gone before the JSON is written
+    try:
+        err = proc.stderr.read().decode()
+        proc.wait(timeout=HANG_GUARD_S)
+    finally:
+        proc.kill()
+    assert proc.returncode == 141, err
+    assert err == ""
+
+
+def test_head_closing_the_pipe_early_exits_quietly():
+    # About 200 kB of JSON (10 000 heat points) cannot fit in a pipe: the writer is still
+    # writing when `head -c 10` exits.
+    writer = subprocess.Popen(
+        [sys.executable, "-m", "parareal", "solve", "heat", "--param", "points=10000",
+         "--t-end", "1e-7", "--slices", "2", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(),
+    )
+    head = subprocess.Popen(["head", "-c", "10"], stdin=writer.stdout, stdout=subprocess.PIPE)
+    writer.stdout.close()  # head holds the only read end
+    try:
+        got, _ = head.communicate(timeout=HANG_GUARD_S)
+        err = writer.stderr.read().decode()
+        writer.wait(timeout=HANG_GUARD_S)
+    finally:
+        writer.kill()
+        head.kill()
+    assert got == b'{"problem"'
+    assert writer.returncode == 141, err
+    assert err == ""
+
+
+# -- a numpy-only install ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def numpy_only(tmp_path) -> dict[str, str]:
+    """An environment in which the optional dependencies cannot be imported."""
+    blocked = tmp_path / "blocked"
+    for name in EXTRAS:
+        (blocked / name).mkdir(parents=True)
+        (blocked / name / "__init__.py").write_text(
+            f"raise ImportError(\"No module named '{name}' (blocked by the test)\")\n"
+        )
+    return _env(PYTHONPATH=os.pathsep.join([str(blocked), os.environ.get("PYTHONPATH", "")]))
+
+
+def test_the_blocking_works(numpy_only):
+    code = "import torch"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=numpy_only, timeout=HANG_GUARD_S, check=False)
+    assert proc.returncode != 0
+    assert "ImportError: No module named 'torch' (blocked by the test)" in proc.stderr
+
+
+def test_numpy_only_solve_runs_without_a_reference(numpy_only):
+    proc = parareal("solve", "brusselator", "--json", "--threads", "2", env=numpy_only)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["converged"] is True
+    assert out["errors"] == [None] * (out["iterations"] + 1) and out["error"] is None
+    assert out["reference"].startswith("unavailable")
+    assert "pip install 'parareal[scipy]'" in out["reference"]
+    table = parareal("solve", "brusselator", env=numpy_only)
+    assert table.returncode == 0, table.stderr
+    assert " n/a " in table.stdout and "parareal[scipy]" in table.stdout
+
+
+def test_numpy_only_closed_form_reference(numpy_only):
+    proc = parareal("solve", "dahlquist", "--json", env=numpy_only)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["reference"] == "available" and out["error"] < 1e-8
+
+
+@pytest.mark.parametrize(
+    ("argv", "extra"),
+    [
+        (["solve", "dahlquist", "--plot", "PLOT"], "parareal[plot]"),
+        (["solve", "arenstorf"], "parareal[scipy]"),
+        (["solve", "brusselator", "--fine", "scipy:Radau"], "parareal[scipy]"),
+        (["solve", "dahlquist", "--fine", "torchdiffeq:dopri5"], "parareal[torch]"),
+    ],
+)
+def test_numpy_only_names_the_extra(numpy_only, tmp_path, argv, extra):
+    plot = tmp_path / "plot.png"
+    proc = parareal(*[str(plot) if a == "PLOT" else a for a in argv], env=numpy_only)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("parareal: error:") and len(proc.stderr.splitlines()) == 1
+    assert f"pip install '{extra}'" in proc.stderr
+    assert not plot.exists()
+
+
+# -- threads -------------------------------------------------------------------------------------
+
+
+def test_threads_option_sets_torch_and_the_environment():
+    pytest.importorskip("torch")
+    code = (
+        "import os, sys, torch\n"
+        "from parareal.cli import main\n"
+        "rc = main(['solve', 'dahlquist', '--threads', '3', '--json'])\n"
+        "print(rc, torch.get_num_threads(), os.environ['OMP_NUM_THREADS'], file=sys.stderr)\n"
+    )
+    env = {k: v for k, v in _env().items() if k not in THREAD_VARS}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=HANG_GUARD_S, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.split() == ["0", "3", "3"]
+    assert json.loads(proc.stdout)["converged"] is True
+
+
+def test_threads_option_limits_blas_already_loaded():
+    pytest.importorskip("threadpoolctl")
+    code = (
+        "import sys, numpy\n"
+        "from threadpoolctl import threadpool_info\n"
+        "from parareal.cli import main\n"
+        "rc = main(['solve', 'dahlquist', '--threads', '1', '--json'])\n"
+        "print(rc, *sorted({p['num_threads'] for p in threadpool_info()}), file=sys.stderr)\n"
+    )
+    env = {k: v for k, v in _env().items() if k not in THREAD_VARS}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=HANG_GUARD_S, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.split() == ["0", "1"]
+
+
+# -- the reference of a stiff problem ------------------------------------------------------------
+
+
+def test_stiff_vanderpol_reference_does_not_hang():
+    # It used to spend minutes in DOP853 after the (diverged) solve.
+    proc = parareal("solve", "vanderpol", "--param", "mu=1e6", "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["reference"] == "available"
+    assert out["status"] == "diverged"  # RK4 at h * mu = 1e4 blows up, and says so
+    assert proc.stderr == ""  # no overflow warnings from the reference either
+
+
+def test_stiff_vanderpol_with_implicit_propagators_matches_the_reference():
+    proc = parareal("solve", "vanderpol", "--param", "mu=1e6", "--fine", "scipy:Radau",
+                    "--coarse", "scipy:Radau", "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["converged"] is True and out["reference"] == "available"
+    assert out["error"] < 1e-6
+
