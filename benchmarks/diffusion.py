@@ -121,7 +121,8 @@ def run_grid(unet: Any, scheduler: Any, steps: int, n: int, seeds: list[int]) ->
         order = variants[r % len(variants):] + variants[: r % len(variants)]
         results = {}
         for name, kwargs in order:
-            results[name] = sample(unet, scheduler, x_T, num_inference_steps=steps, **kwargs)
+            results[name] = sample(unet, scheduler, x_T, num_inference_steps=steps,
+                                   max_batch=n, **kwargs)
         ref = results["serial"].sample
         for name, _ in variants:
             res = results[name]
@@ -176,7 +177,8 @@ def quality(unet: Any, scheduler: Any, steps: int, n: int) -> list[dict[str, Any
     for name, kwargs in [("serial", dict(method="serial")),
                          ("srds pipelined", dict(method="srds")),
                          (f"picard w={window}", dict(method="picard", window=window))]:
-        res = sample(unet, scheduler, x_T, num_inference_steps=steps, **kwargs)
+        # one chunk: the sequential calls of the whole batch, comparable with earlier runs
+        res = sample(unet, scheduler, x_T, num_inference_steps=steps, max_batch=n, **kwargs)
         q = sample_quality(res.sample)
         rows.append({"method": name, "frechet_distance": q["frechet_distance"],
                      "confidence": q["confidence"], "sequential_evals": res.sequential_evals,

@@ -1,7 +1,8 @@
 """Argument parsing and dispatch for the ``parareal`` command.
 
-Exit statuses: 0 success; 2 bad input or a missing optional dependency (one line
-``parareal: error: ...`` on standard error, before any long work where it can be checked
+Exit statuses: 0 success; 1 the run diverged (its status says so; the results are still
+printed, and ``sample`` writes no image); 2 bad input or a missing optional dependency (one
+line ``parareal: error: ...`` on standard error, before any long work where it can be checked
 first); 130 interrupted (Ctrl-C: one line ``parareal: interrupted``, no partial output file);
 141 standard output closed early (``parareal ... | head``: the usual 128 + SIGPIPE, quietly).
 """
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..backends import BACKENDS
-from ..engine import SCHEDULES
+from ..engine import DEFAULT_LOOKAHEAD, SCHEDULES
 from ..problems import PROBLEMS, parameters
 from .sample_cmd import add_sample_parser
 from .solve_cmd import run_solve
@@ -36,6 +37,20 @@ def _threads(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _lookahead(text: str) -> int | None:
+    if text.strip().lower() == "none":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number >= 0 or 'none', got {text!r}"
+        ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
 
 
@@ -73,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--coarse", help="coarse propagator spec, e.g. RK4:1 or Euler:2")
     solve.add_argument("--backend", default="serial", choices=sorted(BACKENDS))
     solve.add_argument("--schedule", default="synchronous", choices=SCHEDULES)
+    solve.add_argument("--lookahead", type=_lookahead, default=DEFAULT_LOOKAHEAD, metavar="L",
+                       help="pipelined schedule: iterations fine work may run ahead of the "
+                            f"newest complete iterate (default {DEFAULT_LOOKAHEAD}; "
+                            "'none': unbounded)")
     solve.add_argument("--tol", type=float, default=1e-8, help="absolute tolerance on updates")
     solve.add_argument("--rtol", type=float, default=0.0, help="relative tolerance on updates")
     solve.add_argument("--max-iters", type=int, default=None,

@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any
 
-from .paths import check_writable
+from .paths import atomic_path, check_writable
 
 __all__ = ["add_sample_parser", "run_sample"]
 
@@ -86,7 +86,8 @@ def run_sample(args: argparse.Namespace) -> int:
     result = run(args.method, **options)
     diverged = result.status.value == "diverged"  # its sample is no digit: write none
     if not diverged:
-        save_grid(result.sample, args.out)
+        with atomic_path(args.out) as tmp:  # no partial file if interrupted
+            save_grid(result.sample, tmp)
     summary: dict[str, Any] = {
         "method": args.method,
         "steps": args.steps,

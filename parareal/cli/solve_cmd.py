@@ -12,7 +12,7 @@ import numpy as np
 
 from ..problems import Problem, ReferenceUnavailable, get
 from ..propagators import from_spec
-from ..result import IterationInfo, Solution
+from ..result import IterationInfo, Solution, Status
 from ..solve import solve, solve_serial
 from ..theory import critical_path_speedup, dahlquist_bounds
 from .paths import atomic_path, check_extension, check_writable
@@ -112,6 +112,7 @@ def run_solve(args: argparse.Namespace) -> int:
             max_iters=args.max_iters,
             backend=args.backend,
             schedule=args.schedule,
+            lookahead=args.lookahead,
             vectorized=args.backend == "batched",
             callback=iterates.append,
             progress=args.progress,
@@ -128,7 +129,7 @@ def run_solve(args: argparse.Namespace) -> int:
             _plot(tmp, problem, sol, iterates[: len(errors)], errors)
         if not args.json:
             print(f"plot written to {args.plot}")
-    return 0
+    return 1 if sol.status is Status.DIVERGED else 0
 
 
 def _summary(
@@ -143,6 +144,7 @@ def _summary(
         "problem": problem.name,
         "backend": args.backend,
         "schedule": args.schedule,
+        "lookahead": args.lookahead if args.schedule == "pipelined" else None,
         "slices": len(sol.t) - 1,
         "coarse": repr(problem.coarse),
         "fine": repr(problem.fine),
