@@ -21,8 +21,10 @@ JSON_KEYS = {
 
 
 def run_json(capsys, *argv):
-    assert main(["solve", *argv, "--json"]) == 0
-    return json.loads(capsys.readouterr().out)
+    code = main(["solve", *argv, "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == (1 if out["status"] == "diverged" else 0)  # exit 1 only on divergence
+    return out
 
 
 @pytest.mark.parametrize("name", sorted(PROBLEMS))
@@ -120,3 +122,31 @@ def test_problem_parameters_from_the_command_line(capsys):
 def test_bad_problem_parameters(capsys, param, message):
     assert main(["solve", "dahlquist", "--param", param]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("lookahead,expected", [("0", 0), ("3", 3), ("none", None)])
+def test_lookahead_option(capsys, lookahead, expected):
+    out = run_json(capsys, "brusselator", "--backend", "batched", "--schedule", "pipelined",
+                   "--lookahead", lookahead)
+    p = get("brusselator")
+    sol = parareal.solve(p.f, p.y0, p.t_span, coarse=p.coarse, fine=p.fine, slices=p.slices,
+                         backend="batched", vectorized=True, schedule="pipelined",
+                         lookahead=expected)
+    assert out["lookahead"] == expected
+    assert out["critical_path"] == sol.stats.critical_path
+    assert out["f_evals"] == sol.stats.f_evals
+
+
+@pytest.mark.parametrize("bad", ["-1", "x", "1.5"])
+def test_bad_lookahead_is_an_argparse_error(bad):
+    with pytest.raises(SystemExit) as info:
+        main(["solve", "brusselator", "--lookahead", bad])
+    assert info.value.code == 2
+
+
+def test_diverged_run_exits_1_and_still_reports(capsys):
+    # Euler steps of 1e6 * 0.17 amplify by about 1.7e5 per slice: inf well before slice 60
+    code = main(["solve", "dahlquist", "--param", "lam=-1e6", "--coarse", "euler:1",
+                 "--fine", "rk4:2", "--slices", "60", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 1 and out["status"] == "diverged" and not out["converged"]
