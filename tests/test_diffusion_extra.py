@@ -82,5 +82,8 @@ def test_frechet_distance_without_scipy_names_the_extra(tmp_path):
                                   "from parareal.adapters.diffusion import digits\n"
                                   "digits.frechet_distance(np.eye(3), np.eye(3))")
     last = proc.stderr.strip().splitlines()[-1]
-    assert proc.returncode == 1 and "frechet_distance needs scipy" in last
+    # where diffusers itself needs scipy (seen with torch 2.11 and transformers installed),
+    # the import of the adapter already fails, and says which extra brings it back
+    assert proc.returncode == 1
+    assert "frechet_distance needs scipy" in last or "needs diffusers" in last
     assert last.endswith(HINT)
