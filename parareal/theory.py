@@ -9,6 +9,7 @@ method", SIAM J. Sci. Comput. 29(2), 2007.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,14 @@ import numpy as np
 
 from .propagators import Propagator, resolve
 from .result import Solution
-from .validation import check_int, check_positive, check_slices, check_span, check_y0
+from .validation import (
+    check_int,
+    check_positive,
+    check_real,
+    check_slices,
+    check_span,
+    check_y0,
+)
 
 #: States larger than this are not probed for Jacobian eigenvalues by default (the probe costs
 #: ``size + 1`` evaluations of ``f`` and an eigenvalue problem of that size).
@@ -100,8 +108,10 @@ def critical_path_speedup(solution: Solution, *, fine: Propagator) -> float:
 def stability_factor(propagator: Propagator | str, lam: complex, dt: float) -> complex:
     """``R`` with ``propagator(y) = R * y`` for ``y' = lam * y`` over a step of length ``dt``."""
     prop = resolve(propagator, name="propagator")
+    if isinstance(lam, bool) or not isinstance(lam, numbers.Number):
+        raise TypeError(f"lam must be a number, got {lam!r}")
     lam = complex(lam)
-    out = prop.propagate(lambda t, y: lam * y, np.array(1.0 + 0.0j), 0.0, float(dt))
+    out = prop.propagate(lambda t, y: lam * y, np.array(1.0 + 0.0j), 0.0, check_real(dt, "dt"))
     return complex(np.asarray(out))
 
 

@@ -123,3 +123,10 @@ def test_growing_modes_are_compared_with_the_ode_growth():
                                      "euler")
     assert not report.stable
     np.testing.assert_allclose(report.excess, 4.0**10, rtol=1e-4)
+
+
+@pytest.mark.parametrize("lam,dt,exc", [(-1.0, 1j, TypeError), ("x", 1.0, TypeError),
+                                        (-1.0, float("nan"), ValueError)])
+def test_stability_factor_bad_input(lam, dt, exc):
+    with pytest.raises(exc, match="dt|lam"):
+        th.stability_factor("rk4", lam, dt)
