@@ -25,10 +25,11 @@ Schedules (same iterates, different timing):
   flight when the run stops is abandoned.
 
 Why the bound: unbounded, the slices near the start race ahead through iterations whose result
-is never needed once the run converges, and the speculative work grows like ``N**2 / m``
-(``N`` slices, ``m`` calls of ``f`` per fine propagation). With ``lookahead = L`` the fine work
-started is at most ``L`` sweeps more than the synchronous schedule's; the latency stays that of
-the unbounded pipeline while ``L * (m - 1) >= N - k`` (see ``docs/algorithm.md``).
+is never needed once the run converges, and the speculative work grows like
+``N**2 g / (2 (m - g))`` propagations (``N`` slices, ``m`` and ``g`` calls of ``f`` per fine and
+coarse propagation). With ``lookahead = L`` the fine work started is at most ``L`` sweeps more
+than the synchronous schedule's; the latency stays that of the unbounded pipeline roughly while
+``L (m - g) >= g N`` (see ``docs/algorithm.md``).
 """
 
 from __future__ import annotations
