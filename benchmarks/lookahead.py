@@ -62,36 +62,24 @@ from core import Case, brusselator_case, heat_case, oscillators_case  # noqa: I0
 LOOKAHEADS: tuple[int | None, ...] = (0, 1, 2, 3, 4, None)
 
 
+def _case(p: problems.Problem, name: str, description: str) -> Case:
+    return Case(name=name, description=description, f=p.f, y0=np.array(p.y0),
+                t_span=p.t_span, coarse=p.coarse, fine=p.fine, slices=p.slices,
+                reference=np.array(p.reference_final()))
+
+
 def dahlquist_case(slices: int, fine_steps: int) -> Case:
     p = problems.get("dahlquist", slices=slices, t_end=10.0, coarse=parareal.RK4(steps=1),
                      fine=parareal.RK4(steps=fine_steps))
-    return Case(
-        name=f"dahlquist-{slices}-rk4x{fine_steps}",
-        description=f"y' = -y on [0, 10], {slices} slices, fine RK4({fine_steps}), coarse RK4(1)",
-        f=p.f,
-        y0=np.array(p.y0),
-        t_span=p.t_span,
-        coarse=p.coarse,
-        fine=p.fine,
-        slices=slices,
-        reference=np.array(p.reference_final()),
-    )
+    return _case(p, f"dahlquist-{slices}-rk4x{fine_steps}",
+                 f"y' = -y on [0, 10], {slices} slices, fine RK4({fine_steps}), coarse RK4(1)")
 
 
 def problem_case(name: str, slices: int, **overrides: Any) -> Case:
     p = problems.get(name, slices=slices, **overrides)
     suffix = "".join(f"-{v}" for v in overrides.values()).replace(":", "x").lower()
-    return Case(
-        name=name + suffix,
-        description=f"{p.description}; {slices} slices, fine {p.fine!r}, coarse {p.coarse!r}",
-        f=p.f,
-        y0=np.array(p.y0),
-        t_span=p.t_span,
-        coarse=p.coarse,
-        fine=p.fine,
-        slices=slices,
-        reference=np.array(p.reference_final()),
-    )
+    return _case(p, name + suffix,
+                 f"{p.description}; {slices} slices, fine {p.fine!r}, coarse {p.coarse!r}")
 
 
 def run_once(
