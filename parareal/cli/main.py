@@ -30,28 +30,27 @@ EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
 
 
-def _threads(text: str) -> int:
+def _whole(text: str, minimum: int, also: str = "") -> int:
+    """``text`` as an int ``>= minimum`` (an argparse ``type``; ``also`` names other values)."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number >= {minimum}{also}, got {text!r}"
+        ) from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
     return value
+
+
+def _threads(text: str) -> int:
+    return _whole(text, 1)
 
 
 def _lookahead(text: str) -> int | None:
     if text.strip().lower() == "none":
         return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be a whole number >= 0 or 'none', got {text!r}"
-        ) from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+    return _whole(text, 0, " or 'none'")
 
 
 def _problems_epilog() -> str:
