@@ -12,7 +12,7 @@ import numpy as np
 from .backends import Rhs
 from .engine import DEFAULT_LOOKAHEAD
 from .errors import CoarseStabilityWarning, ConvergenceWarning, DivergenceError
-from .propagators import RK4, Euler, Heun, Midpoint, Propagator, TorchDiffEq
+from .propagators import RK4, Euler, Heun, Midpoint, Propagator, TorchDiffEq, spec_steps
 from .result import Solution, Status
 from .solve import check_callable, run_on_boundaries
 from .state import is_torch
@@ -65,17 +65,19 @@ def _unknown_method(method: str, torch_in: bool) -> ValueError:
     return ValueError(text)
 
 
-def _fixed_steps(options: dict[str, Any], dt: float) -> int:
-    if "step_size" not in options or options["step_size"] is None:
-        return 1
-    step = check_positive(options["step_size"], "options['step_size']")
-    return max(1, int(np.ceil(dt / step - 1e-12)))
+def _fixed_steps(step: float | None, dt: float) -> int:
+    """Equal steps over an output interval ``dt``: one, or ``ceil(dt / step)``."""
+    return 1 if step is None else max(1, int(np.ceil(dt / step - 1e-12)))
 
 
-def _check_fixed_options(options: dict[str, Any]) -> None:
-    """Validate torchdiffeq's fixed-grid options; warn about unknown keys as torchdiffeq does."""
-    if "step_size" in options and options["step_size"] is not None:
-        check_positive(options["step_size"], "options['step_size']")
+def _check_fixed_options(options: dict[str, Any]) -> float | None:
+    """Validate torchdiffeq's fixed-grid options and return ``step_size`` (None if unset).
+
+    Unknown keys get torchdiffeq's warning.
+    """
+    step = options.get("step_size")
+    if step is not None:
+        step = check_positive(step, "options['step_size']")
     if options.get("grid_constructor") is not None:
         raise ValueError(
             "options['grid_constructor'] is not supported by parareal.odeint: its fine grid "
@@ -89,6 +91,7 @@ def _check_fixed_options(options: dict[str, Any]) -> None:
     unknown = {k: v for k, v in options.items() if k not in _FIXED_OPTIONS}
     if unknown:
         warnings.warn(f"odeint: Unexpected arguments {unknown}", UserWarning, stacklevel=3)
+    return step
 
 
 def _coarse(coarse_method: Any) -> Propagator:
@@ -100,21 +103,14 @@ def _coarse(coarse_method: Any) -> Propagator:
             "coarse_method must be a str such as 'euler' or 'rk4:4', or a Propagator, got "
             f"{type(coarse_method).__name__}"
         )
-    name, _, steps = coarse_method.strip().lower().partition(":")
+    name = coarse_method.strip().lower().partition(":")[0]
     if name not in FIXED_GRID_METHODS:
         raise ValueError(
             f"coarse_method must be one of {sorted(FIXED_GRID_METHODS)} (optionally "
             f"'name:steps', e.g. 'rk4:4') or a Propagator, got {coarse_method!r}"
         )
-    count = 1
-    if steps:
-        try:
-            count = int(steps)
-        except ValueError:
-            raise ValueError(
-                f"coarse_method {coarse_method!r}: steps must be an integer"
-            ) from None
-    return FIXED_GRID_METHODS[name](check_int(count, "coarse_method steps"))
+    steps = spec_steps(coarse_method)
+    return FIXED_GRID_METHODS[name](check_int(steps, "coarse_method steps"))
 
 
 def _times(t: Any) -> np.ndarray:
@@ -320,8 +316,9 @@ def odeint(
         raise TypeError(f"options must be a dict or None, got {type(options).__name__}")
     opts = dict(options or {})
     torch_in = is_torch(y0)
+    step: float | None = None
     if method in FIXED_GRID_METHODS:
-        _check_fixed_options(opts)
+        step = _check_fixed_options(opts)
     elif method in (_torchdiffeq_methods() or []) and torch_in:
         if reverse:  # torchdiffeq flips these time-valued options for reversed t
             for key in ("step_t", "jump_t"):
@@ -338,7 +335,7 @@ def odeint(
 
     def make(dt: float) -> Propagator:
         if method in FIXED_GRID_METHODS:
-            return FIXED_GRID_METHODS[method](_fixed_steps(opts, dt))
+            return FIXED_GRID_METHODS[method](_fixed_steps(step, dt))
         return TorchDiffEq(method=method, rtol=rtol, atol=atol, options=opts)
 
     piece = make(float(times[1] - times[0]))

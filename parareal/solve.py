@@ -11,7 +11,7 @@ from .backends import Rhs, resolve_backend
 from .engine import DEFAULT_LOOKAHEAD, SCHEDULES, run_parareal
 from .propagators import Propagator, resolve
 from .result import IterationInfo, Solution
-from .state import is_torch, ops_for
+from .state import ArrayOps, is_torch
 from .validation import (
     check_boundaries,
     check_int,
@@ -52,7 +52,7 @@ def _check_flag(value: Any, name: str) -> bool:
     return bool(value)
 
 
-def _check_initial(initial: Any, y0: Any, slices: int) -> list[Any] | None:
+def _check_initial(initial: Any, y0: Any, ops: ArrayOps, slices: int) -> list[Any] | None:
     if initial is None:
         return None
     expected = (slices + 1, *tuple(y0.shape))
@@ -73,7 +73,6 @@ def _check_initial(initial: Any, y0: Any, slices: int) -> list[Any] | None:
             f"initial is complex but y0 is real ({y0.dtype}): the imaginary part would be "
             "dropped; pass a complex y0 to solve a complex ODE, or a real initial"
         )
-    ops = ops_for(y0)
     if not all(ops.all_finite(row) for row in initial):
         raise ValueError("initial contains NaN or inf; every boundary value must be finite")
     if is_torch(y0):
@@ -123,7 +122,7 @@ def run_on_boundaries(
         max_iters=check_max_iters(max_iters, slices),
         callback=callback,
         progress=_check_flag(progress, "progress"),
-        initial=_check_initial(initial, y0, slices),
+        initial=_check_initial(initial, y0, ops, slices),
     )
 
 

@@ -223,15 +223,16 @@ def jacobian_eigenvalues(
     real = base.real if np.iscomplexobj(base) else base
     eps = float(np.finfo(real.dtype).eps)
     steps = np.sqrt(eps) * np.maximum(1.0, np.abs(base))
-    probes = [base] + [base + steps[j] * np.eye(size, dtype=base.dtype)[j] for j in range(size)]
-    states = [ops.from_numpy(p.reshape(ops.shape)) for p in probes]
+    # row 0: the state itself; row j + 1: the state with entry j moved by steps[j]
+    probes = base + np.concatenate([np.zeros((1, size)), np.diag(steps)])
+    stacked = ops.from_numpy(probes.reshape(size + 1, *ops.shape))
     if vectorized:
-        out = f(ops.times([float(t)] * len(states)), ops.stack(states))
-        values = [ops.coerce_derivative(row, states[0]) for row in ops.unstack(
-            ops.coerce_derivative(out, ops.stack(states), batched=True))]
+        out = f(ops.times([float(t)] * (size + 1)), stacked)
+        dy = ops.coerce_derivative(out, stacked, batched=True)
     else:
-        values = [ops.coerce_derivative(f(ops.time(float(t)), s), s) for s in states]
-    dys = np.stack([np.asarray(ops.to_numpy(v), dtype=complex).reshape(-1) for v in values])
+        dy = ops.stack([ops.coerce_derivative(f(ops.time(float(t)), s), s)
+                        for s in ops.unstack(stacked)])
+    dys = np.asarray(ops.to_numpy(dy), dtype=complex).reshape(size + 1, size)
     jac = ((dys[1:] - dys[0]) / steps[:, None]).T  # column j: df/dy_j
     if not np.all(np.isfinite(jac)):
         return None

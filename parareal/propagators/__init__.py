@@ -3,7 +3,7 @@
 from .base import Propagator, Request, SteppablePropagator, Stepper, drive
 from .external import ScipyIVP, TorchDiffEq
 from .fixed import RK4, Euler, Heun, Midpoint
-from .registry import PROPAGATORS, from_spec, resolve
+from .registry import PROPAGATORS, from_spec, resolve, spec_steps
 
 __all__ = [
     "PROPAGATORS",
@@ -20,4 +20,5 @@ __all__ = [
     "drive",
     "from_spec",
     "resolve",
+    "spec_steps",
 ]

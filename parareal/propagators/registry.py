@@ -12,7 +12,7 @@ from .base import Propagator
 from .external import ScipyIVP, TorchDiffEq
 from .fixed import RK4, Euler, Heun, Midpoint
 
-__all__ = ["PROPAGATORS", "from_spec", "resolve"]
+__all__ = ["PROPAGATORS", "from_spec", "resolve", "spec_steps"]
 
 #: Fixed-step propagators by name.
 PROPAGATORS: dict[str, type[Propagator]] = {
@@ -37,13 +37,18 @@ def from_spec(spec: str) -> Propagator:
         return _EXTERNAL[key](method=arg)
     if key not in PROPAGATORS:
         raise ValueError(f"unknown propagator {name!r}; known: {', '.join(known)}")
+    return PROPAGATORS[key](steps=spec_steps(spec))
+
+
+def spec_steps(spec: str) -> int:
+    """The step count of a fixed-step spec ``"NAME"`` or ``"NAME:STEPS"`` (1 without one)."""
+    arg = spec.strip().partition(":")[2]
     if not arg:
-        return PROPAGATORS[key]()
+        return 1
     try:
-        steps = int(arg)
+        return int(arg)
     except ValueError:
         raise ValueError(f"propagator spec {spec!r}: steps must be an integer") from None
-    return PROPAGATORS[key](steps=steps)
 
 
 def resolve(value: Any, *, name: str) -> Propagator:
