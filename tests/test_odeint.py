@@ -254,3 +254,18 @@ def test_solve_gradient_equals_the_serial_solves(backend, schedule):
     serial = parareal.solve_serial(rhs, y0, (0.0, 2.0), propagator="rk4:10", slices=4)
     (expected,) = torch.autograd.grad(serial[-1].square().sum(), y0)
     torch.testing.assert_close(grad, expected, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        (dict(check_stability=1), TypeError, "check_stability must be True or False"),
+        (dict(return_solution="yes"), TypeError, "return_solution must be True or False"),
+        (dict(coarse_method=3), TypeError, "coarse_method must be a str"),
+        (dict(coarse_method="rk4:0"), ValueError, "coarse_method steps must be >= 1"),
+        (dict(lookahead=-1, schedule="pipelined"), ValueError, "lookahead"),
+    ],
+)
+def test_bad_new_odeint_arguments(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        parareal.odeint(rhs, Y0, T, **kwargs)
