@@ -40,13 +40,22 @@ class Stats:
     critical_path : int
         Sequential batched calls of ``f`` of the schedule (ticks): the latency in units of
         one call of ``f`` when every slice has its own worker or batch slot. Opaque
-        propagators (scipy, torchdiffeq) count their own calls of ``f`` along the path.
+        propagators (scipy, torchdiffeq) count their own calls of ``f`` along the path. A
+        deterministic logical clock: the same on every backend and worker count for the same
+        run.
     critical_path_per_iteration : tuple of int
         ``critical_path`` at the moment iterate ``k`` was complete, for ``k = 0..iterations``.
+    wall_time_per_iteration : tuple of float
+        Measured seconds since the start of the run at the moment iterate ``k`` was complete,
+        beside ``critical_path_per_iteration``.
     wall_time : Mapping[str, float]
-        Seconds: ``total``; ``f`` (inside ``f``); ``propagators`` (propagator arithmetic and
-        opaque solvers, excluding ``f``); ``batching`` (stacking states into batched calls of
-        ``f`` and splitting the results); ``engine`` (corrections, norms, bookkeeping).
+        Seconds: ``total``; ``f`` (inside ``f``, in this process and on every worker, summed:
+        on a concurrent backend it can exceed ``total``); ``propagators`` (propagator
+        arithmetic and opaque solvers in this process, excluding ``f``); ``batching``
+        (stacking states into batched calls of ``f`` and splitting the results); ``engine``
+        (corrections, norms, bookkeeping). Concurrent backends add ``wait`` (this process
+        blocked waiting for workers) and ``workers`` (seconds of tasks on the workers,
+        summed; ``workers / total`` is the average number of busy workers).
     """
 
     fine_calls: int = 0
@@ -55,6 +64,7 @@ class Stats:
     f_calls: int = 0
     critical_path: int = 0
     critical_path_per_iteration: tuple[int, ...] = ()
+    wall_time_per_iteration: tuple[float, ...] = ()
     wall_time: Mapping[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -66,6 +76,7 @@ class Stats:
             "f_calls": self.f_calls,
             "critical_path": self.critical_path,
             "critical_path_per_iteration": list(self.critical_path_per_iteration),
+            "wall_time_per_iteration": list(self.wall_time_per_iteration),
             "wall_time": dict(self.wall_time),
         }
 

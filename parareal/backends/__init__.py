@@ -1,23 +1,69 @@
-"""Backends: where the fine work of the active slices runs."""
+"""Backends: where the fine work of the active slices runs.
+
+``serial`` and ``batched`` run everything in the caller's thread. ``threads``, ``processes``,
+``cuda-streams`` and :class:`Executor` run the fine propagations as asynchronous tasks on
+workers (see :mod:`parareal.backends.concurrent`).
+"""
 
 from typing import Any
 
 from .base import Backend, Rhs
 from .batched import Batched
+from .concurrent import ConcurrentBackend, Executor, Session, Threads
+from .cuda import CudaStreams
+from .processes import Processes
 from .serial import Serial
+from .tasks import RemoteTraceback, Task, TaskResult
 
-__all__ = ["BACKENDS", "Backend", "Batched", "Rhs", "Serial", "resolve_backend"]
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "Batched",
+    "ConcurrentBackend",
+    "CudaStreams",
+    "Executor",
+    "Processes",
+    "RemoteTraceback",
+    "Rhs",
+    "Serial",
+    "Session",
+    "Task",
+    "TaskResult",
+    "Threads",
+    "resolve_backend",
+]
 
 #: Backends by name.
-BACKENDS: dict[str, type[Backend]] = {"serial": Serial, "batched": Batched}
+BACKENDS: dict[str, type[Backend]] = {
+    "serial": Serial,
+    "batched": Batched,
+    "threads": Threads,
+    "processes": Processes,
+    "cuda-streams": CudaStreams,
+}
+#: Backends that take a ``workers`` argument.
+WORKER_BACKENDS = ("threads", "processes")
 
 
-def resolve_backend(value: Any) -> Backend:
-    """Accept a :class:`Backend` instance or a registered name."""
+def resolve_backend(value: Any, workers: int | None = None) -> Backend:
+    """Accept a :class:`Backend` instance or a registered name.
+
+    ``workers`` is passed to ``threads`` and ``processes``; for ``cuda-streams`` it is the
+    number of streams on the current device.
+    """
     if isinstance(value, Backend):
         return value
     if isinstance(value, str):
         if value not in BACKENDS:
             raise ValueError(f"unknown backend {value!r}; known: {', '.join(sorted(BACKENDS))}")
+        if value in WORKER_BACKENDS:
+            return BACKENDS[value](workers)  # type: ignore[call-arg]
+        if value == "cuda-streams":
+            return CudaStreams(streams_per_device=workers)
+        if workers is not None:
+            raise ValueError(
+                f"workers applies to the backends {', '.join(WORKER_BACKENDS)} and cuda-streams,"
+                f" not to {value!r}"
+            )
         return BACKENDS[value]()
     raise TypeError(f"backend must be a name or a Backend instance, got {type(value).__name__}")

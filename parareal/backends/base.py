@@ -166,6 +166,9 @@ class Backend(ABC):
     #: True if steppable propagations advance together, one tick per call of ``f`` (needed to
     #: batch them); False runs each to completion when it starts (better cache locality).
     interleaves: ClassVar[bool] = False
+    #: True if fine propagations run as asynchronous tasks on workers
+    #: (:class:`~parareal.backends.ConcurrentBackend`).
+    concurrent: ClassVar[bool] = False
 
     @abstractmethod
     def evaluate(self, rhs: Rhs, requests: Sequence[Request]) -> list[Any]:
@@ -174,6 +177,10 @@ class Backend(ABC):
     def propagate(self, propagator: Propagator, rhs: Rhs, y: Any, t0: float, t1: float) -> Any:
         """Run one opaque propagation (default: here and now)."""
         return propagator.propagate(rhs.plain, y, t0, t1)
+
+    def close(self) -> None:
+        """Release resources that outlive a run (default: none)."""
+        return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

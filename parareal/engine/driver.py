@@ -8,18 +8,29 @@ a single coroutine over their stacked states (one request per group, :class:`Lan
 Opaque propagators (scipy, torchdiffeq), and every propagator on a backend that does not
 interleave (serial), run at once through :meth:`~parareal.backends.Backend.propagate`; their
 result is released after as many ticks as they called ``f``, so the critical path is the same
-either way. The driver knows nothing of Parareal.
+either way.
+
+On a concurrent backend, propagations started with ``remote=True`` (the fine ones) become
+asynchronous tasks: those started in the same tick are split into at most ``workers``
+contiguous groups, queued by priority (oldest iteration, then lowest slice) and submitted while
+fewer than ``workers`` are running. The logical clock stays deterministic: a remote propagation
+started at tick ``c`` that called ``f`` ``m`` times is released at tick ``c + m``, in the same
+order as on the serial backend; to keep that order the driver waits for a task whose release
+could come first (it cannot know ``m`` before the task ends), and whenever nothing else can
+move it waits for the first task to finish. The driver knows nothing of Parareal.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import heapq
+import math
 import time
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
-from ..backends import Backend, Rhs
+from ..backends import Backend, Rhs, Session, Task
 from ..propagators import Propagator, Request, Stepper
 from ..state import Lanes
 
@@ -34,6 +45,19 @@ class _Flight:
     grouped: bool
 
 
+@dataclass
+class _Remote:
+    """One remote propagation: its key, start order, start tick and what it propagates."""
+
+    key: Hashable
+    seq: int
+    start: int
+    priority: tuple[int, ...]
+    y: Any
+    t0: float
+    t1: float
+
+
 class Driver:
     """Run propagations in ticks on a backend.
 
@@ -43,13 +67,26 @@ class Driver:
         Evaluates the requests of each tick.
     rhs : Rhs
         The wrapped right-hand side.
+    session : Session, optional
+        The run's session on a concurrent backend: remote propagations become its tasks.
     """
 
-    def __init__(self, backend: Backend, rhs: Rhs) -> None:
+    def __init__(self, backend: Backend, rhs: Rhs, session: Session | None = None) -> None:
         self.backend = backend
         self.rhs = rhs
+        self.session = session
         self.clock = 0
         self.propagator_seconds = 0.0
+        #: Seconds blocked waiting for workers; seconds of tasks on workers, summed; seconds
+        #: inside ``f`` on workers, summed.
+        self.wait_seconds = 0.0
+        self.worker_seconds = 0.0
+        self.remote_f_seconds = 0.0
+        self._starting: dict[int, tuple[Propagator, list[_Remote]]] = {}
+        self._queue: list[tuple[tuple[int, ...], int, Task, list[_Remote]]] = []
+        self._running: dict[cf.Future, list[_Remote]] = {}
+        self._bounds: list[tuple[int, int]] = []  # (earliest release, seq) of open tasks
+        self._open: set[int] = set()
         self._flights: list[_Flight] = []
         self._delayed: list[tuple[int, int, Hashable, Any]] = []
         self._seq = 0
@@ -59,10 +96,34 @@ class Driver:
     @property
     def idle(self) -> bool:
         """True when nothing is in flight and no result is waiting."""
-        return not (self._flights or self._delayed or self._done or self._pending)
+        return not (
+            self._flights or self._delayed or self._done or self._pending or self._open
+        )
 
-    def start(self, key: Hashable, propagator: Propagator, y: Any, t0: float, t1: float) -> None:
-        """Start propagating ``y`` from ``t0`` to ``t1``; its result comes back under ``key``."""
+    def start(
+        self,
+        key: Hashable,
+        propagator: Propagator,
+        y: Any,
+        t0: float,
+        t1: float,
+        *,
+        remote: bool = False,
+        priority: tuple[int, ...] = (),
+    ) -> None:
+        """Start propagating ``y`` from ``t0`` to ``t1``; its result comes back under ``key``.
+
+        ``remote`` propagations run as tasks on the session's workers when there is one;
+        ``priority`` orders waiting tasks (smallest first).
+        """
+        if remote and self.session is not None:
+            item = _Remote(key, self._seq, self.clock, priority, y, t0, t1)
+            self._seq += 1
+            known = propagator.evals
+            heapq.heappush(self._bounds, (self.clock + (known or 0), item.seq))
+            self._open.add(item.seq)
+            self._starting.setdefault(id(propagator), (propagator, []))[1].append(item)
+            return
         if self.backend.groups and getattr(propagator, "groupable", False):
             # held until the next tick, so that propagations started together form one group
             entry = self._pending.setdefault(id(propagator), (propagator, []))
@@ -111,10 +172,78 @@ class Driver:
             self._launch(keys, propagator.stepper(ys, t0s, t1s), grouped=True)  # type: ignore[attr-defined]
         self._account(mark)
 
+    # -- remote tasks ---------------------------------------------------------------------
+    def _submit_started(self) -> None:
+        """Queue the remote propagations started since the last tick as at most ``workers``
+        contiguous groups per propagator, one task each."""
+        starting, self._starting = self._starting, {}
+        workers = self.session.workers  # type: ignore[union-attr]
+        for propagator, items in starting.values():
+            groups = min(workers, len(items))
+            size, extra = divmod(len(items), groups)
+            begin = 0
+            for g in range(groups):
+                end = begin + size + (g < extra)
+                chunk = items[begin:end]
+                begin = end
+                task = Task(
+                    propagator,
+                    [it.y for it in chunk],
+                    [it.t0 for it in chunk],
+                    [it.t1 for it in chunk],
+                )
+                for it in chunk:
+                    it.y = None  # the task holds the state now
+                first = min(chunk, key=lambda it: (it.priority, it.seq))
+                heapq.heappush(self._queue, (first.priority, first.seq, task, chunk))
+        self._refill()
+
+    def _refill(self) -> None:
+        """Submit waiting tasks, highest priority first, while fewer than ``workers`` run."""
+        session = self.session
+        while self._queue and len(self._running) < session.workers:  # type: ignore[union-attr]
+            _, _, task, chunk = heapq.heappop(self._queue)
+            self._running[session.submit(task)] = chunk  # type: ignore[union-attr]
+
+    def _collect(self, block: bool) -> None:
+        """Take in finished tasks (waiting for the first one if ``block``), then refill."""
+        if block:
+            begin = time.perf_counter()
+            done, _ = cf.wait(list(self._running), return_when=cf.FIRST_COMPLETED)
+            self.wait_seconds += time.perf_counter() - begin
+        else:
+            done = {future for future in self._running if future.done()}
+        for future in sorted(done, key=lambda fut: self._running[fut][0].seq):
+            chunk = self._running.pop(future)
+            result = self.session.result(future)  # type: ignore[union-attr]
+            self.rhs.evals += result.f_evals
+            self.rhs.calls += result.f_calls
+            self.remote_f_seconds += result.f_seconds
+            self.worker_seconds += result.seconds
+            for item, value, evals in zip(chunk, result.values, result.evals, strict=True):
+                heapq.heappush(self._delayed, (item.start + evals, item.seq, item.key, value))
+                self._open.discard(item.seq)
+        self._refill()
+
+    def _earliest_open(self) -> float:
+        """The earliest tick at which an unfinished remote propagation could be released."""
+        while self._bounds and self._bounds[0][1] not in self._open:
+            heapq.heappop(self._bounds)
+        return self._bounds[0][0] if self._bounds else math.inf
+
+    def _resolve(self, clock: int) -> None:
+        """Wait until every remote propagation that could be released by ``clock`` is back."""
+        while self._earliest_open() <= clock:
+            self._collect(block=True)
+
     def step(self) -> list[tuple[Hashable, Any]]:
         """Advance by one tick (or to the next delayed release) and return finished tasks."""
         if self._pending:
             self._start_groups()
+        if self._starting:
+            self._submit_started()
+        if self._running:
+            self._collect(block=False)
         finished, self._done = self._done, []
         if finished:
             return finished
@@ -132,7 +261,12 @@ class Driver:
                 else:
                     self._flights.append(flight)
             self._account(mark)
-        elif self._delayed:
+            self._resolve(self.clock)
+        elif self._delayed or self._open:
+            # nothing moves here: the next release is the earliest one, once no unfinished
+            # task could come before it
+            while not self._delayed or self._delayed[0][0] >= self._earliest_open():
+                self._collect(block=True)
             self.clock = max(self.clock, self._delayed[0][0])
         while self._delayed and self._delayed[0][0] <= self.clock:
             _, _, key, value = heapq.heappop(self._delayed)
@@ -140,13 +274,20 @@ class Driver:
         return finished
 
     def close(self) -> None:
-        """Abandon everything in flight."""
+        """Abandon everything in flight; close the session (its workers stop)."""
         for flight in self._flights:
             flight.gen.close()
         self._flights.clear()
         self._delayed.clear()
         self._done.clear()
         self._pending.clear()
+        self._starting.clear()
+        self._queue.clear()
+        self._running.clear()
+        self._open.clear()
+        self._bounds.clear()
+        if self.session is not None:
+            self.session.close()
 
     def _mark(self) -> tuple[float, float, float]:
         return time.perf_counter(), self.rhs.seconds, self.rhs.batching_seconds

@@ -107,6 +107,9 @@ class _Run:
         self.status = Status.MAX_ITERS
         self.residuals: list[float] = []
         self.path: list[int] = []
+        self.wall_path: list[float] = []
+        self.backend = backend
+        self.started = 0.0
         self.fine_calls = 0
         self.coarse_calls = 0
         self.engine_seconds = 0.0
@@ -127,7 +130,10 @@ class _Run:
     def start_fine(self, n: int, k: int) -> None:
         self.fine_calls += 1
         self.fine_pending[k] = self.fine_pending.get(k, 0) + 1
-        self.driver.start(("F", n, k), self.fine, self.value(n, k), self.t[n], self.t[n + 1])
+        self.driver.start(
+            ("F", n, k), self.fine, self.value(n, k), self.t[n], self.t[n + 1],
+            remote=True, priority=(k, n),
+        )
 
     def start_fine_sweep(self, k: int) -> None:
         for n in range(k, self.N):
@@ -204,7 +210,7 @@ class _Run:
         if k == 0:
             finite = all(ops.all_finite(self.value(n, 0)) for n in range(1, self.N + 1))
             if not finite:  # no finite iterate exists: iterate 0 is returned as it is
-                self.path.append(self.driver.clock)
+                self.mark_iterate()
                 self.stop(0, Status.DIVERGED)
                 return
             residual = math.nan
@@ -218,7 +224,7 @@ class _Run:
                 self.stop(k - 1, Status.DIVERGED)
                 return
             self.residuals.append(residual)
-        self.path.append(self.driver.clock)
+        self.mark_iterate()
         if self.progress:
             print(
                 f"parareal: iteration {k}/{self.K}  max update {residual:.3e}  "
@@ -246,6 +252,11 @@ class _Run:
                 self.start_fine_sweep(k)
             self.forget(k)
 
+    def mark_iterate(self) -> None:
+        """Record the logical clock and the wall-clock at which an iterate completed."""
+        self.path.append(self.driver.clock)
+        self.wall_path.append(time.perf_counter() - self.started)
+
     def converged(self, residual: float, k: int) -> bool:
         if self.tol == 0.0 and self.rtol == 0.0:
             return False
@@ -268,8 +279,12 @@ class _Run:
 
     # -- main loop -------------------------------------------------------------------------
     def run(self) -> Solution:
-        start = time.perf_counter()
+        start = self.started = time.perf_counter()
         try:
+            if self.backend.concurrent:
+                self.driver.session = self.backend.open(  # type: ignore[attr-defined]
+                    self.rhs, self.fine, self.y0
+                )
             self.U[(0, 0)] = self.y0
             if self.initial is not None:
                 for n in range(1, self.N + 1):
@@ -293,9 +308,20 @@ class _Run:
         total = time.perf_counter() - start
         k = self.final
         y = self.ops.stack(self.iterate(k))
+        driver = self.driver
         f_seconds = self.rhs.seconds
         batching = self.rhs.batching_seconds
-        prop_seconds = self.driver.propagator_seconds
+        prop_seconds = driver.propagator_seconds
+        wall_time = {
+            "total": total,
+            "f": f_seconds + driver.remote_f_seconds,
+            "propagators": prop_seconds,
+            "batching": batching,
+            "engine": max(total - f_seconds - prop_seconds - batching - driver.wait_seconds, 0.0),
+        }
+        if self.backend.concurrent:
+            wall_time["wait"] = driver.wait_seconds
+            wall_time["workers"] = driver.worker_seconds
         stats = Stats(
             fine_calls=self.fine_calls,
             coarse_calls=self.coarse_calls,
@@ -303,13 +329,8 @@ class _Run:
             f_calls=self.rhs.calls,
             critical_path=self.driver.clock,
             critical_path_per_iteration=tuple(self.path[: k + 1]),
-            wall_time={
-                "total": total,
-                "f": f_seconds,
-                "propagators": prop_seconds,
-                "batching": batching,
-                "engine": max(total - f_seconds - prop_seconds - batching, 0.0),
-            },
+            wall_time_per_iteration=tuple(self.wall_path[: k + 1]),
+            wall_time=wall_time,
         )
         return Solution(
             t=self.t.copy(),

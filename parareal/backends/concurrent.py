@@ -1,0 +1,283 @@
+"""Concurrent backends: fine propagations run as asynchronous tasks on workers.
+
+The driver keeps the caller's own work (the coarse sweep, corrections, norms) in the caller's
+process, ticking like the batched backend, and hands every fine propagation to the backend's
+workers as a :class:`~parareal.backends.tasks.Task`. Slices that start together are split into
+at most ``workers`` contiguous groups, one task each; a worker runs its group batched. At most
+``workers`` tasks are submitted at a time; the others wait in the driver, and the one of the
+oldest iteration, then the lowest slice, is submitted first (the critical path first).
+
+A backend opens one :class:`Session` per run: it ships ``f`` to the workers if they live
+elsewhere, submits tasks and, when the run ends (converged, failed or interrupted), cancels what
+has not started and stops what is running at its next call of ``f``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import os
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+from ..propagators import Propagator, Request
+from ..validation import check_int
+from .base import Backend, Rhs
+from .tasks import (
+    Task,
+    TaskResult,
+    decode_result,
+    encode_call,
+    new_key,
+    pickled,
+    run_encoded,
+    run_task,
+)
+
+__all__ = ["ConcurrentBackend", "Executor", "Session", "Threads", "default_workers"]
+
+
+def default_workers() -> int:
+    """The number of CPUs this process may use."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def check_workers(workers: Any) -> int | None:
+    """``None`` or a positive int (``TypeError``/``ValueError`` otherwise)."""
+    return None if workers is None else check_int(workers, "workers")
+
+
+class Session(ABC):
+    """One run's connection to the workers of a concurrent backend.
+
+    Parameters
+    ----------
+    workers : int
+        How many tasks may run at once.
+    name : str
+        The backend's name, for messages.
+    """
+
+    def __init__(self, workers: int, name: str) -> None:
+        self.workers = workers
+        self.name = name
+        self._futures: set[cf.Future] = set()
+        self._cancel = threading.Event()
+
+    @property
+    def cancelled(self) -> Callable[[], bool]:
+        """Polled by tasks before every call of ``f``."""
+        return self._cancel.is_set
+
+    def submit(self, task: Task) -> cf.Future:
+        """Start ``task`` on a worker; the future's :meth:`result` is decoded by :meth:`result`."""
+        future = self._submit(task)
+        self._futures.add(future)
+        return future
+
+    @abstractmethod
+    def _submit(self, task: Task) -> cf.Future: ...
+
+    def result(self, future: cf.Future) -> TaskResult:
+        """The :class:`TaskResult` of a finished ``future`` (re-raises the task's exception)."""
+        self._futures.discard(future)
+        try:
+            value = future.result()
+        except cf.process.BrokenProcessPool as exc:
+            self.broken()
+            raise RuntimeError(
+                f"a worker process of backend {self.name!r} died while running a task (killed, "
+                "out of memory, os._exit, or a crash in native code); the run is abandoned. "
+                "If the script has no `if __name__ == '__main__':` guard, add one: worker "
+                "processes started with 'spawn' import the main module"
+            ) from exc
+        return decode_result(value) if isinstance(value, bytes) else value
+
+    def broken(self) -> None:
+        """Called when the workers are lost (default: nothing to do)."""
+        return None
+
+    def close(self) -> None:
+        """Cancel what has not started, stop what runs at its next call of ``f``, release."""
+        self._cancel.set()
+        for future in self._futures:
+            future.cancel()
+        self._futures.clear()
+
+
+class ConcurrentBackend(Backend):
+    """A backend whose workers run fine propagations as asynchronous tasks.
+
+    The caller's own propagations (the coarse sweep) run here as on the batched backend.
+    Subclasses implement :meth:`open`.
+
+    Parameters
+    ----------
+    workers : int, optional
+        How many tasks run at once (default: the number of CPUs).
+    """
+
+    groups: ClassVar[bool] = True
+    interleaves: ClassVar[bool] = True
+    concurrent: ClassVar[bool] = True
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = check_workers(workers) or default_workers()
+
+    def evaluate(self, rhs: Rhs, requests: Sequence[Request]) -> list[Any]:
+        return rhs.batch(requests)
+
+    @abstractmethod
+    def open(self, rhs: Rhs, propagator: Propagator, y0: Any) -> Session:
+        """Start a run whose tasks call ``rhs.f`` and run ``propagator`` on states like ``y0``.
+
+        Raises ``TypeError`` before any work starts if something cannot reach the workers.
+        """
+
+    def close(self) -> None:
+        """Release what outlives a run (worker processes); the backend stays usable."""
+
+    def __enter__(self) -> ConcurrentBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(workers={self.workers})"
+
+
+# -- sessions over a concurrent.futures executor ---------------------------------------------
+class _DirectSession(Session):
+    """Tasks run in this process (threads): ``f`` is passed by reference."""
+
+    def __init__(
+        self, executor: cf.Executor, workers: int, name: str, rhs: Rhs, *, owned: bool
+    ) -> None:
+        super().__init__(workers, name)
+        self.executor = executor
+        self.f = rhs.f
+        self.vectorized = rhs.vectorized
+        self.owned = owned
+
+    def _submit(self, task: Task) -> cf.Future:
+        return self.executor.submit(run_task, self.f, self.vectorized, task, self.cancelled)
+
+    def close(self) -> None:
+        super().close()
+        if self.owned:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+class _PickledSession(Session):
+    """Tasks run in other processes: ``f`` and each task travel as cloudpickle bytes."""
+
+    def __init__(
+        self,
+        executor: cf.Executor,
+        workers: int,
+        name: str,
+        rhs: Rhs,
+        propagator: Propagator,
+        y0: Any,
+        run_id: int = 0,
+    ) -> None:
+        super().__init__(workers, name)
+        self.executor = executor
+        self.f_bytes = pickled(rhs.f, "f", name)
+        pickled(propagator, f"the fine propagator {propagator!r}", name)
+        pickled(y0, "y0", name)
+        self.f_key = new_key()
+        self.vectorized = rhs.vectorized
+        self.run_id = run_id
+
+    def _submit(self, task: Task) -> cf.Future:
+        args = encode_call(self.f_key, self.f_bytes, self.vectorized, task)
+        return self.executor.submit(run_encoded, *args, self.run_id)
+
+
+# -- Threads ---------------------------------------------------------------------------------
+class Threads(ConcurrentBackend):
+    """Fine propagations on a pool of threads in this process.
+
+    numpy, scipy and torch release the GIL in their heavy kernels, so adaptive and implicit
+    fine solves (``ScipyIVP``, ``TorchDiffEq``) and large vectorised ``f`` run in parallel. A
+    pure-Python ``f`` holds the GIL and gains nothing: use ``Processes`` for it. ``f`` must be
+    safe to call from several threads at once. A pool is created for each run and shut down
+    when the run ends.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Threads (default: the number of CPUs).
+    """
+
+    name: ClassVar[str] = "threads"
+
+    def open(self, rhs: Rhs, propagator: Propagator, y0: Any) -> Session:
+        pool = cf.ThreadPoolExecutor(self.workers, thread_name_prefix="parareal-worker")
+        return _DirectSession(pool, self.workers, self.name, rhs, owned=True)
+
+
+# -- any concurrent.futures executor ---------------------------------------------------------
+def _executor_workers(executor: cf.Executor) -> int:
+    """How many tasks ``executor`` runs at once, as far as it says."""
+    client = getattr(executor, "_client", None)
+    if client is not None:  # distributed.client.ClientExecutor
+        try:
+            info = client.scheduler_info()
+            return max(sum(w.get("nthreads", 1) for w in info["workers"].values()), 1)
+        except Exception:  # pragma: no cover - depends on the cluster
+            return default_workers()
+    for attribute in ("num_workers", "_max_workers"):  # mpi4py.futures, concurrent.futures
+        value = getattr(executor, attribute, None)
+        if isinstance(value, int) and value >= 1:
+            return value
+    return default_workers()
+
+
+class Executor(ConcurrentBackend):
+    """Fine propagations on any :class:`concurrent.futures.Executor` you already have.
+
+    A :class:`~concurrent.futures.ThreadPoolExecutor` runs tasks in this process and gets
+    ``f`` by reference. Any other executor (``ProcessPoolExecutor``, Dask's
+    ``distributed.Client(...).get_executor()``, ``mpi4py.futures.MPIPoolExecutor``) gets ``f``,
+    the propagator and the states as cloudpickle bytes, so closures and lambdas work and the
+    workers need only ``parareal`` installed. The executor stays yours: it is never shut down
+    here. When a run ends, tasks that have not started are cancelled; tasks already running
+    in another process finish on their own (their results are dropped).
+
+    Parameters
+    ----------
+    executor : concurrent.futures.Executor
+        Where the tasks run.
+    workers : int, optional
+        How many tasks to keep submitted at once (default: what the executor reports: its
+        ``max_workers``, the threads of a Dask cluster, ``MPIPoolExecutor.num_workers``; else
+        the number of CPUs).
+    """
+
+    name: ClassVar[str] = "executor"
+
+    def __init__(self, executor: cf.Executor, workers: int | None = None) -> None:
+        if not isinstance(executor, cf.Executor):
+            raise TypeError(
+                "executor must be a concurrent.futures.Executor (ThreadPoolExecutor, "
+                "ProcessPoolExecutor, distributed.Client(...).get_executor(), "
+                f"mpi4py.futures.MPIPoolExecutor...), got {type(executor).__name__}"
+            )
+        self.executor = executor
+        self.workers = check_workers(workers) or _executor_workers(executor)
+
+    def open(self, rhs: Rhs, propagator: Propagator, y0: Any) -> Session:
+        label = f"Executor({type(self.executor).__name__})"
+        if isinstance(self.executor, cf.ThreadPoolExecutor):
+            return _DirectSession(self.executor, self.workers, label, rhs, owned=False)
+        return _PickledSession(self.executor, self.workers, label, rhs, propagator, y0)
+
+    def __repr__(self) -> str:
+        return f"Executor({type(self.executor).__name__}, workers={self.workers})"

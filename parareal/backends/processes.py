@@ -1,0 +1,136 @@
+"""The ``processes`` backend: fine propagations on a pool of worker processes."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import threading
+import weakref
+from typing import Any, ClassVar
+
+from ..propagators import Propagator
+from .base import Rhs
+from .concurrent import ConcurrentBackend, Session, _PickledSession
+from .tasks import set_cancel_value
+
+__all__ = ["Processes"]
+
+#: Seconds a worker process is given to finish its current call of ``f`` after its run ended,
+#: before it is terminated when the pool shuts down.
+GRACE_SECONDS = 2.0
+
+
+def _shutdown(pool: cf.ProcessPoolExecutor) -> None:
+    """Shut ``pool`` down; terminate the workers that are still busy after a grace period."""
+    processes = list(getattr(pool, "_processes", {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.join(GRACE_SECONDS)
+        if process.is_alive():
+            process.terminate()
+            process.join(GRACE_SECONDS)
+    pool.shutdown(wait=True)
+
+
+class _ProcessSession(_PickledSession):
+    def __init__(self, backend: Processes, rhs: Rhs, propagator: Propagator, y0: Any) -> None:
+        self.backend = backend
+        pool, run_id = backend._pool, backend._runs
+        super().__init__(pool, backend.workers, backend.name, rhs, propagator, y0, run_id)
+
+    def broken(self) -> None:
+        self.backend._discard()
+
+    def close(self) -> None:
+        try:
+            cancel = self.backend._cancel
+            if cancel is not None:
+                cancel.value = max(cancel.value, self.run_id)
+            super().close()
+        finally:
+            self.backend._busy.release()
+
+
+class Processes(ConcurrentBackend):
+    """Fine propagations on a pool of worker processes.
+
+    ``f``, the fine propagator and the states are sent with cloudpickle, so closures, lambdas
+    and objects defined in ``__main__`` work; anything that cannot be pickled gets a
+    ``TypeError`` naming it before any work starts. Each worker unpickles ``f`` once per run.
+    Use it when ``f`` or the fine solver holds the GIL (pure-Python code, small systems).
+
+    The pool starts on the first run and is reused by later runs of the same instance until
+    :meth:`close` (or ``with Processes(4) as backend: ...``); ``backend="processes"`` makes a
+    pool for that run alone. Worker processes are started with ``start_method`` ("spawn" by
+    default: safe with threads, the same on every platform; it imports the main module in each
+    worker, so scripts need the usual ``if __name__ == "__main__":`` guard). One instance runs
+    one solve at a time. When a run ends, unstarted tasks are cancelled and running ones stop
+    at their next call of ``f``; a worker that dies outright (killed, ``os._exit``) ends the
+    run with a ``RuntimeError``.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Worker processes (default: the number of CPUs).
+    start_method : {"spawn", "forkserver", "fork"}
+        How worker processes start (see :mod:`multiprocessing`).
+    """
+
+    name: ClassVar[str] = "processes"
+    start_methods: ClassVar[tuple[str, ...]] = ("spawn", "forkserver", "fork")
+
+    def __init__(self, workers: int | None = None, *, start_method: str = "spawn") -> None:
+        super().__init__(workers)
+        if start_method not in self.start_methods:
+            raise ValueError(
+                f"start_method must be one of {self.start_methods}, got {start_method!r}"
+            )
+        if start_method not in multiprocessing.get_all_start_methods():
+            raise ValueError(
+                f"start_method {start_method!r} is not available on this platform; "
+                f"available: {multiprocessing.get_all_start_methods()}"
+            )
+        self.start_method = start_method
+        self._pool: cf.ProcessPoolExecutor | None = None
+        self._cancel: Any = None
+        self._runs = 0
+        self._busy = threading.Lock()
+        self._finalizer: weakref.finalize | None = None
+
+    def open(self, rhs: Rhs, propagator: Propagator, y0: Any) -> Session:
+        if not self._busy.acquire(blocking=False):
+            raise RuntimeError(
+                f"{self!r} is running another solve; one instance runs one solve at a time "
+                "(create one backend per concurrent solve)"
+            )
+        try:
+            if self._pool is None:
+                context = multiprocessing.get_context(self.start_method)
+                self._cancel = context.RawValue("q", 0)
+                self._pool = cf.ProcessPoolExecutor(
+                    self.workers,
+                    mp_context=context,
+                    initializer=set_cancel_value,
+                    initargs=(self._cancel,),
+                )
+                self._finalizer = weakref.finalize(self, _shutdown, self._pool)
+            self._runs += 1
+            return _ProcessSession(self, rhs, propagator, y0)
+        except BaseException:
+            self._busy.release()
+            raise
+
+    def _discard(self) -> None:
+        """Drop the pool (after a worker died); the next run starts a new one."""
+        if self._finalizer is not None:
+            self._finalizer()
+        self._pool = None
+        self._finalizer = None
+
+    def close(self) -> None:
+        """Shut the worker processes down (a later run starts new ones)."""
+        self._discard()
+
+    def __repr__(self) -> str:
+        extra = "" if self.start_method == "spawn" else f", start_method={self.start_method!r}"
+        return f"Processes(workers={self.workers}{extra})"
