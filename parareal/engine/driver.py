@@ -208,6 +208,8 @@ class Driver:
     def _collect(self, block: bool) -> None:
         """Take in finished tasks (waiting for the first one if ``block``), then refill."""
         if block:
+            if not self._running:  # pragma: no cover - guards against driver bugs
+                raise RuntimeError("parareal driver stalled: waiting with no task running")
             begin = time.perf_counter()
             done, _ = cf.wait(list(self._running), return_when=cf.FIRST_COMPLETED)
             self.wait_seconds += time.perf_counter() - begin
