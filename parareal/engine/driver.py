@@ -275,8 +275,11 @@ class Driver:
             finished.append((key, value))
         return finished
 
-    def close(self) -> None:
-        """Abandon everything in flight; close the session (its workers stop)."""
+    def close(self, failed: bool = False) -> None:
+        """Abandon everything in flight; close the session (its workers stop).
+
+        ``failed`` says that the run ends with an exception.
+        """
         for flight in self._flights:
             flight.gen.close()
         self._flights.clear()
@@ -289,7 +292,7 @@ class Driver:
         self._open.clear()
         self._bounds.clear()
         if self.session is not None:
-            self.session.close()
+            self.session.close(failed)
 
     def _mark(self) -> tuple[float, float, float]:
         return time.perf_counter(), self.rhs.seconds, self.rhs.batching_seconds
