@@ -19,6 +19,7 @@ import os
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, ClassVar
 
 from ..propagators import Propagator, Request
@@ -87,7 +88,7 @@ class Session(ABC):
         self._futures.discard(future)
         try:
             value = future.result()
-        except cf.process.BrokenProcessPool as exc:
+        except BrokenProcessPool as exc:
             self.broken()
             raise RuntimeError(
                 f"a worker process of backend {self.name!r} died while running a task (killed, "

@@ -36,7 +36,14 @@ from ..propagators import Propagator
 from ..state import is_torch, ops_for
 from .base import Rhs
 from .concurrent import ConcurrentBackend, Session
-from .tasks import RemoteTraceback, Task, TaskCancelled, TaskResult, run_task
+from .tasks import (
+    RemoteTraceback,
+    Task,
+    TaskCancelled,
+    TaskResult,
+    run_task,
+    worker_traceback,
+)
 
 __all__ = ["MPI", "RankAborted"]
 
@@ -249,8 +256,6 @@ def _serve(comm: Any, root: int, rhs: Rhs, fine: Propagator, device: Any) -> Non
             task = Task(fine, ys, header["t0s"], header["t1s"])
             result = run_task(rhs.f, rhs.vectorized, task, cancelled)
         except BaseException as exc:
-            import traceback
-
             import cloudpickle
 
             try:
@@ -258,7 +263,8 @@ def _serve(comm: Any, root: int, rhs: Rhs, fine: Propagator, device: Any) -> Non
             except Exception:
                 payload = cloudpickle.dumps(RuntimeError(f"{type(exc).__qualname__}: {exc}"))
             comm.send({"op": "error", "id": header["id"], "exc": payload,
-                       "traceback": traceback.format_exc()}, dest=root, tag=TAG_RESULT)
+                       "traceback": worker_traceback(exc, f"MPI rank {comm.Get_rank()}")},
+                      dest=root, tag=TAG_RESULT)
             continue
         out, meta = to_buffer(result.values)
         reply = dataclasses.replace(result, values=[])

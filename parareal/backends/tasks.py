@@ -40,6 +40,7 @@ __all__ = [
     "pickled",
     "run_encoded",
     "run_task",
+    "worker_traceback",
 ]
 
 
@@ -221,13 +222,21 @@ def run_encoded(
         cancelled = None if cancel is None or not run_id else (lambda: cancel.value >= run_id)
         return b"R" + cloudpickle.dumps(run_task(f, vectorized, task, cancelled))
     except BaseException as exc:  # reported to the caller, never lost
-        text = traceback.format_exc()
+        text = worker_traceback(exc)
         try:
             payload = cloudpickle.dumps(exc)
             pickle.loads(payload)
         except Exception:
             payload = cloudpickle.dumps(RuntimeError(f"{type(exc).__qualname__}: {exc}"))
         return b"E" + cloudpickle.dumps((payload, text))
+
+
+def worker_traceback(exc: BaseException, where: str = "") -> str:
+    """The stack of ``exc`` as raised on a worker (its message follows in the caller's
+    report, so it is not repeated here)."""
+    place = f" on {where}" if where else ""
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    return f"Traceback of the worker{place} (most recent call last):\n{frames}"
 
 
 def decode_result(data: bytes) -> TaskResult:

@@ -120,6 +120,8 @@ def run_solve(args: argparse.Namespace) -> int:
             callback=iterates.append,
             progress=args.progress,
         )
+    if getattr(backend, "spmd", False) and not backend.drives():  # type: ignore[attr-defined]
+        return 1 if sol.status is Status.DIVERGED else 0  # MPI: the root reports, once
     values = [info.y for info in iterates[: sol.iterations + 1]] or [sol.y]
     with np.errstate(over="ignore", invalid="ignore"):  # a diverged iterate: an inf error
         errors, reference = _errors(problem, sol, values)

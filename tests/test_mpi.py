@@ -1,0 +1,124 @@
+"""The ``mpi`` backend for real: scripts under ``mpiexec`` (1-4 ranks, oversubscribed), each a
+subprocess with a timeout, so that a hang fails instead of blocking the suite."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("mpi4py")
+MPIEXEC = shutil.which("mpiexec")
+pytestmark = pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (pip install mpich)")
+
+SCRIPTS = Path(__file__).parent / "scripts"
+ROOT = Path(__file__).parent.parent
+HANG_GUARD_S = 300
+
+
+def mpirun(ranks: int, *argv: str, timeout: float = HANG_GUARD_S) -> subprocess.CompletedProcess:
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)
+    return subprocess.run([MPIEXEC, "-n", str(ranks), *argv], capture_output=True, text=True,
+                          timeout=timeout, env=env, check=False)
+
+
+@pytest.mark.parametrize("ranks", [1, 2, 3, 4])
+def test_every_problem_gives_the_serial_answer_on_every_rank(ranks):
+    proc = mpirun(ranks, sys.executable, str(SCRIPTS / "mpi_check.py"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1  # the root prints, once
+    out = json.loads(lines[0])
+    assert out["ranks"] == ranks and len(out["runs"]) == 14
+    bad = {k: v for k, v in out["runs"].items() if not all(v)}
+    # iterations, residuals, status, critical path, y bit for bit, same Solution on every rank
+    assert not bad, bad
+
+
+@pytest.mark.parametrize("ranks", [1, 4])
+def test_torch_states_sub_communicators_idle_ranks_and_another_root(ranks):
+    pytest.importorskip("torchdiffeq")
+    proc = mpirun(ranks, sys.executable, str(SCRIPTS / "mpi_more.py"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
+    assert out == {
+        "torch-torch.float32": [True] * 4,
+        "torch-torch.float64": [True] * 4,
+        "few-slices": [True, True],
+        "last-root": [True, True],
+        "sub-communicators": True,
+    }
+
+
+@pytest.mark.parametrize("where", ["1", "2", "0", "root-coarse"])
+def test_an_exception_on_any_rank_ends_every_rank_quickly_with_one_message(where):
+    start = time.monotonic()
+    proc = mpirun(3, sys.executable, str(SCRIPTS / "mpi_fault.py"), where, timeout=120)
+    elapsed = time.monotonic() - start
+    assert proc.returncode != 0
+    assert elapsed < 60
+    rank = "0" if where == "root-coarse" else where
+    lines = proc.stderr.splitlines()
+    assert lines.count(f"Boom: raised by f on rank {rank}") == 1, proc.stderr[-3000:]
+    if rank != "0":
+        assert f"raised on MPI rank {rank}" in proc.stderr
+    assert "returned" not in proc.stdout
+
+
+def test_cli_under_mpiexec_prints_one_json_object_with_the_serial_numbers():
+    proc = mpirun(4, sys.executable, "-m", "parareal", "solve", "brusselator", "--backend",
+                  "mpi", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1
+    out = json.loads(lines[0])
+    serial = subprocess.run([sys.executable, "-m", "parareal", "solve", "brusselator", "--json"],
+                            capture_output=True, text=True, timeout=HANG_GUARD_S, check=True)
+    ref = json.loads(serial.stdout)
+    assert out["workers"] == 4 and out["backend"] == "mpi"
+    for key in ("iterations", "residuals", "status", "critical_path", "y_final", "f_evals"):
+        assert out[key] == ref[key], key
+
+
+def test_cli_table_appears_once():
+    proc = mpirun(3, sys.executable, "-m", "parareal", "solve", "vanderpol", "--backend", "mpi")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("status: converged") == 1
+
+
+def test_single_process_without_mpiexec_runs_in_process():
+    import parareal
+    from parareal import problems
+    from parareal.backends import MPI
+
+    p = problems.get("lorenz")
+    ref = parareal.solve(p.f, p.y0, p.t_span, coarse=p.coarse, fine=p.fine, slices=p.slices)
+    sol = parareal.solve(p.f, p.y0, p.t_span, coarse=p.coarse, fine=p.fine, slices=p.slices,
+                         backend=MPI())
+    assert np.array_equal(sol.y, ref.y) and sol.residuals == ref.residuals
+    assert MPI().workers == 1
+
+
+def test_bad_arguments():
+    from parareal.backends import MPI, resolve_backend
+
+    with pytest.raises(TypeError, match="comm"):
+        MPI(comm=object())
+    with pytest.raises(ValueError, match="root"):
+        MPI(root=3)
+    with pytest.raises(TypeError, match="root"):
+        MPI(root="0")
+    with pytest.raises(TypeError, match="device"):
+        MPI(device=3)
+    with pytest.raises(ValueError, match="workers applies"):
+        resolve_backend("mpi", 2)
+    assert MPI(device="cuda:{local_rank}").rank_device() == "cuda:0"
+    assert MPI(device=lambda rank: f"cuda:{rank + 1}").rank_device() == "cuda:1"
