@@ -69,6 +69,7 @@ METHOD_OPTIONS: Mapping[str, tuple[str, ...]] = {
     "tol_mode": ("srds", "picard"),
     "max_iters": ("srds", "picard"),
     "callback": ("srds", "picard"),
+    "backend": ("srds",),
 }
 #: Automatic ``max_batch``: bytes of states in the largest batched model call of one chunk.
 #: A network's activations are a model-dependent multiple of its input (about 600x for the
@@ -339,6 +340,7 @@ def sample(
     max_batch: int | None = None,
     progress: bool = False,
     callback: Callable[[int, torch.Tensor], Any] | None = None,
+    backend: Any = None,
 ) -> DiffusionResult:
     """Sample a diffusion model with DDIM steps: serially, with SRDS, or with Picard iterations.
 
@@ -399,6 +401,12 @@ def sample(
         SRDS and Picard: ``callback(iteration, sample)`` with the current estimate of the final
         sample after every SRDS iterate (0 is the coarse sweep) or Picard iteration. It needs
         the whole batch in one chunk (a ``ValueError`` otherwise: pass ``max_batch``).
+    backend : str or parareal.backends.Backend, optional
+        SRDS only: where the blocks' fine DDIM steps run (default ``"batched"``: all blocks in
+        one batched model call per step). ``"mpi"`` or ``parareal.backends.MPI(device=
+        "cuda:{local_rank}")`` spreads them over the ranks of an MPI job (every rank calls
+        ``sample`` with the same arguments and gets the same result); ``"threads"`` or
+        ``"cuda-streams"`` over workers of this process. The sample is the same.
 
     Returns
     -------
@@ -415,7 +423,7 @@ def sample(
     start = time.perf_counter()
     check_method_options(method, dict(
         blocks=blocks, pipelined=pipelined, window=window, tol=tol, tol_mode=tol_mode,
-        max_iters=max_iters, callback=callback))
+        max_iters=max_iters, callback=callback, backend=backend))
     schedule = _schedule(scheduler)
     if not isinstance(x_T, torch.Tensor):
         raise TypeError(f"x_T must be a torch.Tensor, got {type(x_T).__name__}")
@@ -473,7 +481,8 @@ def sample(
         )
     settings = _Settings(grid=grid, method=method, eta=eta, tol=tol or 0.0, mode=mode,
                          max_iters=max_iters, blocks=nblocks, window=p,
-                         pipelined=True if pipelined is None else pipelined, callback=callback)
+                         pipelined=True if pipelined is None else pipelined, callback=callback,
+                         backend=_check_backend(backend))
     noises = _Noises(grid, x_T, eta, generator, split=len(bounds) > 1)
     bar = _progress_bar(progress, steps * len(bounds), method)
     try:
@@ -502,6 +511,7 @@ class _Settings:
     window: int
     pipelined: bool
     callback: Callable[[int, torch.Tensor], Any] | None
+    backend: Any = None
 
 
 @dataclass
@@ -607,6 +617,18 @@ class _FinalSampleRule:
         return residual is not None and self.tol > 0 and residual <= self.tol
 
 
+def _check_backend(backend: Any) -> Any:
+    """``backend`` for SRDS: a name (checked; made per solve, so that its workers end with it,
+    except ``"mpi"``, whose communicator the sampler needs) or a Backend instance."""
+    if backend is None:
+        return "batched"
+    resolved = parareal.backends.resolve_backend(backend)
+    if isinstance(backend, str) and not getattr(resolved, "spmd", False):
+        resolved.close()
+        return backend
+    return resolved
+
+
 def _srds(run: _Run) -> dict[str, Any]:
     settings = run.settings
     steps = settings.grid.steps
@@ -624,11 +646,15 @@ def _srds(run: _Run) -> dict[str, Any]:
         boundaries=edges,
         tol=0.0,
         max_iters=settings.max_iters,
-        backend="batched",
+        backend=settings.backend,
         schedule="pipelined" if settings.pipelined else "synchronous",
         vectorized=True,
         callback=rule,
     )
+    if getattr(settings.backend, "spmd", False):  # the rule ran on the root: share its verdict
+        backend = settings.backend
+        rule.residuals, rule.diverged, rule.last = backend.comm.bcast(
+            (rule.residuals, rule.diverged, rule.last), root=backend.root)
     rhs.calls, rhs.evals = sol.stats.f_calls, sol.stats.f_evals
     status, final, iterations = sol.status, sol.y_final, sol.iterations
     if rule.diverged:  # the rule saw the first non-finite iterate: keep the last finite one

@@ -34,6 +34,11 @@ def add_sample_parser(sub: Any) -> None:
     p.add_argument("--max-iters", type=int, default=None, help="SRDS/Picard iteration cap")
     p.add_argument("--pipelined", action=argparse.BooleanOptionalAction, default=None,
                    help="SRDS schedule: pipelined (the default) or synchronous (--no-pipelined)")
+    p.add_argument("--backend", choices=("batched", "threads", "cuda-streams", "mpi"),
+                   default=None,
+                   help="SRDS: where the blocks' fine steps run (default batched: one batched "
+                        "model call per step); mpi spreads them over the ranks of an mpiexec "
+                        "job (only the root rank prints and writes the image)")
     p.add_argument("--n", type=int, default=16, help="number of samples (default 16)")
     p.add_argument("--max-batch", type=int, default=None, metavar="M",
                    help="sample the n samples in chunks of at most M, one after another, to "
@@ -68,6 +73,16 @@ def run_sample(args: argparse.Namespace) -> int:
         tol_mode=args.tol_mode, max_iters=args.max_iters,
     )
     check_method_options(args.method, options)
+    if args.backend is not None and args.method != "srds":
+        raise ValueError(f"--backend applies to --method srds, not {args.method}")
+    from ..backends import resolve_backend
+
+    backend = None if args.backend is None else resolve_backend(args.backend)
+    reporter = backend is None or not getattr(backend, "spmd", False) or backend.drives()
+    if backend is not None and args.backend != "mpi":
+        backend = args.backend  # made per run, so that its workers end with it
+    if backend is not None:
+        options["backend"] = backend
     image_format(args.out)
     check_writable(args.out, "the image")
     import torch
@@ -85,6 +100,10 @@ def run_sample(args: argparse.Namespace) -> int:
 
     result = run(args.method, **options)
     diverged = result.status.value == "diverged"  # its sample is no digit: write none
+    if not reporter:  # MPI: the root writes and prints, once
+        if args.compare_serial and args.method != "serial":
+            run("serial")  # every rank runs what the root runs
+        return 1 if diverged else 0
     if not diverged:
         with atomic_path(args.out) as tmp:  # no partial file if interrupted
             save_grid(result.sample, tmp)
