@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .backends import Rhs, resolve_backend
+from .backends import Rhs, Task, resolve_backend
 from .engine import DEFAULT_LOOKAHEAD, SCHEDULES, run_parareal
 from .propagators import Propagator, resolve
 from .result import IterationInfo, Solution
@@ -108,22 +108,27 @@ def run_on_boundaries(
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     _check_callback(callback)
-    return run_parareal(
-        rhs=Rhs(f, ops, _check_flag(vectorized, "vectorized")),
-        y0=y0,
-        boundaries=boundaries,
-        coarse=coarse_p,
-        fine=fine_p,
-        backend=resolve_backend(backend),
-        schedule=schedule,
-        lookahead=_check_lookahead(lookahead),
-        tol=check_tolerance(tol, "tol"),
-        rtol=check_tolerance(rtol, "rtol"),
-        max_iters=check_max_iters(max_iters, slices),
-        callback=callback,
-        progress=_check_flag(progress, "progress"),
-        initial=_check_initial(initial, y0, ops, slices),
-    )
+    engine_backend = resolve_backend(backend)
+    try:
+        return run_parareal(
+            rhs=Rhs(f, ops, _check_flag(vectorized, "vectorized")),
+            y0=y0,
+            boundaries=boundaries,
+            coarse=coarse_p,
+            fine=fine_p,
+            backend=engine_backend,
+            schedule=schedule,
+            lookahead=_check_lookahead(lookahead),
+            tol=check_tolerance(tol, "tol"),
+            rtol=check_tolerance(rtol, "rtol"),
+            max_iters=check_max_iters(max_iters, slices),
+            callback=callback,
+            progress=_check_flag(progress, "progress"),
+            initial=_check_initial(initial, y0, ops, slices),
+        )
+    finally:
+        if isinstance(backend, str):  # made for this run: release its workers
+            engine_backend.close()
 
 
 def solve(
@@ -174,9 +179,15 @@ def solve(
     max_iters : int, optional
         Iteration cap; ``None`` means ``slices`` (exactness). Values above ``slices`` are
         capped at ``slices``.
-    backend : {"serial", "batched"} or Backend
+    backend : {"serial", "batched", "threads", "processes", "cuda-streams"} or Backend
         Where the work runs. ``"batched"`` stacks all active slices into one call of ``f`` per
-        sub-step when ``vectorized`` is True.
+        sub-step when ``vectorized`` is True. ``"threads"``, ``"processes"`` and
+        ``"cuda-streams"`` (or instances such as ``Threads(4)``, ``Processes(8)`` and
+        ``Executor(executor)`` for any ``concurrent.futures`` executor, Dask's included) run
+        the fine propagations concurrently on workers; see "Choosing a backend" in
+        ``docs/guide.md``. Every backend gives the same iterations, residuals, status and
+        critical path, and the same ``y`` bit for bit when ``f`` computes each state of a
+        batch independently.
     schedule : {"synchronous", "pipelined"}
         ``"pipelined"`` starts a slice's next fine solve as soon as its start value exists. Both
         give the same iterates; only the critical path differs.
@@ -245,19 +256,37 @@ def solve_serial(
     *,
     propagator: Propagator | str,
     slices: int = 1,
+    backend: Any = "serial",
 ) -> Any:
     """Apply ``propagator`` slice after slice: the serial solution Parareal converges to.
 
     Returns the ``slices + 1`` boundary values stacked, in ``y0``'s kind. With the same
     ``slices`` and the fine propagator, this is exactly what ``solve`` reproduces.
+
+    ``backend`` says where the propagations run: here (``"serial"``, ``"batched"``: the same
+    thing for one propagation at a time) or, one slice after the other, on a worker of a
+    concurrent backend (``"threads"``, ``"processes"``, ``"cuda-streams"`` or an instance,
+    e.g. ``Executor(client.get_executor())``), which gives the same values bit for bit.
     """
     check_callable(f, "f")
     y0, ops = check_y0(y0)
     t0, t1 = check_span(t_span)
     slices = check_slices(slices)
     prop = resolve(propagator, name="propagator")
+    engine_backend = resolve_backend(backend)
     boundaries = np.linspace(t0, t1, slices + 1)
     values = [y0]
-    for n in range(slices):
-        values.append(prop.propagate(f, values[-1], boundaries[n], boundaries[n + 1]))
+    if not engine_backend.concurrent:
+        for n in range(slices):
+            values.append(prop.propagate(f, values[-1], boundaries[n], boundaries[n + 1]))
+        return ops.stack(values)
+    session = engine_backend.open(Rhs(f, ops, False), prop, y0)  # type: ignore[attr-defined]
+    try:
+        for n in range(slices):
+            task = Task(prop, [values[-1]], [boundaries[n]], [boundaries[n + 1]])
+            values.append(session.result(session.submit(task)).values[0])
+    finally:
+        session.close()
+        if isinstance(backend, str):
+            engine_backend.close()
     return ops.stack(values)

@@ -150,3 +150,33 @@ def test_diverged_run_exits_1_and_still_reports(capsys):
                  "--fine", "rk4:2", "--slices", "60", "--json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 1 and out["status"] == "diverged" and not out["converged"]
+
+
+@pytest.mark.parametrize("backend", ["threads", "processes"])
+def test_concurrent_backend_gives_the_serial_numbers(capsys, backend):
+    serial = run_json(capsys, "vanderpol", "--schedule", "pipelined")
+    out = run_json(capsys, "vanderpol", "--schedule", "pipelined", "--backend", backend,
+                   "--workers", "2")
+    assert out["backend"] == backend and out["workers"] == 2 and serial["workers"] is None
+    for key in ("iterations", "residuals", "status", "critical_path", "y_final"):
+        assert out[key] == serial[key], key
+
+
+def test_workers_option_is_checked(capsys):
+    assert main(["solve", "dahlquist", "--workers", "2"]) == 2
+    assert "--workers applies" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["solve", "dahlquist", "--backend", "threads", "--workers", "0"])
+
+
+def test_table_names_the_workers(capsys):
+    assert main(["solve", "dahlquist", "--backend", "threads", "--workers", "3"]) == 0
+    assert "backend threads (3 workers)" in capsys.readouterr().out
+
+
+def test_cuda_streams_without_cuda_is_a_usage_error(capsys):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    assert main(["solve", "dahlquist", "--backend", "cuda-streams"]) == 2
+    assert "backend='threads'" in capsys.readouterr().err

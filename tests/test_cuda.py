@@ -143,3 +143,73 @@ def test_stochastic_chunks_on_cuda_replay_the_same_noise(with_generator):
     whole, split = run(None), run(4)
     assert len(split.chunks) == 2
     torch.testing.assert_close(split.sample, whole.sample, rtol=0, atol=1e-12)
+
+
+# -- issue 8: the cuda-streams backend -----------------------------------------------------------
+
+def _cuda_rhs(device):
+    lam = torch.linspace(-2.0, -0.1, 32, dtype=torch.float64, device=device)
+
+    def f(t, y):
+        return lam * y + 0.1 * torch.cos(t).reshape(t.shape + (1,) * (y.ndim - t.ndim))
+
+    return f
+
+
+@pytest.mark.parametrize("schedule", ["synchronous", "pipelined"])
+@pytest.mark.parametrize("streams", [1, 4])
+def test_cuda_streams_equal_serial_bitwise(schedule, streams):
+    from parareal.backends import CudaStreams
+
+    y0 = torch.ones(32, dtype=torch.float64, device="cuda")
+    kw = dict(coarse=parareal.Euler(1), fine=parareal.RK4(16), slices=8, tol=0,
+              schedule=schedule, vectorized=True)
+    ref = parareal.solve(_cuda_rhs("cuda"), y0, (0, 2), **kw)
+    sol = parareal.solve(_cuda_rhs("cuda"), y0, (0, 2), backend=CudaStreams(
+        streams_per_device=streams), **kw)
+    assert sol.y.device == y0.device
+    assert torch.equal(sol.y, ref.y)
+    assert sol.residuals == ref.residuals
+    assert sol.stats.critical_path == ref.stats.critical_path
+
+
+def test_cuda_streams_with_adaptive_torchdiffeq_and_cpu_states():
+    pytest.importorskip("torchdiffeq")
+    fine = parareal.TorchDiffEq("dopri5", rtol=1e-9, atol=1e-11)
+    y_gpu = torch.ones(32, dtype=torch.float64, device="cuda")
+    kw = dict(coarse=parareal.RK4(1), fine=fine, slices=6, tol=1e-9)
+    ref = parareal.solve(_cuda_rhs("cuda"), y_gpu, (0, 2), **kw)
+    sol = parareal.solve(_cuda_rhs("cuda"), y_gpu, (0, 2), backend="cuda-streams", **kw)
+    assert torch.equal(sol.y, ref.y) and sol.iterations == ref.iterations
+    # CPU states: the coarse sweep runs here, the fine solves on the device, results come back
+    cpu_f = _cuda_rhs("cpu")
+
+    def f_any(t, y):
+        return (cpu_f if y.device.type == "cpu" else _cuda_rhs(y.device))(t.to(y.device), y)
+
+    out = parareal.solve(f_any, y_gpu.cpu(), (0, 2), backend="cuda-streams", **kw)
+    assert out.y.device.type == "cpu"
+    np.testing.assert_allclose(out.y.numpy(), ref.y.cpu().numpy(), rtol=1e-8, atol=1e-10)
+
+
+def test_cuda_streams_fault_reaches_the_caller():
+    def f(t, y):
+        if torch.cuda.current_stream() != torch.cuda.default_stream():
+            raise FloatingPointError("raised on a worker stream")
+        return -y
+
+    with pytest.raises(FloatingPointError, match="worker stream"):
+        parareal.solve(f, torch.ones(4, device="cuda"), (0, 1), coarse=parareal.Euler(1),
+                       fine=parareal.RK4(4), slices=4, backend="cuda-streams")
+
+
+def test_cuda_streams_rejects_numpy_states_and_bad_devices():
+    from parareal.backends import CudaStreams
+
+    with pytest.raises(TypeError, match="torch tensor"):
+        parareal.solve(lambda t, y: -y, np.ones(2), (0, 1), coarse=parareal.Euler(1),
+                       fine=parareal.RK4(2), slices=2, backend="cuda-streams")
+    with pytest.raises(ValueError, match="CUDA"):
+        CudaStreams(devices=["cpu"])
+    with pytest.raises(ValueError, match="streams_per_device"):
+        CudaStreams(streams_per_device=0)

@@ -225,5 +225,11 @@ class Backend(ABC):
         """Release resources that outlive a run (default: none)."""
         return None
 
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

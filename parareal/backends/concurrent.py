@@ -138,15 +138,6 @@ class ConcurrentBackend(Backend):
         Raises ``TypeError`` before any work starts if something cannot reach the workers.
         """
 
-    def close(self) -> None:
-        """Release what outlives a run (worker processes); the backend stays usable."""
-
-    def __enter__(self) -> ConcurrentBackend:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}(workers={self.workers})"
 

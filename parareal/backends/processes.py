@@ -21,15 +21,21 @@ GRACE_SECONDS = 2.0
 
 
 def _shutdown(pool: cf.ProcessPoolExecutor) -> None:
-    """Shut ``pool`` down; terminate the workers that are still busy after a grace period."""
-    processes = list(getattr(pool, "_processes", {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        process.join(GRACE_SECONDS)
-        if process.is_alive():
-            process.terminate()
-            process.join(GRACE_SECONDS)
-    pool.shutdown(wait=True)
+    """Shut ``pool`` down and join its workers; terminate those still busy after a grace period
+    (a task stops at its next call of ``f`` once its run is cancelled, but ``f`` itself may be
+    slow)."""
+    closer = threading.Thread(
+        target=pool.shutdown, kwargs={"wait": True, "cancel_futures": True}, daemon=True
+    )
+    closer.start()
+    closer.join(GRACE_SECONDS)
+    for stop in ("terminate", "kill"):
+        if not closer.is_alive():
+            return
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            if process.is_alive():
+                getattr(process, stop)()
+        closer.join(GRACE_SECONDS)
 
 
 class _ProcessSession(_PickledSession):

@@ -85,7 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--slices", type=int, help="number of time slices (problem default)")
     solve.add_argument("--fine", help="fine propagator spec, e.g. RK4:20 or scipy:Radau")
     solve.add_argument("--coarse", help="coarse propagator spec, e.g. RK4:1 or Euler:2")
-    solve.add_argument("--backend", default="serial", choices=sorted(BACKENDS))
+    solve.add_argument("--backend", default="serial", choices=sorted(BACKENDS),
+                       help="where the fine solves run (default serial); threads, processes "
+                            "and cuda-streams run them concurrently on --workers workers")
+    solve.add_argument("--workers", type=_threads, default=None, metavar="N",
+                       help="workers of the threads and processes backends, streams of "
+                            "cuda-streams (default: the number of CPUs; 4 streams)")
     solve.add_argument("--schedule", default="synchronous", choices=SCHEDULES)
     solve.add_argument("--lookahead", type=_lookahead, default=DEFAULT_LOOKAHEAD, metavar="L",
                        help="pipelined schedule: iterations fine work may run ahead of the "

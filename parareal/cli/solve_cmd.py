@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backends import Backend, resolve_backend
 from ..problems import Problem, ReferenceUnavailable, get
 from ..propagators import from_spec
 from ..result import IterationInfo, Solution, Status
@@ -98,8 +99,10 @@ def run_solve(args: argparse.Namespace) -> int:
     """Handler of ``parareal solve``."""
     _check_outputs(args)
     problem = _problem(args)
+    backend = _backend(args)
+    args.used_workers = getattr(backend, "workers", None) if backend.concurrent else None
     iterates: list[IterationInfo] = []
-    with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported in the status
+    with backend, np.errstate(over="ignore", invalid="ignore"):  # divergence: in the status
         sol = solve(
             problem.f,
             problem.y0,
@@ -110,10 +113,10 @@ def run_solve(args: argparse.Namespace) -> int:
             tol=args.tol,
             rtol=args.rtol,
             max_iters=args.max_iters,
-            backend=args.backend,
+            backend=backend,
             schedule=args.schedule,
             lookahead=args.lookahead,
-            vectorized=args.backend == "batched",
+            vectorized=args.backend != "serial",
             callback=iterates.append,
             progress=args.progress,
         )
@@ -132,6 +135,16 @@ def run_solve(args: argparse.Namespace) -> int:
     return 1 if sol.status is Status.DIVERGED else 0
 
 
+def _backend(args: argparse.Namespace) -> Backend:
+    """The backend named by ``--backend`` with ``--workers`` (usage errors as ValueError)."""
+    try:
+        return resolve_backend(args.backend, args.workers)
+    except RuntimeError as exc:  # cuda-streams without CUDA
+        raise ValueError(str(exc)) from exc
+    except ValueError as exc:
+        raise ValueError(str(exc).replace("workers applies", "--workers applies")) from exc
+
+
 def _summary(
     args: argparse.Namespace,
     problem: Problem,
@@ -143,6 +156,7 @@ def _summary(
     return {
         "problem": problem.name,
         "backend": args.backend,
+        "workers": args.used_workers,
         "schedule": args.schedule,
         "lookahead": args.lookahead if args.schedule == "pipelined" else None,
         "slices": len(sol.t) - 1,
@@ -179,7 +193,9 @@ def _print_table(
     print(
         f"{problem.name}: t in [{sol.t[0]:g}, {sol.t[-1]:g}], {n} slices, "
         f"coarse {problem.coarse!r}, fine {problem.fine!r}, "
-        f"backend {args.backend}, schedule {args.schedule}",
+        f"backend {args.backend}"
+        + (f" ({args.used_workers} workers)" if args.used_workers else "")
+        + f", schedule {args.schedule}",
         file=out,
     )
     print(f"{'iter':>4}  {'max update':>12}  {'error vs ref':>12}  {'critical path':>13}", file=out)

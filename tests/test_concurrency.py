@@ -1,0 +1,405 @@
+"""Concurrent backends: threads, processes, any executor; same answer as serial, faults, cleanup."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import parareal
+from parareal import RK4, Euler, problems
+from parareal.backends import Executor, Processes, RemoteTraceback, Threads, resolve_backend
+
+from .conftest import diagonal_rhs
+
+SCHEDULES = ["synchronous", "pipelined"]
+
+
+def _same_run(sol, ref, bitwise=True):
+    assert sol.iterations == ref.iterations
+    assert sol.residuals == ref.residuals
+    assert sol.status == ref.status
+    assert sol.stats.critical_path == ref.stats.critical_path
+    assert sol.stats.critical_path_per_iteration == ref.stats.critical_path_per_iteration
+    if bitwise:
+        assert np.array_equal(sol.y, ref.y)
+
+
+def _solve(p, **kw):
+    return parareal.solve(p.f, p.y0, p.t_span, coarse=p.coarse, fine=p.fine, slices=p.slices,
+                          tol=1e-8, **kw)
+
+
+def _worker_threads():
+    return [t for t in threading.enumerate() if t.name.startswith("parareal-")]
+
+
+def _within(seconds, fn, *args, **kwargs):
+    """Run ``fn`` in a thread; fail (instead of hanging) if it has not returned in time."""
+    box = {}
+
+    def target():
+        try:
+            box["value"] = fn(*args, **kwargs)
+        except BaseException as exc:  # handed to the test
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"{fn.__name__} did not return within {seconds} s"
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+@pytest.fixture(scope="module")
+def pool2():
+    with Processes(2) as backend:
+        yield backend
+    assert not multiprocessing.active_children()
+
+
+# -- same answer -----------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(problems.PROBLEMS))
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_threads_equal_serial_on_every_problem(name, schedule):
+    p = problems.get(name)
+    ref = _solve(p, schedule=schedule)
+    for workers in (1, 2, 3):
+        _same_run(_solve(p, schedule=schedule, backend=Threads(workers)), ref)
+    assert not _worker_threads()
+
+
+@pytest.mark.parametrize("name", sorted(problems.PROBLEMS))
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_processes_equal_serial_on_every_problem(name, schedule, pool2):
+    p = problems.get(name)
+    ref = _solve(p, schedule=schedule)
+    _same_run(_solve(p, schedule=schedule, backend=pool2), ref)
+
+
+def test_worker_count_does_not_change_the_answer_with_a_vectorised_f():
+    f, y0 = diagonal_rhs(-np.linspace(0.3, 2.0, 4), forcing=0.5), np.linspace(1, -1, 4)
+    for schedule in SCHEDULES:
+        runs = [
+            parareal.solve(f, y0, (0, 3), coarse=Euler(1), fine=RK4(8), slices=9, tol=0,
+                           backend=backend, vectorized=True, schedule=schedule)
+            for backend in ("serial", "batched", Threads(1), Threads(2), Threads(4), Threads(16))
+        ]
+        for sol in runs[1:]:
+            _same_run(sol, runs[0])
+
+
+def test_processes_string_backend_makes_and_ends_its_own_pool():
+    before = set(multiprocessing.active_children())
+    p = problems.get("vanderpol")
+    ref = _solve(p)
+    _same_run(_solve(p, backend="processes"), ref)
+    assert set(multiprocessing.active_children()) <= before
+
+
+def test_a_worker_runs_its_group_batched():
+    shapes = []
+    lock = threading.Lock()
+
+    def f(t, y):
+        with lock:
+            shapes.append((threading.current_thread().name, y.shape, np.shape(t)))
+        return -y
+
+    sol = parareal.solve(f, np.ones(3), (0, 1), coarse=Euler(1), fine=RK4(2), slices=8, tol=0,
+                         max_iters=1, backend=Threads(2), vectorized=True)
+    remote = [s for s in shapes if s[0].startswith("parareal-worker")]
+    # the 8 slices of the first fine sweep: two groups of 4, one call of f per stage
+    assert sorted({s[1] for s in remote}) == [(4, 3)]
+    assert len(remote) == 2 * RK4(2).evals
+    assert all(s[2] == (4,) for s in remote)
+    assert sol.stats.f_evals == sum(s[1][0] for s in shapes)
+
+
+def test_executor_with_thread_and_process_pools():
+    p = problems.get("brusselator")
+    ref = _solve(p, schedule="pipelined")
+    with cf.ThreadPoolExecutor(2) as pool:
+        _same_run(_solve(p, schedule="pipelined", backend=Executor(pool)), ref)
+        assert Executor(pool).workers == 2
+    ctx = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(2, mp_context=ctx) as pool:
+        backend = Executor(pool)
+        assert backend.workers == 2
+        _same_run(_solve(p, schedule="pipelined", backend=backend), ref)
+        # closures and lambdas travel with cloudpickle
+        scale = -0.5
+        sol = parareal.solve(lambda t, y: scale * y, np.ones(2), (0, 1), coarse=Euler(1),
+                             fine=RK4(4), slices=4, backend=backend)
+        assert np.allclose(sol.y[-1], np.exp(-0.5), rtol=1e-6)
+
+
+def test_torch_states_on_threads_and_processes(pool2):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("torchdiffeq")
+    a = torch.tensor([[-0.5, 1.0], [-1.0, -0.5]], dtype=torch.float64)
+
+    def f(t, y):
+        return y @ a.T
+
+    y0 = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    fine = parareal.TorchDiffEq("dopri5", rtol=1e-9, atol=1e-11)
+    kw = dict(coarse=RK4(1), fine=fine, slices=6, tol=1e-10)
+    ref = parareal.solve(f, y0, (0, 3), **kw)
+    for backend in (Threads(2), pool2):
+        sol = parareal.solve(f, y0, (0, 3), backend=backend, **kw)
+        _same_run(sol, ref)
+        assert isinstance(sol.y, torch.Tensor) and sol.y.dtype == torch.float64
+
+
+def test_solve_serial_and_odeint_accept_the_new_backends(pool2):
+    p = problems.get("lorenz")
+    ref = parareal.solve_serial(p.f, p.y0, p.t_span, propagator=p.fine, slices=p.slices)
+    for backend in ("threads", pool2):
+        out = parareal.solve_serial(p.f, p.y0, p.t_span, propagator=p.fine, slices=p.slices,
+                                    backend=backend)
+        assert np.array_equal(out, ref)
+    t = np.linspace(0, 2, 5)
+    f, y0 = diagonal_rhs(-np.array([0.5, 1.5])), np.ones(2)
+    a = parareal.odeint(f, y0, t, method="rk4", options={"step_size": 0.01})
+    b = parareal.odeint(f, y0, t, method="rk4", options={"step_size": 0.01}, backend="threads")
+    assert np.array_equal(a, b)
+
+
+def test_stats_report_wall_clock_beside_the_logical_clock():
+    p = problems.get("brusselator")
+    sol = _solve(p, backend=Threads(2))
+    stats = sol.stats
+    assert len(stats.wall_time_per_iteration) == len(stats.critical_path_per_iteration)
+    assert list(stats.wall_time_per_iteration) == sorted(stats.wall_time_per_iteration)
+    assert stats.wall_time_per_iteration[-1] <= stats.wall_time["total"]
+    assert {"wait", "workers"} <= set(stats.wall_time)
+    assert 0 < stats.wall_time["workers"]
+    assert stats.as_dict()["wall_time_per_iteration"] == list(stats.wall_time_per_iteration)
+    assert "wait" not in _solve(p).stats.wall_time
+
+
+# -- scheduling rule -------------------------------------------------------------------------
+class _Gate(parareal.Propagator):
+    """An opaque propagator that records its order and can hold its first call."""
+
+    def __init__(self, log, gate, label):
+        self.log, self.gate, self.label = log, gate, label
+
+    def propagate(self, f, y, t0, t1):
+        self.gate.wait(10)
+        self.log.append(self.label)
+        return y + (t1 - t0) * f(t0, y)
+
+
+def test_waiting_tasks_run_oldest_iteration_first_then_lowest_slice():
+    from parareal.backends import Rhs
+    from parareal.engine.driver import Driver
+    from parareal.state import ops_for
+
+    y = np.ones(2)
+    rhs = Rhs(lambda t, v: -v, ops_for(y), False)
+    backend = Threads(1)
+    log, gate = [], threading.Event()
+    driver = Driver(backend, rhs, backend.open(rhs, Euler(1), y))
+    try:
+        blocker = _Gate(log, gate, "blocker")
+        driver.start("blocker", blocker, y, 0.0, 1.0, remote=True, priority=(-1, 0))
+        driver._submit_started()  # the only worker is now busy
+        order = [(2, 0), (1, 5), (1, 3), (0, 7), (2, 1)]
+        for k, n in order:
+            prop = _Gate(log, gate, (k, n))
+            driver.start((k, n), prop, y, 0.0, 1.0, remote=True, priority=(k, n))
+        driver._submit_started()
+        gate.set()
+        while not driver.idle:
+            driver.step()
+    finally:
+        driver.close()
+    assert log == ["blocker", *sorted(order)]
+
+
+# -- faults and cleanup ----------------------------------------------------------------------
+class Boom(Exception):
+    pass
+
+
+def _raising_f(after):
+    count = {"n": 0}
+
+    def f(t, y):
+        count["n"] += 1
+        if count["n"] > after and t > 0.5:
+            raise Boom(f"f failed at t={float(t):.3f}")
+        return -y
+
+    return f
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_exception_on_a_thread_worker_reaches_the_caller_and_no_thread_is_left(schedule):
+    start = time.perf_counter()
+    with pytest.raises(Boom, match="f failed at t="):
+        _within(30, parareal.solve, _raising_f(50), np.ones(2), (0, 1), coarse=Euler(1),
+                fine=RK4(20), slices=8, backend=Threads(2), schedule=schedule)
+    assert time.perf_counter() - start < 10
+    assert not _worker_threads()
+
+
+def test_exception_on_a_process_worker_has_its_traceback_as_cause(pool2):
+    parent = os.getpid()
+
+    def f(t, y):
+        if t > 0.5 and os.getpid() != parent:
+            raise Boom(f"f failed at t={float(t):.3f}")
+        return -y
+
+    with pytest.raises(Boom, match="f failed at t=") as info:
+        _within(60, parareal.solve, f, np.ones(2), (0, 1), coarse=Euler(1), fine=RK4(5),
+                slices=4, backend=pool2)
+    cause = info.value.__cause__
+    assert isinstance(cause, RemoteTraceback)
+    assert "Boom" in str(cause) and "in f" in str(cause)
+    # the pool is still usable afterwards
+    p = problems.get("dahlquist")
+    _same_run(_solve(p, backend=pool2), _solve(p))
+
+
+def test_unpicklable_exception_still_reaches_the_caller(pool2):
+    class Unpicklable(Exception):
+        def __init__(self):
+            super().__init__("carries a lock")
+            self.lock = threading.Lock()
+
+    def f(t, y):
+        raise Unpicklable()
+
+    with pytest.raises(Exception, match="carries a lock"):
+        _within(60, parareal.solve, f, np.ones(2), (0, 1), coarse=Euler(1), fine=RK4(2),
+                slices=2, backend=pool2)
+
+
+def test_a_worker_process_that_dies_gives_a_clear_error():
+    parent = os.getpid()
+
+    def f(t, y):
+        if os.getpid() != parent:
+            os._exit(3)
+        return -y
+
+    before = set(multiprocessing.active_children())
+    with Processes(2) as backend:
+        with pytest.raises(RuntimeError, match="worker process of backend 'processes' died"):
+            _within(60, parareal.solve, f, np.ones(2), (0, 1), coarse=Euler(1), fine=RK4(4),
+                    slices=4, backend=backend)
+        # a new pool replaces the broken one
+        p = problems.get("dahlquist")
+        _same_run(_solve(p, backend=backend), _solve(p))
+    assert set(multiprocessing.active_children()) <= before
+
+
+def test_converged_run_stops_its_speculative_work():
+    calls = []
+
+    def f(t, y):
+        calls.append(threading.current_thread().name)
+        time.sleep(0.0005)
+        return -y
+
+    sol = _within(60, parareal.solve, f, np.ones(2), (0, 2), coarse=RK4(2), fine=RK4(40),
+                  slices=12, tol=1e-6, backend=Threads(2), schedule="pipelined", lookahead=None)
+    assert sol.converged
+    count = len(calls)
+    time.sleep(0.2)
+    assert len(calls) == count  # nothing runs on after the return
+    assert not _worker_threads()
+
+
+# -- bad input -------------------------------------------------------------------------------
+@pytest.mark.parametrize("cls", [Threads, Processes])
+def test_bad_workers(cls):
+    with pytest.raises(ValueError, match="workers"):
+        cls(0)
+    with pytest.raises(TypeError, match="workers"):
+        cls("2")
+    with pytest.raises(TypeError, match="workers"):
+        cls(2.0)
+
+
+def test_bad_executor_and_start_method():
+    with pytest.raises(TypeError, match="concurrent.futures.Executor"):
+        Executor(object())
+    with pytest.raises(TypeError, match="concurrent.futures.Executor"):
+        Executor(cf.ThreadPoolExecutor)  # the class, not an instance
+    with pytest.raises(ValueError, match="start_method"):
+        Processes(2, start_method="threads")
+    with pytest.raises(ValueError, match="workers applies"):
+        resolve_backend("serial", 2)
+
+
+def test_unpicklable_f_is_a_type_error_naming_it_before_any_work():
+    lock = threading.Lock()
+    calls = []
+
+    def f(t, y):
+        calls.append(t)
+        with lock:
+            return -y
+
+    before = set(multiprocessing.active_children())
+    with pytest.raises(TypeError, match="f cannot be pickled"):
+        parareal.solve(f, np.ones(2), (0, 1), coarse=Euler(1), fine=RK4(2), slices=2,
+                       backend="processes")
+    assert calls == []
+    assert set(multiprocessing.active_children()) <= before
+
+
+def test_unpicklable_propagator_is_a_type_error_naming_it():
+    class Holding(RK4):
+        def __init__(self):
+            super().__init__(2)
+            self.lock = threading.Lock()
+
+    with pytest.raises(TypeError, match="fine propagator"):
+        parareal.solve(lambda t, y: -y, np.ones(2), (0, 1), coarse=Euler(1), fine=Holding(),
+                       slices=2, backend="processes")
+
+
+def _slow(t, y):
+    time.sleep(0.2)
+    return -y
+
+
+def test_one_processes_instance_runs_one_solve_at_a_time(pool2):
+    results = []
+    first = threading.Thread(target=lambda: results.append(parareal.solve(
+        _slow, np.ones(1), (0, 1), coarse=Euler(1), fine=RK4(1), slices=2, backend=pool2)))
+    first.start()
+    try:
+        deadline = time.time() + 10
+        while not pool2._busy.locked() and time.time() < deadline:
+            time.sleep(0.01)
+        with pytest.raises(RuntimeError, match="one solve at a time"):
+            parareal.solve(lambda t, y: -y, np.ones(1), (0, 1), coarse=Euler(1),
+                           fine=RK4(1), slices=2, backend=pool2)
+    finally:
+        first.join(30)
+    assert len(results) == 1 and results[0].converged
+
+
+def test_cuda_streams_without_cuda_names_threads():
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(RuntimeError, match="threads"):
+        parareal.backends.CudaStreams()
+    with pytest.raises(RuntimeError, match="threads"):
+        parareal.solve(lambda t, y: -y, np.ones(1), (0, 1), coarse=Euler(1), fine=RK4(1),
+                       slices=2, backend="cuda-streams")
