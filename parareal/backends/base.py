@@ -171,6 +171,20 @@ class Rhs:
         except Exception:
             return False
 
+    def propagate(self, propagator: Propagator, y: Any, t0: float, t1: float) -> Any:
+        """Run one propagation here and now with this ``f`` (calls counted and timed).
+
+        A steppable propagator that keeps the inherited
+        :meth:`~parareal.propagators.SteppablePropagator.propagate`, with a non-vectorised
+        ``f``, runs its stepper through :func:`~parareal.propagators.drive` with ``f`` itself:
+        the same calls and numbers as ``propagator.propagate(self.plain, ...)`` without a
+        wrapper per call. Any other propagator gets :meth:`plain`.
+        """
+        if not self.vectorized and type(propagator).propagate is _STEPPABLE_PROPAGATE:
+            stepper = propagator.stepper(y, t0, t1)  # type: ignore[attr-defined]
+            return drive(stepper, self.f, y, ops=self.ops, meter=self)
+        return propagator.propagate(self.plain, y, t0, t1)
+
     def plain(self, t: Any, y: Any) -> Any:
         """``f`` in the non-batched convention, for opaque propagators (counted, timed).
 
@@ -208,18 +222,8 @@ class Backend(ABC):
         """Return ``f(t, y)`` for every request, in order."""
 
     def propagate(self, propagator: Propagator, rhs: Rhs, y: Any, t0: float, t1: float) -> Any:
-        """Run one propagation to completion, here and now (the default).
-
-        A steppable propagator that keeps the inherited
-        :meth:`~parareal.propagators.SteppablePropagator.propagate`, with a non-vectorised
-        ``f``, runs its stepper through :func:`~parareal.propagators.drive` with ``f`` itself:
-        the same calls and numbers as ``propagator.propagate(rhs.plain, ...)`` without a
-        wrapper per call. Anything else gets :meth:`Rhs.plain`.
-        """
-        if not rhs.vectorized and type(propagator).propagate is _STEPPABLE_PROPAGATE:
-            stepper = propagator.stepper(y, t0, t1)  # type: ignore[attr-defined]
-            return drive(stepper, rhs.f, y, ops=rhs.ops, meter=rhs)
-        return propagator.propagate(rhs.plain, y, t0, t1)
+        """Run one propagation to completion, here and now (default: :meth:`Rhs.propagate`)."""
+        return rhs.propagate(propagator, y, t0, t1)
 
     def close(self) -> None:
         """Release resources that outlive a run (default: none)."""
