@@ -322,3 +322,28 @@ def test_numpy_max_abs_keeps_nan_and_empty():
     assert ops.max_abs(np.array([-4.0, 3.0])) == 4.0
     assert ops.max_abs(np.zeros(0)) == 0.0
     assert ops.max_abs(np.float64(-2.5)) == 2.5
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("backend", ["serial", "batched"])
+def test_a_non_finite_update_in_a_late_slice_is_divergence(bad, backend):
+    """The residual is one reduction over all slices: a NaN or inf that is not in the first
+    slice still stops the run as diverged, with the last finite iterate."""
+    args = dict(coarse=Euler(1), fine=RK4(4), slices=8, tol=0, backend=backend,
+                vectorized=backend == "batched")
+    evals = [0]
+
+    def f(t, y):
+        evals[0] += y.size  # states of one number: evaluations, batched or not
+        out = -y
+        if evals[0] > 400:  # after the first iterates, spoil the slices past t = 3
+            out = np.where(np.asarray(t)[..., None] > 3.0, bad, out)
+        return out.reshape(y.shape)
+
+    kept = []
+    sol = parareal.solve(f, np.array([1.0]), (0, 4), callback=lambda i: kept.append(i.y),
+                         **args)
+    assert sol.status is parareal.Status.DIVERGED
+    assert 1 <= sol.iterations and len(sol.residuals) == sol.iterations
+    assert all(np.isfinite(r) for r in sol.residuals)
+    assert np.all(np.isfinite(sol.y)) and np.array_equal(sol.y, kept[sol.iterations])
