@@ -276,7 +276,8 @@ def solve_serial(
     engine_backend = resolve_backend(backend)
     boundaries = np.linspace(t0, t1, slices + 1)
     values = [y0]
-    if not engine_backend.concurrent:
+    if not engine_backend.concurrent or getattr(engine_backend, "spmd", False):
+        # serial work has nothing to spread; SPMD ranks each compute it
         for n in range(slices):
             values.append(prop.propagate(f, values[-1], boundaries[n], boundaries[n + 1]))
         return ops.stack(values)

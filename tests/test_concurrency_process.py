@@ -1,4 +1,4 @@
-"""Concurrent backends as real processes: a Dask LocalCluster, Ctrl-C, no leftover workers.
+"""Concurrent backends as real processes: Dask, mpi4py.futures, Ctrl-C, no leftover workers.
 
 Every test runs a script in a subprocess with a timeout, so that a hang fails instead of
 blocking the suite.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -49,6 +50,19 @@ def test_dask_local_cluster_gives_the_serial_answer_and_reports_faults():
     bad = {k: v for k, v in out["problems"].items() if not all(v)}
     assert not bad, bad  # iterations, residuals, status, critical path, y bit for bit
     assert out["fault"] == ["Boom", "raised on a dask worker", True, True]
+
+
+def test_mpi4py_futures_pool_gives_the_serial_answer():
+    pytest.importorskip("mpi4py")
+    mpiexec = shutil.which("mpiexec")
+    if mpiexec is None:
+        pytest.skip("no mpiexec (pip install mpich)")
+    proc = subprocess.run([mpiexec, "-n", "3", sys.executable, "-m", "mpi4py.futures",
+                           str(SCRIPTS / "mpi_futures_check.py")], capture_output=True,
+                          text=True, timeout=HANG_GUARD_S, env=_env(), check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
+    assert out == {name: [2, True, True, True, True] for name in ("brusselator", "lorenz")}
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")

@@ -11,6 +11,7 @@ from .base import Backend, Rhs
 from .batched import Batched
 from .concurrent import ConcurrentBackend, Executor, Session, Threads
 from .cuda import CudaStreams
+from .mpi import MPI, RankAborted
 from .processes import Processes
 from .serial import Serial
 from .tasks import RemoteTraceback, Task, TaskResult
@@ -22,7 +23,9 @@ __all__ = [
     "ConcurrentBackend",
     "CudaStreams",
     "Executor",
+    "MPI",
     "Processes",
+    "RankAborted",
     "RemoteTraceback",
     "Rhs",
     "Serial",
@@ -40,6 +43,7 @@ BACKENDS: dict[str, type[Backend]] = {
     "threads": Threads,
     "processes": Processes,
     "cuda-streams": CudaStreams,
+    "mpi": MPI,
 }
 #: Backends that take a ``workers`` argument.
 WORKER_BACKENDS = ("threads", "processes")

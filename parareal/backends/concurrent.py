@@ -101,8 +101,11 @@ class Session(ABC):
         """Called when the workers are lost (default: nothing to do)."""
         return None
 
-    def close(self) -> None:
-        """Cancel what has not started, stop what runs at its next call of ``f``, release."""
+    def close(self, failed: bool = False) -> None:
+        """Cancel what has not started, stop what runs at its next call of ``f``, release.
+
+        ``failed`` says that the run ends with an exception.
+        """
         self._cancel.set()
         for future in self._futures:
             future.cancel()
@@ -158,8 +161,8 @@ class _DirectSession(Session):
     def _submit(self, task: Task) -> cf.Future:
         return self.executor.submit(run_task, self.f, self.vectorized, task, self.cancelled)
 
-    def close(self) -> None:
-        super().close()
+    def close(self, failed: bool = False) -> None:
+        super().close(failed)
         if self.owned:
             self.executor.shutdown(wait=True, cancel_futures=True)
 

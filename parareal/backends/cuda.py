@@ -88,8 +88,8 @@ class _StreamSession(Session):
         result.values = values
         return result
 
-    def close(self) -> None:
-        super().close()
+    def close(self, failed: bool = False) -> None:
+        super().close(failed)
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 

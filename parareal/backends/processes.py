@@ -47,12 +47,12 @@ class _ProcessSession(_PickledSession):
     def broken(self) -> None:
         self.backend._discard()
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
         try:
             cancel = self.backend._cancel
             if cancel is not None:
                 cancel.value = max(cancel.value, self.run_id)
-            super().close()
+            super().close(failed)
         finally:
             self.backend._busy.release()
 

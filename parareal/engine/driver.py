@@ -208,6 +208,8 @@ class Driver:
     def _collect(self, block: bool) -> None:
         """Take in finished tasks (waiting for the first one if ``block``), then refill."""
         if block:
+            if not self._running:  # pragma: no cover - guards against driver bugs
+                raise RuntimeError("parareal driver stalled: waiting with no task running")
             begin = time.perf_counter()
             done, _ = cf.wait(list(self._running), return_when=cf.FIRST_COMPLETED)
             self.wait_seconds += time.perf_counter() - begin
@@ -303,8 +305,11 @@ class Driver:
             self._finish(flight.keys, stop.value, flight.grouped, finished)
             return finished
 
-    def close(self) -> None:
-        """Abandon everything in flight; close the session (its workers stop)."""
+    def close(self, failed: bool = False) -> None:
+        """Abandon everything in flight; close the session (its workers stop).
+
+        ``failed`` says that the run ends with an exception.
+        """
         for flight in self._flights:
             flight.gen.close()
         self._flights.clear()
@@ -317,7 +322,7 @@ class Driver:
         self._open.clear()
         self._bounds.clear()
         if self.session is not None:
-            self.session.close()
+            self.session.close(failed)
 
     def _mark(self) -> tuple[float, float, float]:
         return time.perf_counter(), self.rhs.seconds, self.rhs.batching_seconds

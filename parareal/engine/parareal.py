@@ -302,8 +302,10 @@ class _Run:
                     self.on_finished(key, value)
                     if self.final is not None:
                         break
-        finally:
-            self.driver.close()
+        except BaseException:
+            self.driver.close(failed=True)
+            raise
+        self.driver.close()
         total = time.perf_counter() - start
         k = self.final
         y = self.ops.stack(self.iterate(k))
@@ -343,5 +345,14 @@ class _Run:
 
 
 def run_parareal(**kwargs: Any) -> Solution:
-    """Run Parareal on validated arguments (see :func:`parareal.solve` for their meaning)."""
+    """Run Parareal on validated arguments (see :func:`parareal.solve` for their meaning).
+
+    On an SPMD backend (``mpi``) only the driving rank runs the iteration; the others serve
+    its tasks, and every rank returns the same :class:`Solution`.
+    """
+    backend = kwargs["backend"]
+    if getattr(backend, "spmd", False):
+        if not backend.drives():
+            return backend.serve(kwargs["rhs"], kwargs["fine"], kwargs["y0"])
+        return backend.share(_Run(**kwargs).run())
     return _Run(**kwargs).run()

@@ -48,8 +48,9 @@ def main():
             parareal.solve(f, np.ones(2), (0, 1), coarse=Euler(1), fine=RK4(3), slices=4,
                            backend=backend)
         except Boom as exc:
-            out["fault"] = [type(exc).__name__, str(exc), isinstance(exc.__cause__, RemoteTraceback),
-                            "in f" in str(exc.__cause__)]
+            cause = exc.__cause__
+            out["fault"] = [type(exc).__name__, str(exc), isinstance(cause, RemoteTraceback),
+                            "in f" in str(cause)]
     json.dump(out, sys.stdout)
 
 
