@@ -11,7 +11,12 @@ Problems
 --------
 brusselator
     pymgrit's setup: A=1, B=3, y0=(0, 1), T=12, 32 slices, fine RK4 with 20 steps per slice
-    (640 fine steps in total), coarse RK4 with 1 step per slice.
+    (640 fine steps in total), coarse RK4 with 1 step per slice, Parareal ``tol=1e-10``. With
+    pymgrit installed (``pip install pymgrit mpi4py``; not a dependency of parareal) it gets a
+    row of its own: pymgrit's Parareal (two-level MGRIT with F-relaxation and nested
+    iteration) with its own ``Brusselator`` application at the same tolerance in its own
+    residual norm, timed in the same interleaved loop with its logging silenced; without
+    pymgrit the problem's notes say so.
 heat
     1-D heat equation, 1000 interior points (``parareal.problems.get("heat", points=1000)``),
     T=1e-3, 32 slices; the problem's default explicit propagators, which take their step
@@ -26,7 +31,8 @@ Variants, interleaved in every repeat (the order rotates from repeat to repeat) 
 share the machine's noise: the plain serial fine solve (``parareal.solve_serial``), scipy's
 ``solve_ivp`` (RK45 and DOP853 at the loosest tolerance that reaches the fine solver's error
 against the reference, found by an untimed calibration), and Parareal with the serial and
-batched backends in the synchronous and pipelined schedules, ``tol=1e-8``. The batched
+batched backends in the synchronous and pipelined schedules, ``tol=1e-8`` (``1e-10`` for the
+Brusselator; ``--tol`` sets one value for every problem). The batched
 backend gets ``vectorized=True`` (one call of ``f`` per tick); the serial backend gets
 ``vectorized=False`` (one state per call, its natural use; ``--serial-vectorized`` switches it).
 A separate exactness section runs the Brusselator with ``tol=0`` until all slices are exact
@@ -64,6 +70,7 @@ if __name__ == "__main__":
 
 import gc
 import json
+import logging
 import math
 import platform
 import statistics
@@ -117,6 +124,11 @@ class Case:
     reference: np.ndarray
     notes: list[str] = field(default_factory=list)
     implicit: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    #: Parareal tolerance unless ``--tol`` is given.
+    tol: float = 1e-8
+    #: Another library's Parareal on the same problem: ``peer(tol) -> (final, info)``.
+    peer: Callable[[float], tuple[np.ndarray, dict[str, Any]]] | None = None
+    peer_label: str = ""
 
 
 def brusselator_case() -> Case:
@@ -137,6 +149,8 @@ def brusselator_case() -> Case:
         fine=p.fine,
         slices=p.slices,
         reference=p.reference_final(),
+        tol=1e-10,
+        **pymgrit_peer(p),
     )
 
 
@@ -202,6 +216,94 @@ def oscillators_case(count: int, zeta: float = 0.1, t_end: float = 10.0) -> Case
         reference=np.stack([x, v], axis=-1),
         notes=[f"coarse step h*w_max = {h_coarse * 2.0:.3f} (RK4: stable up to 2.83)"],
     )
+
+
+# ----------------------------------------------------------------------------- pymgrit
+PYMGRIT_LABEL = "Parareal (two-level MGRIT, F-relaxation)"
+
+
+def load_pymgrit() -> tuple[Any, Any, str] | str:
+    """pymgrit's ``Brusselator`` and ``Mgrit`` and its version, or why they cannot be used."""
+    try:
+        from importlib.metadata import version
+
+        from pymgrit import Brusselator, Mgrit
+    except Exception as exc:  # ImportError, or mpi4py failing to start MPI
+        return f"{type(exc).__name__}: {exc}"
+    if not hasattr(np, "in1d"):
+        # pymgrit 1.0.6, its last release, calls the function in1d, removed in numpy 2.4:
+        # np.isin(a, b).ravel() is what it computed (this process only; parareal does not
+        # use it)
+        np.in1d = lambda a, b, **kw: np.isin(a, b, **kw).ravel()  # noqa: NPY201
+    return Brusselator, Mgrit, version("pymgrit")
+
+
+def pymgrit_peer(p: Any) -> dict[str, Any]:
+    """The ``peer`` of the Brusselator case: pymgrit's Parareal with its own application.
+
+    pymgrit's ``Brusselator`` is hard-wired to ``A = 1, B = 3, y0 = (0, 1)`` and one classic
+    RK4 step between neighbouring points of its time grid; its Parareal is two-level MGRIT with
+    F-relaxation (``cf_iter=0``) and nested iteration (iterate 0 = the coarse sweep), as in its
+    documentation. The fine grid has ``slices * steps + 1`` points, the coarse one every
+    ``steps``-th: the same 32 slices, RK4(20) fine and RK4(1) coarse. Empty (no pymgrit row)
+    when pymgrit is missing or the case is not that setup.
+    """
+    loaded = load_pymgrit()
+    if isinstance(loaded, str):
+        return {"notes": [f"no pymgrit row: pymgrit cannot be imported ({loaded}); "
+                          "pip install pymgrit mpi4py to add it"]}
+    same = (
+        (p.f.a, p.f.b) == (1.0, 3.0)
+        and tuple(np.asarray(p.y0).tolist()) == (0.0, 1.0)
+        and p.t_span[0] == 0.0
+        and isinstance(p.fine, parareal.RK4) and p.fine.variant == "classic"
+        and p.coarse == parareal.RK4(steps=1)
+    )
+    if not same:
+        return {"notes": ["no pymgrit row: pymgrit's Brusselator is only A=1, B=3, y0=(0, 1), "
+                          "classic RK4 with one coarse step per slice"]}
+    brusselator_app, mgrit_cls, pymgrit_version = loaded
+    t_end, slices, steps = float(p.t_span[1]), p.slices, p.fine.steps
+
+    def run(tol: float, app: Any = brusselator_app) -> tuple[np.ndarray, dict[str, Any]]:
+        fine_grid = app(t_start=0.0, t_stop=t_end, nt=slices * steps + 1)
+        coarse_grid = app(t_interval=fine_grid.t[::steps])
+        previous = logging.root.manager.disable
+        logging.disable(logging.INFO)  # pymgrit logs every iteration at INFO on stdout
+        try:
+            mgrit = mgrit_cls(problem=[fine_grid, coarse_grid], cf_iter=0,
+                              nested_iteration=True, tol=tol, max_iter=slices,
+                              logging_lvl=logging.WARNING)
+            info = mgrit.solve()
+        finally:
+            logging.disable(previous)
+        return np.array(mgrit.u[0][-1].get_values()), {
+            "iterations": len(info["conv"]),
+            "residuals": [float(r) for r in info["conv"]],
+            "time_setup": float(info["time_setup"]),
+            "time_solve": float(info["time_solve"]),
+        }
+
+    class Counting(brusselator_app):  # type: ignore[misc, valid-type]
+        """pymgrit's Brusselator, counting its RK4 steps (4 calls of f each)."""
+
+        steps = 0
+
+        def step(self, u_start: Any, t_start: float, t_stop: float) -> Any:
+            Counting.steps += 1
+            return super().step(u_start, t_start, t_stop)
+
+    def peer(tol: float) -> tuple[np.ndarray, dict[str, Any]]:
+        return run(tol)
+
+    def count(tol: float) -> int:
+        """Calls of f in one run (untimed: the counting costs time)."""
+        Counting.steps = 0
+        run(tol, Counting)
+        return 4 * Counting.steps
+
+    peer.count = count  # type: ignore[attr-defined]
+    return {"peer": peer, "peer_label": f"pymgrit {pymgrit_version} {PYMGRIT_LABEL}"}
 
 
 # ----------------------------------------------------------------------------- variants
@@ -303,6 +405,14 @@ def make_variants(
             }
 
         variants.append(Variant(f"parareal {backend}/{schedule}", "parareal", para))
+    if case.peer is not None:
+        f_evals = case.peer.count(tol)  # type: ignore[attr-defined]
+
+        def peer() -> tuple[np.ndarray, dict[str, Any]]:
+            y, info = case.peer(tol)  # type: ignore[misc]
+            return y, {**info, "f_evals": f_evals}
+
+        variants.append(Variant(case.peer_label, "peer", peer))
     return variants
 
 
@@ -357,6 +467,16 @@ def bench_case(
                 njev=info["njev"],
                 tol=info["tol"],
             )
+        elif v.kind == "peer":
+            row.update(
+                iterations=info["iterations"],
+                residuals=info["residuals"],
+                f_evals=info["f_evals"],
+                f_calls=info["f_evals"],
+                critical_path=None,
+                time_setup_median=statistics.median(i["time_setup"] for i in v.infos),
+                time_solve_median=statistics.median(i["time_solve"] for i in v.infos),
+            )
         else:
             st = info["stats"]
             # "batching" (stacking/splitting batches) is reported apart by newer versions of
@@ -383,6 +503,16 @@ def bench_case(
             )
         rows.append(row)
     k = next(r["iterations"] for r in rows if r["kind"] == "parareal")
+    peer = next((r for r in rows if r["kind"] == "peer"), None)
+    if peer is not None:
+        finals = {v.label: v.final for v in variants}
+        peer["diff_vs_parareal"] = {
+            r["variant"]: err(finals[r["variant"]], finals[peer["variant"]])
+            for r in rows if r["kind"] == "parareal"
+        }
+        peer["peer_over_variant"] = {
+            r["variant"]: peer["median_s"] / r["median_s"] for r in rows if r["kind"] != "peer"
+        }
     return {
         "name": case.name,
         "description": case.description,
@@ -508,20 +638,47 @@ def markdown_case(res: dict[str, Any]) -> str:
                 f"{fmt_time(w['f'])} / {fmt_time(w['propagators'])} / {batching} "
                 f"/ {fmt_time(w['engine'])}"
             )
+        elif r["kind"] == "peer":
+            iters, cp_s, model = str(r["iterations"]), "-", "-"
+            split = (f"setup {fmt_time(r['time_setup_median'])} / solve "
+                     f"{fmt_time(r['time_solve_median'])}")
         else:
             iters, model, split = "-", "-", "-"
             cp_s = f"{res['serial_fine_f_evals'] / r['critical_path']:.2f}x"
+        path = "-" if r["critical_path"] is None else r["critical_path"]
         lines.append(
             f"| {r['variant']} | {fmt_time(r['median_s'])} | {fmt_time(r['min_s'])} "
             f"| {r['speedup_vs_serial']:.2f}x | {iters} | {r['f_evals']} | {r['f_calls']} "
-            f"| {r['critical_path']} | {cp_s} | {model} | {r['error_vs_reference']:.1e} "
+            f"| {path} | {cp_s} | {model} | {r['error_vs_reference']:.1e} "
             f"| {split} |"
         )
     para = [r for r in res["rows"] if r["kind"] == "parareal"]
     if para:
         res_str = ", ".join(f"{x:.1e}" for x in para[0]["residuals"])
         lines += ["", f"Residuals (max boundary update) per iteration: {res_str}."]
+    lines += markdown_peer(res)
     return "\n".join(lines)
+
+
+def markdown_peer(res: dict[str, Any]) -> list[str]:
+    """The comparison with another library's Parareal (the ``peer`` row), if there is one."""
+    peer = next((r for r in res["rows"] if r["kind"] == "peer"), None)
+    if peer is None:
+        return []
+    ratios = ", ".join(
+        f"{label} {ratio:.2f}x" for label, ratio in peer["peer_over_variant"].items()
+    )
+    diffs = max(peer["diff_vs_parareal"].values())
+    return [
+        "",
+        f"{peer['variant']}: its residual (the 2-norm over the coarse points of the fine "
+        "defect Phi(u_(n-1)) - u_n, one fine step into each C-point after F-relaxation) per "
+        "iteration: " + ", ".join(f"{x:.1e}" for x in peer["residuals"]) + f"; it stops at "
+        f"residual < tol = {res['tol']:g}. Its final state differs from every Parareal row's "
+        f"by at most {diffs:.1e}.",
+        "",
+        f"pymgrit's median time / each variant's (above 1: the variant is faster): {ratios}.",
+    ]
 
 
 def markdown_exactness(res: dict[str, Any]) -> str:
@@ -568,6 +725,12 @@ def machine_info() -> dict[str, Any]:
         except ImportError:
             info[mod] = None
     try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        info["pymgrit"] = version("pymgrit")
+    except PackageNotFoundError:
+        info["pymgrit"] = None
+    try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
         for line in out.splitlines():
             key, _, value = line.partition(":")
@@ -582,7 +745,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats (default 5)")
     parser.add_argument("--quick", action="store_true", help="small systems, 1 repeat, < 30 s")
-    parser.add_argument("--tol", type=float, default=1e-8, help="Parareal tolerance")
+    parser.add_argument("--tol", type=float, default=None,
+                        help="Parareal tolerance (default: 1e-10 for brusselator, pymgrit's "
+                        "setup, 1e-8 for the others)")
     parser.add_argument("--only", default="", help="comma-separated problems to run")
     parser.add_argument("--json", metavar="PATH", help="write all raw numbers as JSON")
     parser.add_argument("--threads", type=int, default=1,
@@ -618,7 +783,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"# parareal core benchmark\n\nmachine: {machine.get('Model name', '?')}, "
         f"{machine.get('CPU(s)', '?')} CPUs; Python {machine['python']}, numpy "
-        f"{machine['numpy']}, scipy {machine['scipy']}, torch {machine['torch']}; "
+        f"{machine['numpy']}, scipy {machine['scipy']}, torch {machine['torch']}, "
+        f"pymgrit {machine['pymgrit']}; "
         f"threads {args.threads} (OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}, "
         f"torch {threads['torch']}); "
         f"repeats {repeats}{' (--quick)' if args.quick else ''}; serial backend "
@@ -628,7 +794,8 @@ def main(argv: list[str] | None = None) -> int:
     results, exactness = [], []
     for name in names:
         case = builders[name]()
-        res = bench_case(case, repeats, args.tol, not args.quick, args.serial_vectorized)
+        tol = case.tol if args.tol is None else args.tol
+        res = bench_case(case, repeats, tol, not args.quick, args.serial_vectorized)
         results.append(res)
         print(markdown_case(res) + "\n", flush=True)
         if name == "brusselator":

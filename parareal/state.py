@@ -7,6 +7,7 @@ when a torch tensor is actually handed in (it is then already in ``sys.modules``
 
 from __future__ import annotations
 
+import operator
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -37,10 +38,16 @@ class ArrayOps:
     """
 
     kind: str = "abstract"
+    #: The exact type of a state of this kind (``numpy.ndarray``, ``torch.Tensor``).
+    array_type: Any = None
 
     def __init__(self, template: Any) -> None:
         self.shape: tuple[int, ...] = tuple(template.shape)
         self.dtype = template.dtype
+        #: The template's dtype when an answer of exactly :attr:`array_type`, this dtype and the
+        #: state's shape, for a state of this dtype, passes :meth:`coerce_derivative` unchanged
+        #: (so that loops may skip the call); ``None`` when every answer needs the full check.
+        self.fast_dtype: Any = None
 
     # -- time values handed to f -------------------------------------------------------------
     def time(self, t: float) -> Any:
@@ -125,13 +132,22 @@ class ArrayOps:
 class NumpyOps(ArrayOps):
     """:class:`ArrayOps` for numpy arrays. Times are passed to ``f`` as Python floats."""
 
+    #: dtype kinds accepted from ``f`` (bool, integers, floating, complex).
+    _NUMERIC = "biufc"
+
     kind = "numpy"
+    array_type = np.ndarray
+
+    def __init__(self, template: Any) -> None:
+        super().__init__(template)
+        if self.dtype.kind in self._NUMERIC:
+            self.fast_dtype = self.dtype
 
     def time(self, t: float) -> float:
         return float(t)
 
     def times(self, ts: Sequence[float]) -> np.ndarray:
-        return np.asarray(ts, dtype=np.float64)
+        return np.array(ts, dtype=np.float64)  # a copy: f may not alter the caller's times
 
     def stack(self, items: Sequence[Any]) -> np.ndarray:
         return np.stack(items)
@@ -148,7 +164,7 @@ class NumpyOps(ArrayOps):
     def max_abs(self, x: np.ndarray) -> float:
         if x.size == 0:
             return 0.0
-        return float(np.max(np.abs(x)))
+        return float(np.abs(x).max())
 
     def all_finite(self, x: np.ndarray) -> bool:
         return bool(np.all(np.isfinite(x)))
@@ -169,7 +185,7 @@ class NumpyOps(ArrayOps):
                 dy = np.asarray(dy)
             except Exception as exc:  # numpy raises many kinds (ragged lists...)
                 raise TypeError(self._type_error(dy, batched)) from exc
-        if dy.dtype.kind not in "biufc":
+        if dy.dtype.kind not in self._NUMERIC:
             raise TypeError(self._type_error(dy, batched))
         if dy.shape != y.shape:
             raise ValueError(self._shape_error(dy.shape, y.shape, batched))
@@ -197,6 +213,8 @@ class TorchOps(ArrayOps):
 
         super().__init__(template)
         self._torch = torch
+        self.array_type = torch.Tensor
+        self.fast_dtype = self.dtype
         self.device = template.device
         self.time_dtype = template.real.dtype if template.is_complex() else template.dtype
 
@@ -286,15 +304,17 @@ class Lanes:
     def __repr__(self) -> str:
         return f"Lanes({self.values.tolist()})"
 
-    def _scalar(self, other: Any) -> Any:
-        if isinstance(other, Lanes):
-            return other.values
-        if isinstance(other, (float, int)) and not isinstance(other, bool):
-            return float(other)
-        return None
+    @classmethod
+    def _of(cls, values: np.ndarray) -> Lanes:
+        """Lanes over ``values``, already a float64 array (no conversion, no copy)."""
+        lanes = cls.__new__(cls)
+        lanes.values = values
+        lanes._casts = {}
+        return lanes
 
     def _cast(self, array: Any) -> Any:
-        torch_device = array.device if is_torch(array) else None
+        torch_device = None if type(array) is np.ndarray else (
+            array.device if is_torch(array) else None)
         key = (array.dtype, array.ndim, torch_device)
         cast = self._casts.get(key)
         if cast is None:
@@ -309,37 +329,43 @@ class Lanes:
         return cast
 
     def _binary(self, other: Any, op: Any, reflected: bool) -> Any:
-        scalar = self._scalar(other)
-        if scalar is not None:
-            return Lanes(op(scalar, self.values) if reflected else op(self.values, scalar))
-        if isinstance(other, np.ndarray) or is_torch(other):
+        kind = type(other)
+        if kind is Lanes:
+            scalar = other.values
+        elif kind is float or kind is int:
+            scalar = float(other)
+        elif isinstance(other, np.ndarray) or is_torch(other):
             mine = self._cast(other)
             return op(other, mine) if reflected else op(mine, other)
-        return NotImplemented
+        elif isinstance(other, (float, int)) and not isinstance(other, bool):
+            scalar = float(other)  # numpy float scalars, int subclasses
+        else:
+            return NotImplemented
+        return Lanes._of(op(scalar, self.values) if reflected else op(self.values, scalar))
 
     def __add__(self, other: Any) -> Any:
-        return self._binary(other, lambda a, b: a + b, False)
+        return self._binary(other, operator.add, False)
 
     def __radd__(self, other: Any) -> Any:
-        return self._binary(other, lambda a, b: a + b, True)
+        return self._binary(other, operator.add, True)
 
     def __sub__(self, other: Any) -> Any:
-        return self._binary(other, lambda a, b: a - b, False)
+        return self._binary(other, operator.sub, False)
 
     def __rsub__(self, other: Any) -> Any:
-        return self._binary(other, lambda a, b: a - b, True)
+        return self._binary(other, operator.sub, True)
 
     def __mul__(self, other: Any) -> Any:
-        return self._binary(other, lambda a, b: a * b, False)
+        return self._binary(other, operator.mul, False)
 
     def __rmul__(self, other: Any) -> Any:
-        return self._binary(other, lambda a, b: a * b, True)
+        return self._binary(other, operator.mul, True)
 
     def __truediv__(self, other: Any) -> Any:
-        return self._binary(other, lambda a, b: a / b, False)
+        return self._binary(other, operator.truediv, False)
 
     def __rtruediv__(self, other: Any) -> Any:
-        return self._binary(other, lambda a, b: a / b, True)
+        return self._binary(other, operator.truediv, True)
 
     def __neg__(self) -> Lanes:
-        return Lanes(-self.values)
+        return Lanes._of(-self.values)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -28,6 +29,32 @@ def test_core_benchmark_quick(tmp_path):
     assert "threads 1 (OPENBLAS_NUM_THREADS=1" in out
     data = json.loads((tmp_path / "c.json").read_text())
     assert data["threads"] == 1 and data["machine"]["blas_threads"] == "1"
+    tols = {p["name"]: p["tol"] for p in data["problems"]}
+    assert tols == {"brusselator": 1e-10, "heat": 1e-8, "oscillators": 1e-8}
+
+
+def test_core_benchmark_pymgrit_row(tmp_path):
+    """pymgrit's Parareal on its own Brusselator: a row when it is installed, a note if not."""
+    pytest.importorskip("scipy")
+    run("core.py", "--quick", "--only", "brusselator", "--json", str(tmp_path / "c.json"))
+    (bru,) = json.loads((tmp_path / "c.json").read_text())["problems"]
+    peer = [row for row in bru["rows"] if row["kind"] == "peer"]
+    if not peer:
+        assert any("no pymgrit row" in note for note in bru["notes"])
+        assert importlib.util.find_spec("pymgrit") is None or importlib.util.find_spec(
+            "mpi4py") is None
+        return
+    (row,) = peer
+    # pymgrit stops when its residual (2-norm of the C-point defects) is below tol: 1e-10
+    assert row["residuals"][-1] < bru["tol"] <= row["residuals"][-2]
+    # it solves the same problem: its final state is within the tolerance of ours, and its
+    # iterate has converged to the same fine solution (the same error against the reference)
+    assert max(row["diff_vs_parareal"].values()) < bru["tol"]
+    parareal_rows = [r for r in bru["rows"] if r["kind"] == "parareal"]
+    assert abs(row["error_vs_reference"] - parareal_rows[0]["error_vs_reference"]) < 1e-9
+    # at least as many calls of f as our synchronous Parareal: its F-relaxation, residual and
+    # FAS right-hand side each take fine steps of their own
+    assert row["f_evals"] >= parareal_rows[0]["f_evals"]
 
 
 def test_benchmarks_refuse_bad_threads():
@@ -72,3 +99,16 @@ def test_lookahead_benchmark_quick(tmp_path):
                             for k in range(row["iterations"] + row["lookahead"] + 1))
                 assert row["fine_calls"] <= bound
             assert row["critical_path"] <= sync["critical_path"]
+
+
+def test_core_benchmark_says_when_pymgrit_is_missing(monkeypatch):
+    pytest.importorskip("scipy")
+    monkeypatch.setitem(sys.modules, "pymgrit", None)  # import pymgrit -> ImportError
+    spec = importlib.util.spec_from_file_location("core_bench", ROOT / "benchmarks" / "core.py")
+    core = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "core_bench", core)  # dataclasses look their module up
+    spec.loader.exec_module(core)
+    case = core.brusselator_case()
+    assert case.peer is None
+    assert any("no pymgrit row" in note and "pip install pymgrit" in note
+               for note in case.notes)

@@ -9,10 +9,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..propagators import Propagator, Request
+from ..propagators import Propagator, Request, SteppablePropagator, drive
 from ..state import VECTORIZED_HINT, ArrayOps, Lanes
 
 __all__ = ["Backend", "Rhs"]
+
+_STEPPABLE_PROPAGATE = SteppablePropagator.propagate
 
 
 def _note_batched(exc: BaseException, t_shape: tuple[int, ...], y_shape: tuple[int, ...]) -> None:
@@ -48,6 +50,13 @@ class Rhs:
         #: Seconds spent stacking and splitting batches (outside ``f``).
         self.batching_seconds = 0.0
 
+    def count(self, calls: int, seconds: float) -> None:
+        """Add ``calls`` calls of ``f`` on one state each that took ``seconds`` (a
+        :class:`~parareal.propagators.base.Meter`, for :func:`~parareal.propagators.drive`)."""
+        self.calls += calls
+        self.evals += calls
+        self.seconds += seconds
+
     def _call(self, t: Any, y: Any) -> Any:
         """One timed, counted call ``f(t, y)`` with ``t`` already in ``f``'s convention."""
         start = time.perf_counter()
@@ -65,44 +74,77 @@ class Rhs:
 
     def each(self, requests: Sequence[Request]) -> list[Any]:
         """``f`` at every request, one state per call (a group's rows one by one)."""
+        if self.vectorized:
+            return [self._rows(t, y) if isinstance(t, Lanes) else self.one(t, y)
+                    for t, y in requests]
+        f, ops = self.f, self.ops
+        to_time, coerce = ops.time, ops.coerce_derivative
+        clock = time.perf_counter
+        calls, seconds = 0, 0.0
         out = []
-        for t, y in requests:
-            if isinstance(t, Lanes):
-                rows = [self.one(float(v), row) for v, row in zip(t.values, y, strict=True)]
-                out.append(self.ops.stack(rows))
-            else:
-                out.append(self.one(t, y))
+        try:
+            for t, y in requests:
+                lanes = isinstance(t, Lanes)
+                rows = []
+                for v, row in zip(t.values.tolist(), y, strict=True) if lanes else ((t, y),):
+                    start = clock()
+                    dy = f(to_time(v), row)
+                    seconds += clock() - start
+                    calls += 1
+                    rows.append(coerce(dy, row))
+                out.append(ops.stack(rows) if lanes else rows[0])
+        finally:
+            self.count(calls, seconds)
         return out
+
+    def _rows(self, t: Lanes, y: Any) -> Any:
+        """A group's rows one by one, each a batch of one (vectorised ``f``)."""
+        return self.ops.stack([self.one(v, row) for v, row in zip(t.values.tolist(), y,
+                                                                  strict=True)])
 
     def batch(self, requests: Sequence[Request]) -> list[Any]:
         """``f`` at every request in one call if vectorised, else as :meth:`each`.
 
         A request is ``(t, y)`` for one state, or ``(lanes, Y)`` for a group of slices whose
-        states are stacked in ``Y`` (see :class:`~parareal.state.Lanes`).
+        states are stacked in ``Y`` (see :class:`~parareal.state.Lanes`). A single request
+        reaches ``f`` without a copy of its states (``y[None]``, or ``Y`` itself).
         """
         if not self.vectorized:
             return self.each(requests)
-        begin = time.perf_counter()
+        clock = time.perf_counter
+        begin = clock()
         f_before = self.seconds
-        out = self._batch(requests)
-        self.batching_seconds += time.perf_counter() - begin - (self.seconds - f_before)
+        if len(requests) == 1:
+            t, y = requests[0]
+            if isinstance(t, Lanes):
+                out = [self._stacked(self.ops.times(t.values), y)]
+            else:
+                out = [self._stacked(self.ops.times([t]), y[None])[0]]
+        else:
+            out = self._batch(requests)
+        self.batching_seconds += clock() - begin - (self.seconds - f_before)
         return out
 
     def _batch(self, requests: Sequence[Request]) -> list[Any]:
+        """Several requests: stack them, one call of ``f``, split the answer."""
         ops = self.ops
         sizes = [len(t) if isinstance(t, Lanes) else 0 for t, _ in requests]
-        grouped = any(sizes)
-        single = len(requests) == 1 and not grouped
-        if single:  # a view, no copy
-            ys = requests[0][1][None]
-            ts = ops.times([requests[0][0]])
-        elif grouped:
+        if any(sizes):
             ys = ops.concat([y if n else y[None] for (_, y), n in zip(requests, sizes)])
             ts = ops.times(np.concatenate([t.values if n else [t] for (t, _), n in
                                            zip(requests, sizes)]))
         else:
-            ys = ops.stack([y for _, y in requests])
-            ts = ops.times([t for t, _ in requests])
+            return ops.unstack(self._stacked(ops.times([t for t, _ in requests]),
+                                             ops.stack([y for _, y in requests])))
+        dys = self._stacked(ts, ys)
+        out, row = [], 0
+        for n in sizes:
+            out.append(dys[row : row + n] if n else dys[row])
+            row += max(n, 1)
+        return out
+
+    def _stacked(self, ts: Any, ys: Any) -> Any:
+        """One timed, counted call ``f(ts, ys)`` on stacked states; its answer checked."""
         start = time.perf_counter()
         try:
             dys = self.f(ts, ys)
@@ -119,16 +161,15 @@ class Rhs:
         self.seconds += time.perf_counter() - start
         self.calls += 1
         self.evals += len(ys)
-        dys = ops.coerce_derivative(dys, ys, batched=True)
-        if single:
-            return [dys[0]]
-        if not grouped:
-            return ops.unstack(dys)
-        out, row = [], 0
-        for n in sizes:
-            out.append(dys[row : row + n] if n else dys[row])
-            row += max(n, 1)
-        return out
+        ops = self.ops
+        if (  # the answer is exactly what coerce_derivative would return unchanged
+            type(dys) is not ops.array_type
+            or dys.dtype is not ops.fast_dtype
+            or ys.dtype is not ops.fast_dtype
+            or dys.shape != ys.shape
+        ):
+            dys = ops.coerce_derivative(dys, ys, batched=True)
+        return dys
 
     def _takes_single_states(self, ts: Any, ys: Any) -> bool:
         """After a batched call failed: does ``f`` work on one unbatched state instead?"""
@@ -137,6 +178,20 @@ class Rhs:
             return tuple(getattr(dy, "shape", ())) == tuple(ys[0].shape) and dy is not None
         except Exception:
             return False
+
+    def propagate(self, propagator: Propagator, y: Any, t0: float, t1: float) -> Any:
+        """Run one propagation here and now with this ``f`` (calls counted and timed).
+
+        A steppable propagator that keeps the inherited
+        :meth:`~parareal.propagators.SteppablePropagator.propagate`, with a non-vectorised
+        ``f``, runs its stepper through :func:`~parareal.propagators.drive` with ``f`` itself:
+        the same calls and numbers as ``propagator.propagate(self.plain, ...)`` without a
+        wrapper per call. Any other propagator gets :meth:`plain`.
+        """
+        if not self.vectorized and type(propagator).propagate is _STEPPABLE_PROPAGATE:
+            stepper = propagator.stepper(y, t0, t1)  # type: ignore[attr-defined]
+            return drive(stepper, self.f, y, ops=self.ops, meter=self)
+        return propagator.propagate(self.plain, y, t0, t1)
 
     def plain(self, t: Any, y: Any) -> Any:
         """``f`` in the non-batched convention, for opaque propagators (counted, timed).
@@ -175,8 +230,8 @@ class Backend(ABC):
         """Return ``f(t, y)`` for every request, in order."""
 
     def propagate(self, propagator: Propagator, rhs: Rhs, y: Any, t0: float, t1: float) -> Any:
-        """Run one opaque propagation (default: here and now)."""
-        return propagator.propagate(rhs.plain, y, t0, t1)
+        """Run one propagation to completion, here and now (default: :meth:`Rhs.propagate`)."""
+        return rhs.propagate(propagator, y, t0, t1)
 
     def close(self) -> None:
         """Release resources that outlive a run (default: none)."""

@@ -250,6 +250,8 @@ class Driver:
         if finished:
             return finished
         if self._flights:
+            if len(self._flights) == 1 and not (self._delayed or self._open):
+                return self._run_alone()
             flights = self._flights
             results = self.backend.evaluate(self.rhs, [fl.request for fl in flights])
             self.clock += 1
@@ -263,7 +265,8 @@ class Driver:
                 else:
                     self._flights.append(flight)
             self._account(mark)
-            self._resolve(self.clock)
+            if self._open:
+                self._resolve(self.clock)
         elif self._delayed or self._open:
             # nothing moves here: the next release is the earliest one, once no unfinished
             # task could come before it
@@ -274,6 +277,33 @@ class Driver:
             _, _, key, value = heapq.heappop(self._delayed)
             finished.append((key, value))
         return finished
+
+    def _run_alone(self) -> list[tuple[Hashable, Any]]:
+        """Run the only propagation in flight to its end, one tick per request.
+
+        Nothing else is in flight, delayed or out on workers, so nothing can finish (and start
+        more work) before it does: ticking it here in a loop makes the same calls of
+        :meth:`~parareal.backends.Backend.evaluate` and reaches the same clock as one tick per
+        :meth:`step`, without the round trips.
+        """
+        flight = self._flights[0]
+        evaluate, rhs, send = self.backend.evaluate, self.rhs, flight.gen.send
+        clock = time.perf_counter
+        request = flight.request
+        try:
+            while True:
+                dy = evaluate(rhs, [request])[0]
+                self.clock += 1
+                start = clock()
+                try:
+                    request = send(dy)
+                finally:
+                    self.propagator_seconds += clock() - start
+        except StopIteration as stop:
+            self._flights = []
+            finished: list[tuple[Hashable, Any]] = []
+            self._finish(flight.keys, stop.value, flight.grouped, finished)
+            return finished
 
     def close(self, failed: bool = False) -> None:
         """Abandon everything in flight; close the session (its workers stop).

@@ -215,11 +215,10 @@ class _Run:
                 return
             residual = math.nan
         else:
-            updates = [
-                ops.max_abs(self.U[(n, k)] - self.value(n, k - 1)) for n in range(k, self.N + 1)
-            ]
-            # Python's max drops a NaN that is not first: test every update for finiteness
-            residual = max(updates) if all(math.isfinite(u) for u in updates) else math.nan
+            # one reduction over the stacked updates (NaN and inf stay non-finite)
+            span = range(k, self.N + 1)
+            residual = ops.max_abs(ops.stack([self.U[(n, k)] for n in span])
+                                   - ops.stack([self.value(n, k - 1) for n in span]))
             if not math.isfinite(residual):
                 self.stop(k - 1, Status.DIVERGED)
                 return

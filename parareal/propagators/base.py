@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
-from ..state import Lanes, ops_for
+from ..state import ArrayOps, Lanes, ops_for
 from ..validation import check_int
 
-__all__ = ["Propagator", "Request", "SteppablePropagator", "Stepper", "drive"]
+__all__ = ["Meter", "Propagator", "Request", "SteppablePropagator", "Stepper", "drive"]
 
 #: One request of a steppable propagator: the time and state at which it needs ``f``.
 Request = tuple[float, Any]
@@ -115,17 +116,70 @@ class SteppablePropagator(Propagator):
         return drive(self.stepper(y, t0, t1), f, y)
 
 
-def drive(gen: Stepper, f: Callable[[Any, Any], Any], y: Any) -> Any:
+class Meter(Protocol):
+    """What :func:`drive` reports to when asked to time and count the calls of ``f``."""
+
+    def count(self, calls: int, seconds: float) -> None:
+        """Add ``calls`` calls of ``f`` on one state each, which took ``seconds`` in all."""
+
+
+def drive(
+    gen: Stepper,
+    f: Callable[[Any, Any], Any],
+    y: Any,
+    *,
+    ops: ArrayOps | None = None,
+    meter: Meter | None = None,
+) -> Any:
     """Run a stepper coroutine to the end, answering each request with ``f(t, y)``.
 
     ``t`` is converted as the state's kind expects (:meth:`~parareal.state.ArrayOps.time`) and
-    each answer is checked like the engine checks it. Returns the coroutine's final state.
+    each answer is checked like the engine checks it
+    (:meth:`~parareal.state.ArrayOps.coerce_derivative`). The check is made on every call, but
+    an answer of exactly the state's array type, dtype and shape (the usual case) is accepted
+    after three identity tests and a shape comparison; anything else gets the full check, with
+    its error messages and casts. Returns the coroutine's final state.
+
+    Parameters
+    ----------
+    gen : Stepper
+        The coroutine (:meth:`SteppablePropagator.stepper`).
+    f : callable
+        ``f(t, y)`` on one state.
+    y : array
+        The start state (its kind selects the :class:`~parareal.state.ArrayOps`).
+    ops : ArrayOps, optional
+        The operations for ``y``'s kind, when the caller has them already.
+    meter : Meter, optional
+        When given, the calls of ``f`` are timed and counted into it (also when the
+        propagation stops on an exception: the calls that returned count).
     """
-    ops = ops_for(y)
+    if ops is None:
+        ops = ops_for(y)
+    to_time, coerce = ops.time, ops.coerce_derivative
+    kind, dtype = ops.array_type, ops.fast_dtype
+    timed = meter is not None
+    clock = time.perf_counter
+    calls, seconds, start = 0, 0.0, 0.0
     try:
         t, yr = next(gen)
         while True:
-            dy = ops.coerce_derivative(f(ops.time(t), yr), yr)
+            if timed:
+                start = clock()
+            dy = f(to_time(t), yr)
+            if timed:
+                seconds += clock() - start
+                calls += 1
+            if (
+                type(dy) is not kind
+                or dy.dtype is not dtype
+                or yr.dtype is not dtype
+                or dy.shape != yr.shape
+            ):
+                dy = coerce(dy, yr)
             t, yr = gen.send(dy)
     except StopIteration as stop:
         return stop.value
+    finally:
+        if timed:
+            meter.count(calls, seconds)  # type: ignore[union-attr]

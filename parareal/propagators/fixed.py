@@ -82,9 +82,10 @@ class RK4(SteppablePropagator):
         if self.variant == "3/8":
             return (yield from self._step_38(y, t, h))
         half = 0.5 * h
+        mid = t + half
         k1 = yield t, y
-        k2 = yield t + half, y + half * k1
-        k3 = yield t + half, y + half * k2
+        k2 = yield mid, y + half * k1
+        k3 = yield mid, y + half * k2
         k4 = yield t + h, y + h * k3
         return y + (h / 6.0) * (k1 + 2.0 * (k2 + k3) + k4)
 
