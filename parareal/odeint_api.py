@@ -383,7 +383,7 @@ def odeint(
         for n in range(slices):
             y = sol.y[n]
             for prop, a, b in fine.pieces(boundaries[n], boundaries[n + 1]):
-                y = prop.propagate(rhs.plain, y, a, b)
+                y = rhs.propagate(prop, y, a, b)
                 out.append(y)
             out[-1] = sol.y[n + 1]
         values = ops.stack(out)

@@ -446,3 +446,18 @@ def test_integrate_checks_its_bounds(kwargs, error):
     p = P.lorenz()
     with pytest.raises(error):
         integrate(p.f, p.y0, 0.0, np.array([1.0]), **kwargs)
+
+
+@pytest.mark.parametrize("shape", [(2,), (1, 2), (9, 2), (3, 4, 2), (2, 2)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_brusselator_fast_path_gives_the_bits_of_the_array_formula(shape, dtype):
+    from parareal.problems.brusselator import BrusselatorRHS
+
+    f = BrusselatorRHS(a=1.3, b=2.7)
+    y = np.random.default_rng(0).normal(size=shape).astype(dtype)
+    x, w = y[..., 0], y[..., 1]
+    xxw = x * x * w
+    expected = np.stack([f.a + xxw - (f.b + 1.0) * x, f.b * x - xxw], axis=-1)
+    out = f(0.0, y)
+    assert out.shape == y.shape and out.dtype == expected.dtype
+    assert np.array_equal(out, expected)

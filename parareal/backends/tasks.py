@@ -144,7 +144,7 @@ def run_task(
         values, evals = [], []
         for y, t0, t1 in zip(task.ys, task.t0s, task.t1s, strict=True):
             before = rhs.evals
-            values.append(prop.propagate(rhs.plain, y, t0, t1))
+            values.append(rhs.propagate(prop, y, t0, t1))
             evals.append(rhs.evals - before)
     return TaskResult(
         values=list(values),

@@ -21,9 +21,21 @@ class BrusselatorRHS:
     b: float = 3.0
 
     def __call__(self, t: Any, y: np.ndarray) -> np.ndarray:
+        if type(y) is np.ndarray and y.size == 2 and y.dtype == np.float64:
+            # one state (or a batch of one): Python floats do the same IEEE float64 operations
+            # bit for bit, without numpy's fixed cost per operation (4x faster on 2 numbers)
+            x, w = y.ravel().tolist()
+            xxw = x * x * w
+            out = (self.a + xxw - (self.b + 1.0) * x, self.b * x - xxw)
+            return np.array(out).reshape(y.shape)
         x, w = y[..., 0], y[..., 1]
         xxw = x * x * w
-        return np.stack([self.a + xxw - (self.b + 1.0) * x, self.b * x - xxw], axis=-1)
+        u = self.a + xxw - (self.b + 1.0) * x
+        v = self.b * x - xxw
+        out = np.empty(np.shape(u) + (2,), dtype=np.result_type(u, v))
+        out[..., 0] = u
+        out[..., 1] = v
+        return out
 
 
 def brusselator(
