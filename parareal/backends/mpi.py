@@ -28,6 +28,7 @@ import concurrent.futures as cf
 import dataclasses
 import os
 import threading
+import time
 from typing import Any, ClassVar
 
 import numpy as np
@@ -234,6 +235,25 @@ def local_rank(comm: Any) -> int:
         node.Free()
 
 
+# -- waiting without spinning ---------------------------------------------------------------
+#: Longest sleep between two probes while waiting for a message (seconds).
+MAX_POLL_SECONDS = 0.002
+
+
+def _wait_message(comm: Any, source: int, tag: int, status: Any) -> None:
+    """Return once a message from ``source`` with ``tag`` can be received.
+
+    MPI libraries busy-wait inside a blocking receive, which on a node with more ranks (or
+    threads) than cores takes the core from the ranks that compute, and with several threads
+    holds MPI's lock. Probing with a sleep that grows to :data:`MAX_POLL_SECONDS` costs at
+    most that much latency per message.
+    """
+    delay = 0.00005
+    while not comm.Iprobe(source=source, tag=tag, status=status):
+        time.sleep(delay)
+        delay = min(delay * 2, MAX_POLL_SECONDS)
+
+
 # -- worker ranks ----------------------------------------------------------------------------
 def _serve(comm: Any, root: int, rhs: Rhs, fine: Propagator, device: Any) -> None:
     mpi = _mpi()
@@ -243,7 +263,8 @@ def _serve(comm: Any, root: int, rhs: Rhs, fine: Propagator, device: Any) -> Non
         return comm.Iprobe(source=root, tag=TAG_CTRL)
 
     while True:
-        header = comm.recv(source=root, tag=mpi.ANY_TAG, status=status)
+        _wait_message(comm, root, mpi.ANY_TAG, status)
+        header = comm.recv(source=root, tag=status.Get_tag())
         if status.Get_tag() == TAG_CTRL:
             comm.send({"op": "bye"}, dest=root, tag=TAG_RESULT)
             if header["op"] == "abort":
@@ -356,8 +377,9 @@ class _RootSession(Session):
         status = mpi.Status()
         remaining = self.comm.Get_size() - 1
         while remaining:
-            message = self.comm.recv(source=mpi.ANY_SOURCE, tag=TAG_RESULT, status=status)
+            _wait_message(self.comm, mpi.ANY_SOURCE, TAG_RESULT, status)
             source = status.Get_source()
+            message = self.comm.recv(source=source, tag=TAG_RESULT)
             op = message["op"]
             if op == "bye":
                 remaining -= 1
