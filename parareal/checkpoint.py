@@ -159,8 +159,8 @@ def check_resume_path(value: Any) -> str | None:
         raise ValueError(f"resume {path!r} is a folder; give the checkpoint file")
     if not os.path.exists(path):
         raise FileNotFoundError(
-            f"resume: no checkpoint at {path!r}; to start a new run pass resume=None "
-            "(e.g. resume=path if os.path.exists(path) else None)"
+            f"resume: no checkpoint at {path!r}; resuming needs an existing checkpoint file "
+            "(to start a new run, do not resume: resume=None)"
         )
     return path
 
