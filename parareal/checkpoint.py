@@ -535,9 +535,16 @@ def _checkpoint(meta: dict[str, Any], y: Any) -> Checkpoint:
     )
 
 
-def _torch_values(values: Any, run: dict[str, Any]) -> Any:
-    if run["dtype"].startswith("complex"):
-        return sys.modules["torch"].view_as_complex(values.contiguous())
+def _values(path: str, values: Any, run: dict[str, Any]) -> Any:
+    """The stored values as states of the run's dtype (torch: complex from real pairs)."""
+    if is_torch(values) and str(run.get("dtype", "")).startswith("complex"):
+        try:
+            values = sys.modules["torch"].view_as_complex(values.contiguous())
+        except RuntimeError as exc:
+            raise _corrupt(path, f"complex values stored as {values.dtype}") from exc
+    if _dtype_name(values) != run.get("dtype"):
+        raise _corrupt(path, f"values of dtype {_dtype_name(values)} for a run of dtype "
+                             f"{run.get('dtype')}")
     return values
 
 
@@ -557,9 +564,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """
     path = _path(path, "path")
     meta, values = _parse(path)
-    if meta["run"].get("kind") == "torch":
-        values = _torch_values(values, meta["run"])
-    return _checkpoint(meta, values)
+    return _checkpoint(meta, _values(path, values, meta["run"]))
 
 
 def read_checkpoint(path: str, run: dict[str, Any], ops: ArrayOps) -> Checkpoint:
@@ -581,8 +586,9 @@ def read_checkpoint(path: str, run: dict[str, Any], ops: ArrayOps) -> Checkpoint
             + ". Resume with the arguments of the run that wrote it (and the same f), or "
             "start a new run (resume=None)"
         )
+    y = _values(path, values, run)
     if run["kind"] == "torch":
-        y = _torch_values(values, run).to(device=ops.device)  # type: ignore[attr-defined]
+        y = y.to(device=ops.device)  # type: ignore[attr-defined]
     else:
-        y = values.astype(ops.dtype, copy=False)
+        y = y.astype(ops.dtype, copy=False)
     return _checkpoint(meta, y)

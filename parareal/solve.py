@@ -271,7 +271,10 @@ def solve(
     ------
     TypeError, ValueError
         On invalid arguments, naming the argument and what is allowed; also when ``f``
-        returns an array of the wrong shape. Exceptions raised inside ``f`` propagate.
+        returns an array of the wrong shape, and for a corrupt, truncated or mismatched
+        ``resume`` checkpoint. Exceptions raised inside ``f`` propagate.
+    FileNotFoundError
+        If ``resume`` names no file.
     """
     t0, t1 = check_span(t_span)
     slices = check_slices(slices)

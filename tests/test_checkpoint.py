@@ -153,13 +153,15 @@ def test_a_final_checkpoint_returns_at_once_without_calling_f(tmp_path):
 
 
 @pytest.mark.parametrize("tol", [1e-9, 0.0])
-def test_a_larger_max_iters_continues_a_run_stopped_at_max_iters(tmp_path, tol):
+@pytest.mark.parametrize("stop", [0, 3])
+def test_a_larger_max_iters_continues_a_run_stopped_at_max_iters(tmp_path, tol, stop):
     full = parareal.solve(vdp, Y0, SPAN, tol=tol, **KW)
     path = tmp_path / "c.npz"
-    short = parareal.solve(vdp, Y0, SPAN, tol=tol, max_iters=3, checkpoint=path, **KW)
+    short = parareal.solve(vdp, Y0, SPAN, tol=tol, max_iters=stop, checkpoint=path, **KW)
     assert short.status is Status.MAX_ITERS and load_checkpoint(path).status is Status.MAX_ITERS
     # the same cap: nothing to do, the same answer
-    same_solution(parareal.solve(vdp, Y0, SPAN, tol=tol, max_iters=3, resume=path, **KW), short)
+    same_solution(parareal.solve(vdp, Y0, SPAN, tol=tol, max_iters=stop, resume=path, **KW),
+                  short)
     # a larger cap: the run goes on as if it had had that cap from the start
     for cap in (5, None):
         longer = parareal.solve(vdp, Y0, SPAN, tol=tol, max_iters=cap, **KW)
@@ -167,8 +169,9 @@ def test_a_larger_max_iters_continues_a_run_stopped_at_max_iters(tmp_path, tol):
                       longer)
     same_solution(longer, full)
     # a smaller cap than the checkpoint's iterate cannot be honoured
-    with pytest.raises(ValueError, match=r"max_iters = 2 is below the iteration .*\(3\)"):
-        parareal.solve(vdp, Y0, SPAN, tol=tol, max_iters=2, resume=path, **KW)
+    if stop:
+        with pytest.raises(ValueError, match=r"max_iters = 2 is below the iteration .*\(3\)"):
+            parareal.solve(vdp, Y0, SPAN, tol=tol, max_iters=2, resume=path, **KW)
 
 
 def test_a_running_checkpoint_resumed_with_max_iters_at_its_iterate_stops_there(tmp_path):
@@ -179,6 +182,35 @@ def test_a_running_checkpoint_resumed_with_max_iters_at_its_iterate_stops_there(
     sol = parareal.solve(vdp, Y0, SPAN, max_iters=2, resume=copies[2], checkpoint=out, **KW)
     same_solution(sol, capped)
     assert sol.status is Status.MAX_ITERS and load_checkpoint(out).status is Status.MAX_ITERS
+
+
+def test_after_an_exception_in_f_the_last_complete_iterate_resumes(tmp_path):
+    """A run that fails (f raises in iteration 4) leaves iterate 3 on disk; resumed with a
+    working f it gives the uninterrupted result."""
+    ref = parareal.solve(vdp, Y0, SPAN, **KW)
+    path = tmp_path / "c.npz"
+    done = []
+
+    def flaky(t, y):
+        if len(done) == 4:
+            raise RuntimeError("node lost")
+        return vdp(t, y)
+
+    with pytest.raises(RuntimeError, match="node lost"):
+        parareal.solve(flaky, Y0, SPAN, checkpoint=path, callback=done.append, **KW)
+    assert load_checkpoint(path).iteration == 3
+    same_solution(parareal.solve(vdp, Y0, SPAN, resume=path, **KW), ref)
+
+
+def test_a_warm_started_run_resumes_with_the_same_initial(tmp_path):
+    guess = np.repeat(Y0[None], KW["slices"] + 1, axis=0)
+    ref, copies = run_with_copies(tmp_path, initial=guess)
+    assert ref.stats.coarse_calls > 0
+    for copy in copies.values():
+        same_solution(parareal.solve(vdp, Y0, SPAN, resume=copy, initial=guess, **KW), ref)
+    with pytest.raises(ValueError, match=r"initial differs \(checkpoint written with an "
+                                         r"initial iterate, this run with no initial\)"):
+        parareal.solve(vdp, Y0, SPAN, resume=copies[1], **KW)
 
 
 def test_checkpoint_and_resume_may_be_the_same_path(tmp_path):
@@ -464,12 +496,20 @@ def test_a_hand_edited_file_with_a_recomputed_digest_is_still_checked(tmp_path):
     parareal.solve(vdp, Y0, SPAN, checkpoint=path, max_iters=2, **KW)
     with np.load(path, allow_pickle=False) as archive:
         values, meta = archive["values"], json.loads(archive["meta"].tobytes())
-    meta["iteration"] = 3
-    meta_bytes = json.dumps(meta).encode()
-    np.savez(path, values=values, meta=np.frombuffer(meta_bytes, np.uint8),
-             sha256=np.frombuffer(_digest(meta_bytes, values.tobytes()).encode(), np.uint8))
+
+    def forge(**edits):
+        meta_bytes = json.dumps({**meta, **edits}).encode()
+        np.savez(path, values=values, meta=np.frombuffer(meta_bytes, np.uint8),
+                 sha256=np.frombuffer(_digest(meta_bytes, values.tobytes()).encode(), np.uint8))
+
+    forge(iteration=3)
     with pytest.raises(ValueError, match="inconsistent metadata"):
         parareal.solve(vdp, Y0, SPAN, resume=path, **KW)
+    forge(run={**meta["run"], "dtype": "float32"})
+    with pytest.raises(ValueError, match="values of dtype float64 for a run of dtype float32"):
+        load_checkpoint(path)
+    forge()
+    assert load_checkpoint(path).iteration == 2
 
 
 # -- another run's checkpoint -------------------------------------------------------------------
