@@ -407,25 +407,19 @@ def _corrupt(path: str, why: str) -> ValueError:
 def _read_npz(path: str, data: bytes) -> tuple[bytes, str, np.ndarray]:
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-            names = set(archive.files)
-            if not {"values", "meta", "sha256"} <= names:
-                raise _corrupt(path, f"entries {sorted(names)}, expected values, meta, sha256")
-            values = archive["values"]
-            meta = archive["meta"]
-            digest = archive["sha256"]
-    except ValueError as exc:
-        if str(exc).startswith("checkpoint "):
-            raise
+            entries = {name: archive[name] for name in archive.files}
+    except Exception as exc:  # zipfile, EOFError, OSError, ValueError...: a damaged archive
         raise _corrupt(path, f"{type(exc).__name__}: {exc}") from exc
-    except Exception as exc:  # zipfile, EOFError, OSError, ...: a damaged archive
-        raise _corrupt(path, f"{type(exc).__name__}: {exc}") from exc
-    for name, array in (("meta", meta), ("sha256", digest)):
-        if array.dtype != np.uint8 or array.ndim != 1:
+    if set(entries) != {"values", "meta", "sha256"}:
+        raise _corrupt(path, f"entries {sorted(entries)}, expected meta, sha256, values")
+    for name in ("meta", "sha256"):
+        if entries[name].dtype != np.uint8 or entries[name].ndim != 1:
             raise _corrupt(path, f"entry {name} is not a byte string")
     try:
-        return meta.tobytes(), digest.tobytes().decode("ascii"), values
+        digest = entries["sha256"].tobytes().decode("ascii")
     except UnicodeDecodeError as exc:
         raise _corrupt(path, "its digest is not ASCII") from exc
+    return entries["meta"].tobytes(), digest, entries["values"]
 
 
 def _safetensors_header(path: str, data: bytes) -> dict[str, Any]:
