@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from .backends import Rhs, Task, resolve_backend
+from .checkpoint import (
+    Checkpointer,
+    check_checkpoint_path,
+    check_resume_path,
+    read_checkpoint,
+    run_fingerprint,
+)
 from .engine import DEFAULT_LOOKAHEAD, SCHEDULES, run_parareal
 from .propagators import Propagator, resolve
 from .result import IterationInfo, Solution
@@ -98,6 +106,8 @@ def run_on_boundaries(
     vectorized: Any,
     initial: Any,
     lookahead: Any,
+    checkpoint: Any = None,
+    resume: Any = None,
 ) -> Solution:
     """Validate the arguments of :func:`solve` (slices given by ``boundaries``) and run."""
     check_callable(f, "f")
@@ -108,6 +118,24 @@ def run_on_boundaries(
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     _check_callback(callback)
+    tol, rtol = check_tolerance(tol, "tol"), check_tolerance(rtol, "rtol")
+    max_iters = check_max_iters(max_iters, slices)
+    initial = _check_initial(initial, y0, ops, slices)
+    checkpoint_path, resume_path = check_checkpoint_path(checkpoint), check_resume_path(resume)
+    writer, state = None, None
+    if checkpoint_path is not None or resume_path is not None:
+        run = run_fingerprint(y0=y0, boundaries=boundaries, coarse=coarse_p, fine=fine_p,
+                              tol=tol, rtol=rtol, initial=initial)
+        if checkpoint_path is not None:
+            writer = Checkpointer(checkpoint_path, run)
+        if resume_path is not None:
+            state = read_checkpoint(resume_path, run, ops)
+            if state.iteration > max_iters:
+                raise ValueError(
+                    f"max_iters = {max_iters} is below the iteration of the checkpoint "
+                    f"{resume_path!r} ({state.iteration}); pass max_iters >= "
+                    f"{state.iteration} to resume from it"
+                )
     engine_backend = resolve_backend(backend)
     try:
         return run_parareal(
@@ -119,12 +147,14 @@ def run_on_boundaries(
             backend=engine_backend,
             schedule=schedule,
             lookahead=_check_lookahead(lookahead),
-            tol=check_tolerance(tol, "tol"),
-            rtol=check_tolerance(rtol, "rtol"),
-            max_iters=check_max_iters(max_iters, slices),
+            tol=tol,
+            rtol=rtol,
+            max_iters=max_iters,
             callback=callback,
             progress=_check_flag(progress, "progress"),
-            initial=_check_initial(initial, y0, ops, slices),
+            initial=initial,
+            checkpoint=writer,
+            resume=state,
         )
     finally:
         if isinstance(backend, str):  # made for this run: release its workers
@@ -150,6 +180,8 @@ def solve(
     vectorized: bool = False,
     initial: Any = None,
     boundaries: Sequence[float] | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    resume: str | os.PathLike[str] | None = None,
 ) -> Solution:
     """Solve ``dy/dt = f(t, y)`` on ``t_span`` with Parareal.
 
@@ -215,6 +247,20 @@ def solve(
     boundaries : sequence of float, optional
         Explicit slice boundaries instead of equal slices: ``slices + 1`` strictly increasing
         values from ``t0`` to ``t1`` (uneven slices, e.g. SRDS blocks of unequal length).
+    checkpoint : str or os.PathLike, optional
+        Write the newest iterate to this file after every complete iterate (0 included) and
+        when the run stops, atomically (a temporary file in the same folder, then a rename):
+        an ``.npz`` archive for numpy states, a safetensors file for torch states. Its folder
+        must exist and be writable (checked before any work). See "Checkpoint and restart"
+        in ``docs/guide.md``.
+    resume : str or os.PathLike, optional
+        Continue from a checkpoint written by a run with the same ``f``, ``y0``, span,
+        slices/boundaries, propagators, ``tol``, ``rtol`` and ``initial`` (checked, except
+        ``f``); the result is that run's, bit for bit. ``backend``, ``schedule``,
+        ``lookahead``, ``vectorized``, ``callback`` and ``progress`` may differ, and
+        ``max_iters`` may grow (a run stopped at ``max_iters`` then goes on). The callback
+        sees only the new iterates. May be the same path as ``checkpoint``. A missing file
+        raises ``FileNotFoundError``; a corrupt or mismatched one ``ValueError``.
 
     Returns
     -------
@@ -225,7 +271,10 @@ def solve(
     ------
     TypeError, ValueError
         On invalid arguments, naming the argument and what is allowed; also when ``f``
-        returns an array of the wrong shape. Exceptions raised inside ``f`` propagate.
+        returns an array of the wrong shape, and for a corrupt, truncated or mismatched
+        ``resume`` checkpoint. Exceptions raised inside ``f`` propagate.
+    FileNotFoundError
+        If ``resume`` names no file.
     """
     t0, t1 = check_span(t_span)
     slices = check_slices(slices)
@@ -246,6 +295,8 @@ def solve(
         vectorized=vectorized,
         initial=initial,
         lookahead=lookahead,
+        checkpoint=checkpoint,
+        resume=resume,
     )
 
 

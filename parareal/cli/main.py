@@ -109,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="save the convergence plot; the extension names the format "
                             "(.png, .pdf, .svg...; needs matplotlib)")
     solve.add_argument("--progress", action="store_true", help="print progress on stderr")
+    solve.add_argument("--checkpoint", metavar="PATH",
+                       help="write the newest iterate to PATH after every iteration "
+                            "(atomically; .npz), to continue later with --resume")
+    solve.add_argument("--resume", metavar="PATH",
+                       help="continue from the checkpoint PATH of a run with the same problem "
+                            "and options (may be the --checkpoint path; must exist)")
     solve.set_defaults(handler=run_solve)
     add_sample_parser(sub)
     for command in sub.choices.values():

@@ -83,16 +83,36 @@ def _check_outputs(args: argparse.Namespace) -> None:
     if args.plot is not None:
         check_writable(args.plot, "the plot")
         check_extension(args.plot, _plot_formats(), "--plot")
+    if args.checkpoint is not None:
+        check_writable(args.checkpoint, "the checkpoint")
 
 
 def _errors(problem: Problem, sol: Solution, values: list[Any]) -> tuple[list[float | None], str]:
-    """Max-norm errors of ``values`` against the reference, and a note on the reference."""
+    """Max-norm errors of ``values`` against the reference, and a note on the reference.
+
+    A value of ``None`` (an iterate before a resume, not known here) has no error.
+    """
     try:
         reference = np.asarray(problem.reference(sol.t))
     except ReferenceUnavailable as exc:
         return [None] * len(values), f"unavailable: {exc}"
-    errors = [float(np.max(np.abs(np.asarray(y) - reference))) for y in values]
+    errors = [
+        None if y is None else float(np.max(np.abs(np.asarray(y) - reference))) for y in values
+    ]
     return errors, "available"
+
+
+def _iterate_values(sol: Solution, iterates: list[IterationInfo]) -> list[Any]:
+    """The boundary values of iterates ``0..sol.iterations`` (``None`` where not seen).
+
+    After ``--resume`` the callback sees only the iterates after the checkpoint's.
+    """
+    values: list[Any] = [None] * (sol.iterations + 1)
+    for info in iterates:
+        if info.iteration <= sol.iterations:
+            values[info.iteration] = info.y
+    values[-1] = sol.y
+    return values
 
 
 def run_solve(args: argparse.Namespace) -> int:
@@ -119,10 +139,15 @@ def run_solve(args: argparse.Namespace) -> int:
             vectorized=args.backend != "serial",
             callback=iterates.append,
             progress=args.progress,
+            checkpoint=args.checkpoint,
+            resume=args.resume,
         )
     if getattr(backend, "spmd", False) and not backend.drives():  # type: ignore[attr-defined]
         return 1 if sol.status is Status.DIVERGED else 0  # MPI: the root reports, once
-    values = [info.y for info in iterates[: sol.iterations + 1]] or [sol.y]
+    args.resumed_from = None
+    if args.resume is not None:
+        args.resumed_from = iterates[0].iteration - 1 if iterates else sol.iterations
+    values = _iterate_values(sol, iterates)
     with np.errstate(over="ignore", invalid="ignore"):  # a diverged iterate: an inf error
         errors, reference = _errors(problem, sol, values)
     if args.json:
@@ -180,6 +205,7 @@ def _summary(
         "f_calls": stats.f_calls,
         "critical_path": stats.critical_path,
         "critical_path_per_iteration": list(stats.critical_path_per_iteration),
+        "resumed_from": args.resumed_from,
     }
 
 
@@ -219,6 +245,9 @@ def _print_table(
     print(line, file=out)
     if reference != "available":
         print(f"reference {reference}", file=out)
+    if args.resumed_from is not None:
+        print(f"resumed from iteration {args.resumed_from} ({args.resume}); the errors of "
+              "earlier iterates are not known here", file=out)
 
 
 def _plot(
@@ -245,7 +274,7 @@ def _plot(
 
     if sol.residuals:
         ax.semilogy(ks[1:], positive(sol.residuals), "o-", label="max update")
-    if errors and errors[0] is not None:
+    if any(error is not None for error in errors):  # None (before a resume): a gap
         ax.semilogy(ks, positive(errors), "s-", label="error vs reference")
     if problem.lam is not None and iterates:
         n = len(sol.t) - 1
@@ -255,9 +284,11 @@ def _plot(
         bounds = dahlquist_bounds(problem.lam, t_span=problem.t_span, slices=n,
                                   coarse=problem.coarse, fine=problem.fine,
                                   iterations=sol.iterations)
-        ax.semilogy(ks, positive(fine_err), "^-", label="error vs serial fine")
-        ax.semilogy(ks, positive(bounds.combined * fine_err[0]), "k--",
-                    label="Gander-Vandewalle bound")
+        seen = [info.iteration for info in iterates]  # after a resume: the new iterates
+        ax.semilogy(seen, positive(fine_err), "^-", label="error vs serial fine")
+        if seen[0] == 0:
+            ax.semilogy(ks, positive(bounds.combined * fine_err[0]), "k--",
+                        label="Gander-Vandewalle bound")
     ax.set_xlabel("iteration k")
     ax.set_ylabel("max-norm")
     ax.set_title(f"Parareal on {problem.name}: {sol.status.value}")

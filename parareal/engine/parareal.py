@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from ..backends import Backend, Rhs
+from ..checkpoint import Checkpoint, Checkpointer
 from ..propagators import Propagator
 from ..result import IterationInfo, Solution, Stats, Status
 from ..state import ArrayOps
@@ -79,6 +80,8 @@ class _Run:
         callback: Callable[[IterationInfo], Any] | None,
         progress: bool,
         initial: list[Any] | None,
+        checkpoint: Checkpointer | None = None,
+        resume: Checkpoint | None = None,
     ) -> None:
         self.rhs = rhs
         self.ops: ArrayOps = rhs.ops
@@ -96,6 +99,9 @@ class _Run:
         self.callback = callback
         self.progress = progress
         self.initial = initial
+        self.checkpoint = checkpoint
+        self.resume = resume
+        self.saved: tuple[int, Status | None] | None = None  # the iterate last checkpointed
         self.driver = Driver(backend, rhs)
         self.U: dict[tuple[int, int], Any] = {}
         self.C: dict[tuple[int, int], Any] = {}
@@ -174,6 +180,8 @@ class _Run:
         if kind == "C":
             self.C[(n, k)] = value
             self.try_form(n + 1, k)
+            if n > k:  # after a resume C(n, k) is recomputed and may come last
+                self.try_form(n + 1, k + 1)
             return
         self.F[(n, k)] = value
         self.fine_pending[k] -= 1
@@ -197,7 +205,7 @@ class _Run:
                 return
             value = self.F[(n, k - 1)]
         else:
-            if (n, k) not in self.C or (n, k - 1) not in self.F:
+            if (n, k) not in self.C or (n, k - 1) not in self.F or (n, k - 1) not in self.C:
                 return
             if not self.pipelined and self.fine_pending.get(k - 1, 0):
                 return
@@ -230,6 +238,13 @@ class _Run:
                 f"critical path {self.driver.clock}",
                 file=sys.stderr,
             )
+        # the stop decision comes first, so that the checkpoint the callback may read has it
+        status: Status | None = None
+        if k >= 1 and self.converged(residual, k):
+            status = Status.CONVERGED
+        elif k == self.K:
+            status = Status.CONVERGED if k == self.N else Status.MAX_ITERS
+        self.save(k, status)
         stop_requested = False
         if self.callback is not None:
             stop_requested = self.callback(
@@ -242,10 +257,10 @@ class _Run:
                     f_evals=self.rhs.evals,
                 )
             ) is True
-        if stop_requested or (k >= 1 and self.converged(residual, k)):
-            self.stop(k, Status.CONVERGED)
-        elif k == self.K:
-            self.stop(k, Status.CONVERGED if k == self.N else Status.MAX_ITERS)
+        if stop_requested:
+            status = Status.CONVERGED
+        if status is not None:
+            self.stop(k, status)
         else:
             if not self.pipelined:
                 self.start_fine_sweep(k)
@@ -275,6 +290,55 @@ class _Run:
     def stop(self, k: int, status: Status) -> None:
         self.final = k
         self.status = status
+        self.save(k, status)
+
+    # -- checkpoint and restart --------------------------------------------------------------
+    def save(self, k: int, status: Status | None) -> None:
+        """Checkpoint iterate ``k`` (with the status when the run stops there), once."""
+        if self.checkpoint is None or self.saved == (k, status):
+            return
+        self.checkpoint.save(
+            iteration=k,
+            y=self.ops.stack(self.iterate(k)),
+            residuals=self.residuals[:k],
+            critical_path=self.path[: k + 1],
+            wall_time=self.wall_path[: k + 1],
+            status=status,
+            max_iters=self.K,
+        )
+        self.saved = (k, status)
+
+    def restore(self, state: Checkpoint) -> None:
+        """Continue from checkpointed iterate ``k``: its values, history and status.
+
+        The clocks go on from the checkpoint's. Unless the run stops at ``k``, the work that
+        iterate ``k + 1`` needs starts as after ``finish_iterate(k)``: ``C(n, k)`` (which the
+        interrupted run had computed) and ``F(n, k)`` for ``n >= k``.
+        """
+        k = state.iteration
+        for n, value in enumerate(self.ops.unstack(state.y)):
+            self.U[(n, min(n, k))] = value
+        self.residuals = list(state.residuals)
+        self.path = list(state.critical_path)
+        self.wall_path = list(state.wall_time)
+        self.driver.clock = self.path[-1]
+        self.started -= self.wall_path[-1]
+        self.complete.update(range(k + 1))
+        self.next_iterate = k + 1
+        status = state.status
+        if status is Status.MAX_ITERS and k < self.K:
+            status = None  # a larger max_iters continues the run
+        if status is None and k == self.K:
+            status = Status.CONVERGED if k == self.N else Status.MAX_ITERS
+        if self.progress:
+            print(f"parareal: resumed at iteration {k}/{self.K}", file=sys.stderr)
+        if status is not None:
+            self.stop(k, status)
+            return
+        self.save(k, None)
+        for n in range(k, self.N):
+            self.start_coarse(n, k)
+        self.start_fine_sweep(k)
 
     # -- main loop -------------------------------------------------------------------------
     def run(self) -> Solution:
@@ -285,7 +349,9 @@ class _Run:
                     self.rhs, self.fine, self.y0
                 )
             self.U[(0, 0)] = self.y0
-            if self.initial is not None:
+            if self.resume is not None:
+                self.restore(self.resume)
+            elif self.initial is not None:
                 for n in range(1, self.N + 1):
                     self.U[(n, 0)] = self.initial[n]
                 for n in range(self.N):
