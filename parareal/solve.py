@@ -89,6 +89,51 @@ def _check_initial(initial: Any, y0: Any, ops: ArrayOps, slices: int) -> list[An
     return list(initial.astype(y0.dtype, copy=False))
 
 
+def _prepare_checkpoint(
+    checkpoint: Any, resume: Any, *, y0: Any, ops: ArrayOps, boundaries: np.ndarray,
+    coarse: Propagator, fine: Propagator, tol: float, rtol: float, initial: Any,
+    max_iters: int,
+) -> tuple[Checkpointer | None, Any]:
+    """The checkpoint writer and the state to resume from (checked against this run)."""
+    checkpoint_path, resume_path = check_checkpoint_path(checkpoint), check_resume_path(resume)
+    writer, state = None, None
+    if checkpoint_path is not None or resume_path is not None:
+        run = run_fingerprint(y0=y0, boundaries=boundaries, coarse=coarse, fine=fine,
+                              tol=tol, rtol=rtol, initial=initial)
+        if checkpoint_path is not None:
+            writer = Checkpointer(checkpoint_path, run)
+        if resume_path is not None:
+            state = read_checkpoint(resume_path, run, ops)
+            if state.iteration > max_iters:
+                raise ValueError(
+                    f"max_iters = {max_iters} is below the iteration of the checkpoint "
+                    f"{resume_path!r} ({state.iteration}); pass max_iters >= "
+                    f"{state.iteration} to resume from it"
+                )
+    return writer, state
+
+
+def _spmd_agree(backend: Any, prepare: Callable[[], tuple[Any, Any]]) -> tuple[Any, Any]:
+    """``prepare()`` here, or on an SPMD backend on the root alone (only the root writes
+    and reads checkpoints), with its failure raised on every rank."""
+    if not getattr(backend, "spmd", False):
+        return prepare()
+    if backend.drives():
+        try:
+            result = prepare()
+        except Exception as exc:
+            backend.comm.bcast(exc, root=backend.root)
+            raise
+        backend.comm.bcast(None, root=backend.root)
+        return result
+    error = backend.comm.bcast(None, root=backend.root)
+    if error is not None:
+        from .backends import RankAborted
+
+        raise RankAborted(f"parareal: the root refused the checkpoint arguments: {error}")
+    return None, None
+
+
 def run_on_boundaries(
     f: Callable[[Any, Any], Any],
     y0: Any,
@@ -121,22 +166,15 @@ def run_on_boundaries(
     tol, rtol = check_tolerance(tol, "tol"), check_tolerance(rtol, "rtol")
     max_iters = check_max_iters(max_iters, slices)
     initial = _check_initial(initial, y0, ops, slices)
-    checkpoint_path, resume_path = check_checkpoint_path(checkpoint), check_resume_path(resume)
-    writer, state = None, None
-    if checkpoint_path is not None or resume_path is not None:
-        run = run_fingerprint(y0=y0, boundaries=boundaries, coarse=coarse_p, fine=fine_p,
-                              tol=tol, rtol=rtol, initial=initial)
-        if checkpoint_path is not None:
-            writer = Checkpointer(checkpoint_path, run)
-        if resume_path is not None:
-            state = read_checkpoint(resume_path, run, ops)
-            if state.iteration > max_iters:
-                raise ValueError(
-                    f"max_iters = {max_iters} is below the iteration of the checkpoint "
-                    f"{resume_path!r} ({state.iteration}); pass max_iters >= "
-                    f"{state.iteration} to resume from it"
-                )
     engine_backend = resolve_backend(backend)
+    try:
+        writer, state = _spmd_agree(engine_backend, lambda: _prepare_checkpoint(
+            checkpoint, resume, y0=y0, ops=ops, boundaries=boundaries, coarse=coarse_p,
+            fine=fine_p, tol=tol, rtol=rtol, initial=initial, max_iters=max_iters))
+    except BaseException:
+        if isinstance(backend, str):
+            engine_backend.close()
+        raise
     try:
         return run_parareal(
             rhs=Rhs(f, ops, _check_flag(vectorized, "vectorized")),

@@ -122,3 +122,13 @@ def test_bad_arguments():
         resolve_backend("mpi", 2)
     assert MPI(device="cuda:{local_rank}").rank_device() == "cuda:0"
     assert MPI(device=lambda rank: f"cuda:{rank + 1}").rank_device() == "cuda:1"
+
+
+def test_checkpoint_and_resume_under_mpiexec_and_a_missing_file_ends_the_job(tmp_path):
+    proc = mpirun(3, sys.executable, str(SCRIPTS / "mpi_checkpoint.py"), str(tmp_path),
+                  timeout=180)
+    assert proc.returncode != 0  # the last solve resumes from a missing file
+    out = json.loads(proc.stdout.strip().splitlines()[0])
+    assert out == {"first": [2, "max_iters"], "same": [True] * 4, "files": ["run.npz"]}
+    lines = proc.stderr.splitlines()
+    assert sum("FileNotFoundError: resume: no checkpoint" in line for line in lines) == 1
