@@ -35,6 +35,8 @@ batched backends in the synchronous and pipelined schedules, ``tol=1e-8`` (``1e-
 Brusselator; ``--tol`` sets one value for every problem). The batched
 backend gets ``vectorized=True`` (one call of ``f`` per tick); the serial backend gets
 ``vectorized=False`` (one state per call, its natural use; ``--serial-vectorized`` switches it).
+The concurrent backends ``threads`` and ``processes`` run with 2 workers each (pools made once,
+before the timed runs) and ``vectorized=True``: a worker runs its group of slices batched.
 A separate exactness section runs the Brusselator with ``tol=0`` until all slices are exact
 and checks the result bitwise against the serial fine solve.
 
@@ -94,6 +96,28 @@ VARIANTS = (
     ("batched", "synchronous"),
     ("batched", "pipelined"),
 )
+#: Concurrent backends, 2 workers each (this machine has 2 cores); their pools are made once,
+#: before the timed runs (``concurrent_backends``), and they get ``vectorized=True``.
+CONCURRENT_VARIANTS = (
+    ("threads", "synchronous"),
+    ("threads", "pipelined"),
+    ("processes", "synchronous"),
+    ("processes", "pipelined"),
+)
+_POOLS: dict[str, Any] = {}
+
+
+def concurrent_backends() -> dict[str, Any]:
+    """``Threads(2)`` and a started ``Processes(2)`` pool, made once per benchmark process."""
+    if not _POOLS:
+        from parareal.backends import Processes, Threads
+
+        _POOLS["threads"] = Threads(2)
+        _POOLS["processes"] = Processes(2)
+        warm = _POOLS["processes"]
+        parareal.solve(lambda t, y: -y, np.ones(1), (0, 1), coarse=parareal.Euler(1),
+                       fine=parareal.Euler(1), slices=4, backend=warm)  # starts the workers
+    return _POOLS
 
 
 # ----------------------------------------------------------------------------- problems
@@ -378,7 +402,8 @@ def make_variants(
         extra = ", sparse jac" if "jac" in options else ""
         variants.append(Variant(f"scipy {method} (tol {ivp_tol:.0e}{extra})", "scipy", ivp))
 
-    for backend, schedule in VARIANTS:
+    pools = concurrent_backends()
+    for backend, schedule in VARIANTS + CONCURRENT_VARIANTS:
 
         def para(backend: str = backend, schedule: str = schedule):
             sol = parareal.solve(
@@ -389,9 +414,9 @@ def make_variants(
                 fine=case.fine,
                 slices=case.slices,
                 tol=tol,
-                backend=backend,
+                backend=pools.get(backend, backend),
                 schedule=schedule,
-                vectorized=backend == "batched" or serial_vectorized,
+                vectorized=backend != "serial" or serial_vectorized,
             )
             return sol.y_final, {
                 "iterations": sol.iterations,
@@ -404,7 +429,8 @@ def make_variants(
                 else float("nan"),
             }
 
-        variants.append(Variant(f"parareal {backend}/{schedule}", "parareal", para))
+        label = f"{backend}(2)" if backend in pools else backend
+        variants.append(Variant(f"parareal {label}/{schedule}", "parareal", para))
     if case.peer is not None:
         f_evals = case.peer.count(tol)  # type: ignore[attr-defined]
 
@@ -819,6 +845,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         with open(args.json, "w") as fh:
             json.dump(payload, fh, indent=1, default=float)
+    for pool in _POOLS.values():
+        pool.close()
     return 0
 
 
