@@ -403,3 +403,40 @@ def test_cuda_streams_without_cuda_names_threads():
     with pytest.raises(RuntimeError, match="threads"):
         parareal.solve(lambda t, y: -y, np.ones(1), (0, 1), coarse=Euler(1), fine=RK4(1),
                        slices=2, backend="cuda-streams")
+
+
+def test_waiting_tasks_of_one_propagator_merge_into_a_workers_share():
+    from parareal.backends import Rhs
+    from parareal.engine.driver import Driver
+    from parareal.state import ops_for
+
+    seen = []
+
+    def f(t, y):
+        if threading.current_thread().name.startswith("parareal-worker"):
+            seen.append(y.shape[0])
+        return -y
+
+    y = np.ones(2)
+    rhs = Rhs(f, ops_for(y), True)
+    backend = Threads(1)
+    gate = threading.Event()
+    driver = Driver(backend, rhs, backend.open(rhs, Euler(1), y))
+    fine = RK4(1)
+    results = {}
+    try:
+        driver.start("blocker", _Gate([], gate, "blocker"), y, 0.0, 1.0, remote=True,
+                     priority=(-1, 0))
+        driver._submit_started()
+        for n in range(5):  # started in five different ticks: five waiting tasks
+            driver.start(n, fine, y * (n + 1), float(n), n + 1.0, remote=True, priority=(0, n))
+            driver._submit_started()
+        gate.set()
+        while not driver.idle:
+            results.update(driver.step())
+    finally:
+        driver.close()
+    assert seen == [5] * fine.evals  # one task, one batched call of f per stage
+    for n in range(5):  # each propagation as if alone
+        alone = RK4(1).propagate(lambda t, v: -v, y * (n + 1), float(n), n + 1.0)
+        assert np.array_equal(results[n], alone)

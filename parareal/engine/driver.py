@@ -199,10 +199,26 @@ class Driver:
         self._refill()
 
     def _refill(self) -> None:
-        """Submit waiting tasks, highest priority first, while fewer than ``workers`` run."""
+        """Submit waiting tasks, highest priority first, while fewer than ``workers`` run.
+
+        Waiting tasks of the same propagator are merged, highest priority first, into one task
+        of at most a ``workers``-th of the waiting propagations: when the workers cannot keep
+        up (the pipelined schedule starts slices one by one), a worker takes its share as one
+        batched group instead of paying the hand-over of a task per slice. Each propagation
+        keeps its own start tick and length on the logical clock.
+        """
         session = self.session
-        while self._queue and len(self._running) < session.workers:  # type: ignore[union-attr]
+        workers = session.workers  # type: ignore[union-attr]
+        while self._queue and len(self._running) < workers:
             _, _, task, chunk = heapq.heappop(self._queue)
+            waiting = len(chunk) + sum(len(entry[3]) for entry in self._queue)
+            share = -(-waiting // workers)
+            while (self._queue and self._queue[0][2].propagator is task.propagator
+                   and len(chunk) + len(self._queue[0][3]) <= share):
+                _, _, more, extra = heapq.heappop(self._queue)
+                task = Task(task.propagator, task.ys + more.ys, task.t0s + more.t0s,
+                            task.t1s + more.t1s)
+                chunk = chunk + extra
             self._running[session.submit(task)] = chunk  # type: ignore[union-attr]
 
     def _collect(self, block: bool) -> None:
