@@ -31,7 +31,6 @@ one, never a partial file. A run killed mid-write may leave a ``.NAME.*.tmp`` fi
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
@@ -40,12 +39,12 @@ import os
 import re
 import struct
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from .atomic import atomic_path
 from .result import Status
 from .state import ArrayOps, is_torch
 
@@ -302,39 +301,16 @@ def _encode(checkpoint: Checkpoint) -> bytes:
     return buffer.getvalue()
 
 
-def _fsync_folder(folder: str) -> None:
-    """Make a rename in ``folder`` durable (POSIX; a no-op where folders cannot be opened)."""
-    with contextlib.suppress(OSError, AttributeError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def write_checkpoint(path: str, checkpoint: Checkpoint) -> None:
-    """Write ``checkpoint`` to ``path`` atomically (temporary file, fsync, :func:`os.replace`).
+    """Write ``checkpoint`` to ``path`` atomically and durably (a temporary file in the same
+    folder, ``fsync``, :func:`os.replace`; :func:`parareal.atomic.atomic_path`).
 
     A reader of ``path`` sees the previous file or the complete new one. The file gets the
     usual permissions (``0o666`` less the umask). Torch states need ``safetensors``.
     """
     data = _encode(checkpoint)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-    _fsync_folder(folder)
+    with atomic_path(path, durable=True) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
 
 
 class Checkpointer:

@@ -7,10 +7,10 @@ that a bad path fails in a second, not after the work; then it writes each file 
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
+
+from ..atomic import atomic_path
 
 __all__ = ["atomic_path", "check_extension", "check_writable"]
 
@@ -59,41 +59,3 @@ def check_extension(path: str, formats: Collection[str], what: str) -> str:
     if ext not in formats:
         raise ValueError(f"{what} {path!r}: unknown format {ext!r}; use one of {allowed}")
     return ext
-
-
-@contextlib.contextmanager
-def atomic_path(path: str) -> Iterator[str]:
-    """Context manager: write to the yielded temporary path; on success it becomes ``path``.
-
-    The temporary file is in ``path``'s folder and has the same extension (writers such as
-    ``savefig`` or ``PIL.Image.save`` pick the format from it). When the ``with`` block ends
-    normally the file is moved onto ``path`` with :func:`os.replace` (atomic: readers see the
-    old file or the complete new one); when it raises, ``KeyboardInterrupt`` included, the
-    temporary file is removed and ``path`` is left as it was. The new file gets the usual
-    permissions (``0o666`` less the umask).
-
-    Examples
-    --------
-    >>> import os, tempfile
-    >>> from parareal.cli.paths import atomic_path
-    >>> target = os.path.join(tempfile.mkdtemp(), "out.txt")
-    >>> with atomic_path(target) as tmp:
-    ...     with open(tmp, "w") as fh:
-    ...         _ = fh.write("done")
-    >>> open(target).read()
-    'done'
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    base, ext = os.path.splitext(os.path.basename(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".part{ext}", dir=folder)
-    os.close(fd)
-    try:
-        yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
