@@ -203,20 +203,49 @@ class Variant:
     run: Callable[[], Any]
 
 
-def dask_cluster(workers: int) -> tuple[Any, Any, float]:
-    """A Dask LocalCluster of ``workers`` single-threaded worker processes and its client."""
+BLAS_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def worker_env() -> dict[str, str | None]:
+    """The variables of a worker's environment that matter here."""
+    return {var: os.environ.get(var) for var in (*BLAS_VARS, "MALLOC_TRIM_THRESHOLD_")}
+
+
+def dask_cluster(workers: int, threads: int, dask_env: bool) -> tuple[Any, Any, float]:
+    """A Dask LocalCluster of ``workers`` single-threaded worker processes and its client.
+
+    Dask's nanny sets the variables of ``distributed.nanny.pre-spawn-environ`` in its worker
+    processes, and also in *this* process's ``os.environ`` (the nanny runs here), where every
+    process started later would inherit them. Its default includes
+    ``MALLOC_TRIM_THRESHOLD_=65536``, which stops glibc from adapting its mmap threshold: each
+    large temporary array is then mapped and page-faulted anew, and the dense BDF solve here
+    runs about twice as slowly. So the Dask workers get the same environment as every other
+    process of the benchmark (BLAS threads as ``--threads``, no malloc setting; ``dask_env``
+    keeps Dask's default for them), and this process's environment is restored afterwards.
+    """
+    import dask
     from distributed import Client, LocalCluster
 
+    env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
+    env.update({var: str(threads) for var in BLAS_VARS})
+    if not dask_env:
+        env.pop("MALLOC_TRIM_THRESHOLD_", None)
+    saved = dict(os.environ)
     start = time.perf_counter()
-    cluster = LocalCluster(
-        n_workers=workers,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        silence_logs=logging.ERROR,
-    )
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.ERROR,
+        )
     client = Client(cluster)
-    return cluster, client, time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    for key in set(os.environ) - set(saved):
+        del os.environ[key]
+    os.environ.update(saved)
+    return cluster, client, seconds
 
 
 def make_variants(
@@ -430,9 +459,12 @@ def load() -> str:
         return "?"
 
 
+#: The backends (kind, workers, backend), the start-up seconds, the workers' environments.
+Pools = tuple[list[tuple[str, int, Backend]], dict[str, float], dict[str, Any]]
+
+
 @contextlib.contextmanager
-def pools(workers: list[int], dask: bool) -> Iterator[tuple[list[tuple[str, int, Backend]],
-                                                             dict[str, float]]]:
+def pools(workers: list[int], dask: bool, threads: int, dask_env: bool) -> Iterator[Pools]:
     """Thread, process and Dask backends for every worker count, closed on exit."""
     backends: list[tuple[str, int, Backend]] = []
     startup: dict[str, float] = {}
@@ -441,14 +473,16 @@ def pools(workers: list[int], dask: bool) -> Iterator[tuple[list[tuple[str, int,
             backends.append(("threads", w, Threads(w)))
         for w in workers:
             backends.append(("processes", w, stack.enter_context(Processes(w))))
+        environments = {"this process": worker_env()}
         if dask:
             for w in workers:
-                cluster, client, seconds = dask_cluster(w)
+                cluster, client, seconds = dask_cluster(w, threads, dask_env)
                 stack.callback(cluster.close)
                 stack.callback(client.close)
                 startup[f"Dask LocalCluster(n_workers={w}) + Client"] = seconds
+                environments[f"dask W={w}"] = next(iter(client.run(worker_env).values()))
                 backends.append(("dask", w, Executor(client.get_executor(), workers=w)))
-        yield backends, startup
+        yield backends, startup, environments
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -460,6 +494,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated worker counts (default 1,2)")
     parser.add_argument("--only", default="", help="comma-separated cases to run")
     parser.add_argument("--no-dask", action="store_true", help="skip the Dask rows")
+    parser.add_argument("--dask-env", action="store_true",
+                        help="keep Dask's default worker environment "
+                        "(MALLOC_TRIM_THRESHOLD_=65536; see dask_cluster)")
     parser.add_argument("--json", metavar="PATH", help="write all raw numbers as JSON")
     parser.add_argument("--markdown", metavar="PATH", help="also write the report to PATH")
     parser.add_argument("--threads", type=int, default=1,
@@ -524,7 +561,12 @@ def main(argv: list[str] | None = None) -> int:
     ]
     print("\n".join(report), flush=True)
     results = []
-    with pools(workers, dask) as (backends, startup):
+    with pools(workers, dask, args.threads, args.dask_env) as (backends, startup, environments):
+        text = "worker environments: " + "; ".join(
+            f"{where}: " + ", ".join(f"{k}={v}" for k, v in env.items())
+            for where, env in environments.items()) + " (process pools inherit this process's)\n"
+        print(text, flush=True)
+        report.append(text)
         for name in names:
             print(f"{name} ...", file=sys.stderr, flush=True)
             res = bench_case(builders[name](), backends, workers[-1], repeats)
@@ -546,6 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         payload = {"machine": info, "args": vars(args), "threads": args.threads,
                    "repeats": repeats, "workers": workers, "startup_s": startup,
+                   "environments": environments,
                    "load_end": load(), "total_s": total, "results": results}
         with open(args.json, "w") as fh:
             json.dump(payload, fh, indent=1)
