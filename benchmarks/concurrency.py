@@ -9,13 +9,16 @@ Usage::
     python benchmarks/concurrency.py --only heat-bdf-dense --workers 1,2,4 --repeats 9
     python benchmarks/concurrency.py --no-dask       # without distributed installed
 
-Cases (the heat equation ``u_t = u_xx``, ``parareal.problems.get("heat", points=500,
+Cases (the heat equation ``u_t = u_xx``, ``parareal.problems.get("heat", points=400,
 t_end=0.1, slices=32)``, ``y0 = sin(pi x)``; synchronous schedule, ``tol=1e-8``):
 
 heat-bdf-dense
     Fine: ``ScipyIVP("BDF", rtol=1e-8, atol=1e-10)`` with the exact Jacobian as a dense
-    matrix (``options={"jac": A}``), tens of ms per slice, most of it in LAPACK's LU
-    factorisation, which runs without the GIL: the case where threads can scale.
+    matrix (``options={"jac": A}``), over 10 ms per slice, most of it in LAPACK's LU
+    factorisation, which runs without the GIL: the case where threads can scale. 400 points
+    keep the matrix (1.3 MB) within one core's L2 cache (2 MB here): with 500 points (2 MB)
+    two plain processes running these solves side by side, without parareal, were only
+    1.5-1.7x as fast as one on this machine (memory traffic and page faults, not the GIL).
 heat-bdf-sparse
     The same with the Jacobian as a sparse matrix: a few ms per slice, most of it in
     ``solve_ivp``'s Python code, which holds the GIL: the case where only processes scale.
@@ -27,7 +30,7 @@ iterations, like a loose BDF coarse never does here (``ScipyIVP("BDF", rtol=1e-2
 at tens of times the cost per slice), and keeps the sequential coarse sweep a negligible part
 of the run, so that the fine solves, which the workers share, dominate. The problem's own
 default coarse propagator, explicit Euler, is limited by stability to thousands of steps per
-slice at 500 points.
+slice at 400 points.
 
 Variants, interleaved in every repeat (the order rotates from repeat to repeat) so that they
 share the machine's noise, after one untimed warm-up run each:
@@ -40,7 +43,12 @@ share the machine's noise, after one untimed warm-up run each:
   ``W`` of ``--workers`` (default 1 and 2). The process pools and the Dask clusters are
   *persistent*: made once before the timed runs (their one-off start-up is reported apart);
 - Parareal on a new ``Processes(W)`` for every run, the largest ``W`` only: what
-  ``backend="processes"`` does (a pool per run, start-up included in every run).
+  ``backend="processes"`` does (a pool per run, start-up included in every run);
+- the fine sweeps alone, without Parareal, on a plain ``ThreadPoolExecutor(W)`` and
+  ``ProcessPoolExecutor(W)`` (persistent too): the same fine propagations as the Parareal run
+  (sweep ``k`` over slices ``k..N-1``, split into ``W`` contiguous groups, one task each),
+  with no coarse sweep and no engine. Their speedup is what this machine allows for this
+  work with ``W`` workers: the ceiling to judge the Parareal rows against.
 
 Reported per variant: median and minimum wall-clock seconds (``time.perf_counter`` around
 the call); speedup against the serial backend and against the serial fine solve, both
@@ -78,15 +86,17 @@ def _early_threads(argv: list[str]) -> None:
 if __name__ == "__main__":
     _early_threads(sys.argv[1:])
 
+import concurrent.futures as cf
 import contextlib
 import datetime
 import gc
 import json
 import logging
+import multiprocessing
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -103,6 +113,7 @@ TOL = 1e-8
 SLICES = 32
 T_END = 0.1
 TARGET = 1.8  # the issue's target: 2 workers at least 1.8x faster than the serial backend
+PARAREAL_KINDS = ("serial", "threads", "processes", "dask", "processes (new pool)")
 
 
 # ----------------------------------------------------------------------------- the problem
@@ -206,9 +217,34 @@ class Variant:
 BLAS_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
+MALLOC_VARS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+
+
 def worker_env() -> dict[str, str | None]:
     """The variables of a worker's environment that matter here."""
-    return {var: os.environ.get(var) for var in (*BLAS_VARS, "MALLOC_TRIM_THRESHOLD_")}
+    return {var: os.environ.get(var) for var in (*BLAS_VARS, *MALLOC_VARS)}
+
+
+def keep_freed_memory() -> None:
+    """Make glibc keep freed memory for reuse, in this process and in every worker.
+
+    By default glibc serves large arrays with fresh memory maps and returns freed memory at
+    the top of the heap to the kernel, so a solver that allocates large temporaries on every
+    step page-faults them in (and the kernel zeroes them) again and again; on this machine
+    that costs a fifth of the dense BDF solve and keeps two processes from running it twice
+    as fast as one. Here: no maps below 32 MiB (``M_MMAP_THRESHOLD``, its maximum) and no
+    trimming below 256 MiB (``M_TRIM_THRESHOLD``), set with ``mallopt`` in this process and
+    through the environment for the worker processes started afterwards.
+    """
+    import ctypes
+    import ctypes.util
+
+    mmap_threshold, trim_threshold = 32 * 2**20, 256 * 2**20
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    if not (libc.mallopt(-3, mmap_threshold) and libc.mallopt(-1, trim_threshold)):
+        raise RuntimeError("mallopt refused M_MMAP_THRESHOLD / M_TRIM_THRESHOLD")
+    os.environ.update(MALLOC_MMAP_THRESHOLD_=str(mmap_threshold),
+                      MALLOC_TRIM_THRESHOLD_=str(trim_threshold))
 
 
 def dask_cluster(workers: int, threads: int, dask_env: bool) -> tuple[Any, Any, float]:
@@ -248,9 +284,26 @@ def dask_cluster(workers: int, threads: int, dask_env: bool) -> tuple[Any, Any, 
     return cluster, client, seconds
 
 
-def make_variants(
-    case: Case, backends: list[tuple[str, int, Backend]], fresh_workers: int | None
-) -> list[Variant]:
+def fine_group(fine: parareal.Propagator, f: Callable[[Any, Any], Any], ys: list[Any],
+               t0s: list[float], t1s: list[float]) -> list[Any]:
+    """Propagate a group of slices one after another (a worker's share of a sweep)."""
+    return [fine.propagate(f, y, t0, t1) for y, t0, t1 in zip(ys, t0s, t1s)]
+
+
+def contiguous(items: list[int], groups: int) -> list[list[int]]:
+    """``items`` split into at most ``groups`` contiguous runs of sizes differing by <= 1."""
+    groups = min(groups, len(items))
+    size, extra = divmod(len(items), groups)
+    out, begin = [], 0
+    for g in range(groups):
+        end = begin + size + (g < extra)
+        out.append(items[begin:end])
+        begin = end
+    return out
+
+
+def make_variants(case: Case, pools: Pools, fresh_workers: int | None,
+                  reference: Any) -> list[Variant]:
     def parareal_run(backend: Backend | str) -> Callable[[], Any]:
         return lambda: parareal.solve(
             case.f, case.y0, case.t_span, coarse=case.coarse, fine=case.fine,
@@ -269,14 +322,35 @@ def make_variants(
 
         return run
 
+    def sweeps_run(executor: cf.Executor, workers: int) -> Callable[[], Any]:
+        # Parareal's fine work without Parareal: sweep k propagates slices k..N-1 (from the
+        # reference's boundary values), split into contiguous groups as the driver does
+        starts, t = list(reference.y), list(reference.t)
+
+        def run() -> Any:
+            for k in range(reference.iterations):
+                futures = [
+                    executor.submit(fine_group, case.fine, case.f, [starts[n] for n in group],
+                                    [t[n] for n in group], [t[n + 1] for n in group])
+                    for group in contiguous(list(range(k, case.slices)), workers)
+                ]
+                for future in futures:
+                    future.result()
+
+        return run
+
     variants = [
         Variant("serial fine (solve_serial)", "serial fine", 1, serial_run(case.fine)),
         Variant("serial coarse (solve_serial)", "serial coarse", 1, serial_run(case.coarse)),
         Variant("parareal serial backend", "serial", 1, parareal_run("serial")),
     ]
-    for kind, workers, backend in backends:
+    for kind, workers, backend in pools.backends:
         variants.append(Variant(f"parareal {kind} W={workers}", kind, workers,
                                 parareal_run(backend)))
+    for kind, workers, executor in pools.executors:
+        variants.append(Variant(f"fine sweeps only: {type(executor).__name__}({workers}), no "
+                                "Parareal", f"sweeps {kind}", workers,
+                                sweeps_run(executor, workers)))
     if fresh_workers is not None:
         variants.append(Variant(f"parareal processes W={fresh_workers}, new pool per run",
                                 "processes (new pool)", fresh_workers, fresh_pool(fresh_workers)))
@@ -301,21 +375,17 @@ def timed(run: Callable[[], Any]) -> tuple[Any, float]:
     return out, time.perf_counter() - start
 
 
-def bench_case(
-    case: Case, backends: list[tuple[str, int, Backend]], fresh_workers: int | None,
-    repeats: int,
-) -> dict[str, Any]:
-    variants = make_variants(case, backends, fresh_workers)
+def bench_case(case: Case, pools: Pools, fresh_workers: int | None,
+               repeats: int) -> dict[str, Any]:
+    reference = parareal.solve(case.f, case.y0, case.t_span, coarse=case.coarse,
+                               fine=case.fine, slices=case.slices, tol=TOL, backend="serial")
+    variants = make_variants(case, pools, fresh_workers, reference)
     # warm-up, untimed but recorded: the first run of a persistent pool starts its workers
     first: dict[str, float] = {}
-    reference = None
     for v in variants:
-        out, seconds = timed(v.run)
+        _, seconds = timed(v.run)
         first[v.name] = seconds
-        if v.kind == "serial":
-            reference = out
         print(f"  warm-up {v.name}: {seconds:.3f} s", file=sys.stderr, flush=True)
-    assert reference is not None
     times: dict[str, list[float]] = {v.name: [] for v in variants}
     busy: dict[str, list[float]] = {v.name: [] for v in variants}
     same: dict[str, bool] = {v.name: True for v in variants}
@@ -325,7 +395,7 @@ def bench_case(
         for v in variants[shift:] + variants[:shift]:
             out, seconds = timed(v.run)
             times[v.name].append(seconds)
-            if not v.kind.startswith("serial "):
+            if v.kind in PARAREAL_KINDS:
                 last[v.name] = out
                 same[v.name] &= same_run(out, reference)
                 wall = out.stats.wall_time
@@ -413,15 +483,24 @@ def markdown_case(res: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def target_lines(res: dict[str, Any], workers: int) -> list[str]:
-    """The issue's target for ``workers`` workers, per backend kind."""
-    out = []
+def target_text(res: dict[str, Any], workers: int) -> str:
+    """The issue's target for ``workers`` workers, per backend kind, and the ceiling."""
+    met, ceiling = [], []
     for row in res["rows"]:
-        if row["workers"] == workers and row["kind"] in ("threads", "processes", "dask"):
+        if row["workers"] != workers:
+            continue
+        if row["kind"] in ("threads", "processes", "dask"):
             ok = row["vs_serial_backend"] >= TARGET
-            out.append(f"{row['kind']} {row['vs_serial_backend']:.2f}x "
+            met.append(f"{row['kind']} {row['vs_serial_backend']:.2f}x "
                        f"({'met' if ok else 'NOT met'})")
-    return out
+        elif row["kind"].startswith("sweeps "):
+            ceiling.append(f"{row['kind'].split()[1]} {row['vs_serial_backend']:.2f}x")
+    text = (f"\nTarget ({workers} workers at least {TARGET}x faster than the serial backend): "
+            + ", ".join(met) + ".")
+    if ceiling:
+        text += (f" The fine sweeps alone on {workers} workers, without Parareal: "
+                 + ", ".join(ceiling) + ".")
+    return text + "\n"
 
 
 def startup_lines(startup: dict[str, Any], results: list[dict[str, Any]]) -> list[str]:
@@ -459,30 +538,53 @@ def load() -> str:
         return "?"
 
 
-#: The backends (kind, workers, backend), the start-up seconds, the workers' environments.
-Pools = tuple[list[tuple[str, int, Backend]], dict[str, float], dict[str, Any]]
+@dataclass
+class Pools:
+    """The persistent workers of the benchmark.
+
+    Attributes
+    ----------
+    backends : list of (kind, workers, Backend)
+        Parareal's concurrent backends.
+    executors : list of (kind, workers, Executor)
+        Plain ``concurrent.futures`` pools for the fine sweeps without Parareal.
+    startup : dict
+        Seconds to start each Dask cluster.
+    environments : dict
+        The variables of :func:`worker_env` here and on each Dask cluster's workers.
+    """
+
+    backends: list[tuple[str, int, Backend]] = field(default_factory=list)
+    executors: list[tuple[str, int, cf.Executor]] = field(default_factory=list)
+    startup: dict[str, float] = field(default_factory=dict)
+    environments: dict[str, Any] = field(default_factory=dict)
 
 
 @contextlib.contextmanager
-def pools(workers: list[int], dask: bool, threads: int, dask_env: bool) -> Iterator[Pools]:
-    """Thread, process and Dask backends for every worker count, closed on exit."""
-    backends: list[tuple[str, int, Backend]] = []
-    startup: dict[str, float] = {}
+def open_pools(workers: list[int], dask: bool, threads: int, dask_env: bool) -> Iterator[Pools]:
+    """Thread, process and Dask workers for every worker count, closed on exit."""
+    pools = Pools()
+    spawn = multiprocessing.get_context("spawn")
     with contextlib.ExitStack() as stack:
         for w in workers:
-            backends.append(("threads", w, Threads(w)))
+            pools.backends.append(("threads", w, Threads(w)))
         for w in workers:
-            backends.append(("processes", w, stack.enter_context(Processes(w))))
-        environments = {"this process": worker_env()}
+            pools.backends.append(("processes", w, stack.enter_context(Processes(w))))
+        for w in workers:
+            pools.executors.append(("threads", w, stack.enter_context(
+                cf.ThreadPoolExecutor(w))))
+            pools.executors.append(("processes", w, stack.enter_context(
+                cf.ProcessPoolExecutor(w, mp_context=spawn))))
+        pools.environments["this process"] = worker_env()
         if dask:
             for w in workers:
                 cluster, client, seconds = dask_cluster(w, threads, dask_env)
                 stack.callback(cluster.close)
                 stack.callback(client.close)
-                startup[f"Dask LocalCluster(n_workers={w}) + Client"] = seconds
-                environments[f"dask W={w}"] = next(iter(client.run(worker_env).values()))
-                backends.append(("dask", w, Executor(client.get_executor(), workers=w)))
-        yield backends, startup, environments
+                pools.startup[f"Dask LocalCluster(n_workers={w}) + Client"] = seconds
+                pools.environments[f"dask W={w}"] = next(iter(client.run(worker_env).values()))
+                pools.backends.append(("dask", w, Executor(client.get_executor(), workers=w)))
+        yield pools
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -494,6 +596,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated worker counts (default 1,2)")
     parser.add_argument("--only", default="", help="comma-separated cases to run")
     parser.add_argument("--no-dask", action="store_true", help="skip the Dask rows")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="glibc keeps freed memory for reuse (no trimming, no maps below "
+                        "32 MiB) here and in every worker; see keep_freed_memory")
     parser.add_argument("--dask-env", action="store_true",
                         help="keep Dask's default worker environment "
                         "(MALLOC_TRIM_THRESHOLD_=65536; see dask_cluster)")
@@ -524,8 +629,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("the Dask rows need distributed: pip install 'parareal[dask]' "
                          "(or pass --no-dask)")
     set_threads(args.threads)
+    if args.keep_freed_memory:
+        keep_freed_memory()
     repeats = 1 if args.quick else args.repeats
-    points = 200 if args.quick else 500
+    points = 200 if args.quick else 400
     builders = {
         "heat-bdf-dense": lambda: heat_case(points, dense=True),
         "heat-bdf-sparse": lambda: heat_case(points, dense=False),
@@ -557,27 +664,30 @@ def main(argv: list[str] | None = None) -> int:
         f"{repeats}{' (--quick)' if args.quick else ''}; workers {workers}; processes start "
         f"with 'spawn'; the process pools and Dask clusters are persistent (made once, before "
         f"the timed runs); times are medians of wall-clock seconds",
+        "glibc malloc: " + ("keeps freed memory (--keep-freed-memory: M_MMAP_THRESHOLD 32 MiB, "
+                            "M_TRIM_THRESHOLD 256 MiB, here and in every worker)"
+                            if args.keep_freed_memory else "default settings"),
         "",
     ]
     print("\n".join(report), flush=True)
     results = []
-    with pools(workers, dask, args.threads, args.dask_env) as (backends, startup, environments):
+    with open_pools(workers, dask, args.threads, args.dask_env) as pools:
         text = "worker environments: " + "; ".join(
             f"{where}: " + ", ".join(f"{k}={v}" for k, v in env.items())
-            for where, env in environments.items()) + " (process pools inherit this process's)\n"
+            for where, env in pools.environments.items())
+        text += " (process pools inherit this process's)\n"
         print(text, flush=True)
         report.append(text)
         for name in names:
             print(f"{name} ...", file=sys.stderr, flush=True)
-            res = bench_case(builders[name](), backends, workers[-1], repeats)
+            res = bench_case(builders[name](), pools, workers[-1], repeats)
             results.append(res)
             text = markdown_case(res)
             if 2 in workers:
-                text += "\nTarget (2 workers at least 1.8x faster than the serial backend): "
-                text += ", ".join(target_lines(res, 2)) + ".\n"
+                text += target_text(res, 2)
             print(text, flush=True)
             report.append(text)
-    text = "\n".join(startup_lines(startup, results))
+    text = "\n".join(startup_lines(pools.startup, results))
     total = time.perf_counter() - started
     text += f"\n\nload average at the end {load()}; total benchmark time {total:.1f} s\n"
     print(text, flush=True)
@@ -587,8 +697,8 @@ def main(argv: list[str] | None = None) -> int:
             fh.write("\n".join(report))
     if args.json:
         payload = {"machine": info, "args": vars(args), "threads": args.threads,
-                   "repeats": repeats, "workers": workers, "startup_s": startup,
-                   "environments": environments,
+                   "repeats": repeats, "workers": workers, "startup_s": pools.startup,
+                   "environments": pools.environments,
                    "load_end": load(), "total_s": total, "results": results}
         with open(args.json, "w") as fh:
             json.dump(payload, fh, indent=1)

@@ -91,6 +91,8 @@ def test_concurrency_benchmark_quick(tmp_path):
     rows = {row["variant"]: row for row in result["rows"]}
     expected = {f"parareal {kind} W={w}" for kind in ("threads", "processes", "dask")
                 for w in (1, 2)}
+    expected |= {f"fine sweeps only: {pool}({w}), no Parareal"
+                 for pool in ("ThreadPoolExecutor", "ProcessPoolExecutor") for w in (1, 2)}
     assert expected | {"parareal serial backend"} <= set(rows)
     parareal_rows = [row for row in rows.values() if "iterations" in row]
     assert len(parareal_rows) == 8  # serial backend, 3 kinds x 2 worker counts, a fresh pool
