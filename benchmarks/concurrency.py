@@ -2,12 +2,13 @@
 
 Usage::
 
-    python benchmarks/concurrency.py                 # both cases, 5 repeats, about 2 minutes
-    python benchmarks/concurrency.py --quick         # small dense case, 1 repeat, about 20 s
+    python benchmarks/concurrency.py                 # both cases, 5 repeats, about 90 s
+    python benchmarks/concurrency.py --quick         # small dense case, 1 repeat, about 15 s
     python benchmarks/concurrency.py --json benchmarks/results/concurrency-2cpu.json \\
         --markdown benchmarks/results/concurrency-2cpu.md
     python benchmarks/concurrency.py --only heat-bdf-dense --workers 1,2,4 --repeats 9
     python benchmarks/concurrency.py --no-dask       # without distributed installed
+    python benchmarks/concurrency.py --keep-freed-memory   # glibc keeps freed memory
 
 Cases (the heat equation ``u_t = u_xx``, ``parareal.problems.get("heat", points=400,
 t_end=0.1, slices=32)``, ``y0 = sin(pi x)``; synchronous schedule, ``tol=1e-8``):
@@ -25,10 +26,10 @@ heat-bdf-sparse
 
 Coarse, both cases: Crank-Nicolson, one step per slice, with the heat equation's tridiagonal
 matrix (``CrankNicolson`` below: the explicit half through ``f``, the implicit half with
-LAPACK's banded Cholesky solver), a few tens of microseconds per slice. It converges in 2
-iterations, like a loose BDF coarse never does here (``ScipyIVP("BDF", rtol=1e-2)`` needs 3,
-at tens of times the cost per slice), and keeps the sequential coarse sweep a negligible part
-of the run, so that the fine solves, which the workers share, dominate. The problem's own
+LAPACK's banded Cholesky solver), about 60 microseconds per slice. It converges in 2
+iterations (a loose BDF coarse, ``ScipyIVP("BDF", rtol=1e-2)``, took 3 in a trial, at tens of
+times the cost per slice) and keeps the sequential coarse sweep a small part of the run, so
+that the fine solves, which the workers share, dominate. The problem's own
 default coarse propagator, explicit Euler, is limited by stability to thousands of steps per
 slice at 400 points.
 
@@ -60,8 +61,12 @@ and whether ``y``, ``iterations``, ``residuals``, ``status`` and ``critical_path
 serial backend's, bit for bit (checked on every run; the exit status is 1 if one differs).
 
 The thread count is set explicitly (``--threads``, default 1) for BLAS through the
-environment before numpy is imported (worker processes inherit it). Wall times depend on the
-machine and its load (the header records both); the iterations and critical paths do not.
+environment before numpy is imported (worker processes inherit it; Dask's workers get it
+through ``distributed.nanny.pre-spawn-environ``, without Dask's default
+``MALLOC_TRIM_THRESHOLD_=65536`` unless ``--dask-env``: see :func:`dask_cluster`).
+``--keep-freed-memory`` makes glibc keep freed memory in every process (see
+:func:`keep_freed_memory`). Wall times depend on the machine and its load (the header
+records both, and each worker's environment); the iterations and critical paths do not.
 """
 
 # The BLAS thread count must be set before numpy is imported, hence imports after code:
