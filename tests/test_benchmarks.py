@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -112,3 +113,67 @@ def test_core_benchmark_says_when_pymgrit_is_missing(monkeypatch):
     assert case.peer is None
     assert any("no pymgrit row" in note and "pip install pymgrit" in note
                for note in case.notes)
+
+
+def test_concurrency_benchmark_quick(tmp_path):
+    pytest.importorskip("scipy")
+    pytest.importorskip("distributed")
+    out = run("concurrency.py", "--quick", "--json", str(tmp_path / "r.json"),
+              "--markdown", str(tmp_path / "r.md"))
+    assert "threads: BLAS 1 per process (OPENBLAS_NUM_THREADS=1" in out
+    assert "Target (2 workers at least 1.8x faster than the serial backend)" in out
+    assert (tmp_path / "r.md").read_text().startswith("# parareal concurrency benchmark")
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["threads"] == 1 and data["workers"] == [1, 2]
+    assert data["machine"]["distributed"] and data["machine"]["usable_cpus"] >= 1
+    assert set(data["startup_s"]) == {f"Dask LocalCluster(n_workers={w}) + Client"
+                                      for w in (1, 2)}
+    (result,) = data["results"]
+    rows = {row["variant"]: row for row in result["rows"]}
+    expected = {f"parareal {kind} W={w}" for kind in ("threads", "processes", "dask")
+                for w in (1, 2)}
+    expected |= {f"fine sweeps only: {pool}({w}), no Parareal"
+                 for pool in ("ThreadPoolExecutor", "ProcessPoolExecutor") for w in (1, 2)}
+    assert expected | {"parareal serial backend"} <= set(rows)
+    parareal_rows = [row for row in rows.values() if "iterations" in row]
+    assert len(parareal_rows) == 8  # serial backend, 3 kinds x 2 worker counts, a fresh pool
+    for row in parareal_rows:
+        assert row["same_as_serial"] is True
+        assert row["iterations"] == result["iterations"] == 2
+        assert row["status"] == "converged"
+        assert 0 < row["model_speedup"] and row["efficiency"] > 0
+    serial = rows["parareal serial backend"]
+    assert serial["vs_serial_backend"] == 1.0
+    assert rows["parareal threads W=2"]["wall_time"]["workers"] > 0
+    assert rows["serial fine (solve_serial)"]["vs_serial_fine"] == 1.0
+
+
+def test_concurrency_benchmark_refuses_bad_arguments():
+    pytest.importorskip("scipy")
+    for args, message in ((["--threads", "0"], "--threads must be >= 1"),
+                          (["--workers", "0,2"], "--workers must be >= 1"),
+                          (["--workers", "two"], "--workers must be comma-separated"),
+                          (["--only", "nope"], "unknown case(s) ['nope']")):
+        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "concurrency.py"),
+                               *args], capture_output=True, text=True, cwd=ROOT, timeout=300)
+        assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
+
+
+def test_mpi_benchmark_quick(tmp_path):
+    pytest.importorskip("scipy")
+    pytest.importorskip("mpi4py")
+    if shutil.which("mpiexec") is None:
+        pytest.skip("no mpiexec")
+    out = run("mpi.py", "--quick", "--ranks", "1,2", "--json", str(tmp_path / "r.json"))
+    assert "| ranks | median |" in out
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert [row["ranks"] for row in data["rows"]] == [1, 2]
+    assert all(row["bitwise_equal_serial_backend"] for row in data["rows"])
+    assert all(row["iterations"] == data["serial_backend_iterations"] for row in data["rows"])
+
+
+def test_streams_benchmark_says_when_there_is_no_gpu():
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: run benchmarks/streams.py for real")
+    assert "no CUDA device here" in run("streams.py", "--quick")
