@@ -169,7 +169,9 @@ class _DirectSession(Session):
 
 
 class _PickledSession(Session):
-    """Tasks run in other processes: ``f`` and each task travel as cloudpickle bytes."""
+    """Tasks run in other processes: ``f`` and the fine propagator are pickled once per run
+    (with cloudpickle) and shared with the workers (:meth:`share`); each task carries its
+    states and times."""
 
     def __init__(
         self,
@@ -183,16 +185,33 @@ class _PickledSession(Session):
     ) -> None:
         super().__init__(workers, name)
         self.executor = executor
-        self.f_bytes = pickled(rhs.f, "f", name)
+        pickled(rhs.f, "f", name)
         pickled(propagator, f"the fine propagator {propagator!r}", name)
         pickled(y0, "y0", name)
-        self.f_key = new_key()
+        self.propagator = propagator
+        self.key = new_key()
         self.vectorized = rhs.vectorized
         self.run_id = run_id
+        self.shared = self.share(pickled((rhs.f, propagator), "f", name))
+
+    def share(self, payload: bytes) -> Any:
+        """What tasks carry to find the run's ``(f, propagator)``: Dask workers get it once
+        (scattered); other executors get the bytes with every task."""
+        client = getattr(self.executor, "_client", None)
+        if client is not None:  # distributed.client.ClientExecutor
+            self._scattered = client.scatter(payload, broadcast=True, hash=False)
+            return self._scattered
+        return payload
 
     def _submit(self, task: Task) -> cf.Future:
-        args = encode_call(self.f_key, self.f_bytes, self.vectorized, task)
+        args = encode_call(self.key, self.shared, self.propagator, self.vectorized, task)
         return self.executor.submit(run_encoded, *args, self.run_id)
+
+    def close(self, failed: bool = False) -> None:
+        super().close(failed)
+        scattered = getattr(self, "_scattered", None)
+        if scattered is not None:
+            scattered.release()
 
 
 # -- Threads ---------------------------------------------------------------------------------

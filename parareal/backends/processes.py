@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import multiprocessing
+import os
+import tempfile
 import threading
 import weakref
 from typing import Any, ClassVar
@@ -41,8 +44,17 @@ def _shutdown(pool: cf.ProcessPoolExecutor) -> None:
 class _ProcessSession(_PickledSession):
     def __init__(self, backend: Processes, rhs: Rhs, propagator: Propagator, y0: Any) -> None:
         self.backend = backend
+        self.file: str | None = None
         pool, run_id = backend._pool, backend._runs
         super().__init__(pool, backend.workers, backend.name, rhs, propagator, y0, run_id)
+
+    def share(self, payload: bytes) -> Any:
+        """The workers are on this machine: they read ``(f, propagator)`` from a temporary
+        file once per run instead of receiving it with every task."""
+        fd, self.file = tempfile.mkstemp(prefix="parareal-run-", suffix=".pkl")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+        return self.file
 
     def broken(self) -> None:
         self.backend._discard()
@@ -54,6 +66,9 @@ class _ProcessSession(_PickledSession):
                 cancel.value = max(cancel.value, self.run_id)
             super().close(failed)
         finally:
+            if self.file is not None:
+                with contextlib.suppress(OSError):
+                    os.remove(self.file)
             self.backend._busy.release()
 
 

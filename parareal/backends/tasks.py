@@ -172,15 +172,23 @@ def pickled(obj: Any, what: str, backend: str) -> bytes:
         ) from exc
 
 
-def encode_call(f_key: str, f_bytes: bytes, vectorized: bool, task: Task) -> tuple:
-    """The arguments of :func:`run_encoded` for ``task`` (the task pickled with cloudpickle)."""
+def encode_call(
+    key: str, shared: Any, propagator: Propagator, vectorized: bool, task: Task
+) -> tuple:
+    """The arguments of :func:`run_encoded` for ``task``.
+
+    ``shared`` holds, pickled once per run, ``(f, propagator)`` (or says where to find them:
+    see :func:`run_encoded`); a task of that propagator travels without it.
+    """
     import cloudpickle
 
-    return (f_key, f_bytes, vectorized, cloudpickle.dumps(task))
+    if task.propagator is propagator:
+        task = Task(None, task.ys, task.t0s, task.t1s)  # type: ignore[arg-type]
+    return (key, shared, vectorized, cloudpickle.dumps(task))
 
 
-#: Functions already unpickled in this worker process, by key (a few runs' worth).
-_F_CACHE: OrderedDict[str, Callable[[Any, Any], Any]] = OrderedDict()
+#: ``(f, propagator)`` of the runs this worker process served last, by key.
+_F_CACHE: OrderedDict[str, tuple[Callable[[Any, Any], Any], Propagator]] = OrderedDict()
 _F_LOCK = threading.Lock()
 #: Set in worker processes of :class:`~parareal.backends.Processes`: the shared
 #: "cancelled up to run number" value.
@@ -192,15 +200,20 @@ def new_key() -> str:
     return uuid.uuid4().hex
 
 
-def _cached_f(f_key: str, f_bytes: bytes) -> Callable[[Any, Any], Any]:
+def _cached(key: str, shared: Any) -> tuple[Callable[[Any, Any], Any], Propagator]:
+    """``(f, propagator)`` of run ``key``: unpickled once per worker process and run, from
+    ``shared``: the bytes themselves, or the path of a file that holds them."""
     with _F_LOCK:
-        f = _F_CACHE.get(f_key)
-        if f is None:
-            f = pickle.loads(f_bytes)
-            _F_CACHE[f_key] = f
+        pair = _F_CACHE.get(key)
+        if pair is None:
+            if isinstance(shared, str):
+                with open(shared, "rb") as fh:
+                    shared = fh.read()
+            pair = pickle.loads(shared)
+            _F_CACHE[key] = pair
             while len(_F_CACHE) > 4:
                 _F_CACHE.popitem(last=False)
-        return f
+        return pair
 
 
 def set_cancel_value(value: Any) -> None:
@@ -210,14 +223,20 @@ def set_cancel_value(value: Any) -> None:
 
 
 def run_encoded(
-    f_key: str, f_bytes: bytes, vectorized: bool, task_bytes: bytes, run_id: int = 0
+    key: str, shared: Any, vectorized: bool, task_bytes: bytes, run_id: int = 0
 ) -> bytes:
-    """Worker side of the bytes route: run the task, answer with bytes (never raises)."""
+    """Worker side of the bytes route: run the task, answer with bytes (never raises).
+
+    ``shared`` is the run's pickled ``(f, propagator)`` or the path of a file holding it
+    (see :func:`encode_call`); it is unpickled once per worker process and run.
+    """
     import cloudpickle
 
     try:
-        f = _cached_f(f_key, f_bytes)
+        f, propagator = _cached(key, shared)
         task = pickle.loads(task_bytes)
+        if task.propagator is None:
+            task.propagator = propagator
         cancel = _CANCEL_VALUE
         cancelled = None if cancel is None or not run_id else (lambda: cancel.value >= run_id)
         return b"R" + cloudpickle.dumps(run_task(f, vectorized, task, cancelled))
