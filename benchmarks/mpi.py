@@ -6,10 +6,10 @@ Usage::
     python benchmarks/mpi.py --quick                 # smaller problem, 1 repeat
     python benchmarks/mpi.py --ranks 1,2 --json out.json
 
-Problem: the 1-D heat equation (``parareal.problems.get("heat", points=P)``, 400 points by
-default, 32 slices) with an expensive implicit fine solver, ``ScipyIVP("BDF", rtol=1e-9,
-atol=1e-12)``, and a cheap one, ``ScipyIVP("BDF", rtol=1e-2, atol=1e-5)``, as the coarse
-propagator; ``tol = 1e-8``.
+Problem: the case "heat-bdf-sparse" of ``benchmarks/concurrency.py``: the 1-D heat equation
+(1000 points by default, 32 slices) with an implicit fine solver, ``ScipyIVP("BDF", rtol=1e-8,
+atol=1e-10)`` with the exact sparse Jacobian, and one Crank-Nicolson step per slice as the
+coarse propagator; ``tol = 1e-8``.
 
 This script measures, in this process and one thread: the serial fine solve
 (``parareal.solve_serial``) and Parareal on the serial backend; and the cost of one coarse and
@@ -44,16 +44,18 @@ from typing import Any
 import numpy as np
 
 import parareal
-from parareal import problems, theory
+from parareal import theory
 
 SLICES = 32
 
 
 def setup(points: int) -> tuple[Any, parareal.Propagator, parareal.Propagator]:
-    p = problems.get("heat", points=points, slices=SLICES)
-    fine = parareal.ScipyIVP("BDF", rtol=1e-9, atol=1e-12)
-    coarse = parareal.ScipyIVP("BDF", rtol=1e-2, atol=1e-5)
-    return p, coarse, fine
+    """The heat equation of ``benchmarks/concurrency.py`` (its sparse-Jacobian case)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from concurrency import heat_case
+
+    case = heat_case(points, dense=False)
+    return case, case.coarse, case.fine
 
 
 def digest(y: np.ndarray) -> str:
@@ -175,12 +177,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ranks", default="1,2,4", help="comma-separated rank counts")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--points", type=int, default=None, help="grid points (default 400)")
+    parser.add_argument("--points", type=int, default=None, help="grid points (default 1000)")
     parser.add_argument("--quick", action="store_true", help="100 points, 1 repeat")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    points = args.points or (100 if args.quick else 400)
+    points = args.points or (100 if args.quick else 1000)
     repeats = 1 if args.quick else args.repeats
     if args.child:
         child(points, repeats)
