@@ -561,3 +561,24 @@ def test_callback_sees_the_final_sample_estimates(method):
     with pytest.raises(TypeError, match=r"callback must be callable as callback\(iteration, "
                                         r"sample\), got 3"):
         sample(model, sch, x, num_inference_steps=4, method=method, callback=3)
+
+
+def test_srds_on_other_backends_gives_the_same_sample():
+    from diffusers import DDIMScheduler
+    from parareal.adapters.diffusion import GaussianMixture, NoiseSchedule, sample
+
+    sch = DDIMScheduler(clip_sample=False)
+    model = GaussianMixture.random(4, 3, seed=0).model(NoiseSchedule.from_scheduler(sch))
+    x = torch.randn(3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    ref = sample(model, sch, x, num_inference_steps=25, method="srds", tol=0)
+    from parareal.backends import Threads
+
+    for backend in ("threads", Threads(2), "serial"):
+        out = sample(model, sch, x, num_inference_steps=25, method="srds", tol=0,
+                     backend=backend)
+        assert torch.equal(out.sample, ref.sample)
+        assert out.iterations == ref.iterations and out.residuals == ref.residuals
+    with pytest.raises(ValueError, match="backend"):
+        sample(model, sch, x, num_inference_steps=25, method="serial", backend="threads")
+    with pytest.raises(ValueError, match="unknown backend"):
+        sample(model, sch, x, num_inference_steps=25, method="srds", backend="gpu")

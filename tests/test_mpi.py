@@ -132,3 +132,19 @@ def test_checkpoint_and_resume_under_mpiexec_and_a_missing_file_ends_the_job(tmp
     assert out == {"first": [2, "max_iters"], "same": [True] * 4, "files": ["run.npz"]}
     lines = proc.stderr.splitlines()
     assert sum("FileNotFoundError: resume: no checkpoint" in line for line in lines) == 1
+
+
+def test_sample_under_mpiexec_gives_the_serial_sample_and_writes_once(tmp_path):
+    pytest.importorskip("diffusers")
+    out = tmp_path / "digits.png"
+    proc = mpirun(2, sys.executable, "-m", "parareal", "sample", "--steps", "25", "--n", "2",
+                  "--backend", "mpi", "--compare-serial", "--json", "--threads", "1",
+                  "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1
+    summary = json.loads(lines[0])
+    assert summary["status"] == "converged"
+    assert summary["uint8_identical_fraction"] >= 0.99
+    assert summary["max_abs_diff_vs_serial"] < 1e-4
+    assert out.exists() and [p.name for p in tmp_path.iterdir()] == ["digits.png"]
