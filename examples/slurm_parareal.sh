@@ -8,7 +8,6 @@
 #SBATCH --ntasks-per-node=4
 #SBATCH --cpus-per-task=1
 #SBATCH --time=00:30:00
-#SBATCH --signal=B:USR1@60
 
 set -euo pipefail
 export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1}
@@ -21,4 +20,4 @@ if [ -f "$CHECKPOINT" ]; then
     RESUME=(--resume "$CHECKPOINT")
 fi
 srun python -m parareal solve heat --param points=400 --slices 64 --fine scipy:BDF \
-    --backend mpi --checkpoint "$CHECKPOINT" "${RESUME[@]}" --json
+    --backend mpi --checkpoint "$CHECKPOINT" ${RESUME[@]+"${RESUME[@]}"} --json

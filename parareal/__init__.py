@@ -8,6 +8,7 @@
 """
 
 from .backends import BACKENDS, Backend, Batched, Serial
+from .checkpoint import load_checkpoint
 from .engine import DEFAULT_LOOKAHEAD
 from .errors import CoarseStabilityWarning, ConvergenceWarning, DivergenceError
 from .odeint_api import odeint
@@ -50,6 +51,7 @@ __all__ = [
     "SteppablePropagator",
     "TorchDiffEq",
     "__version__",
+    "load_checkpoint",
     "odeint",
     "solve",
     "solve_serial",

@@ -62,3 +62,32 @@ def test_heat_equation_example():
     out = run_example("heat_equation.py", "--points", "50", "--t-end", "0.01", "--slices", "4")
     assert "status: converged" in out
     assert "parareal, batched" in out and "serial fine solve" in out
+
+
+def test_mpi_heat_example_under_mpiexec_and_alone():
+    import shutil
+
+    pytest.importorskip("mpi4py")
+    pytest.importorskip("scipy")
+    mpiexec = shutil.which("mpiexec")
+    if mpiexec is None:
+        pytest.skip("no mpiexec")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    args = [str(EXAMPLES / "mpi_heat.py"), "--points", "60", "--slices", "6"]
+    runs = [[mpiexec, "-n", "2", sys.executable, *args], [sys.executable, *args]]
+    lines = []
+    for argv in runs:
+        proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=env,
+                              timeout=180)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        out = proc.stdout.strip().splitlines()
+        assert len(out) == 1 and "converged after" in out[0]  # the root prints, once
+        lines.append(re.sub(r"wall [0-9.]+ s", "", out[0]))
+    assert lines[0].replace("2 ranks", "1 ranks") == lines[1]
+
+
+def test_slurm_script_is_valid_bash():
+    script = EXAMPLES / "slurm_parareal.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True, timeout=30)
+    text = script.read_text()
+    assert "--backend mpi" in text and "--checkpoint" in text and "--resume" in text
