@@ -36,6 +36,7 @@ from parareal.validation import check_int, check_tolerance
 
 from .ddim import DDIMJump, DDIMSteps
 from .models import ModelFn, check_model_output, wrap_model
+from .pf_ode import OnGrid, ProbabilityFlowRhs, SigmaGrid, check_scheduler, propagators, sigma_grid
 from .schedule import DDIMGrid, NoiseSchedule
 
 __all__ = [
@@ -70,6 +71,8 @@ METHOD_OPTIONS: Mapping[str, tuple[str, ...]] = {
     "max_iters": ("srds", "picard"),
     "callback": ("srds", "picard"),
     "backend": ("srds",),
+    "fine": ("serial", "srds"),
+    "coarse": ("srds",),
 }
 #: Automatic ``max_batch``: bytes of states in the largest batched model call of one chunk.
 #: A network's activations are a model-dependent multiple of its input (about 600x for the
@@ -341,21 +344,29 @@ def sample(
     progress: bool = False,
     callback: Callable[[int, torch.Tensor], Any] | None = None,
     backend: Any = None,
+    fine: Any = None,
+    coarse: Any = None,
 ) -> DiffusionResult:
-    """Sample a diffusion model with DDIM steps: serially, with SRDS, or with Picard iterations.
+    """Sample a diffusion model: serially, with SRDS, or with Picard iterations.
 
     Parameters
     ----------
     model : callable or diffusers UNet
         ``model(x, t)`` returning the schedule's prediction type as a tensor of ``x``'s shape,
         a ``UNet2DModel`` or a ``UNet2DConditionModel`` (see :func:`wrap_model`).
-    scheduler : DDIMScheduler, DDPMScheduler or NoiseSchedule
-        The noise schedule and sampler settings; a diffusers scheduler is only read.
+    scheduler : DDIMScheduler, DDPMScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler \
+or NoiseSchedule
+        The noise schedule and sampler settings; a diffusers scheduler is only read. DDIM and
+        DDPM are sampled with DDIM steps; Euler and Heun (also with ``use_karras_sigmas``)
+        with their own steps, as the probability-flow ODE in ``sigma`` (:mod:`.pf_ode`).
+        Multistep and stochastic schedulers are refused (``TypeError``, saying why).
     x_T : torch.Tensor
-        Initial noise, shape ``(batch, ...)``, finite; the batch is sampled together (in
-        chunks of at most ``max_batch`` samples).
+        Initial noise, shape ``(batch, ...)``, finite, unit variance: the sampler multiplies
+        it by the scheduler's ``init_noise_sigma`` as diffusers' pipelines do. The batch is
+        sampled together (in chunks of at most ``max_batch`` samples).
     num_inference_steps : int
-        ``N``, the DDIM steps of the serial sampler that SRDS and Picard reproduce.
+        ``N``, the steps of the serial sampler that SRDS and Picard reproduce (a Heun step
+        makes two model calls, except the last, to ``sigma = 0``, which is an Euler step).
     method : {"serial", "srds", "picard"}
     blocks : int, optional
         SRDS only: blocks ``B`` (default ``round(sqrt(N))``; uneven splits allowed; ``B <= N``).
@@ -407,6 +418,17 @@ def sample(
         "cuda:{local_rank}")`` spreads them over the ranks of an MPI job (every rank calls
         ``sample`` with the same arguments and gets the same result); ``"threads"`` or
         ``"cuda-streams"`` over workers of this process. The sample is the same.
+    fine : parareal propagator or spec, optional
+        Serial and SRDS: an engine fixed-step propagator (``parareal.Euler()``, ``Heun()``,
+        ``RK4()`` or a spec such as ``"heun"``) that integrates the probability-flow ODE
+        ``dy/dsigma = (y - x0_hat) / sigma`` on every interval of the scheduler's grid of noise
+        levels (``steps`` equal sub-steps per interval). Default: the scheduler's own method
+        (Euler for DDIM, DDPM and Euler schedulers -- Euler in ``sigma`` is DDIM --, Heun for
+        Heun). Passing ``fine`` or ``coarse`` with a DDIM schedule samples it in these
+        variables instead of with DDIM steps.
+    coarse : parareal propagator or spec, optional
+        SRDS only: the propagator taken across a whole block ``[sigma_a, sigma_b]`` in one
+        step (``steps`` sub-steps). Default: one step of the scheduler's own method.
 
     Returns
     -------
@@ -423,8 +445,10 @@ def sample(
     start = time.perf_counter()
     check_method_options(method, dict(
         blocks=blocks, pipelined=pipelined, window=window, tol=tol, tol_mode=tol_mode,
-        max_iters=max_iters, callback=callback, backend=backend))
-    schedule = _schedule(scheduler)
+        max_iters=max_iters, callback=callback, backend=backend, fine=fine, coarse=coarse))
+    family = check_scheduler(scheduler)
+    pf = family != "ddim" or fine is not None or coarse is not None
+    schedule = None if pf else _schedule(scheduler)
     if not isinstance(x_T, torch.Tensor):
         raise TypeError(f"x_T must be a torch.Tensor, got {type(x_T).__name__}")
     if not x_T.is_floating_point() or x_T.ndim < 1:
@@ -433,8 +457,11 @@ def sample(
         raise ValueError(f"x_T has an empty batch: shape {tuple(x_T.shape)}")
     if not _finite(x_T):
         raise ValueError("x_T contains NaN or inf")
-    steps = schedule.check_steps(num_inference_steps)
+    pf_grid = sigma_grid(scheduler, num_inference_steps) if pf else None
+    steps = pf_grid.steps if pf_grid is not None else schedule.check_steps(num_inference_steps)
     eta = check_tolerance(eta, "eta")
+    if pf_grid is not None:
+        _check_pf_options(family, method, eta)
     if eta > 0 and method != "serial" and generator is None:
         raise ValueError(
             f"eta > 0 with method={method!r} needs a torch.Generator: the noise is drawn once up "
@@ -468,7 +495,7 @@ def sample(
         negative_prompt_embeds=negative_prompt_embeds,
     )
     fn.check_sample(x_T)
-    grid = schedule.grid(steps)
+    grid = pf_grid if pf_grid is not None else schedule.grid(steps)
     nblocks, p = _blocks(steps, blocks), _window(steps, window)
     n = x_T.shape[0]
     size = max_batch if max_batch is not None else _auto_max_batch(
@@ -482,9 +509,11 @@ def sample(
     settings = _Settings(grid=grid, method=method, eta=eta, tol=tol or 0.0, mode=mode,
                          max_iters=max_iters, blocks=nblocks, window=p,
                          pipelined=True if pipelined is None else pipelined, callback=callback,
-                         backend=_check_backend(backend))
+                         backend=_check_backend(backend),
+                         propagators=propagators(pf_grid, fine, coarse) if pf_grid else None)
     noises = _Noises(grid, x_T, eta, generator, split=len(bounds) > 1)
-    bar = _progress_bar(progress, steps * len(bounds), method)
+    calls = settings.propagators[0].calls() if settings.propagators else steps
+    bar = _progress_bar(progress, calls * len(bounds), method)
     try:
         with torch.no_grad():
             parts = [
@@ -497,11 +526,25 @@ def sample(
     return _combine(parts, method, time.perf_counter() - start)
 
 
+def _check_pf_options(family: str, method: str, eta: float) -> None:
+    """Refuse what the probability-flow samplers (Euler, Heun, ``fine=``/``coarse=``) lack."""
+    what = (f"the {family.capitalize()} scheduler" if family != "ddim"
+            else "fine=/coarse= propagators")
+    if method == "picard":
+        raise ValueError(
+            f"method 'picard' runs DDIM steps only (DDIMScheduler, DDPMScheduler, without "
+            f"fine=/coarse=); with {what} use method 'serial' or 'srds'")
+    if eta > 0:
+        raise ValueError(
+            f"eta applies to DDIM steps only; {what} integrate the deterministic "
+            "probability-flow ODE (eta must be 0)")
+
+
 @dataclass(frozen=True)
 class _Settings:
     """The sampler's validated settings, shared by every chunk."""
 
-    grid: DDIMGrid
+    grid: DDIMGrid | SigmaGrid
     method: str
     eta: float
     tol: float
@@ -512,6 +555,8 @@ class _Settings:
     pipelined: bool
     callback: Callable[[int, torch.Tensor], Any] | None
     backend: Any = None
+    #: The probability-flow path's (fine, coarse); ``None`` for DDIM steps.
+    propagators: tuple[OnGrid, OnGrid] | None = None
 
 
 @dataclass
@@ -521,8 +566,8 @@ class _Run:
     settings: _Settings
     rhs: Rhs
     x_T: torch.Tensor
-    fine: DDIMSteps
-    coarse: DDIMJump
+    fine: DDIMSteps | OnGrid
+    coarse: DDIMJump | OnGrid
 
 
 def _sample_chunk(
@@ -532,18 +577,27 @@ def _sample_chunk(
     """Sample one chunk of the batch."""
     begin = time.perf_counter()
     grid, method = settings.grid, settings.method
-    rhs = Rhs(_ModelRhs(fn, grid.timesteps, x_T.device, bar), ops_for(x_T), vectorized=True)
-    run = _Run(settings=settings, rhs=rhs, x_T=x_T,
-               fine=DDIMSteps(grid, eta=settings.eta, noises=noises),
-               coarse=DDIMJump(grid, eta=settings.eta, noises=noises))
+    if isinstance(grid, SigmaGrid):  # the probability-flow ODE in sigma (pf_ode)
+        assert settings.propagators is not None
+        rhs = Rhs(ProbabilityFlowRhs(fn, grid, x_T.device, bar), ops_for(x_T), vectorized=True)
+        fine, coarse = settings.propagators
+        run = _Run(settings=settings, rhs=rhs, x_T=x_T * grid.init_scale, fine=fine,
+                   coarse=coarse)
+    else:
+        rhs = Rhs(_ModelRhs(fn, grid.timesteps, x_T.device, bar), ops_for(x_T), vectorized=True)
+        run = _Run(settings=settings, rhs=rhs, x_T=x_T,
+                   fine=DDIMSteps(grid, eta=settings.eta, noises=noises),
+                   coarse=DDIMJump(grid, eta=settings.eta, noises=noises))
     if method == "srds":
         result = _srds(run)
     elif method == "picard":
         result = _picard(run)
     else:
-        out = run.fine.propagate(rhs.plain, x_T, 0.0, float(grid.steps))
+        out = run.fine.propagate(rhs.plain, run.x_T, 0.0, float(grid.steps))
         result = dict(sample=out, iterations=0, status=Status.CONVERGED,
                       sequential_evals=rhs.calls, residuals=(), stats=None)
+    if isinstance(grid, SigmaGrid) and grid.final_scale != 1.0:
+        result["sample"] = result["sample"] * grid.final_scale
     if not _finite(result["sample"]):
         result["status"] = Status.DIVERGED  # a non-finite sample is never converged
     return DiffusionResult(
