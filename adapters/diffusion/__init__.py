@@ -15,6 +15,14 @@ except ImportError as _error:
 from .ddim import DDIMJump, DDIMSteps, ddim_jump  # noqa: E402
 from .mixture import GaussianMixture  # noqa: E402
 from .models import ModelFn, check_model_output, wrap_model  # noqa: E402
+from .pf_ode import (  # noqa: E402
+    SUPPORTED_SCHEDULERS,
+    OnGrid,
+    ProbabilityFlowRhs,
+    SigmaGrid,
+    check_scheduler,
+    sigma_grid,
+)
 from .sampler import (  # noqa: E402
     CALL_BUDGET_BYTES,
     DEFAULT_TOL,
@@ -42,6 +50,7 @@ __all__ = [
     "PREDICTION_TYPES",
     "SPACINGS",
     "STORE_BUDGET_BYTES",
+    "SUPPORTED_SCHEDULERS",
     "DDIMGrid",
     "DDIMJump",
     "DDIMSteps",
@@ -49,9 +58,14 @@ __all__ = [
     "GaussianMixture",
     "ModelFn",
     "NoiseSchedule",
+    "OnGrid",
+    "ProbabilityFlowRhs",
+    "SigmaGrid",
     "check_method_options",
     "check_model_output",
+    "check_scheduler",
     "ddim_jump",
     "sample",
+    "sigma_grid",
     "wrap_model",
 ]

@@ -73,13 +73,30 @@ class _MixturePrediction:
         self.mixture = mixture
         self.schedule = schedule
 
+    def _alpha(self, t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """``alpha_bar`` at timesteps ``t``; between integers (Euler and Heun schedulers' float
+        timesteps), ``log sigma`` is interpolated linearly, as diffusers' ``_sigma_to_t``
+        inverts it, so the prediction stays exact at the noise level the sampler means."""
+        alphas = self.schedule.alphas_cumprod.to(dtype)
+        whole = t.long()
+        alpha = alphas[whole]
+        fraction = t.to(torch.float64) - whole.to(torch.float64)
+        if not bool(torch.any(fraction != 0)):
+            return alpha
+        ab = self.schedule.alphas_cumprod.to(torch.float64)
+        log_sigma = 0.5 * torch.log((1 - ab) / ab)
+        upper = torch.clamp(whole + 1, max=len(ab) - 1)
+        mixed = torch.exp((1 - fraction) * log_sigma[whole] + fraction * log_sigma[upper])
+        between = (1 / (1 + mixed**2)).to(dtype)
+        return torch.where(fraction != 0, between, alpha)
+
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         mix = self.mixture
         dtype = x.dtype
         flat = x.reshape(x.shape[0], -1)
         if flat.shape[1] != mix.dim:
             raise ValueError(f"x has {flat.shape[1]} features per sample, the mixture {mix.dim}")
-        alpha = self.schedule.alphas_cumprod.to(dtype)[t.long().cpu()].to(x.device)[:, None]
+        alpha = self._alpha(t.cpu(), dtype).to(x.device)[:, None]
         means = mix.means.to(dtype=dtype, device=x.device)
         stds = mix.stds.to(dtype=dtype, device=x.device)
         weights = mix.weights.to(dtype=dtype, device=x.device)
