@@ -14,7 +14,7 @@ __all__ = ["ModelFn", "check_model_output", "wrap_model"]
 
 class ModelFn:
     """The model output for a stack of states: ``fn(x, t)`` with ``x`` of shape ``(M, ...)``
-    and ``t`` a long tensor of ``M`` timesteps.
+    and ``t`` a tensor of ``M`` timesteps (long for DDIM steps, float32 for Euler and Heun).
 
     Attributes
     ----------
