@@ -281,3 +281,13 @@ def test_bad_arguments(unet, kwargs, exc, match):
     args.update(kwargs)
     with pytest.raises(exc, match=match):
         sample(unet, args.pop("scheduler"), noise((1, 1, 8, 8)), **args)
+
+
+def test_callback_sees_samples_in_data_units_on_a_ddim_grid():
+    sch = DDIMScheduler(clip_sample=False, set_alpha_to_one=False)
+    model = GaussianMixture.random(4, 3, seed=5).model(NoiseSchedule.from_scheduler(sch))
+    x = noise((3, 4), dtype=torch.float64)
+    seen = []
+    out = sample(model, sch, x, num_inference_steps=9, method="srds", tol=0, fine="euler",
+                 callback=lambda k, s: seen.append(s.clone()))
+    assert len(seen) == 4 and torch.equal(seen[-1], out.sample)

@@ -649,6 +649,7 @@ class _FinalSampleRule:
     def __init__(self, settings: _Settings, scale: float) -> None:
         self.tol, self.mode, self.scale = settings.tol, settings.mode, scale
         self.callback = settings.callback
+        self.settings = settings
         self.residuals: list[float] = []
         self.last: torch.Tensor | None = None
         self.diverged = False
@@ -667,7 +668,9 @@ class _FinalSampleRule:
             self.residuals.append(residual)
         self.last = final
         if self.callback is not None:
-            self.callback(info.iteration, final)
+            # the probability-flow state y is the sample divided by final_scale (DDIM grids)
+            out_scale = getattr(self.settings.grid, "final_scale", 1.0)
+            self.callback(info.iteration, final * out_scale if out_scale != 1.0 else final)
         return residual is not None and self.tol > 0 and residual <= self.tol
 
 
