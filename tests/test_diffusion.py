@@ -398,10 +398,10 @@ def test_bad_sample_arguments(unet, kwargs, exc, match):
 
 
 def test_unsupported_scheduler_class(unet):
-    from diffusers import EulerDiscreteScheduler
+    from diffusers import DPMSolverMultistepScheduler
 
     with pytest.raises(TypeError, match="supported: DDIMScheduler, DDPMScheduler"):
-        sample(unet, EulerDiscreteScheduler(), noise((1, 1, 8, 8)), num_inference_steps=4)
+        sample(unet, DPMSolverMultistepScheduler(), noise((1, 1, 8, 8)), num_inference_steps=4)
 
 
 def test_unsupported_prediction_type_and_spacing():
