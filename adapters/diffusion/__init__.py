@@ -15,6 +15,7 @@ except ImportError as _error:
 from .ddim import DDIMJump, DDIMSteps, ddim_jump  # noqa: E402
 from .mixture import GaussianMixture  # noqa: E402
 from .models import ModelFn, check_model_output, wrap_model  # noqa: E402
+from .pipeline import PIPELINES, PipelineResult, sample_pipeline  # noqa: E402
 from .sampler import (  # noqa: E402
     CALL_BUDGET_BYTES,
     DEFAULT_TOL,
@@ -39,6 +40,7 @@ __all__ = [
     "DEFAULT_TOL",
     "METHODS",
     "METHOD_OPTIONS",
+    "PIPELINES",
     "PREDICTION_TYPES",
     "SPACINGS",
     "STORE_BUDGET_BYTES",
@@ -49,9 +51,11 @@ __all__ = [
     "GaussianMixture",
     "ModelFn",
     "NoiseSchedule",
+    "PipelineResult",
     "check_method_options",
     "check_model_output",
     "ddim_jump",
     "sample",
+    "sample_pipeline",
     "wrap_model",
 ]
