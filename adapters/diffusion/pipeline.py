@@ -116,11 +116,31 @@ class _ClippedEpsilon(ModelFn):
         return (x - sqrt_alpha * x0) / sqrt_beta
 
 
-def _ddpm_sampler(
-    scheduler: Any, fn: ModelFn, method: str, generator: torch.Generator | None,
+@dataclass(frozen=True)
+class _Sampler:
+    """How :func:`sample` runs the pipeline's loop, settled before any noise is drawn."""
+
+    scheduler: Any
+    steps: int
+    method: str
+    generator: torch.Generator | None
+    options: dict[str, Any]
+    clipped: NoiseSchedule | None = None  # DDPM: the model gives the clipped-x0 noise
+
+    def run(self, fn: ModelFn, x_T: torch.Tensor) -> DiffusionResult:
+        if self.clipped is not None:
+            fn = _ClippedEpsilon(fn, self.clipped)
+        return sample(fn, self.scheduler, x_T, num_inference_steps=self.steps,
+                      method=self.method, generator=self.generator, **self.options)
+
+
+def _sampler(
+    scheduler: Any, steps: int, method: str, generator: torch.Generator | None,
     options: dict[str, Any],
-) -> tuple[NoiseSchedule, ModelFn, dict[str, Any]]:
-    """The schedule, model and options with which ``sample`` takes ``DDPMScheduler.step``."""
+) -> _Sampler:
+    """The sampler of the pipeline's scheduler; for ``DDPMScheduler.step``, DDIM's eta = 1."""
+    if not _is_ddpm(scheduler):
+        return _Sampler(scheduler, steps, method, generator, options)
     if "eta" in options:
         raise ValueError(
             "eta does not apply to a DDPMScheduler: the pipeline's DDPM step is ancestral "
@@ -147,8 +167,8 @@ def _ddpm_sampler(
             "timestep_spacing='leading' only"
         )
     schedule = NoiseSchedule.from_scheduler(scheduler)
-    epsilon = replace(schedule, prediction_type="epsilon")
-    return epsilon, _ClippedEpsilon(fn, schedule), {**options, "eta": 1.0}
+    return _Sampler(replace(schedule, prediction_type="epsilon"), steps, method, generator,
+                    {**options, "eta": 1.0}, clipped=schedule)
 
 
 def _check_sample_kwargs(options: dict[str, Any]) -> None:
@@ -195,27 +215,11 @@ def _check_output_type(output_type: Any, kind: str) -> str:
     return output_type
 
 
-def _run_sampler(
-    pipe: Any, fn: ModelFn, x_T: torch.Tensor, steps: int, method: str,
-    generator: torch.Generator | None, options: dict[str, Any],
-) -> DiffusionResult:
-    scheduler: Any = pipe.scheduler
-    if _is_ddpm(scheduler):
-        scheduler, fn, options = _ddpm_sampler(scheduler, fn, method, generator, options)
-    return sample(fn, scheduler, x_T, num_inference_steps=steps, method=method,
-                  generator=generator, **options)
-
-
 def _stable_diffusion(
-    pipe: Any, prompt: str | list[str], negative_prompt: Any, steps: int, method: str,
-    guidance_scale: float, generator: torch.Generator | None, per_prompt: int,
-    output_type: str, options: dict[str, Any],
+    pipe: Any, sampler: _Sampler, prompt: str | list[str], negative_prompt: Any,
+    guidance_scale: float, per_prompt: int, output_type: str,
 ) -> PipelineResult:
-    unet = pipe.unet
-    if unet.config.get("time_cond_proj_dim") is not None:
-        raise ValueError(
-            "UNets with a guidance embedding (time_cond_proj_dim, e.g. LCM) are not supported"
-        )
+    unet, steps, generator = pipe.unet, sampler.steps, sampler.generator
     device = pipe.device
     guided = guidance_scale > 1  # the pipeline's do_classifier_free_guidance
     batch = (1 if isinstance(prompt, str) else len(prompt)) * per_prompt
@@ -230,7 +234,7 @@ def _stable_diffusion(
                                        width * factor, embeds.dtype, device, generator)
     fn = wrap_model(unet, guidance_scale=guidance_scale if guided else None,
                     prompt_embeds=embeds, negative_prompt_embeds=negative if guided else None)
-    result = _run_sampler(pipe, fn, latents, steps, method, generator, options)
+    result = sampler.run(fn, latents)
     nsfw = None
     if output_type == "latent":
         return PipelineResult(images=result.sample, result=result)
@@ -244,18 +248,15 @@ def _stable_diffusion(
     return PipelineResult(images=images, result=result, nsfw_content_detected=nsfw)
 
 
-def _unconditional(
-    pipe: Any, steps: int, method: str, generator: torch.Generator | None, batch: int,
-    output_type: str, options: dict[str, Any],
-) -> PipelineResult:
+def _unconditional(pipe: Any, sampler: _Sampler, batch: int, output_type: str) -> PipelineResult:
     from diffusers.utils.torch_utils import randn_tensor
 
     unet = pipe.unet
     size = unet.config.sample_size
     size = (size, size) if isinstance(size, int) else tuple(size)
     shape = (batch, unet.config.in_channels, *size)
-    x_T = randn_tensor(shape, generator=generator, device=pipe.device, dtype=unet.dtype)
-    result = _run_sampler(pipe, wrap_model(unet), x_T, steps, method, generator, options)
+    x_T = randn_tensor(shape, generator=sampler.generator, device=pipe.device, dtype=unet.dtype)
+    result = sampler.run(wrap_model(unet), x_T)
     image = (result.sample / 2 + 0.5).clamp(0, 1)
     if output_type != "pt":
         image = image.cpu().permute(0, 2, 3, 1).numpy()
@@ -355,10 +356,15 @@ def sample_pipeline(
                             ("negative_prompt", negative_prompt)):
             if value is not None:
                 raise ValueError(f"{name} applies to StableDiffusionPipeline, not to {kind}")
-        return _unconditional(pipe, num_inference_steps, method, generator,
-                              prompts * per_prompt, output_type, sample_kwargs)
+        sampler = _sampler(pipe.scheduler, num_inference_steps, method, generator, sample_kwargs)
+        return _unconditional(pipe, sampler, prompts * per_prompt, output_type)
     scale = 7.5 if guidance_scale is None else check_real(guidance_scale, "guidance_scale")
     if negative_prompt is not None and scale <= 1:
         raise ValueError("negative_prompt applies with guidance (guidance_scale > 1) only")
-    return _stable_diffusion(pipe, prompt, negative_prompt, num_inference_steps,  # type: ignore[arg-type]
-                             method, scale, generator, per_prompt, output_type, sample_kwargs)
+    if pipe.unet.config.get("time_cond_proj_dim") is not None:
+        raise ValueError(
+            "UNets with a guidance embedding (time_cond_proj_dim, e.g. LCM) are not supported"
+        )
+    sampler = _sampler(pipe.scheduler, num_inference_steps, method, generator, sample_kwargs)
+    return _stable_diffusion(pipe, sampler, prompt, negative_prompt,  # type: ignore[arg-type]
+                             scale, per_prompt, output_type)
