@@ -164,8 +164,8 @@ def test_stable_diffusion_prompt_and_guidance_matter(sd_pipe):
 
 def test_stable_diffusion_batch_negative_prompt_and_eta(sd_pipe):
     prompts = [PROMPT, "a photo of a blue dog"]
-    kwargs = dict(num_inference_steps=STEPS, num_images_per_prompt=2, negative_prompt=["dog", "red"],
-                  output_type="np", eta=1.0)
+    kwargs = dict(num_inference_steps=STEPS, num_images_per_prompt=2,
+                  negative_prompt=["dog", "red"], output_type="np", eta=1.0)
     expected = sd_pipe(prompts, generator=seeded(3), **kwargs).images
     assert expected.shape[0] == 4
     out = sample_pipeline(sd_pipe, prompts, method="srds", tol=0, generator=seeded(3), **kwargs)
@@ -323,3 +323,15 @@ def test_stable_diffusion_errors(sd_pipe):
         sample_pipeline(sd_pipe, PROMPT, guidance_scale=float("nan"), **run)
     with pytest.raises(ValueError, match="output_type for StableDiffusionPipeline"):
         sample_pipeline(sd_pipe, PROMPT, output_type="jpeg", **run)
+
+
+def test_docs_example_prints_what_the_text_says(capsys):
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "diffusion.md").read_text()
+    blocks = [b for b in doc.split("```python\n")[1:] if "DDIMPipeline(unet" in b]
+    assert len(blocks) == 1
+    exec(compile(blocks[0].split("```")[0], "diffusion.md", "exec"), {"__name__": "docs"})
+    printed = capsys.readouterr().out.strip()
+    assert printed == "converged 4 (2, 8, 8, 3) True"
+    assert f"It prints `{printed}`" in doc
