@@ -173,6 +173,20 @@ def test_stable_diffusion_batch_negative_prompt_and_eta(sd_pipe):
     assert out.result.iterations >= 1
 
 
+def test_stable_diffusion_with_a_ddpm_scheduler(sd_pipe):
+    """The pipeline's loop with DDPMScheduler.step (ancestral, clipped), guided, in SRDS."""
+    ddim = sd_pipe.scheduler
+    sd_pipe.scheduler = DDPMScheduler.from_config(ddim.config, clip_sample=True)
+    try:
+        kwargs = dict(num_inference_steps=STEPS, output_type="np")
+        expected = sd_pipe(PROMPT, generator=seeded(2), **kwargs).images
+        out = sample_pipeline(sd_pipe, PROMPT, method="srds", tol=0, generator=seeded(2),
+                              **kwargs)
+    finally:
+        sd_pipe.scheduler = ddim
+    assert levels(out.images, expected) <= 1
+
+
 @pytest.mark.parametrize("output_type", ["pil", "pt", "latent"])
 def test_stable_diffusion_output_types(sd_pipe, output_type):
     kwargs = dict(num_inference_steps=STEPS, output_type=output_type)
