@@ -23,6 +23,7 @@ from .pf_ode import (  # noqa: E402
     check_scheduler,
     sigma_grid,
 )
+from .pipeline import PIPELINES, PipelineResult, sample_pipeline  # noqa: E402
 from .sampler import (  # noqa: E402
     CALL_BUDGET_BYTES,
     DEFAULT_TOL,
@@ -47,6 +48,7 @@ __all__ = [
     "DEFAULT_TOL",
     "METHODS",
     "METHOD_OPTIONS",
+    "PIPELINES",
     "PREDICTION_TYPES",
     "SPACINGS",
     "STORE_BUDGET_BYTES",
@@ -61,11 +63,13 @@ __all__ = [
     "OnGrid",
     "ProbabilityFlowRhs",
     "SigmaGrid",
+    "PipelineResult",
     "check_method_options",
     "check_model_output",
     "check_scheduler",
     "ddim_jump",
     "sample",
     "sigma_grid",
+    "sample_pipeline",
     "wrap_model",
 ]
