@@ -163,7 +163,8 @@ def decide(
                                                            key=lambda kv: kv[1]))
     reason = f"predicted fastest: {method} (predicted {figures})"
     if exact and "picard" in predicted_s:
-        reason += "; picard not considered: its sample is not the serial one (pass exact=False)"
+        reason += ("; picard not considered: its sample is not the serial one "
+                   "(pass exact=False; CLI: --no-exact)")
     if notes:
         reason += "; " + "; ".join(f"{m}: {notes[m]}" for m in predicted_s if notes.get(m))
     return method, reason
