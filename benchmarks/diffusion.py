@@ -5,7 +5,9 @@ interleaved: iterations, sequential model calls, total model evaluations, CPU wa
 (median over seeds, ratio to serial from the same run), max |diff| to the serial sample and
 the fraction of identical uint8 pixels; the sample quality (Frechet distance in the digits
 classifier's feature space, mean classifier confidence) of serial, SRDS and Picard samples;
-the cost of one batched model call against the batch size; and two plots.
+the cost of one batched model call against the batch size; the accuracy of
+``method="auto"``'s predicted seconds against the measured ones (prediction error per
+method); and two plots.
 
     python benchmarks/diffusion.py                      # the full run (several minutes)
     python benchmarks/diffusion.py --quick              # a smoke run (seconds)
@@ -284,6 +286,28 @@ def plots(folder: str, grids: list[dict[str, Any]], summaries: list[list[dict[st
     plt.close(fig)
 
 
+def auto_accuracy(unet: Any, scheduler: Any, steps_list: list[int], n_list: list[int],
+                  seeds: list[int]) -> list[dict[str, Any]]:
+    """Per (N, n, method): auto's prediction, the median measured seconds and the error."""
+    rows = []
+    for n in n_list:
+        for steps in steps_list:
+            x_T = torch.randn(n, 1, 8, 8, generator=torch.Generator().manual_seed(seeds[0]))
+            choice = sample(unet, scheduler, x_T, num_inference_steps=steps, method="auto")
+            for method, predicted in sorted(choice.predicted_s.items()):
+                walls = []
+                for seed in seeds:
+                    x = torch.randn(n, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
+                    walls.append(sample(unet, scheduler, x, num_inference_steps=steps,
+                                        method=method).wall_time_s)
+                measured = statistics.median(walls)
+                chosen = "yes" if choice.method == method else "no"
+                rows.append(dict(steps=steps, n=n, method=method, chosen=chosen,
+                                 predicted_s=predicted, measured_s=measured,
+                                 error=(predicted - measured) / measured))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.replot:
@@ -318,6 +342,13 @@ def main(argv: list[str] | None = None) -> int:
     print(table(qual, [("method", "samples", "s"), ("frechet_distance", "Frechet distance", ".3f"),
                        ("confidence", "mean confidence", ".3f"),
                        ("sequential_evals", "sequential evals", "g")]))
+    print(f"\n## method='auto': predicted against measured seconds (median of seeds "
+          f"{args.seeds})\n")
+    accuracy = auto_accuracy(unet, scheduler, args.steps, args.n, args.seeds)
+    print(table(accuracy, [("steps", "N", "d"), ("n", "n", "d"), ("method", "method", "s"),
+                           ("chosen", "auto ran it", "s"), ("predicted_s", "predicted s", ".3f"),
+                           ("measured_s", "measured s", ".3f"),
+                           ("error", "prediction error", "+.0%")]))
     ablation_steps = [s for s in args.steps if s >= 100] or args.steps[-1:]
     print(f"\n## SRDS with and without clip_sample: N = {ablation_steps}, n = {args.n[-1]}, "
           "seed 0\n")
@@ -334,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"batch_cost": costs, "grids": grids, "summaries": summaries,
-                       "quality": qual, "clip_ablation": ablation, "args": vars(args),
+                       "quality": qual, "clip_ablation": ablation, "auto_accuracy": accuracy,
+                       "args": vars(args),
                        "threads": torch.get_num_threads()}, fh, indent=1)
     print(f"\ntotal benchmark time {time.perf_counter() - begin:.1f} s")
     return 0

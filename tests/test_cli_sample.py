@@ -41,7 +41,8 @@ def test_sample_end_to_end(tmp_path, capsys, method):
 
 
 def test_sample_tol_zero_reproduces_serial(tmp_path, capsys):
-    got = run_json(capsys, "--steps", "16", "--n", "2", "--tol", "0", "--no-pipelined",
+    got = run_json(capsys, "--steps", "16", "--n", "2", "--method", "srds", "--tol", "0",
+                   "--no-pipelined",
                    "--blocks", "4", "--out", str(tmp_path / "a.png"), "--compare-serial")
     assert got["iterations"] == 4
     assert got["max_abs_diff_vs_serial"] < 1e-4
@@ -54,7 +55,8 @@ def test_sample_without_compare_has_no_diff_key(tmp_path, capsys):
 
 
 def test_stochastic_sampling(tmp_path, capsys):
-    got = run_json(capsys, "--steps", "9", "--n", "2", "--eta", "1", "--tol", "0",
+    got = run_json(capsys, "--steps", "9", "--n", "2", "--eta", "1", "--method", "srds",
+                   "--tol", "0",
                    "--out", str(tmp_path / "c.png"), "--compare-serial")
     assert got["max_abs_diff_vs_serial"] < 1e-4
 
@@ -73,10 +75,10 @@ def test_summary_text(tmp_path, capsys):
         (["--steps", "0"], "num_inference_steps must be >= 1"),
         (["--steps", "5000"], "num_train_timesteps"),
         (["--n", "0"], "--n must be >= 1"),
-        (["--blocks", "50", "--steps", "10"], "blocks must be <="),
+        (["--method", "srds", "--blocks", "50", "--steps", "10"], "blocks must be <="),
         (["--out", "/nonexistent/folder/x.png"], "not writable"),
         (["--max-batch", "0"], "--max-batch must be >= 1"),
-        (["--tol", "-1"], "tol must be >= 0"),
+        (["--method", "srds", "--tol", "-1"], "tol must be >= 0"),
         # options that do not apply to the method (item 10 of issue 7)
         (["--method", "serial", "--blocks", "3"],
          "blocks applies to method 'srds' only, not to method 'serial'"),

@@ -138,8 +138,8 @@ def test_sample_under_mpiexec_gives_the_serial_sample_and_writes_once(tmp_path):
     pytest.importorskip("diffusers")
     out = tmp_path / "digits.png"
     proc = mpirun(2, sys.executable, "-m", "parareal", "sample", "--steps", "25", "--n", "2",
-                  "--backend", "mpi", "--compare-serial", "--json", "--threads", "1",
-                  "--out", str(out))
+                  "--method", "srds", "--backend", "mpi", "--compare-serial", "--json",
+                  "--threads", "1", "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1

@@ -1,4 +1,5 @@
-"""``sample``: serial DDIM, SRDS (Parareal over the DDIM grid) and Picard (ParaDiGMS).
+"""``sample``: serial DDIM, SRDS (Parareal over the DDIM grid) and Picard (ParaDiGMS), or
+``method="auto"`` (:mod:`.auto`): the one predicted fastest on this machine.
 
 Paper-to-code notation (SRDS, Selvam et al. 2024, arXiv 2412.08292):
 
@@ -22,7 +23,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -50,7 +51,7 @@ __all__ = [
     "sample",
 ]
 
-METHODS = ("serial", "srds", "picard")
+METHODS = ("serial", "srds", "picard", "auto")
 TOL_MODES = ("data", "noise")
 #: Default tolerances by (method, tol_mode). SRDS in data units: 1/255, half an 8-bit level of
 #: an image in [-1, 1] (the error at the stop is typically far smaller than the last change).
@@ -73,6 +74,7 @@ METHOD_OPTIONS: Mapping[str, tuple[str, ...]] = {
     "backend": ("srds",),
     "fine": ("serial", "srds"),
     "coarse": ("srds",),
+    "exact": ("auto",),
 }
 #: Automatic ``max_batch``: bytes of states in the largest batched model call of one chunk.
 #: A network's activations are a model-dependent multiple of its input (about 600x for the
@@ -113,7 +115,9 @@ class DiffusionResult:
         The quantity the stopping rule tested, per iteration; for a split batch the largest
         over the chunks that ran that iteration (the unsplit value when they all ran it).
     method : str
+        The method that ran (never ``"auto"``: the one ``auto`` chose).
     wall_time_s : float
+        Seconds of the whole call (with ``method="auto"``, the timing of the model included).
     stats : parareal.Stats or None
         The engine's counters (SRDS only, ``None`` for a split batch: see ``chunks``).
     max_batch : int
@@ -121,6 +125,11 @@ class DiffusionResult:
     chunks : tuple of DiffusionResult
         The result of every chunk, in batch order, when the batch was split (their samples are
         views of ``sample``); empty otherwise.
+    reason : str
+        Why this method ran: ``"requested"``, or with ``method="auto"`` the choice and the
+        predicted seconds of every method.
+    predicted_s : dict of str to float
+        ``method="auto"``: the predicted seconds of each method (empty otherwise).
     """
 
     sample: torch.Tensor
@@ -135,6 +144,8 @@ class DiffusionResult:
     stats: parareal.Stats | None = None
     max_batch: int = 0
     chunks: tuple[DiffusionResult, ...] = ()
+    reason: str = "requested"
+    predicted_s: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.status, Status):
@@ -148,7 +159,7 @@ def check_method_options(method: str, options: Mapping[str, Any]) -> None:
 
     Parameters
     ----------
-    method : {"serial", "srds", "picard"}
+    method : {"serial", "srds", "picard", "auto"}
     options : mapping
         Option names of :func:`sample` to their values; ``None`` means not passed.
 
@@ -346,8 +357,10 @@ def sample(
     backend: Any = None,
     fine: Any = None,
     coarse: Any = None,
+    exact: bool | None = None,
 ) -> DiffusionResult:
-    """Sample a diffusion model: serially, with SRDS, or with Picard iterations.
+    """Sample a diffusion model: serially, with SRDS, with Picard iterations, or with whichever
+    of them is predicted fastest (``method="auto"``).
 
     Parameters
     ----------
@@ -367,7 +380,14 @@ or NoiseSchedule
     num_inference_steps : int
         ``N``, the steps of the serial sampler that SRDS and Picard reproduce (a Heun step
         makes two model calls, except the last, to ``sigma = 0``, which is an Euler step).
-    method : {"serial", "srds", "picard"}
+    method : {"serial", "srds", "picard", "auto"}
+        ``"auto"`` times a few model calls at the batch sizes each method would use (cached per
+        model, sample shape, dtype and device), predicts the seconds of serial, SRDS and Picard
+        from those costs and each method's sequence of calls, and runs the fastest of serial
+        and SRDS (Picard too with ``exact=False``); ``result.method`` names the method that ran,
+        ``result.reason`` says why and ``result.predicted_s`` holds the predictions (see
+        :mod:`parareal.adapters.diffusion.auto`). It takes no method-specific option: those
+        belong to the method they tune.
     blocks : int, optional
         SRDS only: blocks ``B`` (default ``round(sqrt(N))``; uneven splits allowed; ``B <= N``).
     tol : float, optional
@@ -429,6 +449,10 @@ or NoiseSchedule
     coarse : parareal propagator or spec, optional
         SRDS only: the propagator taken across a whole block ``[sigma_a, sigma_b]`` in one
         step (``steps`` sub-steps). Default: one step of the scheduler's own method.
+    exact : bool, optional
+        ``method="auto"`` only. ``True`` (default): choose between the methods whose result is
+        the serial sample, serial and SRDS. ``False``: Picard too (its default tolerance leaves
+        differences of a few 8-bit levels).
 
     Returns
     -------
@@ -445,7 +469,8 @@ or NoiseSchedule
     start = time.perf_counter()
     check_method_options(method, dict(
         blocks=blocks, pipelined=pipelined, window=window, tol=tol, tol_mode=tol_mode,
-        max_iters=max_iters, callback=callback, backend=backend, fine=fine, coarse=coarse))
+        max_iters=max_iters, callback=callback, backend=backend, fine=fine, coarse=coarse,
+        exact=exact))
     family = check_scheduler(scheduler)
     pf = family != "ddim" or fine is not None or coarse is not None
     schedule = None if pf else _schedule(scheduler)
@@ -462,7 +487,9 @@ or NoiseSchedule
     eta = check_tolerance(eta, "eta")
     if pf_grid is not None:
         _check_pf_options(family, method, eta)
-    if eta > 0 and method != "serial" and generator is None:
+    if exact is not None and not isinstance(exact, bool):
+        raise TypeError(f"exact must be True, False or None, got {exact!r}")
+    if eta > 0 and method not in ("serial", "auto") and generator is None:
         raise ValueError(
             f"eta > 0 with method={method!r} needs a torch.Generator: the noise is drawn once up "
             "front so that the result is the serial stochastic sample for that noise"
@@ -479,11 +506,10 @@ or NoiseSchedule
         raise TypeError(f"pipelined must be True, False or None, got {pipelined!r}")
     if not isinstance(progress, bool):
         raise TypeError(f"progress must be True or False, got {progress!r}")
-    mode = tol_mode if tol_mode is not None else ("noise" if method == "picard" else "data")
-    if mode not in TOL_MODES:
+    if tol_mode is not None and tol_mode not in TOL_MODES:
         raise ValueError(f"tol_mode must be one of {TOL_MODES}, got {tol_mode!r}")
-    if method != "serial":
-        tol = DEFAULT_TOL[(method, mode)] if tol is None else check_tolerance(tol, "tol")
+    if tol is not None:
+        tol = check_tolerance(tol, "tol")
     if callback is not None and not callable(callback):
         raise TypeError(
             f"callback must be callable as callback(iteration, sample), got {callback!r}")
@@ -498,9 +524,28 @@ or NoiseSchedule
     grid = pf_grid if pf_grid is not None else schedule.grid(steps)
     nblocks, p = _blocks(steps, blocks), _window(steps, window)
     n = x_T.shape[0]
-    size = max_batch if max_batch is not None else _auto_max_batch(
-        x_T, method, steps, nblocks, p, eta, fn.evals_per_state)
-    bounds = _chunk_bounds(n, min(size, n))
+
+    def chunk_size(name: str) -> int:
+        size = max_batch if max_batch is not None else _auto_max_batch(
+            x_T, name, steps, nblocks, p, eta, fn.evals_per_state)
+        return min(size, n)
+
+    choice = None
+    if method == "auto":
+        from .auto import CANDIDATES, choose_method
+
+        choice = choose_method(
+            model, fn, scheduler, x_T, steps=steps, blocks=nblocks, window=p,
+            chunks={m: [b - a for a, b in _chunk_bounds(n, chunk_size(m))] for m in CANDIDATES},
+            timestep=int(grid.timesteps[steps // 2]),
+            exact=True if exact is None or pf_grid is not None else exact,  # no Picard in sigma
+            parallel_ok=eta == 0 or generator is not None)
+        method = choice.method
+    mode = tol_mode if tol_mode is not None else ("noise" if method == "picard" else "data")
+    if method != "serial":
+        tol = DEFAULT_TOL[(method, mode)] if tol is None else tol
+    size = chunk_size(method)
+    bounds = _chunk_bounds(n, size)
     if callback is not None and len(bounds) > 1:
         raise ValueError(
             f"callback needs the whole batch in one chunk, but the {n} samples of x_T are split "
@@ -523,7 +568,12 @@ or NoiseSchedule
     finally:
         if bar is not None:
             bar.close()
-    return _combine(parts, method, time.perf_counter() - start)
+    result = _combine(parts, method, time.perf_counter() - start)
+    if choice is None:
+        return result
+    if choice.observe is not None and result.converged:
+        choice.observe(result.iterations)
+    return replace(result, reason=choice.reason, predicted_s=dict(choice.predicted_s))
 
 
 def _check_pf_options(family: str, method: str, eta: float) -> None:

@@ -1,4 +1,5 @@
-"""``parareal sample``: sample the bundled digits model serially, with SRDS or with Picard."""
+"""``parareal sample``: sample the bundled digits model serially, with SRDS or with Picard, or
+with whichever is predicted fastest (``--method auto``, the default)."""
 
 from __future__ import annotations
 
@@ -10,21 +11,46 @@ from typing import Any
 
 from .paths import atomic_path, check_writable
 
-__all__ = ["add_sample_parser", "run_sample"]
+__all__ = ["SCHEDULERS", "add_sample_parser", "run_sample"]
+
+#: ``--scheduler`` names: the bundled model's DDIMScheduler, or a diffusers scheduler built
+#: from its config.
+SCHEDULERS = ("ddim", "euler", "heun")
+_SCHEDULER_CLASSES = {"euler": "EulerDiscreteScheduler", "heun": "HeunDiscreteScheduler"}
+
+_EPILOG = (
+    "There is no --prompt: the bundled digits model is unconditional and no text model ships "
+    "with parareal. For Stable Diffusion pipelines and prompts use the Python API "
+    "(parareal.adapters.diffusion; see docs/diffusion.md)."
+)
 
 
 def add_sample_parser(sub: Any) -> None:
     """Register the ``sample`` subcommand on an argparse sub-parser collection."""
     p = sub.add_parser(
         "sample",
-        help="sample the bundled digits diffusion model (serial, SRDS or Picard)",
+        help="sample the bundled digits diffusion model (auto, serial, SRDS or Picard)",
         description="Generate digits with the bundled diffusion model and write an image grid. "
-                    "Options that do not apply to --method are errors. Exit status: 0, or 1 "
-                    "when the run diverged (non-finite values; no image is written), 2 for "
-                    "bad input.",
+                    "--method auto (the default) times a few model calls, predicts the "
+                    "wall-clock of serial, SRDS and Picard, runs the fastest of serial and SRDS "
+                    "(Picard too with --no-exact) and prints which method ran and why. "
+                    "Options that do not apply to --method are errors (auto takes none of the "
+                    "method-specific ones). Exit status: 0, or 1 when the run diverged "
+                    "(non-finite values; no image is written), 2 for bad input.",
+        epilog=_EPILOG,
     )
     p.add_argument("--steps", type=int, default=100, help="DDIM steps N (default 100)")
-    p.add_argument("--method", choices=("srds", "serial", "picard"), default="srds")
+    p.add_argument("--method", choices=("auto", "srds", "serial", "picard"), default="auto",
+                   help="auto (default): the method predicted fastest on this machine")
+    p.add_argument("--exact", action=argparse.BooleanOptionalAction, default=None,
+                   help="auto: choose between serial and SRDS, whose sample is the serial one "
+                        "(the default); --no-exact lets auto pick Picard too")
+    p.add_argument("--scheduler", choices=SCHEDULERS, default="ddim",
+                   help="sampler: ddim (the bundled DDIMScheduler, default), euler or heun "
+                        "(diffusers' EulerDiscreteScheduler / HeunDiscreteScheduler built from "
+                        "its config)")
+    p.add_argument("--karras", action="store_true",
+                   help="euler/heun: Karras sigmas (use_karras_sigmas=True)")
     p.add_argument("--blocks", type=int, default=None, help="SRDS blocks (default sqrt(N))")
     p.add_argument("--tol", type=float, default=None,
                    help="SRDS/Picard stopping tolerance (method default)")
@@ -68,9 +94,11 @@ def run_sample(args: argparse.Namespace) -> int:
     from ..adapters.diffusion import check_method_options, sample
     from ..adapters.diffusion.digits import image_format, load_digits_model, save_grid, to_uint8
 
+    if args.karras and args.scheduler == "ddim":
+        raise ValueError("--karras applies to --scheduler euler or heun, not ddim")
     options: dict[str, Any] = dict(
         blocks=args.blocks, pipelined=args.pipelined, window=args.window, tol=args.tol,
-        tol_mode=args.tol_mode, max_iters=args.max_iters,
+        tol_mode=args.tol_mode, max_iters=args.max_iters, exact=args.exact,
     )
     check_method_options(args.method, options)
     if args.backend is not None and args.method != "srds":
@@ -88,27 +116,40 @@ def run_sample(args: argparse.Namespace) -> int:
     import torch
 
     unet, scheduler = load_digits_model(args.weights)
+    scheduler = _scheduler(args.scheduler, args.karras, scheduler)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     x_T = torch.randn((args.n, 1, 8, 8), generator=torch.Generator().manual_seed(args.seed))
     noise_seed = args.seed + 1_000_003
 
     def run(method: str, **kwargs: Any) -> Any:
         generator = torch.Generator().manual_seed(noise_seed) if args.eta > 0 else None
-        return sample(unet, scheduler, x_T, num_inference_steps=args.steps, method=method,
-                      eta=args.eta, generator=generator, progress=progress,
-                      max_batch=args.max_batch, **kwargs)
+        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        try:
+            return sample(unet, scheduler, x_T, num_inference_steps=args.steps, method=method,
+                          eta=args.eta, generator=generator, progress=progress,
+                          max_batch=args.max_batch, **kwargs)
+        except TypeError as exc:
+            if args.scheduler == "ddim" or "unsupported scheduler" not in str(exc):
+                raise
+            raise ValueError(f"--scheduler {args.scheduler}: this version of the sampler does "
+                             f"not support it ({exc})") from exc
 
     result = run(args.method, **options)
     diverged = result.status.value == "diverged"  # its sample is no digit: write none
     if not reporter:  # MPI: the root writes and prints, once
-        if args.compare_serial and args.method != "serial":
+        if args.compare_serial and result.method != "serial":
             run("serial")  # every rank runs what the root runs
         return 1 if diverged else 0
     if not diverged:
         with atomic_path(args.out) as tmp:  # no partial file if interrupted
             save_grid(result.sample, tmp)
     summary: dict[str, Any] = {
-        "method": args.method,
+        "method": result.method,
+        "requested_method": args.method,
+        "reason": result.reason,
+        "predicted_s": result.predicted_s,
+        "scheduler": args.scheduler,
+        "karras": args.karras,
         "steps": args.steps,
         "n": args.n,
         "status": result.status.value,
@@ -123,10 +164,10 @@ def run_sample(args: argparse.Namespace) -> int:
         "max_batch": result.max_batch,
         "chunks": max(1, len(result.chunks)),
     }
-    if args.method == "srds":
+    if result.method == "srds":
         summary["pipelined"] = True if args.pipelined is None else args.pipelined
     if args.compare_serial:
-        serial = result if args.method == "serial" else run("serial")
+        serial = result if result.method == "serial" else run("serial")
         diff = float((result.sample - serial.sample).abs().max())
         comparable = bool(torch.isfinite(result.sample).all() & torch.isfinite(serial.sample).all())
         same = to_uint8(result.sample) == to_uint8(serial.sample) if comparable else None
@@ -143,14 +184,34 @@ def run_sample(args: argparse.Namespace) -> int:
     return 1 if diverged else 0
 
 
+def _scheduler(name: str, karras: bool, ddim: Any) -> Any:
+    """The bundled DDIMScheduler, or the diffusers scheduler ``name`` made from its config."""
+    if name == "ddim":
+        return ddim
+    import diffusers
+    from diffusers.utils import logging as diffusers_logging
+
+    cls = getattr(diffusers, _SCHEDULER_CLASSES[name])
+    level = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()  # DDIM-only config keys are ignored, not errors
+    try:
+        return cls.from_config(ddim.config, use_karras_sigmas=karras)
+    finally:
+        diffusers_logging.set_verbosity(level)
+
+
 def _print_summary(s: dict[str, Any]) -> None:
+    if s["requested_method"] == "auto":
+        print(f"auto ran {s['method']}: {s['reason']}")
     chunks = ""
     if s["chunks"] > 1:
         chunks = f" in {s['chunks']} chunks of at most {s['max_batch']}"
     per_chunk = " per chunk" if s["chunks"] > 1 else ""
+    steps_name = {"ddim": "DDIM", "euler": "Euler", "heun": "Heun"}[s["scheduler"]]
     print(
-        f"{s['method']}: {s['n']} samples{chunks}, {s['steps']} DDIM steps, {s['iterations']} "
-        f"iteration(s), status {s['status']}; {s['sequential_evals']} sequential model calls "
+        f"{s['method']}: {s['n']} samples{chunks}, {s['steps']} {steps_name} steps, "
+        f"{s['iterations']} iteration(s), status {s['status']}; {s['sequential_evals']} "
+        f"sequential model calls "
         f"(serial: {s['steps']}{per_chunk}), {s['total_evals']} model evaluations per sample; "
         f"{s['wall_time_s']:.2f} s"
     )

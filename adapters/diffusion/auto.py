@@ -1,0 +1,356 @@
+"""``method="auto"``: predict the wall-clock of serial, SRDS and Picard, and run the fastest.
+
+How a prediction is made (see also ``docs/diffusion.md``, section "method='auto'"):
+
+1. **Call pattern.** The rows of ``x`` in every sequential model call of each method, for a
+   one-sample run (a chunk of ``m`` samples multiplies every call by ``m``; chunks of a split
+   batch run one after another). Serial and SRDS are *counted*, not modelled: the sampler
+   itself runs on a one-element state with a stub model that returns zeros, which costs only
+   the sampler's own work (milliseconds); SRDS runs for an estimated ``K`` iterations and is cut
+   where iterate ``K`` completes on the pipelined schedule
+   (``Stats.critical_path_per_iteration``), which is where the stopping rule ends a real run.
+   The stub run's wall time is the sampler's overhead in the prediction. Picard's calls depend
+   on how far its window slides each iteration, so they are estimated (below).
+2. **Iterations.** SRDS: ``K = min(B, 4)`` (:data:`SRDS_ITERATIONS`; the bundled digits model
+   stops after 4 iterations at N = 25 and 100 and after 3 at N = 1000 with the default
+   tolerance, docs/benchmarks.md). Picard: ``ceil(2 N / p) + 4`` windows of ``p`` rows
+   (:func:`picard_iterations`; measured 9, 14 and 31 at N = 25, 100, 1000 with ``p = 2
+   sqrt(N)``). After ``auto`` has run SRDS or Picard, the iterations it observed for that model,
+   shape and N replace the estimate.
+3. **Costs.** The model is timed at the batch sizes the patterns use most (the serial chunk,
+   the smallest and largest SRDS call and its most frequent one, the Picard window): a warm-up
+   call, then the fastest of :data:`TIMING_REPEATS` calls (the least disturbed by other work
+   on the machine). Other sizes are interpolated linearly.
+   Timings are cached per (model object, sample shape, dtype, device, conditioning) for the
+   life of the model: later calls time nothing.
+4. **Decision.** The smallest prediction among the *exact* methods: serial and SRDS, whose
+   result is the serial sample (SRDS stops when its final sample changes by at most half an
+   8-bit level, and converges to the serial sample). Picard, whose default noise-scaled
+   tolerance leaves differences of several 8-bit levels, competes only with ``exact=False``.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import weakref
+from collections import Counter
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .models import ModelFn
+
+__all__ = [
+    "SRDS_ITERATIONS",
+    "TIMING_REPEATS",
+    "AutoChoice",
+    "CallPlan",
+    "choose_method",
+    "clear_cache",
+    "decide",
+    "interpolate_cost",
+    "picard_iterations",
+    "predict",
+]
+
+#: SRDS iterations assumed before ``auto`` has seen SRDS run on a model (capped at ``B``).
+SRDS_ITERATIONS = 4
+#: Timed calls per batch size, after one warm-up call (1 when the warm-up took over a second).
+TIMING_REPEATS = 5
+#: The methods ``auto`` chooses from, and which of them give the serial sample.
+EXACT_METHODS = ("serial", "srds")
+CANDIDATES = ("serial", "srds", "picard")
+
+
+def picard_iterations(steps: int, window: int) -> int:
+    """The estimate of Picard's iterations: ``min(N, ceil(2 N / p) + 4)``."""
+    return min(steps, math.ceil(2 * steps / window) + 4)
+
+
+@dataclass(frozen=True)
+class CallPlan:
+    """One method's predicted run: the rows of every sequential model call, in order.
+
+    Attributes
+    ----------
+    method : str
+    rows : tuple of int
+        Rows of ``x`` per sequential model call, over all chunks.
+    overhead_s : float
+        The sampler's own seconds besides the model calls (measured with a stub model).
+    note : str
+        How the pattern was obtained (e.g. the iterations assumed).
+    """
+
+    method: str
+    rows: tuple[int, ...]
+    overhead_s: float = 0.0
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class AutoChoice:
+    """What ``auto`` decided: the method to run, why, and the predicted seconds of each."""
+
+    method: str
+    reason: str
+    predicted_s: dict[str, float]
+    timing_s: float = 0.0
+    observe: Callable[[int], None] | None = field(default=None, repr=False, compare=False)
+
+
+def interpolate_cost(costs: Mapping[int, float], rows: int) -> float:
+    """Seconds of one model call of ``rows`` rows, linear between the timed batch sizes.
+
+    Outside the timed range the line through the two nearest points is extended (never below
+    zero); with a single timed size, the cost is that size's, scaled up in proportion beyond it.
+    """
+    if not costs:
+        raise ValueError("no timed batch sizes to interpolate from")
+    points = sorted(costs.items())
+    if rows in costs:
+        return costs[rows]
+    if len(points) == 1:
+        (b, c), = points
+        return c * max(1.0, rows / b)
+    if rows < points[0][0]:
+        (b0, c0), (b1, c1) = points[0], points[1]
+    elif rows > points[-1][0]:
+        (b0, c0), (b1, c1) = points[-2], points[-1]
+    else:
+        i = next(i for i, (b, _) in enumerate(points) if b > rows)
+        (b0, c0), (b1, c1) = points[i - 1], points[i]
+    return max(0.0, c0 + (c1 - c0) * (rows - b0) / (b1 - b0))
+
+
+def predict(plans: Mapping[str, CallPlan], costs: Mapping[int, float]) -> dict[str, float]:
+    """Predicted seconds of each plan: the interpolated cost of its calls plus its overhead."""
+    return {
+        name: plan.overhead_s + sum(interpolate_cost(costs, r) for r in plan.rows)
+        for name, plan in plans.items()
+    }
+
+
+def decide(
+    predicted_s: Mapping[str, float], *, exact: bool = True, notes: Mapping[str, str] | None = None
+) -> tuple[str, str]:
+    """The method with the smallest prediction, and the reason, from given predictions.
+
+    Parameters
+    ----------
+    predicted_s : mapping
+        Method name to predicted seconds (methods absent cannot run).
+    exact : bool
+        Choose among :data:`EXACT_METHODS` only (Picard is predicted but not chosen).
+    notes : mapping, optional
+        Per method, how its prediction was made, appended to the reason.
+
+    Returns
+    -------
+    method, reason : str
+    """
+    if not isinstance(exact, bool):
+        raise TypeError(f"exact must be True or False, got {exact!r}")
+    allowed = {m: s for m, s in predicted_s.items() if not exact or m in EXACT_METHODS}
+    if not allowed:
+        raise ValueError(f"no method to choose from: predictions {dict(predicted_s)}")
+    method = min(allowed, key=lambda m: (allowed[m], CANDIDATES.index(m)))
+    figures = ", ".join(f"{m} {s:.3g} s" for m, s in sorted(predicted_s.items(),
+                                                           key=lambda kv: kv[1]))
+    reason = f"predicted fastest: {method} (predicted {figures})"
+    if exact and "picard" in predicted_s:
+        reason += ("; picard not considered: its sample is not the serial one "
+                   "(pass exact=False; CLI: --no-exact)")
+    if notes:
+        reason += "; " + "; ".join(f"{m}: {notes[m]}" for m in predicted_s if notes.get(m))
+    return method, reason
+
+
+# ---------------------------------------------------------------------------------------------
+# Caches: model timings per (model, key), SRDS/serial call patterns, observed iterations.
+
+_LOCK = threading.Lock()
+_COSTS: weakref.WeakKeyDictionary[Any, dict[Hashable, dict[int, float]]] = (
+    weakref.WeakKeyDictionary())
+_ITERATIONS: weakref.WeakKeyDictionary[Any, dict[Hashable, int]] = weakref.WeakKeyDictionary()
+_PATTERNS: dict[Hashable, tuple[tuple[int, ...], float]] = {}
+
+
+def clear_cache() -> None:
+    """Forget every timing, call pattern and observed iteration count (e.g. to re-time)."""
+    with _LOCK:
+        _COSTS.clear()
+        _ITERATIONS.clear()
+        _PATTERNS.clear()
+
+
+def _slot(table: weakref.WeakKeyDictionary, model: Any) -> dict | None:
+    """The model's entry of a cache table (``None`` when the model cannot be weakly keyed)."""
+    try:
+        return table.setdefault(model, {})
+    except TypeError:
+        return None
+
+
+def _model_key(fn: ModelFn, x_T: torch.Tensor) -> Hashable:
+    embeds = getattr(fn, "prompt_embeds", None)
+    return (tuple(x_T.shape[1:]), x_T.dtype, str(x_T.device), fn.evals_per_state,
+            None if embeds is None else tuple(embeds.shape[1:]))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time_call(fn: ModelFn, x: torch.Tensor, t: torch.Tensor) -> float:
+    """The fastest of :data:`TIMING_REPEATS` calls ``fn(x, t)``, after a warm-up call."""
+    _sync(x.device)
+    begin = time.perf_counter()
+    fn(x, t)
+    _sync(x.device)
+    repeats = TIMING_REPEATS if time.perf_counter() - begin < 1.0 else 1
+    times = []
+    for _ in range(repeats):
+        begin = time.perf_counter()
+        fn(x, t)
+        _sync(x.device)
+        times.append(time.perf_counter() - begin)
+    return min(times)
+
+
+def _pattern(scheduler: Any, steps: int, method: str, iterations: int, blocks: int
+             ) -> tuple[tuple[int, ...], float]:
+    """Rows per sequential call of a one-sample run, and its seconds, from a stub-model run."""
+    key = (type(scheduler).__name__, steps, method, iterations, blocks)
+    with _LOCK:
+        if key in _PATTERNS:
+            return _PATTERNS[key]
+    from .sampler import sample  # the sampler imports this module lazily
+
+    rows: list[int] = []
+
+    def stub(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        rows.append(x.shape[0])
+        return torch.zeros_like(x)
+
+    x = torch.zeros(1, 1)
+    kwargs: dict[str, Any] = dict(num_inference_steps=steps, method=method)
+    if method == "srds":
+        kwargs.update(blocks=blocks, tol=0.0, max_iters=min(iterations + 1, blocks))
+    seconds = math.inf
+    for _ in range(2):  # the faster of two runs: the first one may pay for lazy imports
+        rows.clear()
+        begin = time.perf_counter()
+        result = sample(stub, scheduler, x, **kwargs)
+        seconds = min(seconds, time.perf_counter() - begin)
+    out = tuple(rows)
+    if method == "srds":  # cut where iterate K completes, as the stopping rule does
+        path = result.stats.critical_path_per_iteration
+        out = out[: path[min(iterations, len(path) - 1)]]
+    seconds *= len(out) / max(len(rows), 1)
+    with _LOCK:
+        _PATTERNS[key] = (out, seconds)
+    return out, seconds
+
+
+def choose_method(
+    model: Any,
+    fn: ModelFn,
+    scheduler: Any,
+    x_T: torch.Tensor,
+    *,
+    steps: int,
+    blocks: int,
+    window: int,
+    chunks: Mapping[str, Sequence[int]],
+    timestep: int,
+    exact: bool,
+    parallel_ok: bool = True,
+) -> AutoChoice:
+    """Time the model (or reuse cached timings), predict each method's seconds and choose.
+
+    Parameters
+    ----------
+    model : object
+        The model as the caller passed it: the timing cache's key (held weakly).
+    fn : ModelFn
+        The wrapped model, called for the timings.
+    scheduler : object
+        What :func:`~parareal.adapters.diffusion.sample` was given (for the stub runs).
+    x_T : torch.Tensor
+        The batch to sample (its shape, dtype and device; its rows are the timing inputs).
+    steps, blocks, window : int
+        ``N``, SRDS's ``B`` and Picard's ``p``.
+    chunks : mapping
+        Per method, the sizes of the chunks the batch is split into for it.
+    timestep : int
+        The model timestep of the timing calls.
+    exact : bool
+        Choose between serial and SRDS only.
+    parallel_ok : bool
+        False when only serial can run (``eta > 0`` without a generator).
+    """
+    if not parallel_ok:
+        return AutoChoice("serial", "eta > 0 without a generator: SRDS and Picard need one "
+                          "(pass generator=...), so serial ran without timing", {})
+    begin = time.perf_counter()
+    model_key = _model_key(fn, x_T)
+    run_key = (model_key, steps, blocks, window)
+    with _LOCK:
+        seen = _slot(_ITERATIONS, model)
+        seen = dict(seen.get(run_key, {})) if seen is not None else {}
+    k_srds = min(seen.get("srds", SRDS_ITERATIONS), blocks)
+    k_picard = seen.get("picard", picard_iterations(steps, window))
+    notes = {
+        "srds": f"K = {k_srds} iterations "
+                + ("(seen in the last auto run)" if "srds" in seen else "(estimate)"),
+        "picard": f"{k_picard} windows of {window} steps "
+                  + ("(seen in the last auto run)" if "picard" in seen else "(estimate)"),
+    }
+    serial_rows, serial_s = _pattern(scheduler, steps, "serial", 0, blocks)
+    srds_rows, srds_s = _pattern(scheduler, steps, "srds", k_srds, blocks)
+    plans: dict[str, CallPlan] = {}
+    anchors: set[tuple[int, int]] = set()  # (chunk size, rows)
+    for method, pattern, overhead in (("serial", serial_rows, serial_s),
+                                      ("srds", srds_rows, srds_s),
+                                      ("picard", (window,) * k_picard, serial_s * k_picard
+                                       * window / max(len(serial_rows), 1))):
+        sizes = list(chunks[method])
+        plans[method] = CallPlan(method, tuple(r * m for m in sizes for r in pattern),
+                                 overhead * len(sizes), notes.get(method, ""))
+        common = Counter(pattern).most_common(1)[0][0]
+        for m in set(sizes):
+            anchors.update((m, r * m) for r in {min(pattern), max(pattern), common})
+    with _LOCK:
+        slot = _slot(_COSTS, model)
+        costs = dict(slot.get(model_key, {})) if slot is not None else {}
+    t = torch.full((1,), int(timestep), dtype=torch.long, device=x_T.device)
+    with torch.no_grad():
+        for m, rows in sorted(anchors):
+            if rows in costs:
+                continue
+            index = torch.arange(rows, device=x_T.device) % m
+            x = x_T[:m][index]
+            costs[rows] = _time_call(fn.rows(0, m), x, t.expand(rows))
+    with _LOCK:
+        slot = _slot(_COSTS, model)
+        if slot is not None:
+            slot.setdefault(model_key, {}).update(costs)
+    predicted = predict(plans, costs)
+    method, reason = decide(predicted, exact=exact, notes=notes)
+    timing = time.perf_counter() - begin
+    reason += f"; predictions took {timing:.2g} s"
+
+    def observe(iterations: int) -> None:
+        with _LOCK:
+            slot = _slot(_ITERATIONS, model)
+            if slot is not None and iterations > 0:
+                slot.setdefault(run_key, {})[method] = iterations
+
+    return AutoChoice(method, reason, predicted, timing,
+                      observe if method != "serial" else None)
