@@ -271,6 +271,7 @@ def choose_method(
     timestep: int,
     exact: bool,
     parallel_ok: bool = True,
+    picard_ok: bool = True,
 ) -> AutoChoice:
     """Time the model (or reuse cached timings), predict each method's seconds and choose.
 
@@ -294,6 +295,9 @@ def choose_method(
         Choose between serial and SRDS only.
     parallel_ok : bool
         False when only serial can run (``eta > 0`` without a generator).
+    picard_ok : bool
+        False when Picard cannot run at all (the probability-flow samplers): it is then
+        neither predicted nor mentioned.
     """
     if not parallel_ok:
         return AutoChoice("serial", "eta > 0 without a generator: SRDS and Picard need one "
@@ -316,10 +320,13 @@ def choose_method(
     srds_rows, srds_s = _pattern(scheduler, steps, "srds", k_srds, blocks)
     plans: dict[str, CallPlan] = {}
     anchors: set[tuple[int, int]] = set()  # (chunk size, rows)
-    for method, pattern, overhead in (("serial", serial_rows, serial_s),
-                                      ("srds", srds_rows, srds_s),
-                                      ("picard", (window,) * k_picard, serial_s * k_picard
-                                       * window / max(len(serial_rows), 1))):
+    methods = [("serial", serial_rows, serial_s), ("srds", srds_rows, srds_s)]
+    if picard_ok:
+        methods.append(("picard", (window,) * k_picard,
+                        serial_s * k_picard * window / max(len(serial_rows), 1)))
+    else:
+        notes.pop("picard")
+    for method, pattern, overhead in methods:
         sizes = list(chunks[method])
         plans[method] = CallPlan(method, tuple(r * m for m in sizes for r in pattern),
                                  overhead * len(sizes), notes.get(method, ""))

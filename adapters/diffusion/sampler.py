@@ -538,7 +538,7 @@ or NoiseSchedule
             model, fn, scheduler, x_T, steps=steps, blocks=nblocks, window=p,
             chunks={m: [b - a for a, b in _chunk_bounds(n, chunk_size(m))] for m in CANDIDATES},
             timestep=int(grid.timesteps[steps // 2]),
-            exact=True if exact is None or pf_grid is not None else exact,  # no Picard in sigma
+            exact=True if exact is None else exact, picard_ok=pf_grid is None,
             parallel_ok=eta == 0 or generator is not None)
         method = choice.method
     mode = tol_mode if tol_mode is not None else ("noise" if method == "picard" else "data")

@@ -208,11 +208,13 @@ def _print_summary(s: dict[str, Any]) -> None:
         chunks = f" in {s['chunks']} chunks of at most {s['max_batch']}"
     per_chunk = " per chunk" if s["chunks"] > 1 else ""
     steps_name = {"ddim": "DDIM", "euler": "Euler", "heun": "Heun"}[s["scheduler"]]
+    # a Heun step calls the model twice, except the last one (an Euler step to sigma = 0)
+    serial_calls = 2 * s["steps"] - 1 if s["scheduler"] == "heun" else s["steps"]
     print(
         f"{s['method']}: {s['n']} samples{chunks}, {s['steps']} {steps_name} steps, "
         f"{s['iterations']} iteration(s), status {s['status']}; {s['sequential_evals']} "
         f"sequential model calls "
-        f"(serial: {s['steps']}{per_chunk}), {s['total_evals']} model evaluations per sample; "
+        f"(serial: {serial_calls}{per_chunk}), {s['total_evals']} model evaluations per sample; "
         f"{s['wall_time_s']:.2f} s"
     )
     if s.get("max_abs_diff_vs_serial") is not None:
