@@ -59,6 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-sizes", type=_ints,
                    default=[1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024])
     p.add_argument("--quick", action="store_true", help="tiny settings for a smoke test")
+    p.add_argument("--only-samplers", action="store_true",
+                   help="only the Euler/Heun samplers table (and its JSON)")
     p.add_argument("--threads", type=int, default=2, help="torch/BLAS threads (default 2)")
     p.add_argument("--json", help="write every raw number to this file")
     p.add_argument("--plots", help="folder for the plots (PNG)")
@@ -286,6 +288,52 @@ def plots(folder: str, grids: list[dict[str, Any]], summaries: list[list[dict[st
     plt.close(fig)
 
 
+SAMPLERS = (("euler", False), ("euler", True), ("heun", False), ("heun", True))
+
+
+def sampler_rows(unet: Any, ddim: Any, steps_list: list[int], n_list: list[int],
+                 seeds: list[int]) -> list[dict[str, Any]]:
+    """Euler and Heun (with and without Karras sigmas): serial against SRDS, seeds interleaved."""
+    from diffusers import EulerDiscreteScheduler, HeunDiscreteScheduler
+
+    classes = {"euler": EulerDiscreteScheduler, "heun": HeunDiscreteScheduler}
+    rows = []
+    for name, karras in SAMPLERS:
+        sch = classes[name].from_config(ddim.config, use_karras_sigmas=karras)
+        for n in n_list:
+            for steps in steps_list:
+                recs: dict[str, list[dict[str, Any]]] = {"serial": [], "srds": []}
+                for r, seed in enumerate(seeds):
+                    x_T = torch.randn((n, 1, 8, 8), generator=torch.Generator().manual_seed(seed))
+                    order = ["serial", "srds"] if r % 2 == 0 else ["srds", "serial"]
+                    out = {m: sample(unet, sch, x_T, num_inference_steps=steps, method=m,
+                                     max_batch=n) for m in order}
+                    ref = out["serial"].sample
+                    for m, res in out.items():
+                        recs[m].append({
+                            "iterations": res.iterations, "converged": res.converged,
+                            "sequential_evals": res.sequential_evals,
+                            "wall_time_s": res.wall_time_s,
+                            "max_abs_diff": float((res.sample - ref).abs().max()),
+                            "uint8_identical": float((to_uint8(res.sample)
+                                                      == to_uint8(ref)).mean()),
+                        })
+                serial_wall = statistics.median(x["wall_time_s"] for x in recs["serial"])
+                for m, rs in recs.items():
+                    wall = statistics.median(x["wall_time_s"] for x in rs)
+                    rows.append({
+                        "sampler": name + (" karras" if karras else ""), "steps": steps, "n": n,
+                        "method": m,
+                        "iterations": statistics.median(x["iterations"] for x in rs),
+                        "converged": all(x["converged"] for x in rs),
+                        "sequential_evals": statistics.median(x["sequential_evals"] for x in rs),
+                        "wall_time_s": wall, "speedup_wall": serial_wall / wall,
+                        "max_abs_diff": max(x["max_abs_diff"] for x in rs),
+                        "uint8_identical_min": min(x["uint8_identical"] for x in rs),
+                    })
+    return rows
+
+
 def auto_accuracy(unet: Any, scheduler: Any, steps_list: list[int], n_list: list[int],
                   seeds: list[int]) -> list[dict[str, Any]]:
     """Per (N, n, method): auto's prediction, the median measured seconds and the error."""
@@ -308,6 +356,29 @@ def auto_accuracy(unet: Any, scheduler: Any, steps_list: list[int], n_list: list
     return rows
 
 
+SAMPLER_COLUMNS = [("sampler", "sampler", "s"), ("steps", "N", "d"), ("n", "n", "d"),
+                   ("method", "method", "s"), ("iterations", "iters", "g"),
+                   ("sequential_evals", "sequential calls", "g"),
+                   ("wall_time_s", "wall s", ".3f"), ("speedup_wall", "vs serial", ".2f"),
+                   ("max_abs_diff", "max diff", ".1e"),
+                   ("uint8_identical_min", "uint8 identical (min)", ".4f")]
+
+
+def samplers_only(args: argparse.Namespace, unet: Any, scheduler: Any, begin: float) -> int:
+    """``--only-samplers``: the Euler/Heun table alone."""
+    print(f"# Euler and Heun samplers on the bundled digits model: N = {args.steps}, n = "
+          f"{args.n}, seeds {args.seeds}; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs\n")
+    rows = sampler_rows(unet, scheduler, args.steps, args.n, args.seeds)
+    print(table(rows, SAMPLER_COLUMNS))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"samplers": rows, "args": vars(args),
+                       "threads": torch.get_num_threads()}, fh, indent=1)
+    print(f"\ntotal benchmark time {time.perf_counter() - begin:.1f} s")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.replot:
@@ -318,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
     set_threads(args.threads)
     unet, scheduler = load_digits_model()
     begin = time.perf_counter()
+    if args.only_samplers:
+        return samplers_only(args, unet, scheduler, begin)
     print("# SRDS benchmark on the bundled digits model\n")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
           f"Python {platform.python_version()}, torch {torch.__version__} "
@@ -337,6 +410,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n## N = {steps}, n = {n} samples per call, seeds {args.seeds}\n")
             print(table(rows, GRID_COLUMNS))
             sys.stdout.flush()
+    sampler_steps = [s for s in args.steps if s <= 100] or args.steps[:1]
+    print(f"\n## Euler and Heun samplers (diffusers' schedulers, with and without Karras "
+          f"sigmas): N = {sampler_steps}, seeds {args.seeds}\n")
+    samplers = sampler_rows(unet, scheduler, sampler_steps, args.n, args.seeds)
+    print(table(samplers, SAMPLER_COLUMNS))
+    sys.stdout.flush()
     print(f"\n## Sample quality: N = {args.quality_steps}, {args.quality_n} samples\n")
     qual = quality(unet, scheduler, args.quality_steps, args.quality_n)
     print(table(qual, [("method", "samples", "s"), ("frechet_distance", "Frechet distance", ".3f"),
@@ -366,6 +445,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.json, "w") as fh:
             json.dump({"batch_cost": costs, "grids": grids, "summaries": summaries,
                        "quality": qual, "clip_ablation": ablation, "auto_accuracy": accuracy,
+                       "samplers": samplers,
                        "args": vars(args),
                        "threads": torch.get_num_threads()}, fh, indent=1)
     print(f"\ntotal benchmark time {time.perf_counter() - begin:.1f} s")
