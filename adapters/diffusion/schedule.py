@@ -90,7 +90,9 @@ class NoiseSchedule:
         """Read the schedule of a diffusers ``DDIMScheduler`` or ``DDPMScheduler``.
 
         The scheduler is only read. A ``DDPMScheduler`` is sampled with DDIM steps
-        (``eta = 1`` gives ancestral DDPM sampling); its final ``alpha_bar`` is 1, as in
+        (``eta = 1`` equals its ancestral step only with ``clip_sample=False`` and no
+        thresholding; :func:`sample_pipeline` reproduces the clipped step); its final
+        ``alpha_bar`` is 1, as in
         ``DDIMScheduler.from_config(ddpm.config)``.
         """
         name = type(scheduler).__name__
