@@ -61,6 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny settings for a smoke test")
     p.add_argument("--only-samplers", action="store_true",
                    help="only the Euler/Heun samplers table (and its JSON)")
+    p.add_argument("--only-auto", action="store_true",
+                   help="only the table of auto's predictions against measured times")
     p.add_argument("--threads", type=int, default=2, help="torch/BLAS threads (default 2)")
     p.add_argument("--json", help="write every raw number to this file")
     p.add_argument("--plots", help="folder for the plots (PNG)")
@@ -379,6 +381,26 @@ def samplers_only(args: argparse.Namespace, unet: Any, scheduler: Any, begin: fl
     return 0
 
 
+AUTO_COLUMNS = [("steps", "N", "d"), ("n", "n", "d"), ("method", "method", "s"),
+                ("chosen", "auto ran it", "s"), ("predicted_s", "predicted s", ".3f"),
+                ("measured_s", "measured s", ".3f"), ("error", "prediction error", "+.0%")]
+
+
+def auto_only(args: argparse.Namespace, unet: Any, scheduler: Any, begin: float) -> int:
+    """``--only-auto``: auto's predictions against the measured times alone."""
+    print(f"# method='auto' on the bundled digits model: N = {args.steps}, n = {args.n}, "
+          f"seeds {args.seeds}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{os.cpu_count()} CPUs\n")
+    rows = auto_accuracy(unet, scheduler, args.steps, args.n, args.seeds)
+    print(table(rows, AUTO_COLUMNS))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"auto_accuracy": rows, "args": vars(args),
+                       "threads": torch.get_num_threads()}, fh, indent=1)
+    print(f"\ntotal benchmark time {time.perf_counter() - begin:.1f} s")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.replot:
@@ -391,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
     begin = time.perf_counter()
     if args.only_samplers:
         return samplers_only(args, unet, scheduler, begin)
+    if args.only_auto:
+        return auto_only(args, unet, scheduler, begin)
     print("# SRDS benchmark on the bundled digits model\n")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
           f"Python {platform.python_version()}, torch {torch.__version__} "
@@ -424,10 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n## method='auto': predicted against measured seconds (median of seeds "
           f"{args.seeds})\n")
     accuracy = auto_accuracy(unet, scheduler, args.steps, args.n, args.seeds)
-    print(table(accuracy, [("steps", "N", "d"), ("n", "n", "d"), ("method", "method", "s"),
-                           ("chosen", "auto ran it", "s"), ("predicted_s", "predicted s", ".3f"),
-                           ("measured_s", "measured s", ".3f"),
-                           ("error", "prediction error", "+.0%")]))
+    print(table(accuracy, AUTO_COLUMNS))
     ablation_steps = [s for s in args.steps if s >= 100] or args.steps[-1:]
     print(f"\n## SRDS with and without clip_sample: N = {ablation_steps}, n = {args.n[-1]}, "
           "seed 0\n")
