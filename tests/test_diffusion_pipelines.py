@@ -349,3 +349,24 @@ def test_docs_example_prints_what_the_text_says(capsys):
     printed = capsys.readouterr().out.strip()
     assert printed == "converged 4 (2, 8, 8, 3) True"
     assert f"It prints `{printed}`" in doc
+
+
+@pytest.mark.parametrize("name,karras", [("euler", False), ("euler", True), ("heun", False)])
+@pytest.mark.parametrize("method", ["serial", "srds"])
+def test_stable_diffusion_with_euler_and_heun_schedulers(sd_pipe, name, karras, method):
+    """Schedulers whose init_noise_sigma is not 1: the latents are drawn and scaled once."""
+    from diffusers import EulerDiscreteScheduler, HeunDiscreteScheduler
+
+    original = sd_pipe.scheduler
+    cls = {"euler": EulerDiscreteScheduler, "heun": HeunDiscreteScheduler}[name]
+    sd_pipe.scheduler = cls.from_config(original.config, use_karras_sigmas=karras)
+    try:
+        assert float(sd_pipe.scheduler.init_noise_sigma) > 1
+        expected = sd_pipe(PROMPT, num_inference_steps=STEPS, generator=seeded(),
+                           output_type="np").images
+        out = sample_pipeline(sd_pipe, PROMPT, num_inference_steps=STEPS, method=method,
+                              generator=seeded(), output_type="np")
+        assert levels(out.images, expected) <= 1
+        assert out.result.status is Status.CONVERGED
+    finally:
+        sd_pipe.scheduler = original

@@ -163,7 +163,8 @@ class SigmaGrid:
 
 
 def _train_log_sigmas(alphas_cumprod: torch.Tensor) -> np.ndarray:
-    return np.log(np.array(((1 - alphas_cumprod) / alphas_cumprod) ** 0.5, dtype=np.float64))
+    sigmas = ((1 - alphas_cumprod) / alphas_cumprod) ** 0.5
+    return np.log(sigmas.detach().cpu().numpy().astype(np.float64))
 
 
 def _karras_grid(scheduler: Any, steps: int, method: str) -> SigmaGrid:

@@ -230,8 +230,10 @@ def _stable_diffusion(
         size = unet.config.sample_size
         height, width = (size, size) if isinstance(size, int) else tuple(size)
         factor = pipe.vae_scale_factor
+        state = generator.get_state() if generator is not None else None
         latents = pipe.prepare_latents(batch, unet.config.in_channels, height * factor,
                                        width * factor, embeds.dtype, device, generator)
+        latents = _unit_noise(pipe, latents, generator, state)
     fn = wrap_model(unet, guidance_scale=guidance_scale if guided else None,
                     prompt_embeds=embeds, negative_prompt_embeds=negative if guided else None)
     result = sampler.run(fn, latents)
@@ -263,6 +265,30 @@ def _unconditional(pipe: Any, sampler: _Sampler, batch: int, output_type: str) -
         if output_type == "pil":
             image = pipe.numpy_to_pil(image)
     return PipelineResult(images=image, result=result)
+
+
+def _unit_noise(pipe: Any, latents: torch.Tensor, generator: torch.Generator | None,
+                state: torch.Tensor | None) -> torch.Tensor:
+    """The unit-variance noise behind ``pipe.prepare_latents``'s latents.
+
+    The pipeline multiplies its draw by the scheduler's ``init_noise_sigma``, and so does
+    :func:`sample` (for Euler and Heun, where it is not 1): the draw is replayed from the
+    generator's state before ``prepare_latents`` (bit for bit the pipeline's), or, without a
+    generator, divided back.
+    """
+    scale = float(pipe.scheduler.init_noise_sigma)
+    if scale == 1.0:
+        return latents
+    if generator is None or state is None:
+        return latents / scale
+    from diffusers.utils.torch_utils import randn_tensor
+
+    after = generator.get_state()
+    generator.set_state(state)
+    raw = randn_tensor(latents.shape, generator=generator, device=latents.device,
+                       dtype=latents.dtype)
+    generator.set_state(after)
+    return raw
 
 
 def sample_pipeline(
