@@ -22,3 +22,17 @@ def diagonal_rhs(lam: np.ndarray, forcing: float = 0.0):
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
+
+
+def tiny_unet(seed: int = 0):
+    """A small random ``UNet2DModel`` for 1x8x8 samples (seeded), in eval mode."""
+    import torch
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(seed)
+    model = UNet2DModel(
+        sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16),
+        layers_per_block=1, norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+    )
+    return model.eval()

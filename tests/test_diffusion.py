@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 
-from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel, UNet2DModel  # noqa: E402
+from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel  # noqa: E402
 from parareal.adapters.diffusion import (  # noqa: E402
     GaussianMixture,
     NoiseSchedule,
@@ -20,18 +20,14 @@ from parareal.adapters.diffusion import (  # noqa: E402
 
 from parareal import Status  # noqa: E402
 
+from .conftest import tiny_unet  # noqa: E402
+
 SPACINGS = ["leading", "trailing", "linspace"]
 
 
 @pytest.fixture(scope="module")
 def unet():
-    torch.manual_seed(0)
-    model = UNet2DModel(
-        sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16),
-        layers_per_block=1, norm_num_groups=4,
-        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-    )
-    return model.eval()
+    return tiny_unet()
 
 
 @pytest.fixture(scope="module")

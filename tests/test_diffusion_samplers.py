@@ -20,7 +20,6 @@ from diffusers import (  # noqa: E402
     EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
     HeunDiscreteScheduler,
-    UNet2DModel,
     UniPCMultistepScheduler,
 )
 from parareal.adapters.diffusion import (  # noqa: E402
@@ -35,18 +34,14 @@ from parareal.adapters.diffusion import (  # noqa: E402
 
 import parareal  # noqa: E402
 
+from .conftest import tiny_unet  # noqa: E402
+
 SCHEDULERS = [EulerDiscreteScheduler, HeunDiscreteScheduler]
 
 
 @pytest.fixture(scope="module")
 def unet():
-    torch.manual_seed(0)
-    model = UNet2DModel(
-        sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16),
-        layers_per_block=1, norm_num_groups=4,
-        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-    )
-    return model.eval()
+    return tiny_unet()
 
 
 def noise(shape, seed=0, dtype=torch.float32):
