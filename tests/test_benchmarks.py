@@ -177,3 +177,57 @@ def test_streams_benchmark_says_when_there_is_no_gpu():
     if torch.cuda.is_available():
         pytest.skip("a GPU is here: run benchmarks/streams.py for real")
     assert "no CUDA device here" in run("streams.py", "--quick")
+
+
+def test_gpu_benchmark_cpu_quick(tmp_path):
+    """The GPU benchmark's smoke run on a CPU: every part runs and its numbers hang together."""
+    pytest.importorskip("diffusers")
+    out = run("gpu.py", "--device", "cpu", "--quick", "--json", str(tmp_path / "g.json"))
+    assert "CPU smoke run" in out and "1.7x at 25 steps, 2.3x at 100" in out
+    assert "A random network does not converge like a trained one" in out
+    table = [line for line in out.splitlines() if line.startswith("| ")]
+    assert all(line.count("|") == table[0].count("|") for line in table)  # one sound table
+    data = json.loads((tmp_path / "g.json").read_text())
+    assert data["paper_target"] == {"25": 1.7, "100": 2.3}
+    runs = {r["method"]: r for r in data["digits_runs"]}
+    assert set(runs) == {"serial", "srds", "picard"}
+    for r in runs.values():
+        # the recorded call pattern is the sampler's own count of sequential calls
+        assert len(r["pattern"]) == r["sequential_evals"]
+        assert sum(r["pattern"]) == r["total_evals"]
+    assert runs["serial"]["pattern"] == [1] * 16 and runs["serial"]["uint8_identical"] == 1.0
+    assert runs["srds"]["status"] == "converged" and runs["srds"]["uint8_identical"] >= 0.99
+    costs = [c for c in data["call_costs"] if c["seconds"] is not None]
+    assert [c["rows"] for c in costs] == [1, 2, 4]
+    assert all(c["unet_batch"] == 2 * c["rows"] for c in costs)  # guidance doubles the batch
+    # the predictions are the interpolated costs of the digits patterns
+    from parareal.adapters.diffusion.auto import interpolate_cost
+
+    cost_map = {c["rows"]: c["seconds"] for c in costs}
+    for method, seconds in data["predicted_s"]["16"].items():
+        expected = sum(interpolate_cost(cost_map, k) for k in runs[method]["pattern"])
+        assert seconds == pytest.approx(expected)
+    serial, srds = data["check"]
+    assert serial["method"] == "serial" and srds["method"] == "srds"
+    assert srds["iterations"] == runs["srds"]["iterations"]  # the digits model's K
+    assert srds["sequential"] == str(runs["srds"]["sequential_evals"])
+    assert serial["wall_s"] > 0 and srds["predicted_s"] > 0
+
+
+def test_gpu_benchmark_says_when_there_is_no_cuda():
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("diffusers")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: run benchmarks/gpu.py for real")
+    assert "no CUDA device here" in run("gpu.py")
+
+
+def test_gpu_benchmark_refuses_bad_arguments():
+    pytest.importorskip("diffusers")
+    for args, message in ((["--steps", "0"], "expected integers >= 1"),
+                          (["--batch-sizes", "a,b"], "expected comma-separated integers"),
+                          (["--repeats", "0"], "--repeats must be >= 1"),
+                          (["--dtype", "int8"], "invalid choice")):
+        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), *args],
+                              capture_output=True, text=True, cwd=ROOT, timeout=300)
+        assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
