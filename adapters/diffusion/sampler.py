@@ -53,6 +53,8 @@ __all__ = [
 
 METHODS = ("serial", "srds", "picard", "auto")
 TOL_MODES = ("data", "noise")
+#: SRDS stopping rules (``stop=`` of :func:`sample`).
+STOP_RULES = ("update", "estimate")
 #: Default tolerances by (method, tol_mode). SRDS in data units: 1/255, half an 8-bit level of
 #: an image in [-1, 1] (the error at the stop is typically far smaller than the last change).
 DEFAULT_TOL = {
@@ -69,6 +71,7 @@ METHOD_OPTIONS: Mapping[str, tuple[str, ...]] = {
     "window": ("picard",),
     "tol": ("srds", "picard"),
     "tol_mode": ("srds", "picard"),
+    "stop": ("srds",),
     "max_iters": ("srds", "picard"),
     "callback": ("srds", "picard"),
     "backend": ("srds",),
@@ -343,6 +346,7 @@ def sample(
     blocks: int | None = None,
     tol: float | None = None,
     tol_mode: str | None = None,
+    stop: str | None = None,
     pipelined: bool | None = None,
     max_iters: int | None = None,
     window: int | None = None,
@@ -401,6 +405,15 @@ or NoiseSchedule
         each step's DDPM posterior standard deviation (floored at the smallest positive one).
         SRDS tests the final sample; Picard tests every step of its window and slides past
         the converged prefix.
+    stop : {"update", "estimate"}, optional
+        SRDS only: the stopping rule. ``"update"`` (default): stop at iterate ``k`` when the
+        final sample's change ``d_k = |x^k - x^(k-1)|`` is at most ``tol``; the error left is
+        then about the next change, usually far below ``tol``, but the last iteration only
+        confirms. ``"estimate"``: stop when the error predicted from the convergence history,
+        ``d_k rho / (1 - rho)`` with ``rho = d_k / d_(k-1)`` (Parareal's superlinear
+        convergence: the next change is about ``d_k rho``), is at most ``tol``; it saves an
+        iteration on some samples but the prediction can miss a stall and then leaves an
+        error above ``tol`` (measured in docs/diffusion.md, "Stopping rule").
     pipelined : bool, optional
         SRDS only: pipelined schedule (``None``, the default, means True) or synchronous.
     max_iters : int, optional
@@ -469,8 +482,8 @@ or NoiseSchedule
     start = time.perf_counter()
     check_method_options(method, dict(
         blocks=blocks, pipelined=pipelined, window=window, tol=tol, tol_mode=tol_mode,
-        max_iters=max_iters, callback=callback, backend=backend, fine=fine, coarse=coarse,
-        exact=exact))
+        stop=stop, max_iters=max_iters, callback=callback, backend=backend, fine=fine,
+        coarse=coarse, exact=exact))
     family = check_scheduler(scheduler)
     pf = family != "ddim" or fine is not None or coarse is not None
     schedule = None if pf else _schedule(scheduler)
@@ -510,6 +523,8 @@ or NoiseSchedule
         raise ValueError(f"tol_mode must be one of {TOL_MODES}, got {tol_mode!r}")
     if tol is not None:
         tol = check_tolerance(tol, "tol")
+    if stop is not None and stop not in STOP_RULES:
+        raise ValueError(f"stop must be one of {STOP_RULES}, got {stop!r}")
     if callback is not None and not callable(callback):
         raise TypeError(
             f"callback must be callable as callback(iteration, sample), got {callback!r}")
@@ -553,6 +568,7 @@ or NoiseSchedule
         )
     settings = _Settings(grid=grid, method=method, eta=eta, tol=tol or 0.0, mode=mode,
                          max_iters=max_iters, blocks=nblocks, window=p,
+                         stop="update" if stop is None else stop,
                          pipelined=True if pipelined is None else pipelined, callback=callback,
                          backend=_check_backend(backend),
                          propagators=propagators(pf_grid, fine, coarse) if pf_grid else None)
@@ -603,6 +619,7 @@ class _Settings:
     blocks: int
     window: int
     pipelined: bool
+    stop: str
     callback: Callable[[int, torch.Tensor], Any] | None
     backend: Any = None
     #: The probability-flow path's (fine, coarse); ``None`` for DDIM steps.
@@ -721,7 +738,39 @@ class _FinalSampleRule:
             # the probability-flow state y is the sample divided by final_scale (DDIM grids)
             out_scale = getattr(self.settings.grid, "final_scale", 1.0)
             self.callback(info.iteration, final * out_scale if out_scale != 1.0 else final)
-        return residual is not None and self.tol > 0 and residual <= self.tol
+        return self.tol > 0 and should_stop(self.residuals, self.tol, self.settings.stop)
+
+
+def should_stop(updates: list[float] | tuple[float, ...], tol: float, stop: str) -> bool:
+    """SRDS's stopping decision after an iterate, from the final sample's changes so far.
+
+    Parameters
+    ----------
+    updates : sequence of float
+        ``d_1 .. d_k``: the change of the final sample at each iteration (``d_k`` the latest).
+    tol : float
+        The tolerance (> 0).
+    stop : {"update", "estimate"}
+        ``"update"``: ``d_k <= tol``. ``"estimate"``: with ``rho = d_k / d_(k-1) < 1``, the
+        predicted remaining error ``d_k rho / (1 - rho) <= tol`` (a geometric tail of changes
+        that shrink at least by ``rho``; Parareal's superlinear convergence makes the next
+        change about ``d_k rho``); no decision before two changes, never with ``rho >= 1``.
+        ``d_k = 0`` stops under both.
+
+    Returns
+    -------
+    bool
+        Whether to stop now.
+    """
+    if not updates:
+        return False
+    last = updates[-1]
+    if last == 0.0 or stop == "update":
+        return last <= tol
+    if len(updates) < 2 or updates[-2] <= 0.0:
+        return False
+    rho = last / updates[-2]
+    return rho < 1.0 and last * rho / (1.0 - rho) <= tol
 
 
 def _check_backend(backend: Any) -> Any:
