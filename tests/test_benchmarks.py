@@ -231,3 +231,13 @@ def test_gpu_benchmark_refuses_bad_arguments():
         proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), *args],
                               capture_output=True, text=True, cwd=ROOT, timeout=300)
         assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
+
+
+def test_srds_stopping_benchmark_quick(tmp_path):
+    pytest.importorskip("diffusers")
+    out = run("srds.py", "--quick", "--json", str(tmp_path / "r.json"))
+    assert "tol = 1/255" in out
+    rows = [line.split() for line in out.splitlines() if line.strip().startswith(("25 ", "100 "))]
+    assert {row[2] for row in rows} == {"estimate", "update"}
+    assert all(row[-2].startswith("0/") for row in rows if row[2] == "update")  # never above tol
+    assert (tmp_path / "r.json").exists()
