@@ -133,7 +133,7 @@ def test_srds_all_iterations_is_converged():
 def settings(tol=1e-3, callback=None):
     grid = NoiseSchedule.build().grid(4)
     return _Settings(grid=grid, method="srds", eta=0.0, tol=tol, mode="data", max_iters=None,
-                     blocks=2, window=4, pipelined=True, callback=callback)
+                     blocks=2, window=4, pipelined=True, stop="update", callback=callback)
 
 
 def info(k, final):
