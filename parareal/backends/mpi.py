@@ -174,6 +174,7 @@ class MPI(ConcurrentBackend):
 
     @property
     def rank(self) -> int:
+        """This process's rank in the communicator."""
         return self.comm.Get_rank()
 
     @property
