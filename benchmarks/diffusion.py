@@ -366,37 +366,22 @@ SAMPLER_COLUMNS = [("sampler", "sampler", "s"), ("steps", "N", "d"), ("n", "n", 
                    ("uint8_identical_min", "uint8 identical (min)", ".4f")]
 
 
-def samplers_only(args: argparse.Namespace, unet: Any, scheduler: Any, begin: float) -> int:
-    """``--only-samplers``: the Euler/Heun table alone."""
-    print(f"# Euler and Heun samplers on the bundled digits model: N = {args.steps}, n = "
-          f"{args.n}, seeds {args.seeds}; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs\n")
-    rows = sampler_rows(unet, scheduler, args.steps, args.n, args.seeds)
-    print(table(rows, SAMPLER_COLUMNS))
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"samplers": rows, "args": vars(args),
-                       "threads": torch.get_num_threads()}, fh, indent=1)
-    print(f"\ntotal benchmark time {time.perf_counter() - begin:.1f} s")
-    return 0
-
-
 AUTO_COLUMNS = [("steps", "N", "d"), ("n", "n", "d"), ("method", "method", "s"),
                 ("chosen", "auto ran it", "s"), ("predicted_s", "predicted s", ".3f"),
                 ("measured_s", "measured s", ".3f"), ("error", "prediction error", "+.0%")]
 
 
-def auto_only(args: argparse.Namespace, unet: Any, scheduler: Any, begin: float) -> int:
-    """``--only-auto``: auto's predictions against the measured times alone."""
-    print(f"# method='auto' on the bundled digits model: N = {args.steps}, n = {args.n}, "
-          f"seeds {args.seeds}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
+def one_table(args: argparse.Namespace, title: str, key: str, rows: list[dict[str, Any]],
+              columns: list[tuple[str, str, str]], begin: float) -> int:
+    """``--only-samplers`` / ``--only-auto``: one table (and its JSON under ``key``) alone."""
+    print(f"# {title} on the bundled digits model: N = {args.steps}, n = {args.n}, seeds "
+          f"{args.seeds}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} CPUs\n")
-    rows = auto_accuracy(unet, scheduler, args.steps, args.n, args.seeds)
-    print(table(rows, AUTO_COLUMNS))
+    print(table(rows, columns))
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"auto_accuracy": rows, "args": vars(args),
-                       "threads": torch.get_num_threads()}, fh, indent=1)
+            json.dump({key: rows, "args": vars(args), "threads": torch.get_num_threads()}, fh,
+                      indent=1)
     print(f"\ntotal benchmark time {time.perf_counter() - begin:.1f} s")
     return 0
 
@@ -412,9 +397,12 @@ def main(argv: list[str] | None = None) -> int:
     unet, scheduler = load_digits_model()
     begin = time.perf_counter()
     if args.only_samplers:
-        return samplers_only(args, unet, scheduler, begin)
+        rows = sampler_rows(unet, scheduler, args.steps, args.n, args.seeds)
+        return one_table(args, "Euler and Heun samplers", "samplers", rows, SAMPLER_COLUMNS,
+                         begin)
     if args.only_auto:
-        return auto_only(args, unet, scheduler, begin)
+        rows = auto_accuracy(unet, scheduler, args.steps, args.n, args.seeds)
+        return one_table(args, "method='auto'", "auto_accuracy", rows, AUTO_COLUMNS, begin)
     print("# SRDS benchmark on the bundled digits model\n")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
           f"Python {platform.python_version()}, torch {torch.__version__} "
