@@ -168,9 +168,11 @@ def run_on_boundaries(
     initial = _check_initial(initial, y0, ops, slices)
     engine_backend = resolve_backend(backend)
     try:
-        writer, state = _spmd_agree(engine_backend, lambda: _prepare_checkpoint(
-            checkpoint, resume, y0=y0, ops=ops, boundaries=boundaries, coarse=coarse_p,
-            fine=fine_p, tol=tol, rtol=rtol, initial=initial, max_iters=max_iters))
+        writer, state = None, None
+        if checkpoint is not None or resume is not None:  # the same on every SPMD rank
+            writer, state = _spmd_agree(engine_backend, lambda: _prepare_checkpoint(
+                checkpoint, resume, y0=y0, ops=ops, boundaries=boundaries, coarse=coarse_p,
+                fine=fine_p, tol=tol, rtol=rtol, initial=initial, max_iters=max_iters))
     except BaseException:
         if isinstance(backend, str):
             engine_backend.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import os
+import pickle
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -185,14 +186,14 @@ class _PickledSession(Session):
     ) -> None:
         super().__init__(workers, name)
         self.executor = executor
-        pickled(rhs.f, "f", name)
-        pickled(propagator, f"the fine propagator {propagator!r}", name)
+        f_bytes = pickled(rhs.f, "f", name)
+        p_bytes = pickled(propagator, f"the fine propagator {propagator!r}", name)
         pickled(y0, "y0", name)
         self.propagator = propagator
         self.key = new_key()
         self.vectorized = rhs.vectorized
         self.run_id = run_id
-        self.shared = self.share(pickled((rhs.f, propagator), "f", name))
+        self.shared = self.share(pickle.dumps((f_bytes, p_bytes)))  # pickled once each
 
     def share(self, payload: bytes) -> Any:
         """What tasks carry to find the run's ``(f, propagator)``: Dask workers get it once

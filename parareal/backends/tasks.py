@@ -202,14 +202,16 @@ def new_key() -> str:
 
 def _cached(key: str, shared: Any) -> tuple[Callable[[Any, Any], Any], Propagator]:
     """``(f, propagator)`` of run ``key``: unpickled once per worker process and run, from
-    ``shared``: the bytes themselves, or the path of a file that holds them."""
+    ``shared``: the pickled pair of their cloudpickle bytes, or the path of a file that holds
+    it."""
     with _F_LOCK:
         pair = _F_CACHE.get(key)
         if pair is None:
             if isinstance(shared, str):
                 with open(shared, "rb") as fh:
                     shared = fh.read()
-            pair = pickle.loads(shared)
+            f_bytes, p_bytes = pickle.loads(shared)
+            pair = (pickle.loads(f_bytes), pickle.loads(p_bytes))
             _F_CACHE[key] = pair
             while len(_F_CACHE) > 4:
                 _F_CACHE.popitem(last=False)
