@@ -440,3 +440,17 @@ def test_waiting_tasks_of_one_propagator_merge_into_a_workers_share():
     for n in range(5):  # each propagation as if alone
         alone = RK4(1).propagate(lambda t, v: -v, y * (n + 1), float(n), n + 1.0)
         assert np.array_equal(results[n], alone)
+
+
+def test_bad_backend_arguments_of_solve_serial_and_executor():
+    with pytest.raises(ValueError, match="unknown backend"):
+        parareal.solve_serial(lambda t, y: -y, np.ones(1), (0, 1), propagator="rk4:2",
+                              backend="gpu")
+    with pytest.raises(TypeError, match="backend"):
+        parareal.solve_serial(lambda t, y: -y, np.ones(1), (0, 1), propagator="rk4:2",
+                              backend=3)
+    with cf.ThreadPoolExecutor(1) as pool:
+        with pytest.raises(ValueError, match="workers"):
+            Executor(pool, workers=0)
+        with pytest.raises(TypeError, match="workers"):
+            Executor(pool, workers=1.5)
