@@ -1,87 +1,189 @@
-"""SRDS stopping rules on the bundled digits model: iterations, sequential model calls and the
-true error to the serial sample, per seed, for ``stop="update"`` and ``stop="estimate"``.
+"""SRDS against the serial sample on the bundled digits model and a Gaussian mixture: stopping
+rules, blocks, coarse propagators, and Picard at equal exactness.
 
-Run ``python benchmarks/srds.py`` (N = 25, 100, 1000; n = 1 and 8; seeds 0-9) or ``--quick``
-(N = 25 and 100, n = 1, seeds 0-4); ``--json PATH`` writes every row.
+Every row is one run (N steps, n samples, one seed, one configuration) compared with the serial
+sample of the same ``x_T``: sequential model calls, iterations, the max-abs error and the 8-bit
+pixels left identical. The tables give the distribution over seeds (min / median / max).
+
+Studies (``--study``, several allowed; default all):
+
+* ``stop``: ``stop="update"`` against ``stop="estimate"`` at the default blocks.
+* ``blocks``: the default blocks against ``round(sqrt(N))`` (the paper's) and others.
+* ``coarse``: the coarse propagator across a block: the DDIM jump (default), two Euler
+  sub-steps, Heun (digits model and Gaussian mixture).
+* ``picard``: ParaDiGMS' Picard iterations at tolerances down to one that reproduces the serial
+  sample as SRDS does, beside SRDS's default.
+
+Run ``python benchmarks/srds.py`` (N = 25, 100, 1000; n = 1 and 8; seeds 0-9; long) or
+``--quick`` (N = 25 and 100, n = 1, seeds 0-4); ``--json PATH`` writes every row.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
+from collections.abc import Callable, Iterable
+from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
-from parareal.adapters.diffusion import sample  # noqa: E402
+from diffusers import DDIMScheduler  # noqa: E402
+from parareal.adapters.diffusion import (  # noqa: E402
+    GaussianMixture,
+    NoiseSchedule,
+    default_blocks,
+    sample,
+)
 from parareal.adapters.diffusion.digits import load_digits_model  # noqa: E402
 
 LEVEL = 2 / 255  # one 8-bit level in [-1, 1] data units
+TOL = 1 / 255  # SRDS's default tolerance (data units)
+STUDIES = ("stop", "blocks", "coarse", "picard")
+#: Picard tolerances tried (data units, max-abs change of every point of the window).
+PICARD_TOLS = (1e-3, 3e-4, 1e-4, 3e-5, 1e-5)
 
 
 def _bytes(x: torch.Tensor) -> torch.Tensor:
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.int16)
 
 
-def run(steps: list[int], sizes: list[int], seeds: list[int], rules: list[str]) -> list[dict]:
-    """One row per (N, n, seed, rule)."""
+def _compare(out: torch.Tensor, serial: torch.Tensor) -> dict[str, float]:
+    a, b = _bytes(out), _bytes(serial)
+    return dict(max_abs_err=float((out - serial).abs().max()),
+                identical=int((a == b).sum()), pixels=int(a.numel()),
+                max_levels=int((a - b).abs().max()))
+
+
+def _models() -> dict[str, tuple[Any, Any, Callable[[int, int], torch.Tensor]]]:
+    """Name -> (model, scheduler, x_T(n, seed))."""
     unet, scheduler = load_digits_model()
+    gmm = GaussianMixture.random(64, 10, seed=0)
+    mix_scheduler = DDIMScheduler(clip_sample=False)
+    mix_model = gmm.model(NoiseSchedule.from_scheduler(mix_scheduler))
+
+    def digits_x(n: int, seed: int) -> torch.Tensor:
+        return torch.randn((n, 1, 8, 8), generator=torch.Generator().manual_seed(seed))
+
+    def mixture_x(n: int, seed: int) -> torch.Tensor:
+        return torch.randn((n, 64), generator=torch.Generator().manual_seed(seed))
+
+    return {"digits": (unet, scheduler, digits_x), "mixture": (mix_model, mix_scheduler, mixture_x)}
+
+
+def _configs(study: str, steps: int) -> list[tuple[str, dict[str, Any]]]:
+    """(label, keyword arguments of ``sample``) of one study at ``steps``."""
+    root = max(1, round(math.sqrt(steps)))
+    if study == "stop":
+        return [("update", dict(stop="update")), ("estimate", dict(stop="estimate"))]
+    if study == "blocks":
+        chosen = sorted({root, default_blocks(steps), min(steps, round(1.4 * root)),
+                         min(steps, 2 * root)})
+        return [(f"B={b}" + (" (default)" if b == default_blocks(steps) else "")
+                 + (" (sqrt N)" if b == root else ""), dict(blocks=b)) for b in chosen]
+    if study == "coarse":
+        return [("ddim jump", {}), ("euler:2", dict(coarse="euler:2")),
+                ("heun", dict(coarse="heun"))]
+    return [("srds default", {})] + [
+        (f"picard tol={t:g}", dict(method="picard", tol=t, tol_mode="data"))
+        for t in PICARD_TOLS]
+
+
+def run(study: str, models: Iterable[str], steps: list[int], sizes: list[int],
+        seeds: list[int]) -> list[dict[str, Any]]:
+    """One row per (model, N, n, seed, configuration)."""
+    table = _models()
     rows = []
-    for n_steps in steps:
-        for n in sizes:
-            for seed in seeds:
-                x_T = torch.randn((n, 1, 8, 8), generator=torch.Generator().manual_seed(seed))
-                serial = sample(unet, scheduler, x_T, num_inference_steps=n_steps,
-                                method="serial").sample
-                for rule in rules:
-                    res = sample(unet, scheduler, x_T, num_inference_steps=n_steps,
-                                 method="srds", stop=rule, max_batch=n)
-                    err = float((res.sample - serial).abs().max())
-                    same = float((_bytes(res.sample) == _bytes(serial)).float().mean())
-                    rows.append(dict(N=n_steps, n=n, seed=seed, stop=rule,
-                                     iterations=res.iterations, sequential=res.sequential_evals,
-                                     max_abs_err=err, identical_8bit=same,
-                                     status=res.status.name))
+    for name in models:
+        model, scheduler, make_x = table[name]
+        for n_steps in steps:
+            configs = _configs(study, n_steps)
+            for n in sizes:
+                for seed in seeds:
+                    x_T = make_x(n, seed)
+                    serial = {}
+                    for label, kwargs in configs:
+                        fine = "euler" if "coarse" in kwargs else None  # the same ODE's serial
+                        if fine not in serial:
+                            serial[fine] = sample(
+                                model, scheduler, x_T, num_inference_steps=n_steps,
+                                method="serial", **({"fine": fine} if fine else {})).sample
+                        options = dict(method="srds", max_batch=n)
+                        options.update(kwargs)
+                        if fine:
+                            options["fine"] = fine
+                        res = sample(model, scheduler, x_T, num_inference_steps=n_steps,
+                                     **options)
+                        rows.append(dict(study=study, model=name, N=n_steps, n=n, seed=seed,
+                                         config=label, iterations=res.iterations,
+                                         sequential=res.sequential_evals,
+                                         status=res.status.name,
+                                         **_compare(res.sample, serial[fine])))
     return rows
 
 
-def table(rows: list[dict], tol: float) -> str:
-    """Min/median/max of sequential calls and the worst error per (N, n, rule)."""
-    lines = [f"{'N':>5} {'n':>2} {'stop':>8}  seq min/med/max   iters min/med/max  "
-             f"max err   err>tol  min 8-bit same"]
-    keys = sorted({(r["N"], r["n"], r["stop"]) for r in rows})
-    for n_steps, n, rule in keys:
-        sel = [r for r in rows if (r["N"], r["n"], r["stop"]) == (n_steps, n, rule)]
+def table(rows: list[dict[str, Any]]) -> str:
+    """Per (model, N, n, configuration): sequential calls and iterations (min / median / max
+    over seeds), the worst error, the pooled share of identical 8-bit pixels, the worst run's
+    share, and the largest difference in 8-bit levels."""
+    head = (f"{'model':>7} {'N':>5} {'n':>2} {'configuration':>22}  seq min/med/max  "
+            f"iters min/med/max  max err  >tol  8-bit same (pooled / worst)  max levels")
+    lines = [head]
+    keys: list[tuple[Any, ...]] = []
+    for r in rows:
+        key = (r["model"], r["N"], r["n"], r["config"])
+        if key not in keys:
+            keys.append(key)
+    for key in keys:
+        sel = [r for r in rows if (r["model"], r["N"], r["n"], r["config"]) == key]
         seq = [r["sequential"] for r in sel]
         its = [r["iterations"] for r in sel]
         errs = [r["max_abs_err"] for r in sel]
+        pooled = sum(r["identical"] for r in sel) / sum(r["pixels"] for r in sel)
+        worst = min(r["identical"] / r["pixels"] for r in sel)
         lines.append(
-            f"{n_steps:>5} {n:>2} {rule:>8}  {min(seq):>3} {statistics.median(seq):>5} "
-            f"{max(seq):>3}      {min(its):>2} {statistics.median(its):>4} {max(its):>2}     "
-            f"{max(errs):.1e}  {sum(e > tol for e in errs):>2}/{len(errs):<3}  "
-            f"{min(r['identical_8bit'] for r in sel):.4f}")
+            f"{key[0]:>7} {key[1]:>5} {key[2]:>2} {key[3]:>22}  {min(seq):>3} "
+            f"{statistics.median(seq):>5g} {max(seq):>4}    {min(its):>3} "
+            f"{statistics.median(its):>4g} {max(its):>3}    {max(errs):.1e}  "
+            f"{sum(e > TOL for e in errs):>2}/{len(errs):<3} {pooled:>8.4f} / {worst:.4f}"
+            f"  {max(r['max_levels'] for r in sel):>5}")
     return "\n".join(lines)
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v]
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--study", action="append", choices=STUDIES,
+                        help="which study to run (repeatable; default: all)")
     parser.add_argument("--quick", action="store_true", help="N = 25, 100; n = 1; seeds 0-4")
+    parser.add_argument("--steps", type=_ints, help="comma-separated N (overrides --quick)")
+    parser.add_argument("--n", type=_ints, help="comma-separated batch sizes")
+    parser.add_argument("--seeds", type=int, help="seeds 0..S-1")
+    parser.add_argument("--model", action="append", choices=("digits", "mixture"),
+                        help="models (default: digits; the coarse study adds the mixture)")
     parser.add_argument("--json", metavar="PATH", help="write every row as JSON")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    if args.quick:
-        steps, sizes, seeds = [25, 100], [1], list(range(5))
-    else:
-        steps, sizes, seeds = [25, 100, 1000], [1, 8], list(range(10))
-    rows = run(steps, sizes, seeds, ["update", "estimate"])
-    tol = 1 / 255
-    print(f"tol = 1/255 = {tol:.2e} (data units); one 8-bit level = {LEVEL:.2e}")
-    print(table(rows, tol))
+    steps, sizes, seeds = ([25, 100], [1], 5) if args.quick else ([25, 100, 1000], [1, 8], 10)
+    steps, sizes = args.steps or steps, args.n or sizes
+    seeds = list(range(args.seeds if args.seeds is not None else seeds))
+    print(f"tol = 1/255 = {TOL:.2e} (data units); one 8-bit level = {LEVEL:.2e}; "
+          f"threads = {torch.get_num_threads()}")
+    rows: list[dict[str, Any]] = []
+    for study in args.study or STUDIES:
+        models = args.model or (["digits", "mixture"] if study == "coarse" else ["digits"])
+        part = run(study, models, steps, sizes, seeds)
+        print(f"\n## {study}\n" + table(part), flush=True)
+        rows += part
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump(dict(tol=tol, rows=rows), fh, indent=1)
+            json.dump(dict(tol=TOL, rows=rows), fh, indent=1)
 
 
 if __name__ == "__main__":

@@ -81,7 +81,8 @@ def test_diffusion_benchmark_quick(tmp_path):
     assert data["threads"] == 1 and data["args"]["threads"] == 1
     rows = {row["method"]: row for row in data["summaries"][0]}
     assert rows["serial"]["max_abs_diff"] == 0.0
-    assert rows["srds pipelined"]["uint8_identical_min"] >= 0.99
+    # one 8x8 image: a pixel at a rounding edge is 1.6 %; at most one may flip (one level)
+    assert rows["srds pipelined"]["uint8_identical_min"] >= 63 / 64
     assert (tmp_path / "srds_error_per_iteration.png").stat().st_size > 0
     assert (tmp_path / "srds_speedup_vs_n.png").stat().st_size > 0
 
@@ -196,7 +197,8 @@ def test_gpu_benchmark_cpu_quick(tmp_path):
         assert len(r["pattern"]) == r["sequential_evals"]
         assert sum(r["pattern"]) == r["total_evals"]
     assert runs["serial"]["pattern"] == [1] * 16 and runs["serial"]["uint8_identical"] == 1.0
-    assert runs["srds"]["status"] == "converged" and runs["srds"]["uint8_identical"] >= 0.99
+    # one 8x8 image: at most one pixel (at a rounding edge) may differ
+    assert runs["srds"]["status"] == "converged" and runs["srds"]["uint8_identical"] >= 63 / 64
     costs = [c for c in data["call_costs"] if c["seconds"] is not None]
     assert [c["rows"] for c in costs] == [1, 2, 4]
     assert all(c["unet_batch"] == 2 * c["rows"] for c in costs)  # guidance doubles the batch
@@ -233,11 +235,43 @@ def test_gpu_benchmark_refuses_bad_arguments():
         assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
 
 
-def test_srds_stopping_benchmark_quick(tmp_path):
+def _srds_bench():
+    spec = importlib.util.spec_from_file_location("srds_bench", ROOT / "benchmarks" / "srds.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_srds_benchmark_quick(tmp_path):
+    """The SRDS studies: the rows hang together, and the default stays within tol."""
     pytest.importorskip("diffusers")
-    out = run("srds.py", "--quick", "--json", str(tmp_path / "r.json"))
-    assert "tol = 1/255" in out
-    rows = [line.split() for line in out.splitlines() if line.strip().startswith(("25 ", "100 "))]
-    assert {row[2] for row in rows} == {"estimate", "update"}
-    assert all(row[-2].startswith("0/") for row in rows if row[2] == "update")  # never above tol
-    assert (tmp_path / "r.json").exists()
+    srds_bench = _srds_bench()
+    out = run("srds.py", "--study", "stop", "--study", "picard", "--steps", "25", "--n", "1",
+              "--seeds", "2",
+              "--json", str(tmp_path / "r.json"))
+    assert "tol = 1/255" in out and "## stop" in out and "## picard" in out
+    rows = json.loads((tmp_path / "r.json").read_text())["rows"]
+    assert {r["config"] for r in rows if r["study"] == "stop"} == {"update", "estimate"}
+    assert len(rows) == 2 * (2 + 1 + len(srds_bench.PICARD_TOLS))
+    for r in rows:
+        assert r["pixels"] == 64 and 0 <= r["identical"] <= 64
+        assert r["sequential"] <= 25 if r["config"].startswith("picard") else r["N"] == 25
+    update = [r for r in rows if r["config"] in ("update", "srds default")]
+    assert all(r["max_abs_err"] <= 1 / 255 and r["status"] == "CONVERGED" for r in update)
+    # Picard needs more sequential calls as its tolerance shrinks (PICARD_TOLS descend)
+    picard = {r["config"]: r["sequential"] for r in rows if r["seed"] == 0
+              and r["config"].startswith("picard")}
+    calls = [picard[f"picard tol={t:g}"] for t in srds_bench.PICARD_TOLS]
+    assert calls == sorted(calls)
+
+
+def test_srds_benchmark_blocks_and_coarse_configurations():
+    pytest.importorskip("diffusers")
+    from parareal.adapters.diffusion import default_blocks
+
+    srds_bench = _srds_bench()
+    labels = [label for label, _ in srds_bench._configs("blocks", 100)]
+    assert labels == ["B=10 (sqrt N)", "B=14", "B=16 (default)", "B=20"]
+    assert default_blocks(100) == 16
+    coarse = dict(srds_bench._configs("coarse", 100))
+    assert coarse["euler:2"] == {"coarse": "euler:2"} and coarse["ddim jump"] == {}

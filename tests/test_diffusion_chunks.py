@@ -12,6 +12,7 @@ from parareal.adapters.diffusion import (  # noqa: E402
     CALL_BUDGET_BYTES,
     GaussianMixture,
     NoiseSchedule,
+    default_blocks,
     sample,
 )
 
@@ -82,13 +83,14 @@ def test_automatic_chunks_bound_the_model_calls_and_keep_the_result():
 
 def test_automatic_chunks_shrink_with_the_states_per_call():
     # SRDS stacks about B + 1 states per sample in one call: chunks of 2**19 / (8 (B + 2))
+    calls = default_blocks(100) + 2
     model, sch = mixture(dim=8, seed=2)
     x = noise((1000, 8), seed=2)
     counting = Counting(model)
     out = sample(counting, sch, x, num_inference_steps=100, method="srds", tol=1e-3)
-    per_chunk = CALL_BUDGET_BYTES // (8 * 8 * 12)
+    per_chunk = CALL_BUDGET_BYTES // (8 * 8 * calls)
     assert out.max_batch <= per_chunk and len(out.chunks) == -(-1000 // per_chunk)
-    assert max(counting.sizes) <= per_chunk * 12
+    assert max(counting.sizes) <= per_chunk * calls
     assert out.converged
 
 

@@ -80,6 +80,8 @@ def test_model_failing_late_is_diverged_with_the_last_finite_estimate(method, ex
     # failure, and must neither present them as converged nor return a non-finite one
     model, sch = mixture(seed=3)
     at = int(NoiseSchedule.from_scheduler(sch).timesteps(16)[13])
+    if method == "srds":
+        extra = {**extra, "blocks": 4}
     out = sample(poisoned(model, value, at=at), sch, x_T(), num_inference_steps=16,
                  method=method, **extra)
     assert out.status is Status.DIVERGED and not out.converged
@@ -126,8 +128,13 @@ def test_max_iters_status(method, extra):
 def test_srds_all_iterations_is_converged():
     # B iterations make every block exact: converged even with tol = 0
     model, sch = mixture(seed=2)
-    out = sample(model, sch, x_T(), num_inference_steps=25, method="srds", tol=0, max_iters=5)
+    out = sample(model, sch, x_T(), num_inference_steps=25, method="srds", tol=0, max_iters=5,
+                 blocks=5)
     assert out.status is Status.CONVERGED and out.iterations == 5
+    # with more blocks than iterations the same cap is not converged
+    capped = sample(model, sch, x_T(), num_inference_steps=25, method="srds", tol=0,
+                    max_iters=5, blocks=8)
+    assert capped.status is Status.MAX_ITERS and capped.iterations == 5
 
 
 def settings(tol=1e-3, callback=None):

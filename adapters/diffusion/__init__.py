@@ -32,6 +32,7 @@ from .sampler import (  # noqa: E402
     STORE_BUDGET_BYTES,
     DiffusionResult,
     check_method_options,
+    default_blocks,
     sample,
 )
 from .schedule import (  # noqa: E402
@@ -68,6 +69,7 @@ __all__ = [
     "check_model_output",
     "check_scheduler",
     "ddim_jump",
+    "default_blocks",
     "sample",
     "sigma_grid",
     "sample_pipeline",
