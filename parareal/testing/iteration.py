@@ -17,7 +17,7 @@ from ..solve import solve
 from ..state import ops_for
 from ..theory import DahlquistBounds, dahlquist_bounds
 from ..validation import check_boundaries, check_int, check_span, check_tolerance, check_y0
-from .report import max_abs_diff, fail, same_bits
+from .report import fail, max_abs_diff, same_bits
 
 __all__ = [
     "BoundReport",

@@ -30,6 +30,9 @@ ORDER_STEPS = tuple(2**k for k in range(11))
 ORDER_FLOOR = 1e-13
 #: The start time of every probe (not 0, so that a propagator that ignores ``t0`` is caught).
 T0 = 0.3
+#: Length of the propagations that check kinds and dtypes (short: a crude method is accurate
+#: on it, so that a lost imaginary part or precision stands out).
+PROBE = 0.05
 _LINEAR = ForcedDecay(-1.0)
 _NONLINEAR = ForcedDecay(-1.0, mu=-1.0)
 
@@ -64,8 +67,12 @@ class PropagatorReport:
     error: float | None = None
 
 
+class _Breach(Exception):
+    """Raised by :class:`_Recorder` instead of calling ``f`` against its convention."""
+
+
 class _Recorder:
-    """Wraps ``f``: counts calls and keeps the first breach of the calling convention."""
+    """Wraps ``f``: counts calls; raises :class:`_Breach` on a call against the convention."""
 
     def __init__(self, f: Callable[[Any, Any], Any], template: Any) -> None:
         self.f = f
@@ -79,8 +86,9 @@ class _Recorder:
 
     def __call__(self, t: Any, y: Any) -> Any:
         self.calls += 1
-        if self.breach is None:
-            self.breach = self._breach(t, y)
+        self.breach = self._breach(t, y)
+        if self.breach is not None:
+            raise _Breach(self.breach)
         return self.f(t, y)
 
     def _breach(self, t: Any, y: Any) -> str | None:
@@ -143,6 +151,8 @@ def _run(prop: Propagator, f: Callable[[Any, Any], Any], y: Any, t0: float, t1: 
          what: str) -> Any:
     try:
         return prop.propagate(f, y, t0, t1)
+    except _Breach as exc:
+        fail(CHECK, "calling convention of f", str(exc), propagator=prop, y=describe(y))
     except Exception as exc:
         fail(CHECK, what, f"propagate raised {type(exc).__name__}: {exc}", propagator=prop,
              y=describe(y), t0=t0, t1=t1)
@@ -185,7 +195,9 @@ def check_propagator(
     5. ``deterministic``: the same call twice gives the same bits.
     6. ``no state between calls``: a sequence of calls on ``prop`` (other states, times, shapes
        and another ``f`` in between) gives, call for call, the bits of a fresh copy of ``prop``
-       (:func:`copy.deepcopy` made at the start) called once.
+       (:func:`copy.deepcopy` made at the start) called once. Properties 2 to 5 are checked
+       on such fresh copies, so that state kept between calls shows here, under its name
+       (when ``prop`` cannot be deep-copied, everything runs on ``prop`` itself).
     7. ``evals``: when ``prop.evals`` is not None, one propagation calls ``f`` that often.
     8. ``steppable path equals propagate`` (``prop.steppable``): driving ``prop.stepper`` by
        hand, answering each request ``(t, y)`` with ``f(t, y)``, gives the bits of
@@ -259,7 +271,8 @@ def check_propagator(
              propagator=type(prop).__name__)
     checked.append("readable repr")
 
-    results = _kinds_kept(prop, states)
+    fresh = _fresh(prop)
+    results = _kinds_kept(prop, states, fresh)
     checked += ["kind, shape, dtype and device kept", "calling convention of f"]
     _same_accuracy(prop, states, results)
     checked.append("same accuracy in every dtype")
@@ -297,15 +310,14 @@ def check_propagator(
     return PropagatorReport(text, tuple(checked), skipped, declared, measured, error)
 
 
-def _kinds_kept(prop: Propagator, states: list[Any]) -> list[Any]:
+def _kinds_kept(prop: Propagator, states: list[Any],
+                fresh: Callable[[], Propagator] | None) -> list[Any]:
     what = "kind, shape, dtype and device kept"
     results = []
     for y in states:
         before = ops_for(y).to_numpy(y)
         f = _Recorder(_LINEAR, y)
-        out = _run(prop, f, y, T0, T0 + 0.5, what)
-        if f.breach is not None:
-            fail(CHECK, "calling convention of f", f.breach, propagator=prop, y=describe(y))
+        out = _run(fresh() if fresh else prop, f, y, T0, T0 + PROBE, what)
         if is_torch(out) != is_torch(y) or not (is_torch(out) or isinstance(out, np.ndarray)):
             fail(CHECK, what, f"returned {describe(out)} for {describe(y)}", propagator=prop)
         if tuple(out.shape) != tuple(y.shape) or out.dtype != y.dtype or (
@@ -313,7 +325,7 @@ def _kinds_kept(prop: Propagator, states: list[Any]) -> list[Any]:
             fail(CHECK, what, f"returned {describe(out)} for {describe(y)}", propagator=prop)
         if not ops_for(y).all_finite(out):
             fail(CHECK, what, "returned NaN or inf on a smooth decaying ODE", propagator=prop,
-                 y=describe(y), t0=T0, t1=T0 + 0.5)
+                 y=describe(y), t0=T0, t1=T0 + PROBE)
         after = ops_for(y).to_numpy(y)
         if not np.array_equal(after, before):
             moved = max_abs_diff(after, before)
@@ -326,7 +338,7 @@ def _kinds_kept(prop: Propagator, states: list[Any]) -> list[Any]:
 def _same_accuracy(prop: Propagator, states: list[Any], results: list[Any]) -> None:
     errors = []
     for y, out in zip(states, results, strict=True):
-        exact = _LINEAR.exact(ops_for(y).to_numpy(y), T0, T0 + 0.5)
+        exact = _LINEAR.exact(ops_for(y).to_numpy(y), T0, T0 + PROBE)
         errors.append((max_abs_diff(out, exact), float(np.max(np.abs(exact)))))
     for y, (err, scale) in zip(states, errors, strict=True):
         shape = tuple(y.shape)
@@ -340,7 +352,7 @@ def _same_accuracy(prop: Propagator, states: list[Any], results: list[Any]) -> N
             fail(CHECK, "same accuracy in every dtype",
                  f"error {err:.3g} against the exact solution, above {allowed:.3g} (float64: "
                  f"{base:.3g}) by a factor {err / allowed:.3g}", propagator=prop,
-                 y=describe(y), t0=T0, t1=T0 + 0.5)
+                 y=describe(y), t0=T0, t1=T0 + PROBE)
 
 
 def _probe(states: list[Any]) -> list[Any]:
