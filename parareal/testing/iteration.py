@@ -261,8 +261,8 @@ def check_convergence_bound(
     Parameters
     ----------
     lam : complex
-        The eigenvalue (the state is complex128 when ``lam`` or ``y0`` is complex, else
-        float64).
+        The eigenvalue (``Problem.lam`` of a Dahlquist problem). The state is complex128 when
+        ``lam`` or ``y0`` has a non-zero imaginary part, else float64.
     t_span, coarse, fine, slices, backend, schedule :
         As :func:`parareal.solve` takes them (equal slices: the bounds assume them).
     y0 : complex
@@ -288,9 +288,10 @@ def check_convergence_bound(
     slices = check_int(slices, "slices")
     rtol = check_tolerance(rtol, "rtol")
     t0, t1 = check_span(t_span)
-    is_complex = isinstance(lam, complex) or isinstance(y0, complex) or np.iscomplexobj(lam)
-    state = np.array([y0], dtype=np.complex128 if is_complex else np.float64)
-    rate = complex(lam) if is_complex else float(lam)
+    is_complex = complex(lam).imag != 0 or complex(y0).imag != 0
+    state = np.array([y0 if is_complex else complex(y0).real],
+                     dtype=np.complex128 if is_complex else np.float64)
+    rate = complex(lam) if is_complex else complex(lam).real
 
     def f(t: Any, y: Any) -> Any:
         return rate * y
