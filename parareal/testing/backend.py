@@ -19,6 +19,9 @@ from .systems import linear_system
 __all__ = ["check_backend", "default_problems"]
 
 CHECK = "check_backend"
+#: Serial runs of the default problems, by (label, schedule, vectorized, tol, device): they are
+#: the same for every backend checked in this process.
+_REFERENCES: dict[tuple[Any, ...], tuple[Solution, list[Any], bool]] = {}
 
 
 def default_problems() -> list[Problem]:
@@ -186,7 +189,12 @@ def check_backend(
     try:
         for case in cases:
             for schedule in schedules:
-                ref = _solve(case, serial, schedule, vectorized, tol)
+                key = (case.label, schedule, vectorized, tol, str(device))
+                ref = _REFERENCES.get(key) if problems is None else None
+                if ref is None:
+                    ref = _solve(case, serial, schedule, vectorized, tol)
+                    if problems is None:
+                        _REFERENCES[key] = ref
                 got = _solve(case, engine, schedule, vectorized, tol)
                 inputs = dict(problem=case.label, schedule=schedule, vectorized=vectorized,
                               backend=backend if isinstance(backend, str) else repr(backend))
