@@ -395,6 +395,18 @@ def test_checks_return_their_runs():
                               fine=RK4(10), iterations=6).superlinear)
 
 
+def test_iteration_checks_call_f_in_its_convention():
+    def batches_only(t, y):
+        assert y.ndim == 2 and np.shape(t) == (y.shape[0],)
+        return -y
+
+    for backend in ("serial", "batched"):
+        check_exactness(batches_only, np.ones(2), (0, 1), Euler(1), RK4(3), 3, backend=backend,
+                        vectorized=True)
+        check_fixed_point(batches_only, np.ones(2), (0, 1), Euler(1), RK4(3), 3,
+                          backend=backend, vectorized=True)
+
+
 def test_iteration_checks_bad_arguments():
     f = parareal.problems.get("dahlquist").f
     with pytest.raises(ValueError, match="increasing"):

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends import resolve_backend
+from ..backends import Rhs, resolve_backend
 from ..propagators import Propagator, resolve
 from ..result import IterationInfo, Solution, Status
 from ..solve import solve
@@ -39,18 +39,22 @@ def _grid(t_span: Sequence[float], slices: int | Sequence[float]) -> np.ndarray:
 
 
 def serial_fine(f: Callable[[Any, Any], Any], y0: Any, boundaries: Sequence[float],
-                fine: Propagator | str) -> Any:
+                fine: Propagator | str, *, vectorized: bool = False) -> Any:
     """The serial fine solution on ``boundaries``: ``fine`` applied slice after slice.
 
-    Returns the ``len(boundaries)`` values stacked, in ``y0``'s kind: what Parareal
-    reproduces bit for bit after as many iterations as slices.
+    Each propagation runs as the serial backend runs it (``f`` called in its convention:
+    batches of one when ``vectorized``). Returns the ``len(boundaries)`` values stacked, in
+    ``y0``'s kind: what Parareal reproduces bit for bit after as many iterations as slices.
     """
     y0, ops = check_y0(y0)
     prop = resolve(fine, name="fine")
+    if not isinstance(vectorized, bool):
+        raise TypeError(f"vectorized must be True or False, got {vectorized!r}")
+    rhs = Rhs(f, ops, vectorized)
     grid = np.asarray(boundaries, dtype=np.float64)
     values = [y0]
     for a, b in zip(grid[:-1], grid[1:], strict=True):
-        values.append(prop.propagate(f, values[-1], float(a), float(b)))
+        values.append(rhs.propagate(prop, values[-1], float(a), float(b)))
     return ops.stack(values)
 
 
@@ -124,7 +128,7 @@ def check_exactness(
     grid = _grid(t_span, slices)
     atol = check_tolerance(atol, "atol")
     y0, _ = check_y0(y0)
-    reference = serial_fine(f, y0, grid, fine)
+    reference = serial_fine(f, y0, grid, fine, vectorized=vectorized)
     found: list[str] = []
     seen: list[int] = []
 
@@ -198,7 +202,7 @@ def check_fixed_point(
     grid = _grid(t_span, slices)
     iterations = min(check_int(iterations, "iterations"), len(grid) - 1)
     y0, _ = check_y0(y0)
-    seed = serial_fine(f, y0, grid, fine)
+    seed = serial_fine(f, y0, grid, fine, vectorized=vectorized)
     sol, _ = _run(f, y0, grid, None, coarse=coarse, fine=fine, tol=0.0,
                max_iters=iterations, backend=backend, schedule=schedule,
                vectorized=vectorized, initial=seed)
