@@ -120,6 +120,8 @@ def _torch_module(torch: bool | None) -> Any:
 
 def _states(dtypes: Sequence[str], torch: Any, device: Any) -> list[Any]:
     """The probe states: numpy of every dtype (two shapes), torch of every dtype on ``device``."""
+    if device is not None and torch is None:
+        raise ValueError("device applies to torch states; install torch or leave device=None")
     out = []
     for name in dtypes:
         for shape in ((4,), (2, 3)):
@@ -130,8 +132,6 @@ def _states(dtypes: Sequence[str], torch: Any, device: Any) -> list[Any]:
             out.append(y)
         if torch is not None:
             out.append(torch.as_tensor(out[-1], device=device))
-    if device is not None and torch is None:
-        raise ValueError("device applies to torch states; install torch or leave device=None")
     return out
 
 
@@ -363,8 +363,8 @@ def _probe(states: list[Any]) -> list[Any]:
 def _deterministic(prop: Propagator, states: list[Any]) -> None:
     fresh = _fresh(prop)
     for y in _probe(states):
-        first = (fresh() if fresh else prop).propagate(_LINEAR, y, T0, T0 + 0.7)
-        second = (fresh() if fresh else prop).propagate(_LINEAR, y, T0, T0 + 0.7)
+        first = _run(fresh() if fresh else prop, _LINEAR, y, T0, T0 + 0.7, "deterministic")
+        second = _run(fresh() if fresh else prop, _LINEAR, y, T0, T0 + 0.7, "deterministic")
         if not same_bits(first, second):
             fail(CHECK, "deterministic",
                  f"two identical calls differ by {max_abs_diff(first, second):.3g} (max abs)",
@@ -383,10 +383,11 @@ def _no_state(prop: Propagator, states: list[Any]) -> None:
             (_LINEAR, y, T0, T0 + 0.7),
             (_LINEAR, other, T0, T0 + 0.7),
         ]
-        alone = [(fresh() if fresh else prop).propagate(*call) for call in calls[:3]]
+        what = "no state between calls"
+        alone = [_run(fresh() if fresh else prop, *call, what) for call in calls[:3]]
         alone += alone[:2]
         for i, call in enumerate(calls):
-            got = prop.propagate(*call)
+            got = _run(prop, *call, what)
             if not same_bits(got, alone[i]):
                 fail(CHECK, "no state between calls",
                      f"call {i + 1} of a sequence of {len(calls)} differs from the same call on a "
@@ -396,7 +397,7 @@ def _no_state(prop: Propagator, states: list[Any]) -> None:
 
 def _evals(prop: Propagator, y: Any) -> None:
     f = _Recorder(_LINEAR, y)
-    prop.propagate(f, y, T0, T0 + 0.5)
+    _run(prop, f, y, T0, T0 + 0.5, "evals")
     if f.calls != prop.evals:
         fail(CHECK, "evals", f"propagate called f {f.calls} times, prop.evals says "
              f"{prop.evals} (off by {f.calls - prop.evals})", propagator=prop, y=describe(y))
@@ -411,8 +412,8 @@ def _steppable(prop: Propagator, states: list[Any]) -> None:
     for y in states:
         ops = ops_for(y)
         requests, times = 0, []
-        gen = prop.stepper(y, t0, t1)  # type: ignore[attr-defined]
         try:
+            gen = prop.stepper(y, t0, t1)  # type: ignore[attr-defined]
             t, state = next(gen)
             while True:
                 requests += 1
@@ -420,7 +421,10 @@ def _steppable(prop: Propagator, states: list[Any]) -> None:
                 t, state = gen.send(ops.coerce_derivative(_LINEAR(ops.time(t), state), state))
         except StopIteration as stop:
             out = stop.value
-        want = prop.propagate(_LINEAR, y, t0, t1)
+        except Exception as exc:
+            fail(CHECK, what, f"the stepper raised {type(exc).__name__}: {exc}",
+                 propagator=prop, y=describe(y), t0=t0, t1=t1)
+        want = _run(prop, _LINEAR, y, t0, t1, what)
         if not same_bits(out, want):
             fail(CHECK, what, f"the stepper's result differs from propagate's by "
                  f"{max_abs_diff(out, want):.3g} (max abs)", propagator=prop, y=describe(y),
@@ -459,7 +463,7 @@ def _grouped(prop: Propagator, states: list[Any]) -> None:
                  "groupable = False if step uses t or h other than through + - * /)",
                  propagator=prop, y=describe(y))
         for i, row in enumerate(ops.unstack(out)):
-            want = prop.propagate(_LINEAR, ys[i], t0s[i], t1s[i])
+            want = _run(prop, _LINEAR, ys[i], t0s[i], t1s[i], what)
             if not same_bits(row, want):
                 fail(CHECK, what, f"state {i} of a group of 3 differs from its propagation "
                      f"alone by {max_abs_diff(row, want):.3g} (max abs)", propagator=prop,
