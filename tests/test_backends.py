@@ -1,4 +1,4 @@
-"""Backend and schedule invariance: serial == batched, synchronous == pipelined, numpy/torch."""
+"""The batched backend: check_backend and exactness on it, batching of f, numpy and torch."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import pytest
 
 import parareal
 from parareal import RK4, Euler, Heun, Midpoint
+from parareal.problems import Problem
+from parareal.testing import check_backend, check_exactness
 
 from .conftest import diagonal_rhs
 
@@ -24,23 +26,18 @@ def _problem(dim=3):
 
 
 @pytest.mark.parametrize("coarse,fine", PROPAGATOR_PAIRS, ids=lambda p: repr(p))
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("schedule", SCHEDULES)
-def test_all_backends_and_schedules_give_identical_iterates(coarse, fine, backend, schedule):
+@pytest.mark.parametrize("vectorized", [True, False])
+def test_batched_backend_gives_the_serial_iterates(coarse, fine, vectorized):
+    # elementwise f: batching does not change a single bit, in any schedule
     f, y0 = _problem()
-    ref_iterates = []
-    ref = parareal.solve(f, y0, (0, 3), coarse=coarse, fine=fine, slices=6, tol=0,
-                         callback=lambda i: ref_iterates.append(i.y))
-    iterates = []
-    sol = parareal.solve(f, y0, (0, 3), coarse=coarse, fine=fine, slices=6, tol=0,
-                         backend=backend, schedule=schedule, vectorized=backend == "batched",
-                         callback=lambda i: iterates.append(i.y))
-    # elementwise f: batching does not change a single bit
-    assert len(iterates) == len(ref_iterates)
-    for a, b in zip(iterates, ref_iterates, strict=True):
-        assert np.array_equal(a, b)
-    assert sol.residuals == ref.residuals
-    assert sol.stats.f_evals >= ref.stats.f_evals - 1
+    p = Problem(name="forced-diagonal", f=f, y0=y0, t_span=(0.0, 3.0), coarse=coarse,
+                fine=fine, slices=6, description="y' = lam * y + 0.5 cos t, elementwise")
+    check_backend("batched", problems=[p], vectorized=vectorized, tol=0.0)
+
+
+def test_batched_backend_passes_check_backend_on_the_default_problems():
+    runs = check_backend(parareal.Batched())
+    assert len(runs) == 2 * (len(parareal.problems.PROBLEMS) + 3)  # + linear: numpy, 2 torch
 
 
 def test_batched_calls_f_once_per_tick_with_per_slice_times():
@@ -122,33 +119,25 @@ def test_torch_matches_numpy_and_keeps_dtype(dtype, backend, schedule):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
 def test_numpy_dtypes_are_kept(dtype):
     lam = np.array([-1.0 + (1j if np.dtype(dtype).kind == "c" else 0)], dtype=dtype)
-    y0 = np.ones(1, dtype=dtype)
-    sol = parareal.solve(lambda t, y: lam * y, y0, (0, 1), coarse=Euler(1), fine=RK4(5),
-                         slices=4, tol=0, backend="batched", vectorized=True)
+    sol = check_exactness(lambda t, y: lam * y, np.ones(1, dtype=dtype), (0, 1), Euler(1),
+                          RK4(5), 4, backend="batched", vectorized=True)
     assert sol.y.dtype == dtype
-    ref = parareal.solve_serial(lambda t, y: lam * y, y0, (0, 1), propagator=RK4(5), slices=4)
-    assert np.array_equal(sol.y, ref)
 
 
 def test_multidimensional_state_shape():
     rng = np.random.default_rng(0)
     lam = -rng.uniform(0.1, 2, size=(2, 3, 4))
-    y0 = rng.standard_normal((2, 3, 4))
-    sol = parareal.solve(lambda t, y: lam * y, y0, (0, 1), coarse=Euler(1), fine=RK4(5),
-                         slices=3, backend="batched", vectorized=True, tol=0)
+    sol = check_exactness(lambda t, y: lam * y, rng.standard_normal((2, 3, 4)), (0, 1),
+                          Euler(1), RK4(5), 3, backend="batched", vectorized=True)
     assert sol.y.shape == (4, 2, 3, 4)
-    ref = parareal.solve_serial(lambda t, y: lam * y, y0, (0, 1), propagator=RK4(5), slices=3)
-    assert np.array_equal(sol.y, ref)
 
 
 def test_opaque_propagators_in_both_schedules():
     pytest.importorskip("scipy")
     f, y0 = _problem()
     fine = parareal.ScipyIVP("DOP853", rtol=1e-10, atol=1e-12)
-    a = parareal.solve(f, y0, (0, 2), coarse=RK4(1), fine=fine, slices=5, tol=0)
-    b = parareal.solve(f, y0, (0, 2), coarse=RK4(1), fine=fine, slices=5, tol=0,
-                       schedule="pipelined", backend="batched", vectorized=True)
+    a = check_exactness(f, y0, (0, 2), RK4(1), fine, 5)
+    b = check_exactness(f, y0, (0, 2), RK4(1), fine, 5, schedule="pipelined",
+                        backend="batched", vectorized=True)
     assert np.array_equal(a.y, b.y)
     assert b.stats.critical_path < a.stats.critical_path
-    ref = parareal.solve_serial(f, y0, (0, 2), propagator=fine, slices=5)
-    assert np.array_equal(a.y, ref)

@@ -14,20 +14,12 @@ import pytest
 import parareal
 from parareal import RK4, Euler, problems
 from parareal.backends import Executor, Processes, RemoteTraceback, Threads, resolve_backend
+from parareal.problems import Problem
+from parareal.testing import check_backend, linear_system
 
 from .conftest import diagonal_rhs
 
 SCHEDULES = ["synchronous", "pipelined"]
-
-
-def _same_run(sol, ref, bitwise=True):
-    assert sol.iterations == ref.iterations
-    assert sol.residuals == ref.residuals
-    assert sol.status == ref.status
-    assert sol.stats.critical_path == ref.stats.critical_path
-    assert sol.stats.critical_path_per_iteration == ref.stats.critical_path_per_iteration
-    if bitwise:
-        assert np.array_equal(sol.y, ref.y)
 
 
 def _solve(p, **kw):
@@ -65,42 +57,33 @@ def pool2():
     assert not multiprocessing.active_children()
 
 
-# -- same answer -----------------------------------------------------------------------------
-@pytest.mark.parametrize("name", sorted(problems.PROBLEMS))
-@pytest.mark.parametrize("schedule", SCHEDULES)
-def test_threads_equal_serial_on_every_problem(name, schedule):
-    p = problems.get(name)
-    ref = _solve(p, schedule=schedule)
-    for workers in (1, 2, 3):
-        _same_run(_solve(p, schedule=schedule, backend=Threads(workers)), ref)
+# -- same answer ---------------------------------------------------------------------------
+def _diagonal_problem():
+    f, y0 = diagonal_rhs(-np.linspace(0.3, 2.0, 4), forcing=0.5), np.linspace(1, -1, 4)
+    return Problem(name="forced-diagonal", f=f, y0=y0, t_span=(0.0, 3.0), coarse=Euler(1),
+                   fine=RK4(8), slices=9, description="y' = lam * y + 0.5 cos t, elementwise")
+
+
+@pytest.mark.parametrize("workers,vectorized", [(1, False), (2, True), (3, False)])
+def test_threads_pass_check_backend(workers, vectorized):
+    # every bundled problem, both schedules: the serial backend's run, bit for bit
+    check_backend(Threads(workers), vectorized=vectorized)
     assert not _worker_threads()
 
 
-@pytest.mark.parametrize("name", sorted(problems.PROBLEMS))
-@pytest.mark.parametrize("schedule", SCHEDULES)
-def test_processes_equal_serial_on_every_problem(name, schedule, pool2):
-    p = problems.get(name)
-    ref = _solve(p, schedule=schedule)
-    _same_run(_solve(p, schedule=schedule, backend=pool2), ref)
+def test_processes_pass_check_backend(pool2):
+    check_backend(pool2)
 
 
 def test_worker_count_does_not_change_the_answer_with_a_vectorised_f():
-    f, y0 = diagonal_rhs(-np.linspace(0.3, 2.0, 4), forcing=0.5), np.linspace(1, -1, 4)
-    for schedule in SCHEDULES:
-        runs = [
-            parareal.solve(f, y0, (0, 3), coarse=Euler(1), fine=RK4(8), slices=9, tol=0,
-                           backend=backend, vectorized=True, schedule=schedule)
-            for backend in ("serial", "batched", Threads(1), Threads(2), Threads(4), Threads(16))
-        ]
-        for sol in runs[1:]:
-            _same_run(sol, runs[0])
+    p = _diagonal_problem()
+    for backend in ("batched", Threads(1), Threads(2), Threads(4), Threads(16)):
+        check_backend(backend, problems=[p], tol=0.0)
 
 
 def test_processes_string_backend_makes_and_ends_its_own_pool():
     before = set(multiprocessing.active_children())
-    p = problems.get("vanderpol")
-    ref = _solve(p)
-    _same_run(_solve(p, backend="processes"), ref)
+    check_backend("processes", problems=[problems.get("vanderpol")], schedules=("synchronous",))
     assert set(multiprocessing.active_children()) <= before
 
 
@@ -124,16 +107,15 @@ def test_a_worker_runs_its_group_batched():
 
 
 def test_executor_with_thread_and_process_pools():
-    p = problems.get("brusselator")
-    ref = _solve(p, schedule="pipelined")
+    brusselator = [problems.get("brusselator")]
     with cf.ThreadPoolExecutor(2) as pool:
-        _same_run(_solve(p, schedule="pipelined", backend=Executor(pool)), ref)
+        check_backend(Executor(pool), problems=brusselator, schedules=("pipelined",))
         assert Executor(pool).workers == 2
     ctx = multiprocessing.get_context("spawn")
     with cf.ProcessPoolExecutor(2, mp_context=ctx) as pool:
         backend = Executor(pool)
         assert backend.workers == 2
-        _same_run(_solve(p, schedule="pipelined", backend=backend), ref)
+        check_backend(backend, problems=brusselator, schedules=("pipelined",))
         # closures and lambdas travel with cloudpickle
         scale = -0.5
         sol = parareal.solve(lambda t, y: scale * y, np.ones(2), (0, 1), coarse=Euler(1),
@@ -142,21 +124,12 @@ def test_executor_with_thread_and_process_pools():
 
 
 def test_torch_states_on_threads_and_processes(pool2):
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     pytest.importorskip("torchdiffeq")
-    a = torch.tensor([[-0.5, 1.0], [-1.0, -0.5]], dtype=torch.float64)
-
-    def f(t, y):
-        return y @ a.T
-
-    y0 = torch.tensor([1.0, 0.0], dtype=torch.float64)
-    fine = parareal.TorchDiffEq("dopri5", rtol=1e-9, atol=1e-11)
-    kw = dict(coarse=RK4(1), fine=fine, slices=6, tol=1e-10)
-    ref = parareal.solve(f, y0, (0, 3), **kw)
-    for backend in (Threads(2), pool2):
-        sol = parareal.solve(f, y0, (0, 3), backend=backend, **kw)
-        _same_run(sol, ref)
-        assert isinstance(sol.y, torch.Tensor) and sol.y.dtype == torch.float64
+    p = linear_system([-0.5 + 1.0j], slices=6, t_span=(0.0, 3.0), coarse=RK4(1),
+                      fine=parareal.TorchDiffEq("dopri5", rtol=1e-9, atol=1e-11))
+    for backend in (Threads(2), pool2):  # torch float64 states, an opaque fine propagator
+        check_backend(backend, problems=[p], device="cpu", vectorized=False, tol=1e-10)
 
 
 def test_solve_serial_and_odeint_accept_the_new_backends(pool2):
@@ -268,8 +241,7 @@ def test_exception_on_a_process_worker_has_its_traceback_as_cause(pool2):
     assert isinstance(cause, RemoteTraceback)
     assert "in f" in str(cause) and "Traceback of the worker" in str(cause)
     # the pool is still usable afterwards
-    p = problems.get("dahlquist")
-    _same_run(_solve(p, backend=pool2), _solve(p))
+    check_backend(pool2, problems=[problems.get("dahlquist")], schedules=("synchronous",))
 
 
 def test_unpicklable_exception_still_reaches_the_caller(pool2):
@@ -300,8 +272,7 @@ def test_a_worker_process_that_dies_gives_a_clear_error():
             _within(60, parareal.solve, f, np.ones(2), (0, 1), coarse=Euler(1), fine=RK4(4),
                     slices=4, backend=backend)
         # a new pool replaces the broken one
-        p = problems.get("dahlquist")
-        _same_run(_solve(p, backend=backend), _solve(p))
+        check_backend(backend, problems=[problems.get("dahlquist")], schedules=("synchronous",))
     assert set(multiprocessing.active_children()) <= before
 
 

@@ -11,6 +11,13 @@ from hypothesis import strategies as st
 
 import parareal
 from parareal import RK4, Euler, Heun, Status
+from parareal.testing import (
+    check_exactness,
+    check_fixed_point,
+    linear_system,
+    linear_systems,
+    slicings,
+)
 
 from .conftest import diagonal_rhs
 
@@ -18,52 +25,33 @@ SCHEDULES = ["synchronous", "pipelined"]
 
 
 def _linear_system(seed: int, dim: int):
-    rng = np.random.default_rng(seed)
-    a = rng.standard_normal((dim, dim)) / np.sqrt(dim) - 0.5 * np.eye(dim)
-    y0 = rng.standard_normal(dim)
-    return (lambda t, y: a @ y), y0
+    """``f, y0`` of a stable linear system of size ``dim`` (complex pairs, then a real one)."""
+    eigenvalues = [complex(-0.5 - 0.1 * i, 1.0 + i) for i in range(dim // 2)]
+    p = linear_system(eigenvalues + [-0.7] * (dim % 2), seed=seed,
+                      y0=np.random.default_rng(seed).standard_normal(dim))
+    return p.f, p.y0
 
 
 @settings(max_examples=25, deadline=None)
 @given(
-    seed=st.integers(0, 2**31 - 1),
-    dim=st.integers(1, 5),
-    slices=st.integers(1, 9),
+    data=st.data(),
+    problem=linear_systems(max_dim=5),
     fine_steps=st.integers(1, 6),
     schedule=st.sampled_from(SCHEDULES),
 )
-def test_first_k_boundaries_exact_after_k_iterations(seed, dim, slices, fine_steps, schedule):
-    f, y0 = _linear_system(seed, dim)
-    fine = RK4(steps=fine_steps)
-    ref = parareal.solve_serial(f, y0, (0.0, 2.0), propagator=fine, slices=slices)
-    seen = []
-
-    def check(info):
-        k = info.iteration
-        # bitwise: exact boundaries are the fine values taken as they are
-        assert np.array_equal(info.y[: k + 1], ref[: k + 1]), k
-        seen.append(k)
-
-    sol = parareal.solve(
-        f, y0, (0.0, 2.0), coarse=Euler(1), fine=fine, slices=slices, tol=0.0,
-        schedule=schedule, callback=check,
-    )
-    assert seen == list(range(slices + 1))
-    assert sol.iterations == slices
-    assert sol.status is Status.CONVERGED
-    assert np.array_equal(sol.y, ref)
+def test_first_k_boundaries_exact_after_k_iterations(data, problem, fine_steps, schedule):
+    # even and uneven slices; bit for bit after every iterate, converged after N iterations
+    grid = data.draw(slicings(problem.t_span, max_slices=9), label="boundaries")
+    check_exactness(problem.f, problem.y0, problem.t_span, Euler(1), RK4(fine_steps), grid,
+                    schedule=schedule)
 
 
 @pytest.mark.parametrize("schedule", SCHEDULES)
 def test_fixed_point_seeded_with_serial_fine(schedule):
     f, y0 = _linear_system(3, 4)
-    ref = parareal.solve_serial(f, y0, (0.0, 3.0), propagator=RK4(8), slices=6)
-    sol = parareal.solve(
-        f, y0, (0.0, 3.0), coarse=Heun(1), fine=RK4(8), slices=6, tol=0.0, max_iters=3,
-        schedule=schedule, initial=ref,
-    )
+    sol = check_fixed_point(f, y0, (0.0, 3.0), Heun(1), RK4(8), 6, iterations=3,
+                            schedule=schedule)
     assert sol.residuals == (0.0, 0.0, 0.0)
-    assert np.array_equal(sol.y, ref)
 
 
 def test_warm_start_from_coarse_sweep_matches_cold_start():
@@ -261,16 +249,11 @@ def test_callback_returning_true_stops_as_converged():
 
 @pytest.mark.parametrize("schedule", SCHEDULES)
 def test_uneven_boundaries_are_exact_too(schedule):
-    f = diagonal_rhs(np.array([-1.0, -0.3]), forcing=1.0)
-    y0 = np.array([1.0, 2.0])
+    f = diagonal_rhs(np.array([-1.0, -0.3]), forcing=1.0)  # time-dependent f
     edges = [0.0, 0.1, 0.5, 0.6, 1.4, 2.0]
-    sol = parareal.solve(f, y0, (0, 2), coarse=Euler(1), fine=RK4(6), slices=5, tol=0,
-                         boundaries=edges, schedule=schedule)
+    sol = check_exactness(f, np.array([1.0, 2.0]), (0, 2), Euler(1), RK4(6), edges,
+                          schedule=schedule)
     assert np.array_equal(sol.t, edges)
-    y = y0
-    for a, b in zip(edges[:-1], edges[1:], strict=True):
-        y = RK4(6).propagate(f, y, a, b)
-    assert np.array_equal(sol.y_final, y)
 
 
 @pytest.mark.parametrize(

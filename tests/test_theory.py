@@ -4,31 +4,28 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import parareal
 from parareal import RK4, Euler, Heun
 from parareal import theory as th
+from parareal.testing import check_convergence_bound, dahlquist_problems
 
 
 @pytest.mark.parametrize("lam", [-1.0, -5.0, -0.2 + 1.5j, 2.0j, -1.0 + 4.0j])
 @pytest.mark.parametrize("coarse", [Euler(1), Heun(1), RK4(1)], ids=repr)
 @pytest.mark.parametrize("slices", [4, 10])
 def test_gander_vandewalle_bounds_hold_on_dahlquist(lam, coarse, slices):
-    fine = RK4(20)
-    t_span = (0.0, 4.0)
-    y0 = np.array([1.0 + 0.0j])
-    f = lambda t, y: lam * y  # noqa: E731
-    serial = parareal.solve_serial(f, y0, t_span, propagator=fine, slices=slices)
-    errors = []
-    parareal.solve(f, y0, t_span, coarse=coarse, fine=fine, slices=slices, tol=0,
-                   callback=lambda i: errors.append(np.max(np.abs(i.y - serial))))
-    bounds = th.dahlquist_bounds(lam, t_span=t_span, slices=slices, coarse=coarse, fine=fine,
-                                 iterations=slices)
-    e0 = errors[0]
-    for k, e in enumerate(errors):
-        assert e <= bounds.superlinear[k] * e0 * (1 + 1e-9) + 1e-14, (k, e, bounds.superlinear[k])
-        assert e <= bounds.linear[k] * e0 * (1 + 1e-9) + 1e-14, (k, e, bounds.linear[k])
-    assert errors[-1] == 0.0
+    report = check_convergence_bound(lam, (0.0, 4.0), coarse, RK4(20), slices)
+    assert report.errors[-1] == 0.0 and report.margin <= 1
+
+
+@settings(max_examples=20, deadline=None)
+@given(dahlquist_problems(), st.sampled_from(["synchronous", "pipelined"]))
+def test_gander_vandewalle_bounds_hold_on_random_dahlquist_problems(p, schedule):
+    check_convergence_bound(p.lam, p.t_span, p.coarse, p.fine, p.slices, y0=p.y0[0].item(),
+                            schedule=schedule)
 
 
 def test_stability_factors_are_the_known_polynomials():
