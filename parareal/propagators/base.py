@@ -46,8 +46,13 @@ class Propagator(ABC):
     6. Validate constructor arguments (``TypeError``/``ValueError`` naming the argument), give
        a readable ``repr``, and add one entry to the registry in ``propagators/__init__.py`` and
        to the propagator list in ``tests/``.
+    7. Declare ``order`` (the order of accuracy) when it is known, and run
+       :func:`parareal.testing.check_propagator` on it: it checks this list and measures the
+       order against exact solutions (``docs/testing.md``).
     """
 
+    #: Order of accuracy, when known (fixed-step methods); ``None`` otherwise.
+    order: ClassVar[int | None] = None
     #: True when the propagator exposes :meth:`SteppablePropagator.stepper`.
     steppable: ClassVar[bool] = False
 
