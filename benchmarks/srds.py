@@ -80,8 +80,8 @@ def _configs(study: str, steps: int) -> list[tuple[str, dict[str, Any]]]:
     if study == "stop":
         return [("update", dict(stop="update")), ("estimate", dict(stop="estimate"))]
     if study == "blocks":
-        chosen = sorted({root, default_blocks(steps), min(steps, round(1.4 * root)),
-                         min(steps, 2 * root)})
+        chosen = sorted({root, default_blocks(steps), min(steps, round(1.5 * root)),
+                         min(steps, round(2.5 * root))})
         return [(f"B={b}" + (" (default)" if b == default_blocks(steps) else "")
                  + (" (sqrt N)" if b == root else ""), dict(blocks=b)) for b in chosen]
     if study == "coarse":

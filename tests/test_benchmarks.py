@@ -271,7 +271,7 @@ def test_srds_benchmark_blocks_and_coarse_configurations():
 
     srds_bench = _srds_bench()
     labels = [label for label, _ in srds_bench._configs("blocks", 100)]
-    assert labels == ["B=10 (sqrt N)", "B=14", "B=16 (default)", "B=20"]
-    assert default_blocks(100) == 16
+    assert labels == ["B=10 (sqrt N)", "B=15", "B=20 (default)", "B=25"]
+    assert default_blocks(100) == 20
     coarse = dict(srds_bench._configs("coarse", 100))
     assert coarse["euler:2"] == {"coarse": "euler:2"} and coarse["ddim jump"] == {}

@@ -153,7 +153,7 @@ def test_srds_iterations_seen_replace_the_estimate(setup):
     for _ in range(2):
         result = sample(model, scheduler, x_T, num_inference_steps=64, method="auto")
         notes.append(result.reason)
-    assert "K = 4 iterations (estimate)" in notes[0]
+    assert "K = 3 iterations (estimate)" in notes[0]
     if result.method == "srds":
         assert f"K = {result.iterations} iterations (seen in the last auto run)" in notes[1]
 

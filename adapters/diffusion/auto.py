@@ -11,9 +11,9 @@ How a prediction is made (see also ``docs/diffusion.md``, section "method='auto'
    (``Stats.critical_path_per_iteration``), which is where the stopping rule ends a real run.
    The stub run's wall time is the sampler's overhead in the prediction. Picard's calls depend
    on how far its window slides each iteration, so they are estimated (below).
-2. **Iterations.** SRDS: ``K = min(B, 4)`` (:data:`SRDS_ITERATIONS`; the bundled digits model
-   stops after 4 iterations at N = 25 and 100 and after 3 at N = 1000 with the default
-   tolerance, docs/benchmarks.md). Picard: ``ceil(2 N / p) + 4`` windows of ``p`` rows
+2. **Iterations.** SRDS: ``K = min(B, 3)`` (:data:`SRDS_ITERATIONS`; with the default
+   ``2 sqrt(N)`` blocks the bundled digits model stops after 3 iterations at N = 25 and 100
+   (one sample; 3 or 4 for eight) and after 2 at N = 1000, docs/benchmarks.md). Picard: ``ceil(2 N / p) + 4`` windows of ``p`` rows
    (:func:`picard_iterations`; measured 9, 14 and 31 at N = 25, 100, 1000 with ``p = 2
    sqrt(N)``). After ``auto`` has run SRDS or Picard, the iterations it observed for that model,
    shape and N replace the estimate.
@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 #: SRDS iterations assumed before ``auto`` has seen SRDS run on a model (capped at ``B``).
-SRDS_ITERATIONS = 4
+SRDS_ITERATIONS = 3
 #: Timed calls per batch size, after one warm-up call (1 when the warm-up took over a second).
 TIMING_REPEATS = 5
 #: The methods ``auto`` chooses from, and which of them give the serial sample.

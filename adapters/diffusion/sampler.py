@@ -7,7 +7,7 @@ Paper-to-code notation (SRDS, Selvam et al. 2024, arXiv 2412.08292):
 paper                  code
 =====================  ==============================================================
 N sampling steps       ``num_inference_steps``; grid points ``0..N`` (:class:`DDIMGrid`)
-B = sqrt(N) blocks     ``blocks`` (default ``round(1.6 sqrt(N))``: see
+B = sqrt(N) blocks     ``blocks`` (default ``round(2 sqrt(N))``: see
                        :func:`default_blocks`); Parareal ``slices``
 fine solver F          :class:`DDIMSteps`: the block's own DDIM steps
 coarse solver G        :class:`DDIMJump`: one DDIM step across the block
@@ -51,6 +51,7 @@ __all__ = [
     "check_method_options",
     "default_blocks",
     "sample",
+    "srds_lookahead",
 ]
 
 METHODS = ("serial", "srds", "picard", "auto")
@@ -195,18 +196,19 @@ def _optional_int(value: Any, name: str, minimum: int) -> int | None:
 
 
 #: The default blocks are ``round(BLOCKS_PER_ROOT * sqrt(N))`` (see :func:`default_blocks`).
-BLOCKS_PER_ROOT = 1.6
+BLOCKS_PER_ROOT = 2.0
 
 
 def default_blocks(steps: int) -> int:
-    """SRDS's default number of blocks for ``steps`` sampling steps: ``round(1.6 sqrt(N))``,
+    """SRDS's default number of blocks for ``steps`` sampling steps: ``round(2 sqrt(N))``,
     at least 1 and at most ``N``.
 
     The paper's ``sqrt(N)`` minimises the pipelined latency ``K N / B + B - K`` for a fixed
     iteration count ``K``, but ``K`` barely grows with ``B`` (a shorter block has a better
     coarse step), so more blocks pay: measured on the bundled digits model (seeds 0-9,
-    ``benchmarks/srds.py --study blocks``), ``1.6 sqrt(N)`` needs fewer sequential model calls
-    than ``sqrt(N)`` at N = 25, 100 and 1000, and its worst seeds far fewer.
+    ``benchmarks/srds.py --study blocks``, docs/benchmarks.md), ``2 sqrt(N)`` needs fewer
+    sequential model calls than ``sqrt(N)`` at N = 25, 100 and 1000, and its worst seeds far
+    fewer. The pipelined schedule then needs a looser lookahead (:func:`srds_lookahead`).
     """
     return min(steps, max(1, round(BLOCKS_PER_ROOT * math.sqrt(steps))))
 
@@ -412,7 +414,7 @@ or NoiseSchedule
         :mod:`parareal.adapters.diffusion.auto`). It takes no method-specific option: those
         belong to the method they tune.
     blocks : int, optional
-        SRDS only: blocks ``B`` (default :func:`default_blocks`: ``round(1.6 sqrt(N))``;
+        SRDS only: blocks ``B`` (default :func:`default_blocks`: ``round(2 sqrt(N))``;
         uneven splits allowed; ``B <= N``).
     tol : float, optional
         SRDS and Picard: stopping tolerance; defaults in :data:`DEFAULT_TOL`. ``0`` runs SRDS
@@ -805,10 +807,45 @@ def _check_backend(backend: Any) -> Any:
     return resolved
 
 
+def srds_lookahead(fine_calls: list[int], coarse_calls: list[int]) -> int | None:
+    """The pipelined schedule's ``lookahead`` for SRDS: the smallest bound that keeps the
+    latency of the unbounded pipeline.
+
+    Fine work for iteration ``k + 1`` may start only once iterate ``k - L`` is complete
+    (``docs/algorithm.md``); that costs no latency while ``L (m - g) >= g B``, with ``m`` the
+    calls of the shortest block's fine solve, ``g`` those of the longest coarse step and ``B``
+    the blocks. The engine's default ``L = 2`` is too tight for SRDS's many short blocks: at
+    N = 100 with 16 blocks (``m = 6``, ``g = 1``) it cost 2 sequential calls per iteration from
+    the third on, 4 at N = 100 with 20 blocks.
+
+    Parameters
+    ----------
+    fine_calls, coarse_calls : list of int
+        Model calls of each block's fine solve and coarse step.
+
+    Returns
+    -------
+    int or None
+        ``max(2, ceil(g B / (m - g)))``; ``None`` (no bound) when a fine solve is no longer
+        than a coarse step (then nothing races ahead, and the work is at most ``B`` sweeps).
+    """
+    m, g, blocks = min(fine_calls), max(coarse_calls), len(fine_calls)
+    if m <= g:
+        return None
+    return max(2, math.ceil(g * blocks / (m - g)))
+
+
 def _srds(run: _Run) -> dict[str, Any]:
     settings = run.settings
     steps = settings.grid.steps
     edges = np.round(np.linspace(0, steps, settings.blocks + 1))
+    pairs = list(zip(edges[:-1].astype(int).tolist(), edges[1:].astype(int).tolist()))
+    if isinstance(run.fine, OnGrid):
+        assert isinstance(run.coarse, OnGrid)
+        fine_calls = [run.fine.calls(a, b) for a, b in pairs]
+        coarse_calls = [run.coarse.calls(a, b) for a, b in pairs]
+    else:  # DDIM: one call per step, one per jump
+        fine_calls, coarse_calls = [b - a for a, b in pairs], [1] * len(pairs)
     scale = settings.grid.noise_level(steps - 1) if settings.mode == "noise" else 1.0
     rule = _FinalSampleRule(settings, scale)
     rhs = run.rhs
@@ -824,6 +861,7 @@ def _srds(run: _Run) -> dict[str, Any]:
         max_iters=settings.max_iters,
         backend=settings.backend,
         schedule="pipelined" if settings.pipelined else "synchronous",
+        lookahead=srds_lookahead(fine_calls, coarse_calls),
         vectorized=True,
         callback=rule,
     )

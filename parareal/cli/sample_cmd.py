@@ -52,7 +52,7 @@ def add_sample_parser(sub: Any) -> None:
     p.add_argument("--karras", action="store_true",
                    help="euler/heun: Karras sigmas (use_karras_sigmas=True)")
     p.add_argument("--blocks", type=int, default=None,
-                   help="SRDS blocks (default round(1.6 sqrt(N)))")
+                   help="SRDS blocks (default round(2 sqrt(N)))")
     p.add_argument("--tol", type=float, default=None,
                    help="SRDS/Picard stopping tolerance (method default)")
     p.add_argument("--tol-mode", choices=("data", "noise"), default=None,
