@@ -85,6 +85,8 @@ def test_summary_text(tmp_path, capsys):
         (["--method", "picard", "--blocks", "3"], "blocks applies to method 'srds' only"),
         (["--method", "serial", "--window", "3"], "window applies to method 'picard' only"),
         (["--method", "srds", "--window", "3"], "window applies to method 'picard' only"),
+        (["--method", "srds", "--anderson", "2"], "anderson applies to method 'picard' only"),
+        (["--method", "picard", "--anderson", "0", "--steps", "4"], "anderson must be >= 1"),
         (["--method", "serial", "--tol", "1e-3"],
          "tol applies to methods 'srds' and 'picard', not to method 'serial'"),
         (["--method", "serial", "--tol-mode", "noise"], "tol_mode applies to methods"),

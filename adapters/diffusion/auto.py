@@ -13,7 +13,8 @@ How a prediction is made (see also ``docs/diffusion.md``, section "method='auto'
    on how far its window slides each iteration, so they are estimated (below).
 2. **Iterations.** SRDS: ``K = min(B, 3)`` (:data:`SRDS_ITERATIONS`; with the default
    ``2 sqrt(N)`` blocks the bundled digits model stops after 3 iterations at N = 25 and 100
-   (one sample; 3 or 4 for eight) and after 2 at N = 1000, docs/benchmarks.md). Picard: ``ceil(2 N / p) + 4`` windows of ``p`` rows
+   (one sample; 3 or 4 for eight) and after 2 at N = 1000, docs/benchmarks.md). Picard:
+   ``ceil(2 N / p) + 4`` windows of ``p`` rows
    (:func:`picard_iterations`; measured 9, 14 and 31 at N = 25, 100, 1000 with ``p = 2
    sqrt(N)``). After ``auto`` has run SRDS or Picard, the iterations it observed for that model,
    shape and N replace the estimate.

@@ -58,6 +58,8 @@ def add_sample_parser(sub: Any) -> None:
     p.add_argument("--tol-mode", choices=("data", "noise"), default=None,
                    help="SRDS/Picard: tolerance in data units or noise-scaled (method default)")
     p.add_argument("--window", type=int, default=None, help="Picard window (default 2 sqrt(N))")
+    p.add_argument("--anderson", type=int, default=None, metavar="M",
+                   help="Picard: Anderson acceleration with memory M (default: plain Picard)")
     p.add_argument("--max-iters", type=int, default=None, help="SRDS/Picard iteration cap")
     p.add_argument("--pipelined", action=argparse.BooleanOptionalAction, default=None,
                    help="SRDS schedule: pipelined (the default) or synchronous (--no-pipelined)")
@@ -100,6 +102,7 @@ def run_sample(args: argparse.Namespace) -> int:
     options: dict[str, Any] = dict(
         blocks=args.blocks, pipelined=args.pipelined, window=args.window, tol=args.tol,
         tol_mode=args.tol_mode, max_iters=args.max_iters, exact=args.exact,
+        anderson=args.anderson,
     )
     check_method_options(args.method, options)
     if args.backend is not None and args.method != "srds":
