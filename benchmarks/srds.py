@@ -11,8 +11,10 @@ Studies (``--study``, several allowed; default all):
 * ``blocks``: the default blocks against ``round(sqrt(N))`` (the paper's) and others.
 * ``coarse``: the coarse propagator across a block: the DDIM jump (default), two Euler
   sub-steps, Heun (digits model and Gaussian mixture).
-* ``picard``: ParaDiGMS' Picard iterations at tolerances down to one that reproduces the serial
-  sample as SRDS does, beside SRDS's default.
+* ``picard``: ParaDiGMS' Picard iterations (its default rule, then data-unit tolerances down
+  to ones that reproduce the serial sample as SRDS does), with the default window
+  ``2 sqrt(N)`` and the whole grid as the window, with and without Anderson acceleration,
+  beside SRDS's default.
 
 Run ``python benchmarks/srds.py`` (N = 25, 100, 1000; n = 1 and 8; seeds 0-9; long) or
 ``--quick`` (N = 25 and 100, n = 1, seeds 0-4); ``--json PATH`` writes every row.
@@ -43,8 +45,11 @@ from parareal.adapters.diffusion.digits import load_digits_model  # noqa: E402
 LEVEL = 2 / 255  # one 8-bit level in [-1, 1] data units
 TOL = 1 / 255  # SRDS's default tolerance (data units)
 STUDIES = ("stop", "blocks", "coarse", "picard")
-#: Picard tolerances tried (data units, max-abs change of every point of the window).
+#: Picard tolerances tried with the default window (data units, max-abs change of every point
+#: of the window).
 PICARD_TOLS = (1e-3, 3e-4, 1e-4, 3e-5, 1e-5)
+#: Anderson memory tried with Picard.
+ANDERSON = 3
 
 
 def _bytes(x: torch.Tensor) -> torch.Tensor:
@@ -87,9 +92,14 @@ def _configs(study: str, steps: int) -> list[tuple[str, dict[str, Any]]]:
     if study == "coarse":
         return [("ddim jump", {}), ("euler:2", dict(coarse="euler:2")),
                 ("heun", dict(coarse="heun"))]
-    return [("srds default", {})] + [
-        (f"picard tol={t:g}", dict(method="picard", tol=t, tol_mode="data"))
-        for t in PICARD_TOLS]
+    exact = dict(method="picard", tol=1e-4, tol_mode="data")
+    return ([("srds default", {}), ("picard default", dict(method="picard"))]
+            + [(f"picard tol={t:g}", dict(method="picard", tol=t, tol_mode="data"))
+               for t in PICARD_TOLS]
+            + [("picard tol=1e-4 +anderson", dict(exact, anderson=ANDERSON)),
+               ("picard tol=1e-4 window=N", dict(exact, window=steps)),
+               ("picard tol=3e-5 window=N", dict(exact, tol=3e-5, window=steps)),
+               ("picard 1e-4 N +anderson", dict(exact, window=steps, anderson=ANDERSON))])
 
 
 def run(study: str, models: Iterable[str], steps: list[int], sizes: list[int],

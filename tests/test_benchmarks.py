@@ -252,7 +252,8 @@ def test_srds_benchmark_quick(tmp_path):
     assert "tol = 1/255" in out and "## stop" in out and "## picard" in out
     rows = json.loads((tmp_path / "r.json").read_text())["rows"]
     assert {r["config"] for r in rows if r["study"] == "stop"} == {"update", "estimate"}
-    assert len(rows) == 2 * (2 + 1 + len(srds_bench.PICARD_TOLS))
+    picard_configs = srds_bench._configs("picard", 25)
+    assert len(rows) == 2 * (2 + len(picard_configs))
     for r in rows:
         assert r["pixels"] == 64 and 0 <= r["identical"] <= 64
         assert r["sequential"] <= 25 if r["config"].startswith("picard") else r["N"] == 25
@@ -263,6 +264,9 @@ def test_srds_benchmark_quick(tmp_path):
               and r["config"].startswith("picard")}
     calls = [picard[f"picard tol={t:g}"] for t in srds_bench.PICARD_TOLS]
     assert calls == sorted(calls)
+    # the whole grid as the window needs fewer calls than the default window, Anderson fewer
+    assert picard["picard 1e-4 N +anderson"] <= picard["picard tol=1e-4 window=N"]
+    assert picard["picard tol=1e-4 window=N"] < picard["picard tol=0.0001"]
 
 
 def test_srds_benchmark_blocks_and_coarse_configurations():
