@@ -5,7 +5,9 @@ timed and predicted. One command on a CUDA machine, no network needed::
     python benchmarks/gpu.py --device cpu --quick     # a smoke test on a CPU (seconds)
 
 (a) **Bundled digits model** (``load_digits_model()``, a diffusers ``UNet2DModel`` and its
-    ``DDIMScheduler``), serial / SRDS / Picard through ``sample(..., method=...)`` at
+    ``DDIMScheduler``), serial / SRDS / Picard (ParaDiGMS' default rule) / "picard exact"
+    (``tol=1e-4`` in data units, the whole grid as the window, ``anderson=3``: as exact as
+    SRDS, :func:`method_options`) through ``sample(..., method=...)`` at
     ``--steps`` (default N = 25, 100, 1000), every seed of ``--seeds``, methods interleaved in
     an order that rotates from seed to seed: wall-clock (``torch.cuda.synchronize`` before and
     after), sequential model calls (``result.sequential_evals``), total evaluations per sample,
@@ -47,7 +49,17 @@ from parareal.adapters.diffusion.auto import interpolate_cost
 from parareal.adapters.diffusion.digits import load_digits_model, to_uint8
 from parareal.adapters.diffusion.models import ModelFn, wrap_model
 
-METHODS = ("serial", "srds", "picard")
+METHODS = ("serial", "srds", "picard", "picard exact")
+
+
+def method_options(method: str, steps: int) -> dict[str, Any]:
+    """``sample``'s arguments for a method of the table: ``picard`` is ParaDiGMS' default
+    rule; ``picard exact`` reproduces the serial sample as SRDS does (data-unit ``tol=1e-4`` on
+    the whole grid as the window, Anderson acceleration; ``benchmarks/srds.py --study picard``).
+    """
+    if method == "picard exact":
+        return dict(method="picard", tol=1e-4, tol_mode="data", window=steps, anderson=3)
+    return dict(method=method)
 GUIDANCE = 7.5
 #: Network evaluations per state with classifier-free guidance.
 GUIDANCE_EVALS = 2
@@ -146,8 +158,9 @@ def timed_sample(fn: ModelFn, scheduler: Any, x_T: torch.Tensor, steps: int, met
     log: list[int] = []
     _sync(x_T.device)
     begin = time.perf_counter()
-    result = sample(Counting(fn, log), scheduler, x_T, num_inference_steps=steps, method=method,
-                    **kwargs)
+    options = method_options(method, steps)
+    options.update(kwargs)
+    result = sample(Counting(fn, log), scheduler, x_T, num_inference_steps=steps, **options)
     _sync(x_T.device)
     return result, time.perf_counter() - begin, log
 
@@ -167,7 +180,7 @@ def digits_part(args: argparse.Namespace, device: torch.device) -> list[dict[str
     for steps in args.steps:
         for r, seed in enumerate(args.seeds):
             x_T = torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(device)
-            order = METHODS[r % 3:] + METHODS[: r % 3]
+            order = METHODS[r % len(METHODS):] + METHODS[: r % len(METHODS)]
             out = {m: timed_sample(fn, scheduler, x_T, steps, m) for m in order}
             ref = to_uint8(out["serial"][0].sample).astype(int)
             for m in METHODS:

@@ -130,6 +130,7 @@ def run(study: str, models: Iterable[str], steps: list[int], sizes: list[int],
                         rows.append(dict(study=study, model=name, N=n_steps, n=n, seed=seed,
                                          config=label, iterations=res.iterations,
                                          sequential=res.sequential_evals,
+                                         total_evals=res.total_evals,
                                          status=res.status.name,
                                          **_compare(res.sample, serial[fine])))
     return rows
