@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -77,6 +78,44 @@ def test_predict_sums_the_calls_and_the_overhead():
     assert decide(got)[0] == "serial"
 
 
+def test_srds_iterations_estimate():
+    assert auto.srds_iterations(100, 20) == 3 and auto.srds_iterations(100, 10) == 4
+    assert auto.srds_iterations(1000, 63) == 3 and auto.srds_iterations(4, 2) == 2  # <= B
+
+
+class Sleeping:
+    """An exact mixture model whose calls cost ``per_call + per_row * rows`` seconds."""
+
+    def __init__(self, schedule: NoiseSchedule, per_call: float, per_row: float) -> None:
+        self.model = GaussianMixture.random(4, 3, seed=0).model(schedule)
+        self.per_call, self.per_row = per_call, per_row
+
+    def __call__(self, x, t):
+        time.sleep(self.per_call + self.per_row * x.shape[0])
+        return self.model(x, t)
+
+
+@pytest.mark.parametrize(("per_call", "per_row", "blocks"), [(3e-3, 0.0, 20), (0.0, 3e-4, 10)])
+def test_auto_picks_srds_blocks_by_the_cost_of_a_call(per_call, per_row, blocks):
+    """Flat call costs (a GPU with room to spare) favour 2 sqrt(N) blocks (fewer sequential
+    calls); costs that grow with the rows (a CPU) favour sqrt(N) blocks (fewer evaluations)."""
+    auto.clear_cache()
+    scheduler = DDIMScheduler(num_train_timesteps=1000, clip_sample=False)
+    model = Sleeping(NoiseSchedule.from_scheduler(scheduler), per_call, per_row)
+    x_T = torch.randn(1, 4, generator=torch.Generator().manual_seed(0))
+    result = sample(model, scheduler, x_T, num_inference_steps=100, method="auto",
+                    exact=True)
+    auto.clear_cache()
+    other = 10 if blocks == 20 else 20
+    # the faster block count stands for SRDS, the other is named with its prediction
+    assert f"srds: B = {blocks} blocks" in result.reason, result.reason
+    assert f"(B = {other}: predicted" in result.reason
+    if result.method == "srds":  # row-proportional costs let serial win: nothing ran then
+        assert result.blocks == blocks
+    else:
+        assert result.blocks == 0
+
+
 def test_picard_estimate():
     assert picard_iterations(100, 20) == 14 and picard_iterations(25, 10) == 9
     assert picard_iterations(3, 1) == 3  # never more windows than steps
@@ -117,7 +156,8 @@ def test_auto_runs_the_chosen_method_and_caches_its_timings(setup):
     assert "predicted" in first.reason and f"{first.predicted_s['serial']:.3g} s" in first.reason
 
     model.calls = 0
-    direct = sample(model, scheduler, x_T, num_inference_steps=36, method=first.method)
+    blocks = {"blocks": first.blocks} if first.method == "srds" else {}
+    direct = sample(model, scheduler, x_T, num_inference_steps=36, method=first.method, **blocks)
     run_calls = model.calls
     assert timed > run_calls  # the first auto call timed the model
     assert torch.equal(direct.sample, first.sample)  # the same sample as the method itself
@@ -153,7 +193,9 @@ def test_srds_iterations_seen_replace_the_estimate(setup):
     for _ in range(2):
         result = sample(model, scheduler, x_T, num_inference_steps=64, method="auto")
         notes.append(result.reason)
-    assert "K = 3 iterations (estimate)" in notes[0]
+    # both SRDS block counts are predicted: 2 sqrt(N) = 16 with K = 3, sqrt(N) = 8 with K = 4
+    assert ("srds: B = 16 blocks, K = 3 iterations (estimate) (B = 8: predicted" in notes[0]
+            or "srds: B = 8 blocks, K = 4 iterations (estimate) (B = 16: predicted" in notes[0])
     if result.method == "srds":
         assert f"K = {result.iterations} iterations (seen in the last auto run)" in notes[1]
 

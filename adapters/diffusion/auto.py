@@ -56,10 +56,20 @@ __all__ = [
     "interpolate_cost",
     "picard_iterations",
     "predict",
+    "srds_iterations",
 ]
 
-#: SRDS iterations assumed before ``auto`` has seen SRDS run on a model (capped at ``B``).
+#: SRDS iterations assumed before ``auto`` has seen SRDS run on a model (capped at ``B``), with
+#: the default ``2 sqrt(N)`` blocks; one more with fewer blocks (:func:`srds_iterations`).
 SRDS_ITERATIONS = 3
+
+
+def srds_iterations(steps: int, blocks: int) -> int:
+    """The estimate of SRDS's iterations with ``blocks`` blocks: :data:`SRDS_ITERATIONS` from
+    ``1.5 sqrt(N)`` blocks up, one more below (the digits model needs about one more with the
+    paper's ``sqrt(N)``: docs/benchmarks.md), at most ``blocks``."""
+    extra = 0 if blocks >= 1.5 * math.sqrt(steps) else 1
+    return min(blocks, SRDS_ITERATIONS + extra)
 #: Timed calls per batch size, after one warm-up call (1 when the warm-up took over a second).
 TIMING_REPEATS = 5
 #: The methods ``auto`` chooses from, and which of them give the serial sample.
@@ -102,6 +112,8 @@ class AutoChoice:
     predicted_s: dict[str, float]
     timing_s: float = 0.0
     observe: Callable[[int], None] | None = field(default=None, repr=False, compare=False)
+    #: SRDS's blocks, when SRDS was chosen (the faster of the candidates); 0 otherwise.
+    blocks: int = 0
 
 
 def interpolate_cost(costs: Mapping[int, float], rows: int) -> float:
@@ -266,7 +278,7 @@ def choose_method(
     x_T: torch.Tensor,
     *,
     steps: int,
-    blocks: int,
+    blocks: int | Sequence[int],
     window: int,
     chunks: Mapping[str, Sequence[int]],
     timestep: int,
@@ -286,8 +298,11 @@ def choose_method(
         What :func:`~parareal.adapters.diffusion.sample` was given (for the stub runs).
     x_T : torch.Tensor
         The batch to sample (its shape, dtype and device; its rows are the timing inputs).
-    steps, blocks, window : int
-        ``N``, SRDS's ``B`` and Picard's ``p``.
+    steps, window : int
+        ``N`` and Picard's ``p``.
+    blocks : int or sequence of int
+        SRDS's ``B``, or several candidates: each is predicted and the fastest stands for
+        SRDS (``AutoChoice.blocks``).
     chunks : mapping
         Per method, the sizes of the chunks the batch is split into for it.
     timestep : int
@@ -305,32 +320,39 @@ def choose_method(
                           "(pass generator=...), so serial ran without timing", {})
     begin = time.perf_counter()
     model_key = _model_key(fn, x_T)
-    run_key = (model_key, steps, blocks, window)
+    options = (blocks,) if isinstance(blocks, int) else tuple(blocks)
+    if not options:
+        raise ValueError("blocks: give at least one candidate")
     with _LOCK:
-        seen = _slot(_ITERATIONS, model)
-        seen = dict(seen.get(run_key, {})) if seen is not None else {}
-    k_srds = min(seen.get("srds", SRDS_ITERATIONS), blocks)
-    k_picard = seen.get("picard", picard_iterations(steps, window))
-    notes = {
-        "srds": f"K = {k_srds} iterations "
-                + ("(seen in the last auto run)" if "srds" in seen else "(estimate)"),
-        "picard": f"{k_picard} windows of {window} steps "
-                  + ("(seen in the last auto run)" if "picard" in seen else "(estimate)"),
-    }
-    serial_rows, serial_s = _pattern(scheduler, steps, "serial", 0, blocks)
-    srds_rows, srds_s = _pattern(scheduler, steps, "srds", k_srds, blocks)
-    plans: dict[str, CallPlan] = {}
-    anchors: set[tuple[int, int]] = set()  # (chunk size, rows)
-    methods = [("serial", serial_rows, serial_s), ("srds", srds_rows, srds_s)]
+        slot = _slot(_ITERATIONS, model)
+        seen = {b: dict(slot.get((model_key, steps, b, window), {})) if slot is not None else {}
+                for b in options}
+    picard_seen = seen[options[0]]
+    k_picard = picard_seen.get("picard", picard_iterations(steps, window))
+    notes = {"picard": f"{k_picard} windows of {window} steps "
+                       + ("(seen in the last auto run)" if "picard" in picard_seen
+                          else "(estimate)")}
+    serial_rows, serial_s = _pattern(scheduler, steps, "serial", 0, options[0])
+    methods: list[tuple[str, tuple[int, ...], float, int]] = [
+        ("serial", serial_rows, serial_s, 0)]
+    for b in options:
+        k = min(seen[b].get("srds", srds_iterations(steps, b)), b)
+        rows, seconds = _pattern(scheduler, steps, "srds", k, b)
+        note = f"B = {b} blocks, K = {k} iterations " + (
+            "(seen in the last auto run)" if "srds" in seen[b] else "(estimate)")
+        methods.append((f"srds B={b}", rows, seconds, b))
+        notes[f"srds B={b}"] = note
     if picard_ok:
         methods.append(("picard", (window,) * k_picard,
-                        serial_s * k_picard * window / max(len(serial_rows), 1)))
+                        serial_s * k_picard * window / max(len(serial_rows), 1), 0))
     else:
         notes.pop("picard")
-    for method, pattern, overhead in methods:
-        sizes = list(chunks[method])
-        plans[method] = CallPlan(method, tuple(r * m for m in sizes for r in pattern),
-                                 overhead * len(sizes), notes.get(method, ""))
+    plans: dict[str, CallPlan] = {}
+    anchors: set[tuple[int, int]] = set()  # (chunk size, rows)
+    for name, pattern, overhead, _ in methods:
+        sizes = list(chunks[name.split()[0]])
+        plans[name] = CallPlan(name, tuple(r * m for m in sizes for r in pattern),
+                               overhead * len(sizes), notes.get(name, ""))
         common = Counter(pattern).most_common(1)[0][0]
         for m in set(sizes):
             anchors.update((m, r * m) for r in {min(pattern), max(pattern), common})
@@ -349,8 +371,18 @@ def choose_method(
         slot = _slot(_COSTS, model)
         if slot is not None:
             slot.setdefault(model_key, {}).update(costs)
-    predicted = predict(plans, costs)
+    variants = predict(plans, costs)
+    # SRDS stands for its fastest blocks; the others are mentioned in its note
+    srds_names = [name for name, *_ in methods if name.startswith("srds")]
+    best = min(srds_names, key=lambda name: (variants[name], srds_names.index(name)))
+    chosen_blocks = next(b for name, *_, b in methods if name == best)
+    predicted = {name.split()[0]: s for name, s in variants.items()
+                 if not name.startswith("srds") or name == best}
+    notes["srds"] = notes[best] + "".join(
+        f" (B = {b}: predicted {variants[name]:.3g} s)"
+        for name, *_, b in methods if name in srds_names and name != best)
     method, reason = decide(predicted, exact=exact, notes=notes)
+    run_key = (model_key, steps, chosen_blocks if method == "srds" else options[0], window)
     timing = time.perf_counter() - begin
     reason += f"; predictions took {timing:.2g} s"
 
@@ -361,4 +393,5 @@ def choose_method(
                 slot.setdefault(run_key, {})[method] = iterations
 
     return AutoChoice(method, reason, predicted, timing,
-                      observe if method != "serial" else None)
+                      observe if method != "serial" else None,
+                      blocks=chosen_blocks if method == "srds" else 0)

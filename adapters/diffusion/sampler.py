@@ -138,6 +138,8 @@ class DiffusionResult:
         predicted seconds of every method.
     predicted_s : dict of str to float
         ``method="auto"``: the predicted seconds of each method (empty otherwise).
+    blocks : int
+        SRDS: the blocks it ran (with ``method="auto"``, the ones it chose); 0 otherwise.
     """
 
     sample: torch.Tensor
@@ -154,6 +156,7 @@ class DiffusionResult:
     chunks: tuple[DiffusionResult, ...] = ()
     reason: str = "requested"
     predicted_s: dict[str, float] = field(default_factory=dict)
+    blocks: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.status, Status):
@@ -213,6 +216,14 @@ def default_blocks(steps: int) -> int:
     fewer. The pipelined schedule then needs a looser lookahead (:func:`srds_lookahead`).
     """
     return min(steps, max(1, round(BLOCKS_PER_ROOT * math.sqrt(steps))))
+
+
+def srds_block_options(steps: int) -> tuple[int, ...]:
+    """The blocks ``method="auto"`` predicts SRDS with: the default and the paper's
+    ``round(sqrt(N))`` (fewer model evaluations, more sequential calls: the faster of the two
+    where a model call's cost grows with its rows, as on a CPU)."""
+    return tuple(sorted({default_blocks(steps), min(steps, max(1, round(math.sqrt(steps))))},
+                        reverse=True))
 
 
 def _blocks(steps: int, blocks: int | None) -> int:
@@ -582,12 +593,13 @@ or NoiseSchedule
         from .auto import CANDIDATES, choose_method
 
         choice = choose_method(
-            model, fn, scheduler, x_T, steps=steps, blocks=nblocks, window=p,
+            model, fn, scheduler, x_T, steps=steps, blocks=srds_block_options(steps), window=p,
             chunks={m: [b - a for a, b in _chunk_bounds(n, chunk_size(m))] for m in CANDIDATES},
             timestep=int(grid.timesteps[steps // 2]),
             exact=True if exact is None else exact, picard_ok=pf_grid is None,
             parallel_ok=eta == 0 or generator is not None)
         method = choice.method
+        nblocks = choice.blocks or nblocks
     mode = tol_mode if tol_mode is not None else ("noise" if method == "picard" else "data")
     if method != "serial":
         tol = DEFAULT_TOL[(method, mode)] if tol is None else tol
@@ -737,6 +749,7 @@ def _combine(parts: list[DiffusionResult], method: str, wall: float) -> Diffusio
         stats=None,
         max_batch=max(sizes),
         chunks=tuple(replace(part, sample=view) for part, view in zip(parts, views)),
+        blocks=parts[0].blocks,
     )
 
 
@@ -893,6 +906,7 @@ def _srds(run: _Run) -> dict[str, Any]:
         sequential_evals=sol.stats.critical_path,
         residuals=tuple(rule.residuals[:iterations]),
         stats=sol.stats,
+        blocks=settings.blocks,
     )
 
 
