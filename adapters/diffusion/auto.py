@@ -349,10 +349,12 @@ def choose_method(
         notes.pop("picard")
     plans: dict[str, CallPlan] = {}
     anchors: set[tuple[int, int]] = set()  # (chunk size, rows)
-    for name, pattern, overhead, _ in methods:
+    for name, pattern, overhead, b in methods:
         sizes = list(chunks[name.split()[0]])
         plans[name] = CallPlan(name, tuple(r * m for m in sizes for r in pattern),
                                overhead * len(sizes), notes.get(name, ""))
+        if b and b != options[0]:
+            continue  # other SRDS block counts: costs interpolated, not timed (saves time)
         common = Counter(pattern).most_common(1)[0][0]
         for m in set(sizes):
             anchors.update((m, r * m) for r in {min(pattern), max(pattern), common})
