@@ -82,8 +82,8 @@ def test_automatic_chunks_bound_the_model_calls_and_keep_the_result():
 
 
 def test_automatic_chunks_shrink_with_the_states_per_call():
-    # SRDS stacks about B + 1 states per sample in one call: chunks of 2**19 / (8 (B + 2))
-    calls = default_blocks(100) + 2
+    # SRDS stacks at most B + 4 states per sample in one call: chunks of 2**19 / (8 (B + 4))
+    calls = default_blocks(100) + 4
     model, sch = mixture(dim=8, seed=2)
     x = noise((1000, 8), seed=2)
     counting = Counting(model)

@@ -242,14 +242,16 @@ def _auto_max_batch(
     """The automatic ``max_batch``: the largest chunk whose states fit both budgets.
 
     Per sample, a chunk's largest batched model call holds ``calls`` states (serial 1, SRDS
-    ``B + 2``, Picard ``p``; twice that with guidance) and the sampler keeps ``kept`` states
-    between calls (serial 2, SRDS ``4 (B + 1)``, Picard ``N + 1 + 2 p``; plus ``N`` step noises
-    with ``eta > 0``). With ``s`` bytes per sample state, the chunk is the largest ``m >= 1``
+    ``B + 4``, Picard ``p``; twice that with guidance) and the sampler keeps ``kept`` states
+    between calls (serial 2, SRDS ``10 (B + 1)``, Picard ``N + 1 + 2 p``; plus ``N`` step
+    noises with ``eta > 0``). The SRDS figures are the largest measured with the default blocks
+    and :func:`srds_lookahead` (N = 16 to 1000): calls of at most ``B + 4`` rows, at most
+    ``9.2 (B + 1)`` stored states. With ``s`` bytes per sample state, the chunk is the largest ``m >= 1``
     with ``m * calls * s <= CALL_BUDGET_BYTES`` and ``m * kept * s <= STORE_BUDGET_BYTES``.
     """
     state = max(1, x_T[0].numel() * x_T.element_size())
-    calls = {"serial": 1, "srds": blocks + 2, "picard": window}[method] * evals_per_state
-    kept = {"serial": 2, "srds": 4 * (blocks + 1), "picard": steps + 1 + 2 * window}[method]
+    calls = {"serial": 1, "srds": blocks + 4, "picard": window}[method] * evals_per_state
+    kept = {"serial": 2, "srds": 10 * (blocks + 1), "picard": steps + 1 + 2 * window}[method]
     if eta > 0:
         kept += steps
     return max(1, min(CALL_BUDGET_BYTES // (calls * state), STORE_BUDGET_BYTES // (kept * state)))
@@ -469,9 +471,9 @@ or NoiseSchedule
         possible), sampled one after another, so that memory is bounded whatever the batch
         size. ``None`` (default): the largest chunk whose states fit fixed budgets --
         :data:`CALL_BUDGET_BYTES` for the largest batched model call (per sample: serial 1
-        state, SRDS ``B + 2``, Picard ``p``, twice that with guidance) and
+        state, SRDS ``B + 4``, Picard ``p``, twice that with guidance) and
         :data:`STORE_BUDGET_BYTES` for the states kept between calls (serial 2, SRDS
-        ``4 (B + 1)``, Picard ``N + 1 + 2 p``, plus ``N`` step noises with ``eta > 0``).
+        ``10 (B + 1)``, Picard ``N + 1 + 2 p``, plus ``N`` step noises with ``eta > 0``).
         Serial samples do not depend on the split (up to the model's batch-size round-off);
         SRDS and Picard test their stopping rule per chunk (with ``tol = 0`` they too give
         the serial sample).
