@@ -246,8 +246,9 @@ def _auto_max_batch(
     between calls (serial 2, SRDS ``10 (B + 1)``, Picard ``N + 1 + 2 p``; plus ``N`` step
     noises with ``eta > 0``). The SRDS figures are the largest measured with the default blocks
     and :func:`srds_lookahead` (N = 16 to 1000): calls of at most ``B + 4`` rows, at most
-    ``9.2 (B + 1)`` stored states. With ``s`` bytes per sample state, the chunk is the largest ``m >= 1``
-    with ``m * calls * s <= CALL_BUDGET_BYTES`` and ``m * kept * s <= STORE_BUDGET_BYTES``.
+    ``9.2 (B + 1)`` stored states. With ``s`` bytes per sample state, the chunk is the largest
+    ``m >= 1`` with ``m * calls * s <= CALL_BUDGET_BYTES`` and
+    ``m * kept * s <= STORE_BUDGET_BYTES``.
     """
     state = max(1, x_T[0].numel() * x_T.element_size())
     calls = {"serial": 1, "srds": blocks + 4, "picard": window}[method] * evals_per_state
