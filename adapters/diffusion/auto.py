@@ -62,6 +62,11 @@ __all__ = [
 #: SRDS iterations assumed before ``auto`` has seen SRDS run on a model (capped at ``B``), with
 #: the default ``2 sqrt(N)`` blocks; one more with fewer blocks (:func:`srds_iterations`).
 SRDS_ITERATIONS = 3
+#: Timed calls per batch size, after one warm-up call (1 when the warm-up took over a second).
+TIMING_REPEATS = 5
+#: The methods ``auto`` chooses from, and which of them give the serial sample.
+EXACT_METHODS = ("serial", "srds")
+CANDIDATES = ("serial", "srds", "picard")
 
 
 def srds_iterations(steps: int, blocks: int) -> int:
@@ -70,11 +75,6 @@ def srds_iterations(steps: int, blocks: int) -> int:
     paper's ``sqrt(N)``: docs/benchmarks.md), at most ``blocks``."""
     extra = 0 if blocks >= 1.5 * math.sqrt(steps) else 1
     return min(blocks, SRDS_ITERATIONS + extra)
-#: Timed calls per batch size, after one warm-up call (1 when the warm-up took over a second).
-TIMING_REPEATS = 5
-#: The methods ``auto`` chooses from, and which of them give the serial sample.
-EXACT_METHODS = ("serial", "srds")
-CANDIDATES = ("serial", "srds", "picard")
 
 
 def picard_iterations(steps: int, window: int) -> int:
