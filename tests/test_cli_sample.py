@@ -44,9 +44,20 @@ def test_sample_tol_zero_reproduces_serial(tmp_path, capsys):
     got = run_json(capsys, "--steps", "16", "--n", "2", "--method", "srds", "--tol", "0",
                    "--no-pipelined",
                    "--blocks", "4", "--out", str(tmp_path / "a.png"), "--compare-serial")
-    assert got["iterations"] == 4
+    assert got["iterations"] == 4 and got["blocks"] == 4
     assert got["max_abs_diff_vs_serial"] < 1e-4
     assert got["uint8_identical_fraction"] == 1.0
+
+
+def test_sample_json_reports_the_default_blocks(tmp_path, capsys):
+    from parareal.adapters.diffusion import default_blocks
+
+    got = run_json(capsys, "--steps", "16", "--n", "1", "--method", "srds",
+                   "--out", str(tmp_path / "a.png"))
+    assert got["blocks"] == default_blocks(16) == 8
+    serial = run_json(capsys, "--steps", "4", "--n", "1", "--method", "serial",
+                      "--out", str(tmp_path / "b.png"))
+    assert "blocks" not in serial
 
 
 def test_sample_without_compare_has_no_diff_key(tmp_path, capsys):

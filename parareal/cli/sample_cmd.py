@@ -170,6 +170,7 @@ def run_sample(args: argparse.Namespace) -> int:
     }
     if result.method == "srds":
         summary["pipelined"] = True if args.pipelined is None else args.pipelined
+        summary["blocks"] = result.blocks
     if args.compare_serial:
         serial = result if result.method == "serial" else run("serial")
         diff = float((result.sample - serial.sample).abs().max())
