@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from diffusers import DDIMScheduler, UNet2DConditionModel, UNet2DModel  # noqa: E402
+from diffusers import DDIMScheduler, UNet2DConditionModel  # noqa: E402
 from parareal.adapters.diffusion import (  # noqa: E402
     CALL_BUDGET_BYTES,
     GaussianMixture,
@@ -17,6 +17,8 @@ from parareal.adapters.diffusion import (  # noqa: E402
 )
 
 from parareal import Status  # noqa: E402
+
+from .conftest import tiny_unet  # noqa: E402
 
 
 def noise(shape, seed=0, dtype=torch.float64):
@@ -41,12 +43,7 @@ def mixture(dim=4, seed=0, **settings):
 
 @pytest.fixture(scope="module")
 def unet():
-    torch.manual_seed(0)
-    return UNet2DModel(
-        sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16),
-        layers_per_block=1, norm_num_groups=4,
-        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-    ).eval()
+    return tiny_unet()
 
 
 def test_serial_chunks_are_bitwise_the_unsplit_sample_on_a_batch_invariant_model():
