@@ -85,6 +85,13 @@ def test_mixing_is_causal_and_keeps_the_first_point():
     assert torch.equal(other[:-1], out[:-1]) and not torch.equal(other[-1], out[-1])
 
 
+@pytest.mark.parametrize(
+    ("memory", "error"), [(0, ValueError), (2.0, TypeError), (True, TypeError)])
+def test_bad_memory_is_refused(memory, error):
+    with pytest.raises(error, match="memory"):
+        PrefixAnderson(memory)
+
+
 def test_no_history_or_non_finite_mixing_falls_back_to_picard():
     acc = PrefixAnderson(3)
     x = torch.zeros(4, 1, 2)

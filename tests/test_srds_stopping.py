@@ -57,3 +57,31 @@ def test_default_rule_stays_within_tol(seed: int) -> None:
     estimate = sample(unet, scheduler, x_T, num_inference_steps=25, stop="estimate")
     assert estimate.iterations <= default.iterations
     assert estimate.sequential_evals <= default.sequential_evals
+
+
+def test_default_blocks_and_lookahead() -> None:
+    from parareal.adapters.diffusion.sampler import default_blocks, srds_lookahead
+
+    assert [default_blocks(n) for n in (1, 2, 4, 25, 100, 1000)] == [1, 2, 4, 10, 20, 63]
+    # 20 blocks of 5 DDIM steps, one-call jumps: ceil(20 / 4) = 5; one-step blocks: no bound
+    assert srds_lookahead([5] * 20, [1] * 20) == 5
+    assert srds_lookahead([50] * 2, [1] * 2) == 2
+    assert srds_lookahead([1] * 8, [1] * 8) is None
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda f: f[0](0), ValueError, "steps must be >= 1"),
+        (lambda f: f[0](2.5), TypeError, "steps"),
+        (lambda f: f[1]([], []), ValueError, "one count per block"),
+        (lambda f: f[1]([5, 5], [1]), ValueError, "one count per block"),
+        (lambda f: f[1]([5, 0], [1, 1]), ValueError, "fine_calls must be >= 1"),
+        (lambda f: f[1]([5, 5], [1, "1"]), TypeError, "coarse_calls"),
+    ],
+)
+def test_default_blocks_and_lookahead_refuse_bad_input(call, error, match) -> None:
+    from parareal.adapters.diffusion.sampler import default_blocks, srds_lookahead
+
+    with pytest.raises(error, match=match):
+        call((default_blocks, srds_lookahead))

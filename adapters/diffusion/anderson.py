@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import torch
 
+from parareal.validation import check_int
+
 __all__ = ["PrefixAnderson"]
 
 
@@ -32,7 +34,7 @@ class PrefixAnderson:
     """
 
     def __init__(self, memory: int) -> None:
-        self.memory = memory
+        self.memory = check_int(memory, "memory", 1)
         # each entry: (first point index, dX, dR), rows aligned to consecutive points
         self.history: list[tuple[int, torch.Tensor, torch.Tensor]] = []
         self.previous: tuple[int, torch.Tensor, torch.Tensor] | None = None

@@ -214,7 +214,13 @@ def default_blocks(steps: int) -> int:
     ``benchmarks/srds.py --study blocks``, docs/benchmarks.md), ``2 sqrt(N)`` needs fewer
     sequential model calls than ``sqrt(N)`` at N = 25, 100 and 1000, and its worst seeds far
     fewer. The pipelined schedule then needs a looser lookahead (:func:`srds_lookahead`).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Unless ``steps`` is an int >= 1.
     """
+    steps = check_int(steps, "steps", 1)
     return min(steps, max(1, round(BLOCKS_PER_ROOT * math.sqrt(steps))))
 
 
@@ -856,7 +862,18 @@ def srds_lookahead(fine_calls: list[int], coarse_calls: list[int]) -> int | None
     int or None
         ``max(2, ceil(g B / (m - g)))``; ``None`` (no bound) when a fine solve is no longer
         than a coarse step (then nothing races ahead, and the work is at most ``B`` sweeps).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Unless both are non-empty lists of ints >= 1 of the same length.
     """
+    if len(fine_calls) != len(coarse_calls) or not fine_calls:
+        raise ValueError(f"fine_calls and coarse_calls must give one count per block, got "
+                         f"{len(fine_calls)} and {len(coarse_calls)}")
+    for name, calls in (("fine_calls", fine_calls), ("coarse_calls", coarse_calls)):
+        for value in calls:
+            check_int(value, name, 1)
     m, g, blocks = min(fine_calls), max(coarse_calls), len(fine_calls)
     if m <= g:
         return None
