@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,7 +56,21 @@ class Stats:
         (stacking states into batched calls of ``f`` and splitting the results); ``engine``
         (corrections, norms, bookkeeping). Concurrent backends add ``wait`` (this process
         blocked waiting for workers) and ``workers`` (seconds of tasks on the workers,
-        summed; ``workers / total`` is the average number of busy workers).
+        summed; ``workers / total`` is the average number of busy workers). Runs with
+        implicit propagators add ``jacobian`` (evaluating Jacobians, here and on workers)
+        and ``linear_solve`` (factoring and solving ``I - h gamma J``, here and on workers);
+        both are included in ``propagators`` or ``f`` as well, not in ``total`` twice.
+    jac_evals, jac_calls : int
+        Jacobians evaluated (one per state) and Jacobian requests answered (one tick each on
+        the critical path, like a call of ``f``).
+    serial_fine_cost : float
+        Calls of ``f`` (and Jacobian) that the serial fine solve over all slices makes: the
+        sum over slices of the critical-path length of the newest fine propagation of each
+        slice (known from the fine propagations this run made; NaN if none finished).
+    speedup_bound : float
+        ``serial_fine_cost / critical_path``: the speed-up over the serial fine solve with one
+        worker (or batch slot) per slice and calls of equal cost. Below 1 the run cannot pay
+        (:class:`parareal.NoSpeedupWarning`).
     """
 
     fine_calls: int = 0
@@ -66,6 +81,10 @@ class Stats:
     critical_path_per_iteration: tuple[int, ...] = ()
     wall_time_per_iteration: tuple[float, ...] = ()
     wall_time: Mapping[str, float] = field(default_factory=dict)
+    jac_evals: int = 0
+    jac_calls: int = 0
+    serial_fine_cost: float = math.nan
+    speedup_bound: float = math.nan
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict of the counters."""
@@ -78,6 +97,10 @@ class Stats:
             "critical_path_per_iteration": list(self.critical_path_per_iteration),
             "wall_time_per_iteration": list(self.wall_time_per_iteration),
             "wall_time": dict(self.wall_time),
+            "jac_evals": self.jac_evals,
+            "jac_calls": self.jac_calls,
+            "serial_fine_cost": self.serial_fine_cost,
+            "speedup_bound": self.speedup_bound,
         }
 
 
@@ -129,6 +152,12 @@ class Solution:
         Max boundary update of each iteration ``1..iterations``.
     stats : Stats
         Work counters and timings.
+    reason : str
+        Why the run ended as it did, in words (for ``DIVERGED``: where the first non-finite
+        value appeared and, when a propagator said so, why: a non-finite Jacobian, a singular
+        Newton matrix, Newton not converging, a failed ``solve_ivp``).
+    coarse_choice : parareal.CoarseChoice or None
+        What ``coarse="auto"`` chose and why (``None`` when the coarse was given).
     """
 
     t: np.ndarray
@@ -138,6 +167,8 @@ class Solution:
     status: Status
     residuals: tuple[float, ...]
     stats: Stats
+    reason: str = ""
+    coarse_choice: Any = None
 
     @property
     def y_final(self) -> Any:

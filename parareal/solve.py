@@ -17,7 +17,7 @@ from .checkpoint import (
     run_fingerprint,
 )
 from .engine import DEFAULT_LOOKAHEAD, SCHEDULES, run_parareal
-from .propagators import Propagator, resolve
+from .propagators import JacobianSource, Propagator, resolve
 from .result import IterationInfo, Solution
 from .state import ArrayOps, is_torch
 from .validation import (
@@ -46,6 +46,12 @@ def _check_callback(callback: Any) -> None:
             "info is a parareal.IterationInfo (iteration, residual, t, y, critical_path, "
             f"f_evals); got {type(callback).__name__}"
         )
+
+
+def with_jacobian(prop: Propagator, jac: Any, jac_sparsity: Any) -> Propagator:
+    """``prop`` using ``jac`` when it can use a Jacobian and has none of its own."""
+    method = getattr(prop, "with_jacobian", None)
+    return prop if method is None else method(jac, jac_sparsity)
 
 
 def _check_lookahead(lookahead: Any) -> int | None:
@@ -153,6 +159,8 @@ def run_on_boundaries(
     lookahead: Any,
     checkpoint: Any = None,
     resume: Any = None,
+    jac: Any = None,
+    jac_sparsity: Any = None,
 ) -> Solution:
     """Validate the arguments of :func:`solve` (slices given by ``boundaries``) and run."""
     check_callable(f, "f")
@@ -160,6 +168,10 @@ def run_on_boundaries(
     slices = len(boundaries) - 1
     coarse_p = resolve(coarse, name="coarse")
     fine_p = resolve(fine, name="fine")
+    if jac is not None or jac_sparsity is not None:
+        JacobianSource(jac, jac_sparsity)  # checks both: TypeError/ValueError naming them
+        coarse_p = with_jacobian(coarse_p, jac, jac_sparsity)
+        fine_p = with_jacobian(fine_p, jac, jac_sparsity)
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     _check_callback(callback)
@@ -222,6 +234,8 @@ def solve(
     boundaries: Sequence[float] | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
     resume: str | os.PathLike[str] | None = None,
+    jac: Callable[[Any, Any], Any] | None = None,
+    jac_sparsity: Any = None,
 ) -> Solution:
     """Solve ``dy/dt = f(t, y)`` on ``t_span`` with Parareal.
 
@@ -301,6 +315,17 @@ def solve(
         ``max_iters`` may grow (a run stopped at ``max_iters`` then goes on). The callback
         sees only the new iterates. May be the same path as ``checkpoint``. A missing file
         raises ``FileNotFoundError``; a corrupt or mismatched one ``ValueError``.
+    jac : callable, optional
+        The Jacobian ``jac(t, y) -> df/dy`` for one state (``t`` and ``y`` as ``f`` gets
+        them), returning a ``(d, d)`` dense numpy array, scipy sparse matrix or torch tensor
+        (``d = y0.size``). Handed to every propagator that can use one and has none of its
+        own: the implicit ones (``BackwardEuler``, ``Rosenbrock2``...) and ``ScipyIVP``'s
+        implicit methods. Without it implicit propagators use autograd (torch states) or
+        finite differences (numpy states). Each Jacobian counts one tick on the critical
+        path (``Stats.jac_calls``).
+    jac_sparsity : array_like or scipy sparse matrix, optional
+        The ``(d, d)`` nonzero pattern of the Jacobian, for finite differences (as in
+        :func:`scipy.integrate.solve_ivp`).
 
     Returns
     -------
@@ -337,6 +362,8 @@ def solve(
         lookahead=lookahead,
         checkpoint=checkpoint,
         resume=resume,
+        jac=jac,
+        jac_sparsity=jac_sparsity,
     )
 
 

@@ -10,6 +10,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..propagators import Propagator, Request, SteppablePropagator, drive
+from ..propagators.jacobian import JacobianRequest
+from ..propagators.jacobian import evaluate as evaluate_jacobian
 from ..state import VECTORIZED_HINT, ArrayOps, Lanes
 
 __all__ = ["Backend", "Rhs"]
@@ -49,13 +51,60 @@ class Rhs:
         self.seconds = 0.0
         #: Seconds spent stacking and splitting batches (outside ``f``).
         self.batching_seconds = 0.0
+        #: Requests answered one at a time (calls of ``f`` on one state and Jacobians): the
+        #: length on the critical path of a propagation run here alone.
+        self.path = 0
+        #: Jacobians evaluated (one per state), Jacobian requests answered, and their seconds
+        #: (finite-difference evaluations of ``f`` count in ``evals`` too).
+        self.jac_evals = 0
+        self.jac_calls = 0
+        self.jac_seconds = 0.0
+        self.plain = _Plain(self)
 
     def count(self, calls: int, seconds: float) -> None:
         """Add ``calls`` calls of ``f`` on one state each that took ``seconds`` (a
         :class:`~parareal.propagators.base.Meter`, for :func:`~parareal.propagators.drive`)."""
         self.calls += calls
         self.evals += calls
+        self.path += calls
         self.seconds += seconds
+
+    def jacobian(self, request: JacobianRequest, y: Any) -> Any:
+        """Answer a Jacobian request at ``y`` (one state or a group's stacked states).
+
+        One step on the critical path; finite differences call ``f`` on all perturbed states
+        in one batch (counted in ``evals``), autograd and a user's ``jac`` do not call it.
+        """
+        J, jac_evals, f_evals, seconds = evaluate_jacobian(
+            request, y, f=self.f, ops=self.ops, vectorized=self.vectorized, rows=self._fd_rows)
+        self.path += 1
+        self.jac_calls += 1
+        self.jac_evals += jac_evals
+        self.jac_seconds += seconds
+        return J
+
+    def _fd_rows(self, ts: np.ndarray, ys: Any) -> Any:
+        """``f`` at stacked single states (finite differences): counted, not on the path."""
+        start = time.perf_counter()
+        ops = self.ops
+        if self.vectorized:
+            dys = self.f(ops.times(ts), ys)
+            dys = ops.coerce_derivative(dys, ys, batched=True)
+            self.calls += 1
+        else:
+            dys = ops.stack([ops.coerce_derivative(self.f(ops.time(v), row), row)
+                             for v, row in zip(ts.tolist(), ys, strict=True)])
+            self.calls += len(ts)
+        self.evals += len(ts)
+        self.seconds += time.perf_counter() - start
+        return dys
+
+    def _split_jacobians(self, requests: Sequence[Request], answer: Any) -> list[Any]:
+        """Answer Jacobian requests one by one and the others with ``answer`` together."""
+        plain = [r for r in requests if type(r[0]) is not JacobianRequest]
+        values = iter(answer(plain) if plain else [])
+        return [self.jacobian(t, y) if type(t) is JacobianRequest else next(values)
+                for t, y in requests]
 
     def _call(self, t: Any, y: Any) -> Any:
         """One timed, counted call ``f(t, y)`` with ``t`` already in ``f``'s convention."""
@@ -64,6 +113,7 @@ class Rhs:
         self.seconds += time.perf_counter() - start
         self.calls += 1
         self.evals += 1
+        self.path += 1
         return dy
 
     def one(self, t: float, y: Any) -> Any:
@@ -74,6 +124,8 @@ class Rhs:
 
     def each(self, requests: Sequence[Request]) -> list[Any]:
         """``f`` at every request, one state per call (a group's rows one by one)."""
+        if any(type(t) is JacobianRequest for t, _ in requests):
+            return self._split_jacobians(requests, self.each)
         if self.vectorized:
             return [self._rows(t, y) if isinstance(t, Lanes) else self.one(t, y)
                     for t, y in requests]
@@ -111,6 +163,8 @@ class Rhs:
         """
         if not self.vectorized:
             return self.each(requests)
+        if any(type(t) is JacobianRequest for t, _ in requests):
+            return self._split_jacobians(requests, self.batch)
         clock = time.perf_counter
         begin = clock()
         f_before = self.seconds
@@ -161,6 +215,7 @@ class Rhs:
         self.seconds += time.perf_counter() - start
         self.calls += 1
         self.evals += len(ys)
+        self.path += 1
         ops = self.ops
         if (  # the answer is exactly what coerce_derivative would return unchanged
             type(dys) is not ops.array_type
@@ -193,7 +248,7 @@ class Rhs:
             return drive(stepper, self.f, y, ops=self.ops, meter=self)
         return propagator.propagate(self.plain, y, t0, t1)
 
-    def plain(self, t: Any, y: Any) -> Any:
+    def call_plain(self, t: Any, y: Any) -> Any:
         """``f`` in the non-batched convention, for opaque propagators (counted, timed).
 
         ``t`` arrives already converted by the propagator (a float or a 0-d tensor).
@@ -201,6 +256,22 @@ class Rhs:
         if self.vectorized:
             return self.batch([(float(t), y)])[0]
         return self._call(t, y)
+
+
+class _Plain:
+    """:meth:`Rhs.call_plain` as a callable ``f(t, y)`` that also answers Jacobians
+    counted (``plain.jacobian(request, y)``, for opaque propagators such as ``ScipyIVP``)."""
+
+    __slots__ = ("rhs",)
+
+    def __init__(self, rhs: Rhs) -> None:
+        self.rhs = rhs
+
+    def __call__(self, t: Any, y: Any) -> Any:
+        return self.rhs.call_plain(t, y)
+
+    def jacobian(self, request: JacobianRequest, y: Any) -> Any:
+        return self.rhs.jacobian(request, y)
 
 
 class Backend(ABC):

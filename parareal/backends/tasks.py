@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..propagators import Propagator
+from ..propagators.linalg import LinalgMeter, metered
 from ..state import Lanes, ops_for
 from .base import Rhs
 
@@ -86,6 +87,10 @@ class TaskResult:
     f_calls: int = 0
     f_seconds: float = 0.0
     seconds: float = 0.0
+    jac_evals: int = 0
+    jac_calls: int = 0
+    jac_seconds: float = 0.0
+    linalg: LinalgMeter | None = None
 
 
 class TaskCancelled(Exception):
@@ -127,6 +132,25 @@ def run_task(
     fn = f if cancelled is None else _guard(f, cancelled)
     ops = ops_for(task.ys[0])
     rhs = Rhs(fn, ops, vectorized)
+    meter = LinalgMeter()
+    with metered(meter):
+        values, evals = _run_task(rhs, ops, task)
+    return TaskResult(
+        values=list(values),
+        evals=evals,
+        f_evals=rhs.evals,
+        f_calls=rhs.calls,
+        f_seconds=rhs.seconds,
+        seconds=time.perf_counter() - start,
+        jac_evals=rhs.jac_evals,
+        jac_calls=rhs.jac_calls,
+        jac_seconds=rhs.jac_seconds,
+        linalg=meter if (meter.factorizations or meter.failures) else None,
+    )
+
+
+def _run_task(rhs: Rhs, ops: Any, task: Task) -> tuple[list[Any], list[int]]:
+    """The propagations of ``task`` and their lengths on the critical path."""
     prop = task.propagator
     if len(task.ys) > 1 and prop.steppable and getattr(prop, "groupable", False):
         gen = prop.stepper(ops.stack(task.ys), Lanes(task.t0s), Lanes(task.t1s))  # type: ignore[attr-defined]
@@ -143,17 +167,10 @@ def run_task(
     else:
         values, evals = [], []
         for y, t0, t1 in zip(task.ys, task.t0s, task.t1s, strict=True):
-            before = rhs.evals
+            before = rhs.path
             values.append(rhs.propagate(prop, y, t0, t1))
-            evals.append(rhs.evals - before)
-    return TaskResult(
-        values=list(values),
-        evals=evals,
-        f_evals=rhs.evals,
-        f_calls=rhs.calls,
-        f_seconds=rhs.seconds,
-        seconds=time.perf_counter() - start,
-    )
+            evals.append(rhs.path - before)
+    return list(values), evals
 
 
 # -- shipping tasks to other processes ------------------------------------------------------

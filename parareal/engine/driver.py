@@ -32,6 +32,7 @@ from typing import Any
 
 from ..backends import Backend, Rhs, Session, Task
 from ..propagators import Propagator, Request, Stepper
+from ..propagators.linalg import LinalgMeter
 from ..state import Lanes
 
 __all__ = ["Driver"]
@@ -82,6 +83,8 @@ class Driver:
         self.wait_seconds = 0.0
         self.worker_seconds = 0.0
         self.remote_f_seconds = 0.0
+        #: Linear algebra of the implicit propagators run on workers (seconds, failures).
+        self.linalg = LinalgMeter()
         self._starting: dict[int, tuple[Propagator, list[_Remote]]] = {}
         self._queue: list[tuple[tuple[int, ...], int, Task, list[_Remote]]] = []
         self._running: dict[cf.Future, list[_Remote]] = {}
@@ -133,9 +136,9 @@ class Driver:
         if propagator.steppable and self.backend.interleaves:
             self._launch([key], propagator.stepper(y, t0, t1), grouped=False)  # type: ignore[attr-defined]
         else:
-            evals = self.rhs.evals
+            path = self.rhs.path
             value = self.backend.propagate(propagator, self.rhs, y, t0, t1)
-            release = self.clock + (self.rhs.evals - evals)
+            release = self.clock + (self.rhs.path - path)
             heapq.heappush(self._delayed, (release, self._seq, key, value))
             self._seq += 1
         self._account(mark)
@@ -236,6 +239,11 @@ class Driver:
             result = self.session.result(future)  # type: ignore[union-attr]
             self.rhs.evals += result.f_evals
             self.rhs.calls += result.f_calls
+            self.rhs.jac_evals += result.jac_evals
+            self.rhs.jac_calls += result.jac_calls
+            self.rhs.jac_seconds += result.jac_seconds
+            if result.linalg is not None:
+                self.linalg.merge(result.linalg)
             self.remote_f_seconds += result.f_seconds
             self.worker_seconds += result.seconds
             for item, value, evals in zip(chunk, result.values, result.evals, strict=True):

@@ -46,6 +46,7 @@ import numpy as np
 from ..backends import Backend, Rhs
 from ..checkpoint import Checkpoint, Checkpointer
 from ..propagators import Propagator
+from ..propagators.linalg import LinalgMeter, metered
 from ..result import IterationInfo, Solution, Stats, Status
 from ..state import ArrayOps
 from .driver import Driver
@@ -119,6 +120,10 @@ class _Run:
         self.fine_calls = 0
         self.coarse_calls = 0
         self.engine_seconds = 0.0
+        self.fine_start: dict[tuple[int, int], int] = {}  # tick at which F(n, k) started
+        self.fine_length: dict[int, int] = {}  # critical-path length of the newest F(n, .)
+        self.linalg = LinalgMeter()
+        self.reason = ""
 
     # -- values ----------------------------------------------------------------------------
     def value(self, n: int, k: int) -> Any:
@@ -136,6 +141,7 @@ class _Run:
     def start_fine(self, n: int, k: int) -> None:
         self.fine_calls += 1
         self.fine_pending[k] = self.fine_pending.get(k, 0) + 1
+        self.fine_start[(n, k)] = self.driver.clock
         self.driver.start(
             ("F", n, k), self.fine, self.value(n, k), self.t[n], self.t[n + 1],
             remote=True, priority=(k, n),
@@ -185,6 +191,9 @@ class _Run:
             return
         self.F[(n, k)] = value
         self.fine_pending[k] -= 1
+        start = self.fine_start.pop((n, k), None)
+        if start is not None:
+            self.fine_length[n] = self.driver.clock - start
         if self.pipelined:
             self.try_form(n + 1, k + 1)
         elif self.fine_pending[k] == 0:
@@ -216,9 +225,11 @@ class _Run:
     def finish_iterate(self, k: int) -> None:
         ops = self.ops
         if k == 0:
-            finite = all(ops.all_finite(self.value(n, 0)) for n in range(1, self.N + 1))
-            if not finite:  # no finite iterate exists: iterate 0 is returned as it is
+            bad = next((n for n in range(1, self.N + 1)
+                        if not ops.all_finite(self.value(n, 0))), None)
+            if bad is not None:  # no finite iterate exists: iterate 0 is returned as it is
                 self.mark_iterate()
+                self.diverged(0, bad, "the initial coarse sweep")
                 self.stop(0, Status.DIVERGED)
                 return
             residual = math.nan
@@ -228,6 +239,8 @@ class _Run:
             residual = ops.max_abs(ops.stack([self.U[(n, k)] for n in span])
                                    - ops.stack([self.value(n, k - 1) for n in span]))
             if not math.isfinite(residual):
+                bad = next(n for n in span if not ops.all_finite(self.U[(n, k)]))
+                self.diverged(k, bad, f"iteration {k}")
                 self.stop(k - 1, Status.DIVERGED)
                 return
             self.residuals.append(residual)
@@ -265,6 +278,15 @@ class _Run:
             if not self.pipelined:
                 self.start_fine_sweep(k)
             self.forget(k)
+
+    def diverged(self, k: int, n: int, where: str) -> None:
+        """Say where the first non-finite boundary value appeared, and why if known."""
+        self.reason = (f"{where} produced NaN or inf at boundary {n} (t = {self.t[n]:.6g}); "
+                       f"the last finite iterate ({max(k - 1, 0)}) is returned")
+        failures = self.linalg.failures + [r for r in self.driver.linalg.failures
+                                           if r not in self.linalg.failures]
+        if failures:
+            self.reason += ". Propagators reported: " + "; ".join(failures[:3])
 
     def mark_iterate(self) -> None:
         """Record the logical clock and the wall-clock at which an iterate completed."""
@@ -342,6 +364,10 @@ class _Run:
 
     # -- main loop -------------------------------------------------------------------------
     def run(self) -> Solution:
+        with metered(self.linalg):
+            return self._run()
+
+    def _run(self) -> Solution:
         start = self.started = time.perf_counter()
         try:
             if self.backend.concurrent:
@@ -389,6 +415,13 @@ class _Run:
         if self.backend.concurrent:
             wall_time["wait"] = driver.wait_seconds
             wall_time["workers"] = driver.worker_seconds
+        linalg = self.linalg.seconds + driver.linalg.seconds
+        if self.rhs.jac_calls or linalg:
+            wall_time["jacobian"] = self.rhs.jac_seconds
+            wall_time["linear_solve"] = linalg
+        serial = (float(sum(self.fine_length.values()))
+                  if len(self.fine_length) == self.N else math.nan)
+        clock = self.driver.clock
         stats = Stats(
             fine_calls=self.fine_calls,
             coarse_calls=self.coarse_calls,
@@ -398,7 +431,13 @@ class _Run:
             critical_path_per_iteration=tuple(self.path[: k + 1]),
             wall_time_per_iteration=tuple(self.wall_path[: k + 1]),
             wall_time=wall_time,
+            jac_evals=self.rhs.jac_evals,
+            jac_calls=self.rhs.jac_calls,
+            serial_fine_cost=serial,
+            speedup_bound=serial / clock if clock else math.nan,
         )
+        if not self.reason:
+            self.reason = self.describe_end(k)
         return Solution(
             t=self.t.copy(),
             y=y,
@@ -407,7 +446,19 @@ class _Run:
             status=self.status,
             residuals=tuple(self.residuals[:k]),
             stats=stats,
+            reason=self.reason,
         )
+
+    def describe_end(self, k: int) -> str:
+        """Why the run stopped at iterate ``k``, in words."""
+        if self.status is Status.CONVERGED:
+            if k >= self.N:
+                return (f"every slice became exact after {k} iterations (the serial fine "
+                        "solution, computed without gain)")
+            if self.residuals and self.converged(self.residuals[k - 1], k):
+                return f"the boundary update {self.residuals[k - 1]:.3e} met the tolerance"
+            return "the callback asked to stop"
+        return f"max_iters = {self.K} iterations ran without meeting the tolerance"
 
 
 def run_parareal(**kwargs: Any) -> Solution:

@@ -9,6 +9,8 @@ from typing import Any, ClassVar, Protocol
 
 from ..state import ArrayOps, Lanes, ops_for
 from ..validation import check_int
+from .jacobian import JacobianRequest
+from .jacobian import evaluate as evaluate_jacobian
 
 __all__ = ["Meter", "Propagator", "Request", "SteppablePropagator", "Stepper", "drive"]
 
@@ -127,6 +129,23 @@ class Meter(Protocol):
     def count(self, calls: int, seconds: float) -> None:
         """Add ``calls`` calls of ``f`` on one state each, which took ``seconds`` in all."""
 
+    def jacobian(self, request: JacobianRequest, y: Any) -> Any:
+        """Answer a Jacobian request (counted and timed)."""
+
+
+def _plain_jacobian(request: JacobianRequest, y: Any, f: Callable[[Any, Any], Any],
+                    ops: ArrayOps) -> Any:
+    """Answer a Jacobian request with a plain ``f`` (nobody counts)."""
+    helper = getattr(f, "jacobian", None)
+    if helper is not None:  # a counted wrapper (Rhs.plain)
+        return helper(request, y)
+
+    def rows(ts: Any, states: Any) -> Any:
+        return ops.stack([ops.coerce_derivative(f(ops.time(v), row), row)
+                          for v, row in zip(ts.tolist(), states, strict=True)])
+
+    return evaluate_jacobian(request, y, f=f, ops=ops, vectorized=False, rows=rows)[0]
+
 
 def drive(
     gen: Stepper,
@@ -143,7 +162,9 @@ def drive(
     (:meth:`~parareal.state.ArrayOps.coerce_derivative`). The check is made on every call, but
     an answer of exactly the state's array type, dtype and shape (the usual case) is accepted
     after three identity tests and a shape comparison; anything else gets the full check, with
-    its error messages and casts. Returns the coroutine's final state.
+    its error messages and casts. A Jacobian request
+    (:class:`~parareal.propagators.jacobian.JacobianRequest`) is answered by the meter when
+    there is one, else from ``f``. Returns the coroutine's final state.
 
     Parameters
     ----------
@@ -169,6 +190,10 @@ def drive(
     try:
         t, yr = next(gen)
         while True:
+            if type(t) is JacobianRequest:
+                jac = meter.jacobian(t, yr) if timed else _plain_jacobian(t, yr, f, ops)  # type: ignore[union-attr]
+                t, yr = gen.send(jac)
+                continue
             if timed:
                 start = clock()
             dy = f(to_time(t), yr)

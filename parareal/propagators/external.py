@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -10,7 +11,8 @@ import numpy as np
 
 from ..state import is_torch, ops_for
 from ..validation import check_positive
-from .base import Propagator
+from .base import Propagator, _plain_jacobian
+from .jacobian import JacobianRequest, JacobianSource
 
 __all__ = ["ScipyIVP", "TorchDiffEq"]
 
@@ -38,10 +40,21 @@ class ScipyIVP(Propagator):
     rtol, atol : float
         Tolerances passed to ``solve_ivp``.
     options : dict, optional
-        Further keyword arguments for ``solve_ivp`` (``first_step``, ``max_step``, ``jac``...).
+        Further keyword arguments for ``solve_ivp`` (``first_step``, ``max_step``...).
+    jac : callable, optional
+        The Jacobian ``jac(t, y) -> (d, d)`` (dense numpy, scipy sparse or torch; ``t`` in
+        ``f``'s convention, ``y`` of the state's shape) for the implicit methods ``"Radau"``,
+        ``"BDF"``, ``"LSODA"`` (explicit methods do not use it). Its calls count on the
+        critical path (``Stats.jac_calls``). ``options={"jac": ...}`` is the same thing.
+        :func:`parareal.solve`'s ``jac=`` fills it in when not given here.
+    jac_sparsity : array_like or scipy sparse matrix, optional
+        The Jacobian's nonzero pattern, for scipy's finite differences when there is no
+        ``jac``.
     """
 
     methods = ("RK45", "RK23", "DOP853", "Radau", "BDF", "LSODA")
+    #: Methods that use a Jacobian.
+    implicit_methods = ("Radau", "BDF", "LSODA")
 
     def __init__(
         self,
@@ -49,6 +62,9 @@ class ScipyIVP(Propagator):
         rtol: float = 1e-6,
         atol: float = 1e-9,
         options: Mapping[str, Any] | None = None,
+        *,
+        jac: Callable[[Any, Any], Any] | None = None,
+        jac_sparsity: Any = None,
     ) -> None:
         if method not in self.methods:
             raise ValueError(f"method must be one of {self.methods}, got {method!r}")
@@ -60,9 +76,58 @@ class ScipyIVP(Propagator):
         clash = reserved & set(self.options)
         if clash:
             raise ValueError(f"options may not set {sorted(clash)}; use the named arguments")
+        if "jac" in self.options:
+            if jac is not None:
+                raise ValueError("give jac either as jac= or in options, not both")
+            jac = self.options.pop("jac")
+        if "jac_sparsity" in self.options:
+            if jac_sparsity is not None:
+                raise ValueError("give jac_sparsity either as jac_sparsity= or in options")
+            jac_sparsity = self.options.pop("jac_sparsity")
+        self.source = JacobianSource(jac, jac_sparsity)
 
     def __repr__(self) -> str:
-        return f"ScipyIVP(method={self.method!r}, rtol={self.rtol:g}, atol={self.atol:g})"
+        extra = "" if self.source.jac is None and self.source.sparsity is None else (
+            f", {self.source!r}")
+        return (f"ScipyIVP(method={self.method!r}, rtol={self.rtol:g}, atol={self.atol:g}"
+                f"{extra})")
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and repr(other) == repr(self) and (
+            other.options == self.options and other.source == self.source)
+
+    def __hash__(self) -> int:
+        return hash(repr(self))
+
+    def with_jacobian(self, jac: Callable[[Any, Any], Any] | None, jac_sparsity: Any = None
+                      ) -> ScipyIVP:
+        """A copy that uses ``jac`` (and ``jac_sparsity``) unless this one has its own."""
+        if self.source.jac is not None or (jac is None and jac_sparsity is None):
+            return self
+        clone = copy.copy(self)
+        clone.source = JacobianSource(
+            jac if jac is not None else None,
+            jac_sparsity if jac_sparsity is not None else self.source.sparsity)
+        return clone
+
+    def _jac_options(self, f: Any, ops: Any, shape: tuple[int, ...], torch_in: bool
+                     ) -> dict[str, Any]:
+        if self.method not in self.implicit_methods:
+            return {}
+        source = self.source
+        if source.jac is None:
+            return {} if source.sparsity is None else {"jac_sparsity": source.sparsity}
+        counted = getattr(f, "jacobian", None)
+
+        def jac(t: float, flat: np.ndarray) -> Any:
+            state = flat.reshape(shape)
+            arg = ops.from_numpy(state) if torch_in else state
+            request = JacobianRequest(float(t), source)
+            J = counted(request, arg) if counted is not None else _plain_jacobian(
+                request, arg, f, ops)
+            return ops.to_numpy(J) if is_torch(J) else J
+
+        return {"jac": jac}
 
     def propagate(self, f: Callable[[Any, Any], Any], y: Any, t0: float, t1: float) -> Any:
         try:
@@ -72,6 +137,8 @@ class ScipyIVP(Propagator):
                 "ScipyIVP needs scipy: pip install 'parareal[scipy]'"
             ) from exc
         ops = ops_for(y)
+        if not ops.all_finite(y):  # solve_ivp would raise: NaN in, NaN out (DIVERGED)
+            return ops.full_nan()
         y_np = ops.to_numpy(y)
         shape = y_np.shape
 
@@ -89,6 +156,7 @@ class ScipyIVP(Propagator):
             rtol=self.rtol,
             atol=self.atol,
             **self.options,
+            **self._jac_options(f, ops, shape, is_torch(y)),
         )
         if not sol.success:
             warnings.warn(
@@ -137,6 +205,9 @@ class TorchDiffEq(Propagator):
         numpy_in = not is_torch(y)
         y_t = torch.as_tensor(y) if numpy_in else y
         ops = ops_for(y_t)
+        if not ops.all_finite(y_t):  # adaptive steps would never end: NaN in, NaN out
+            nan = ops.full_nan()
+            return nan.numpy() if numpy_in else nan
         t = torch.tensor([float(t0), float(t1)], dtype=ops.time_dtype, device=ops.device)
 
         def rhs(t_: Any, state: Any) -> Any:

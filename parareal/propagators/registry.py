@@ -11,6 +11,7 @@ from typing import Any
 from .base import Propagator
 from .external import ScipyIVP, TorchDiffEq
 from .fixed import RK4, Euler, Heun, Midpoint
+from .implicit import SDIRK2, BackwardEuler, CrankNicolson, LinearlyImplicitEuler, Rosenbrock2
 
 __all__ = ["PROPAGATORS", "from_spec", "resolve", "spec_steps"]
 
@@ -20,6 +21,11 @@ PROPAGATORS: dict[str, type[Propagator]] = {
     "midpoint": Midpoint,
     "heun": Heun,
     "rk4": RK4,
+    "be": BackwardEuler,
+    "cn": CrankNicolson,
+    "sdirk2": SDIRK2,
+    "ros2": Rosenbrock2,
+    "lie": LinearlyImplicitEuler,
 }
 _EXTERNAL = {"scipy": ScipyIVP, "torchdiffeq": TorchDiffEq}
 
@@ -46,9 +52,13 @@ def spec_steps(spec: str) -> int:
     if not arg:
         return 1
     try:
-        return int(arg)
+        steps = int(arg)
     except ValueError:
-        raise ValueError(f"propagator spec {spec!r}: steps must be an integer") from None
+        raise ValueError(f"propagator spec {spec!r}: steps must be a positive integer, "
+                         f"e.g. '{spec.partition(':')[0]}:20'") from None
+    if steps <= 0:
+        raise ValueError(f"propagator spec {spec!r}: steps must be >= 1, got {steps}")
+    return steps
 
 
 def resolve(value: Any, *, name: str) -> Propagator:

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 
 from ..propagators import Propagator, drive
+from ..propagators.base import _plain_jacobian
+from ..propagators.jacobian import JacobianRequest
 from ..state import Lanes, is_torch, ops_for
 from ..validation import check_int, check_positive
 from .report import describe, fail, max_abs_diff, same_bits
@@ -395,8 +397,18 @@ def _no_state(prop: Propagator, states: list[Any]) -> None:
                      propagator=prop, y=describe(call[1]), t0=call[2], t1=call[3])
 
 
+def _linear_jacobian(t: Any, y: Any) -> Any:
+    """The Jacobian of ``_LINEAR`` (``-I``) for one state of any kind."""
+    d = int(np.prod(y.shape)) if y.shape else 1
+    eye = -np.eye(d)
+    return ops_for(y).from_numpy(eye) if is_torch(y) else eye.astype(y.dtype)
+
+
 def _evals(prop: Propagator, y: Any) -> None:
     f = _Recorder(_LINEAR, y)
+    with_jacobian = getattr(prop, "with_jacobian", None)
+    if with_jacobian is not None:  # the exact Jacobian: f is then called only by requests
+        prop = with_jacobian(_linear_jacobian)
     _run(prop, f, y, T0, T0 + 0.5, "evals")
     if f.calls != prop.evals:
         fail(CHECK, "evals", f"propagate called f {f.calls} times, prop.evals says "
@@ -416,6 +428,9 @@ def _steppable(prop: Propagator, states: list[Any]) -> None:
             gen = prop.stepper(y, t0, t1)  # type: ignore[attr-defined]
             t, state = next(gen)
             while True:
+                if type(t) is JacobianRequest:
+                    t, state = gen.send(_plain_jacobian(t, state, _LINEAR, ops))
+                    continue
                 requests += 1
                 times.append(float(t))
                 t, state = gen.send(ops.coerce_derivative(_LINEAR(ops.time(t), state), state))
@@ -448,6 +463,9 @@ def _grouped(prop: Propagator, states: list[Any]) -> None:
             gen = prop.stepper(ops.stack(ys), Lanes(t0s), Lanes(t1s))  # type: ignore[attr-defined]
             t, state = next(gen)
             while True:
+                if type(t) is JacobianRequest:
+                    t, state = gen.send(_plain_jacobian(t, state, _LINEAR, ops))
+                    continue
                 if not isinstance(t, Lanes):
                     fail(CHECK, what, f"a grouped stepper asked for f at t = {t!r}, not at "
                          "Lanes (per-slice times)", propagator=prop, y=describe(y))
