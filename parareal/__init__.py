@@ -10,6 +10,7 @@
 from .backends import BACKENDS, Backend, Batched, Serial
 from .checkpoint import load_checkpoint
 from .engine import DEFAULT_LOOKAHEAD
+from .engine.auto import AutoCoarse
 from .errors import CoarseStabilityWarning, ConvergenceWarning, DivergenceError
 from .odeint_api import odeint
 from .propagators import (
@@ -29,7 +30,7 @@ from .propagators import (
     SteppablePropagator,
     TorchDiffEq,
 )
-from .result import IterationInfo, Solution, Stats, Status
+from .result import CoarseCandidate, CoarseChoice, IterationInfo, Solution, Stats, Status
 from .solve import solve, solve_serial
 
 __version__ = "0.1.0"
@@ -40,9 +41,12 @@ __all__ = [
     "PROPAGATORS",
     "RK4",
     "SDIRK2",
+    "AutoCoarse",
     "Backend",
     "BackwardEuler",
     "Batched",
+    "CoarseCandidate",
+    "CoarseChoice",
     "CoarseStabilityWarning",
     "CrankNicolson",
     "ConvergenceWarning",

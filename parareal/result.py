@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["IterationInfo", "Solution", "Stats", "Status"]
+__all__ = ["CoarseCandidate", "CoarseChoice", "IterationInfo", "Solution", "Stats", "Status"]
 
 
 class Status(enum.Enum):
@@ -102,6 +102,66 @@ class Stats:
             "serial_fine_cost": self.serial_fine_cost,
             "speedup_bound": self.speedup_bound,
         }
+
+
+@dataclass(frozen=True)
+class CoarseCandidate:
+    """One candidate of ``coarse="auto"``, measured on the probe (first slice).
+
+    Attributes
+    ----------
+    propagator : str
+        Its ``repr``.
+    ticks : int
+        Its calls of ``f`` and Jacobians per slice.
+    jump : float
+        ``max |G(y0) - F(y0)|`` on the first slice.
+    alpha : float
+        ``max |dG - dF| / max |delta|``: how differently coarse and fine respond to a
+        perturbation ``delta`` of ``y0`` (Gander-Vandewalle's ``|R_F - R_G|``).
+    beta : float
+        ``max |dG| / max |delta|``: how much the coarse propagator amplifies it.
+    predicted_iterations : int
+        Iterations predicted to meet the tolerance.
+    predicted_critical_path : float
+        Predicted critical path of the run with it, in calls (``inf``: ruled out).
+    note : str
+        Why it was ruled out, if it was.
+    """
+
+    propagator: str
+    ticks: int
+    jump: float
+    alpha: float
+    beta: float
+    predicted_iterations: int
+    predicted_critical_path: float
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class CoarseChoice:
+    """What ``coarse="auto"`` chose and why (``Solution.coarse_choice``).
+
+    Attributes
+    ----------
+    propagator : Propagator
+        The coarse propagator the run used.
+    reason : str
+        Why, in words (its prediction against the others').
+    candidates : tuple of CoarseCandidate
+        Every candidate with its measurements and prediction, in the order tried.
+    fine_ticks : int
+        Calls of the fine propagator on the first slice (``F(0, 0)``, measured by the probe).
+    probe_ticks : int
+        The probe's length on the critical path (included in ``Stats.critical_path``).
+    """
+
+    propagator: Any
+    reason: str
+    candidates: tuple[CoarseCandidate, ...]
+    fine_ticks: int
+    probe_ticks: int
 
 
 @dataclass(frozen=True)

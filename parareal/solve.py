@@ -17,6 +17,7 @@ from .checkpoint import (
     run_fingerprint,
 )
 from .engine import DEFAULT_LOOKAHEAD, SCHEDULES, run_parareal
+from .engine.auto import AutoCoarse
 from .propagators import JacobianSource, Propagator, resolve
 from .result import IterationInfo, Solution
 from .state import ArrayOps, is_torch
@@ -46,6 +47,15 @@ def _check_callback(callback: Any) -> None:
             "info is a parareal.IterationInfo (iteration, residual, t, y, critical_path, "
             f"f_evals); got {type(callback).__name__}"
         )
+
+
+def resolve_coarse(coarse: Any) -> Propagator | AutoCoarse:
+    """``coarse``: a Propagator, a spec string, or ``"auto"`` / an :class:`AutoCoarse`."""
+    if isinstance(coarse, AutoCoarse):
+        return coarse
+    if isinstance(coarse, str) and coarse.strip().lower() == "auto":
+        return AutoCoarse()
+    return resolve(coarse, name="coarse")
 
 
 def with_jacobian(prop: Propagator, jac: Any, jac_sparsity: Any) -> Propagator:
@@ -166,7 +176,7 @@ def run_on_boundaries(
     check_callable(f, "f")
     y0, ops = check_y0(y0)
     slices = len(boundaries) - 1
-    coarse_p = resolve(coarse, name="coarse")
+    coarse_p = resolve_coarse(coarse)
     fine_p = resolve(fine, name="fine")
     if jac is not None or jac_sparsity is not None:
         JacobianSource(jac, jac_sparsity)  # checks both: TypeError/ValueError naming them
@@ -218,7 +228,7 @@ def solve(
     y0: Any,
     t_span: Sequence[float],
     *,
-    coarse: Propagator | str,
+    coarse: Propagator | str = "auto",
     fine: Propagator | str,
     slices: int,
     tol: float = 1e-8,
@@ -254,9 +264,16 @@ def solve(
         device.
     t_span : (float, float)
         ``(t0, t1)`` with ``t0 < t1``.
-    coarse, fine : Propagator or str
-        The coarse ``G`` and fine ``F`` propagators, e.g. ``RK4(steps=1)`` and ``RK4(steps=20)``,
-        or spec strings ``"rk4:1"``, ``"rk4:20"``, ``"scipy:Radau"``.
+    coarse : Propagator, str or AutoCoarse
+        The coarse propagator ``G``: an instance such as ``RK4(steps=4)`` or
+        ``Rosenbrock2(steps=8)``, a spec string (``"rk4:4"``, ``"ros2:8"``, ``"be:20"``), or
+        ``"auto"`` (the default; :class:`parareal.AutoCoarse` with other candidates): chosen
+        for this ``f``, ``y0``, slicing and fine propagator by a probe on the first slice
+        that predicts each candidate's critical path; ``Solution.coarse_choice`` says what
+        it chose and why, and the probe's calls count in ``Stats``. See "Choosing the coarse
+        method" in ``docs/guide.md``.
+    fine : Propagator or str
+        The fine propagator ``F``, e.g. ``RK4(steps=20)``, ``"rk4:20"``, ``"scipy:Radau"``.
     slices : int
         Number of time slices ``N >= 1``.
     tol, rtol : float

@@ -143,6 +143,11 @@ class Driver:
             self._seq += 1
         self._account(mark)
 
+    def deliver(self, key: Hashable, value: Any) -> None:
+        """Return ``value`` under ``key`` at the next :meth:`step`, with no work and no tick
+        (a result computed earlier, e.g. by a probe)."""
+        self._done.append((key, value))
+
     def _launch(self, keys: list[Hashable], gen: Stepper, *, grouped: bool) -> None:
         try:
             request = next(gen)

@@ -47,8 +47,9 @@ from ..backends import Backend, Rhs
 from ..checkpoint import Checkpoint, Checkpointer
 from ..propagators import Propagator
 from ..propagators.linalg import LinalgMeter, metered
-from ..result import IterationInfo, Solution, Stats, Status
+from ..result import CoarseChoice, IterationInfo, Solution, Stats, Status
 from ..state import ArrayOps
+from .auto import AutoCoarse, Probe
 from .driver import Driver
 
 __all__ = ["SCHEDULES", "run_parareal"]
@@ -89,8 +90,12 @@ class _Run:
         self.y0 = y0
         self.t = boundaries
         self.N = len(boundaries) - 1
-        self.coarse = coarse
+        self.auto = coarse if isinstance(coarse, AutoCoarse) else None
+        self.coarse = coarse if self.auto is None else self.auto.initial
         self.fine = fine
+        self.schedule = schedule
+        self.choice: CoarseChoice | None = None
+        self.probe: Probe | None = None
         self.pipelined = schedule == "pipelined"
         self.lookahead = math.inf if lookahead is None else lookahead
         self.held: list[tuple[int, int]] = []  # fine tasks (k, n) waiting for the lookahead
@@ -139,8 +144,8 @@ class _Run:
         self.driver.start(("C", n, k), self.coarse, self.value(n, k), self.t[n], self.t[n + 1])
 
     def start_fine(self, n: int, k: int) -> None:
-        self.fine_calls += 1
         self.fine_pending[k] = self.fine_pending.get(k, 0) + 1
+        self.fine_calls += 1
         self.fine_start[(n, k)] = self.driver.clock
         self.driver.start(
             ("F", n, k), self.fine, self.value(n, k), self.t[n], self.t[n + 1],
@@ -180,8 +185,13 @@ class _Run:
             self.start_coarse(n, k)
         if self.pipelined and n >= k and k < self.K:
             self.request_fine(n, k)
+        if self.probe is not None and not self.probe.chosen and k == self.probe.base:
+            self.probe_start(n, k)
 
     def on_finished(self, key: Key, value: Any) -> None:
+        if key[0] == "P":
+            self.probe_finished(key, value)  # type: ignore[arg-type]
+            return
         kind, n, k = key
         if kind == "C":
             self.C[(n, k)] = value
@@ -194,6 +204,8 @@ class _Run:
         start = self.fine_start.pop((n, k), None)
         if start is not None:
             self.fine_length[n] = self.driver.clock - start
+        if self.probe is not None and not self.probe.chosen and k == self.probe.base:
+            self.probe_try_choose()
         if self.pipelined:
             self.try_form(n + 1, k + 1)
         elif self.fine_pending[k] == 0:
@@ -203,6 +215,10 @@ class _Run:
     def try_form(self, m: int, k: int) -> None:
         """Form ``U_m^k`` (``m >= 1``) if its inputs exist and it does not yet."""
         if (m, k) in self.U or m < k:
+            return
+        probe = self.probe
+        if probe is not None and not probe.chosen and k == probe.base + 1:
+            probe.deferred.append((m, k))  # needs the coarse that the probe will choose
             return
         n = m - 1
         if k == 0:
@@ -360,7 +376,70 @@ class _Run:
         self.save(k, None)
         for n in range(k, self.N):
             self.start_coarse(n, k)
+        if self.probe is not None:
+            for n in range(k + 1, self.N):
+                self.probe_start(n, k)
         self.start_fine_sweep(k)
+
+    # -- coarse="auto" ----------------------------------------------------------------------
+    def probe_start(self, n: int, k: int) -> None:
+        """Start the probe's work on ``U_n^k`` (``k`` is the probe's base iterate): every
+        candidate from it, and at the probe slices the fine and every candidate from the
+        perturbed value too (:mod:`parareal.engine.auto`)."""
+        probe = self.probe
+        assert probe is not None
+        if k != probe.base or n <= k or n >= self.N or n in probe.started:
+            return
+        probe.started.add(n)
+        y = self.value(n, k)
+        t0, t1 = self.t[n], self.t[n + 1]
+        for i, cand in enumerate(probe.candidates):
+            self.coarse_calls += 1
+            self.driver.start(("P", "G", i, n, 0), cand, y, t0, t1)
+        if n in probe.slices:
+            y1 = y + probe.delta
+            probe.delta_norm[n] = self.ops.max_abs(y1 - y)
+            self.fine_calls += 1
+            self.driver.start(("P", "F", 0, n, 1), self.fine, y1, t0, t1, remote=True,
+                              priority=(k, n))
+            for i, cand in enumerate(probe.candidates):
+                self.coarse_calls += 1
+                self.driver.start(("P", "G", i, n, 1), cand, y1, t0, t1)
+
+    def probe_finished(self, key: tuple[Any, ...], value: Any) -> None:
+        """Keep a probe result; choose the coarse once everything it needs is in."""
+        probe = self.probe
+        assert probe is not None
+        probe.results[key[1:]] = value
+        self.probe_try_choose()
+
+    def probe_try_choose(self) -> None:
+        probe = self.probe
+        if probe is None or probe.chosen:
+            return
+        b = probe.base
+        if len(probe.results) < probe.expected(self.N) or any(
+                (n, b) not in self.F for n in range(b, self.N)):
+            return
+        lengths = {n: self.fine_length.get(n, 0) for n in range(b, self.N)}
+        choice = self.auto.choose(  # type: ignore[union-attr]
+            probe=probe, U={n: self.value(n, b) for n in range(b, self.N)},
+            F={n: self.F[(n, b)] for n in range(b, self.N)},
+            C={n: self.C.get((n, b)) for n in range(b, self.N)},
+            fine_lengths=lengths, norm=self.ops.max_abs, slices=self.N, max_iters=self.K,
+            tol=self.tol, rtol=self.rtol, schedule=self.schedule,
+            initial=self.coarse, clock=self.driver.clock)
+        probe.chosen = True
+        self.choice = choice
+        index = probe.candidates.index(choice.propagator) if (
+            choice.propagator in probe.candidates) else None
+        self.coarse = choice.propagator
+        if index is not None:
+            for n in range(b + 1, self.N):
+                self.C[(n, b)] = probe.results[("G", index, n, 0)]
+        deferred, probe.deferred = sorted(probe.deferred), []
+        for m, k in deferred:
+            self.try_form(m, k)
 
     # -- main loop -------------------------------------------------------------------------
     def run(self) -> Solution:
@@ -374,6 +453,13 @@ class _Run:
                 self.driver.session = self.backend.open(  # type: ignore[attr-defined]
                     self.rhs, self.fine, self.y0
                 )
+            if self.auto is not None:
+                base = self.resume.iteration if self.resume is not None else 0
+                self.probe = self.auto.probe(ops=self.ops, base=base, slices=self.N,
+                                             max_iters=self.K,
+                                             scale=self.ops.max_abs(self.y0) or 1.0)
+                if self.probe is None:  # nothing to choose: the initial coarse stays
+                    self.choice = self.auto.trivial(self.N)
             self.U[(0, 0)] = self.y0
             if self.resume is not None:
                 self.restore(self.resume)
@@ -382,6 +468,9 @@ class _Run:
                     self.U[(n, 0)] = self.initial[n]
                 for n in range(self.N):
                     self.start_coarse(n, 0)
+                if self.probe is not None:
+                    for n in range(1, self.N):
+                        self.probe_start(n, 0)
                 self.set_value(self.N, 0, self.initial[self.N])
                 if self.pipelined and self.final is None and self.K > 0:
                     self.start_fine_sweep(0)
@@ -447,6 +536,7 @@ class _Run:
             residuals=tuple(self.residuals[:k]),
             stats=stats,
             reason=self.reason,
+            coarse_choice=self.choice,
         )
 
     def describe_end(self, k: int) -> str:
