@@ -43,7 +43,11 @@ def from_spec(spec: str) -> Propagator:
         return _EXTERNAL[key](method=arg)
     if key not in PROPAGATORS:
         raise ValueError(f"unknown propagator {name!r}; known: {', '.join(known)}")
-    return PROPAGATORS[key](steps=spec_steps(spec))
+    steps = spec_steps(spec)
+    if steps <= 0:
+        raise ValueError(f"propagator spec {spec!r}: steps must be >= 1, got {steps} "
+                         f"(e.g. '{key}:20')")
+    return PROPAGATORS[key](steps=steps)
 
 
 def spec_steps(spec: str) -> int:
@@ -52,13 +56,10 @@ def spec_steps(spec: str) -> int:
     if not arg:
         return 1
     try:
-        steps = int(arg)
+        return int(arg)
     except ValueError:
-        raise ValueError(f"propagator spec {spec!r}: steps must be a positive integer, "
+        raise ValueError(f"propagator spec {spec!r}: steps must be an integer >= 1, "
                          f"e.g. '{spec.partition(':')[0]}:20'") from None
-    if steps <= 0:
-        raise ValueError(f"propagator spec {spec!r}: steps must be >= 1, got {steps}")
-    return steps
 
 
 def resolve(value: Any, *, name: str) -> Propagator:
