@@ -10,7 +10,12 @@
 from .backends import BACKENDS, Backend, Batched, Serial
 from .checkpoint import load_checkpoint
 from .engine import DEFAULT_LOOKAHEAD
-from .errors import CoarseStabilityWarning, ConvergenceWarning, DivergenceError
+from .errors import (
+    CoarseStabilityWarning,
+    ConvergenceWarning,
+    DivergenceError,
+    ToleranceWarning,
+)
 from .odeint_api import odeint
 from .propagators import (
     PROPAGATORS,
@@ -25,6 +30,7 @@ from .propagators import (
 )
 from .result import IterationInfo, Solution, Stats, Status
 from .solve import solve, solve_serial
+from .tolerance import default_tolerance
 
 __version__ = "0.1.0"
 
@@ -49,8 +55,10 @@ __all__ = [
     "Stats",
     "Status",
     "SteppablePropagator",
+    "ToleranceWarning",
     "TorchDiffEq",
     "__version__",
+    "default_tolerance",
     "load_checkpoint",
     "odeint",
     "solve",

@@ -1,11 +1,11 @@
 """Warnings and errors that report a run's outcome: :class:`ConvergenceWarning`,
-:class:`DivergenceError`, :class:`CoarseStabilityWarning`."""
+:class:`DivergenceError`, :class:`CoarseStabilityWarning`, :class:`ToleranceWarning`."""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CoarseStabilityWarning", "ConvergenceWarning", "DivergenceError"]
+__all__ = ["CoarseStabilityWarning", "ConvergenceWarning", "DivergenceError", "ToleranceWarning"]
 
 
 class ConvergenceWarning(UserWarning):
@@ -53,3 +53,30 @@ class CoarseStabilityWarning(UserWarning):
     Parareal then converges slowly, often only through exactness (one slice per iteration),
     doing far more work than the serial solver. See :func:`parareal.theory.coarse_stability`.
     """
+
+
+class ToleranceWarning(UserWarning):
+    """A stopping tolerance below what the state's dtype can resolve.
+
+    Updates of converged iterates stop shrinking at a few ``eps`` times the states'
+    magnitude, so such a run is likely to stop only through exactness, after about
+    ``slices`` iterations. See :func:`parareal.default_tolerance`.
+
+    Attributes
+    ----------
+    dtype : str
+        The state's dtype, e.g. ``"float32"``.
+    tol : float
+        The tolerance asked for.
+    smallest : float
+        The smallest sensible tolerance for that dtype and the states' magnitude.
+    """
+
+    def __init__(
+        self, message: str, *, dtype: str = "", tol: float = float("nan"),
+        smallest: float = float("nan"),
+    ) -> None:
+        super().__init__(message)
+        self.dtype = dtype
+        self.tol = tol
+        self.smallest = smallest

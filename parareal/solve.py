@@ -20,13 +20,13 @@ from .engine import DEFAULT_LOOKAHEAD, SCHEDULES, run_parareal
 from .propagators import Propagator, resolve
 from .result import IterationInfo, Solution
 from .state import ArrayOps, is_torch
+from .tolerance import resolve_tolerance
 from .validation import (
     check_boundaries,
     check_int,
     check_max_iters,
     check_slices,
     check_span,
-    check_tolerance,
     check_y0,
 )
 
@@ -163,7 +163,7 @@ def run_on_boundaries(
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     _check_callback(callback)
-    tol, rtol = check_tolerance(tol, "tol"), check_tolerance(rtol, "rtol")
+    tol, rtol = resolve_tolerance(tol, rtol, y0)
     max_iters = check_max_iters(max_iters, slices)
     initial = _check_initial(initial, y0, ops, slices)
     engine_backend = resolve_backend(backend)
@@ -209,7 +209,7 @@ def solve(
     coarse: Propagator | str,
     fine: Propagator | str,
     slices: int,
-    tol: float = 1e-8,
+    tol: float | None = None,
     rtol: float = 0.0,
     max_iters: int | None = None,
     backend: Any = "serial",
@@ -247,7 +247,11 @@ def solve(
         Number of time slices ``N >= 1``.
     tol, rtol : float
         Stop when ``max_n |U_n^k - U_n^{k-1}| <= tol + rtol * max_n |U_n^k|`` (max-norms).
-        ``tol = rtol = 0`` runs exactly ``max_iters`` iterations.
+        ``tol = rtol = 0`` runs exactly ``max_iters`` iterations. ``tol=None`` (default)
+        follows ``y0``'s dtype: ``1e-8`` for float64, about ``32 eps`` times the states'
+        magnitude for float32 and lower precisions (:func:`parareal.default_tolerance`,
+        :func:`parareal.tolerance.resolve_tolerance`). A smaller tolerance than the dtype
+        can resolve issues a :class:`parareal.ToleranceWarning`.
     max_iters : int, optional
         Iteration cap; ``None`` means ``slices`` (exactness). Values above ``slices`` are
         capped at ``slices``.
