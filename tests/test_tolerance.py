@@ -151,3 +151,13 @@ def test_default_follows_growing_states():
     assert tol == pytest.approx(RESOLUTION * EPS32) and rtol == pytest.approx(RESOLUTION * EPS32)
     assert resolve_tolerance(None, 1e-3, np.ones(3, np.float32))[1] == 1e-3
     assert resolve_tolerance(None, 0.0, np.ones(3)) == (1e-8, 0.0)
+
+
+@pytest.mark.parametrize("name", ["brusselator", "dahlquist-complex"])
+def test_cli_default_tol_follows_the_same_rule(capsys, name):
+    from tests.test_cli import run_json
+
+    default = run_json(capsys, name)
+    explicit = run_json(capsys, name, "--tol", "1e-8")  # float64 problems: the same run
+    assert default["iterations"] == explicit["iterations"]
+    assert default["residuals"] == explicit["residuals"] and default["error"] == explicit["error"]
