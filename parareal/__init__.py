@@ -11,7 +11,13 @@ from .backends import BACKENDS, Backend, Batched, Serial
 from .checkpoint import load_checkpoint
 from .engine import DEFAULT_LOOKAHEAD
 from .engine.auto import AutoCoarse
-from .errors import CoarseStabilityWarning, ConvergenceWarning, DivergenceError
+from .errors import (
+    CoarseStabilityWarning,
+    ConvergenceWarning,
+    DivergenceError,
+    NoSpeedupWarning,
+    ToleranceWarning,
+)
 from .odeint_api import odeint
 from .propagators import (
     PROPAGATORS,
@@ -32,6 +38,7 @@ from .propagators import (
 )
 from .result import CoarseCandidate, CoarseChoice, IterationInfo, Solution, Stats, Status
 from .solve import solve, solve_serial
+from .tolerance import default_tolerance
 
 __version__ = "0.1.0"
 
@@ -57,6 +64,7 @@ __all__ = [
     "IterationInfo",
     "LinearlyImplicitEuler",
     "Midpoint",
+    "NoSpeedupWarning",
     "Propagator",
     "Rosenbrock2",
     "ScipyIVP",
@@ -65,8 +73,10 @@ __all__ = [
     "Stats",
     "Status",
     "SteppablePropagator",
+    "ToleranceWarning",
     "TorchDiffEq",
     "__version__",
+    "default_tolerance",
     "load_checkpoint",
     "odeint",
     "solve",

@@ -1,11 +1,17 @@
 """Warnings and errors that report a run's outcome: :class:`ConvergenceWarning`,
-:class:`DivergenceError`, :class:`CoarseStabilityWarning`."""
+:class:`DivergenceError`, :class:`CoarseStabilityWarning`, :class:`ToleranceWarning`."""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CoarseStabilityWarning", "ConvergenceWarning", "DivergenceError"]
+__all__ = [
+    "CoarseStabilityWarning",
+    "ConvergenceWarning",
+    "DivergenceError",
+    "NoSpeedupWarning",
+    "ToleranceWarning",
+]
 
 
 class ConvergenceWarning(UserWarning):
@@ -53,3 +59,58 @@ class CoarseStabilityWarning(UserWarning):
     Parareal then converges slowly, often only through exactness (one slice per iteration),
     doing far more work than the serial solver. See :func:`parareal.theory.coarse_stability`.
     """
+
+
+class ToleranceWarning(UserWarning):
+    """A stopping tolerance below what the state's dtype can resolve.
+
+    Updates of converged iterates stop shrinking at a few ``eps`` times the states'
+    magnitude, so such a run is likely to stop only through exactness, after about
+    ``slices`` iterations. See :func:`parareal.default_tolerance`.
+
+    Attributes
+    ----------
+    dtype : str
+        The state's dtype, e.g. ``"float32"``.
+    tol : float
+        The tolerance asked for.
+    smallest : float
+        The smallest sensible tolerance for that dtype and the states' magnitude.
+    """
+
+    def __init__(
+        self, message: str, *, dtype: str = "", tol: float = float("nan"),
+        smallest: float = float("nan"),
+    ) -> None:
+        super().__init__(message)
+        self.dtype = dtype
+        self.tol = tol
+        self.smallest = smallest
+
+
+class NoSpeedupWarning(UserWarning):
+    """A run that cannot have been faster than the serial fine solve.
+
+    Issued by :func:`parareal.solve`, :func:`parareal.odeint` and the CLI when the speed-up
+    bound (``Stats.speedup_bound``: serial fine calls / critical-path calls, i.e. the speed-up
+    with one worker or batch slot per slice) is below 1, or when the run converged only because
+    every slice became exact (as many iterations as slices). The message carries the figures
+    and advice.
+
+    Attributes
+    ----------
+    speedup_bound : float
+        ``Stats.speedup_bound`` of the run.
+    iterations, slices : int
+        Iterations run and slices.
+    solution : parareal.Solution or None
+        The run's full result.
+    """
+
+    def __init__(self, message: str, *, speedup_bound: float = float("nan"),
+                 iterations: int = 0, slices: int = 0, solution: Any = None) -> None:
+        super().__init__(message)
+        self.speedup_bound = speedup_bound
+        self.iterations = iterations
+        self.slices = slices
+        self.solution = solution

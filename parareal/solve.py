@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -18,16 +20,17 @@ from .checkpoint import (
 )
 from .engine import DEFAULT_LOOKAHEAD, SCHEDULES, run_parareal
 from .engine.auto import AutoCoarse
+from .errors import NoSpeedupWarning
 from .propagators import JacobianSource, Propagator, resolve
-from .result import IterationInfo, Solution
+from .result import IterationInfo, Solution, Status
 from .state import ArrayOps, is_torch
+from .tolerance import resolve_tolerance
 from .validation import (
     check_boundaries,
     check_int,
     check_max_iters,
     check_slices,
     check_span,
-    check_tolerance,
     check_y0,
 )
 
@@ -185,7 +188,7 @@ def run_on_boundaries(
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     _check_callback(callback)
-    tol, rtol = check_tolerance(tol, "tol"), check_tolerance(rtol, "rtol")
+    tol, rtol = resolve_tolerance(tol, rtol, y0)
     max_iters = check_max_iters(max_iters, slices)
     initial = _check_initial(initial, y0, ops, slices)
     engine_backend = resolve_backend(backend)
@@ -200,7 +203,7 @@ def run_on_boundaries(
             engine_backend.close()
         raise
     try:
-        return run_parareal(
+        solution = run_parareal(
             rhs=Rhs(f, ops, _check_flag(vectorized, "vectorized")),
             y0=y0,
             boundaries=boundaries,
@@ -221,6 +224,46 @@ def run_on_boundaries(
     finally:
         if isinstance(backend, str):  # made for this run: release its workers
             engine_backend.close()
+    warn_no_speedup(solution, stacklevel=3)
+    return solution
+
+
+def warn_no_speedup(solution: Solution, stacklevel: int = 2) -> None:
+    """Issue :class:`~parareal.NoSpeedupWarning` when ``solution`` cannot have paid: its
+    speed-up bound is below 1, or it converged only because every slice became exact."""
+    stats = solution.stats
+    bound = stats.speedup_bound
+    slices = len(solution.t) - 1
+    K = solution.iterations
+    if solution.status is Status.DIVERGED:
+        return
+    exact_only = solution.status is Status.CONVERGED and K >= slices
+    if not exact_only and not (math.isfinite(bound) and bound < 1.0):
+        return
+    figures = (f"speed-up bound {bound:.2f} (serial fine solve {stats.serial_fine_cost:.0f} "
+               f"calls of f / critical path {stats.critical_path} calls), {K} iterations for "
+               f"{slices} slices")
+    if exact_only:
+        what = ("it converged only because every slice became exact, which is the serial "
+                "fine solve done the slow way")
+    else:
+        what = "it cannot be faster than the serial fine solve, even with a worker per slice"
+    advice = []
+    if K >= max(slices - 1, 1) and slices > 1:
+        advice.append("the coarse propagator is too inaccurate or unstable here: try "
+                      "coarse='auto', more coarse steps, or for stiff problems an implicit "
+                      "coarse such as 'ros2:8' or 'be:20'")
+    else:
+        advice.append("the coarse sweeps and iterations cost too much against the fine "
+                      "propagations: try a cheaper coarse, more slices, or "
+                      "schedule='pipelined' (critical path about K*m + N*g instead of "
+                      "K*(m + N*g))")
+    if solution.coarse_choice is not None:
+        advice.append(f"coarse='auto' chose {solution.coarse_choice.propagator!r}")
+    warnings.warn(
+        NoSpeedupWarning(f"parareal: {what}: {figures}. Advice: " + "; ".join(advice),
+                         speedup_bound=bound, iterations=K, slices=slices, solution=solution),
+        stacklevel=stacklevel + 1)
 
 
 def solve(
@@ -231,7 +274,7 @@ def solve(
     coarse: Propagator | str = "auto",
     fine: Propagator | str,
     slices: int,
-    tol: float = 1e-8,
+    tol: float | None = None,
     rtol: float = 0.0,
     max_iters: int | None = None,
     backend: Any = "serial",
@@ -278,7 +321,11 @@ def solve(
         Number of time slices ``N >= 1``.
     tol, rtol : float
         Stop when ``max_n |U_n^k - U_n^{k-1}| <= tol + rtol * max_n |U_n^k|`` (max-norms).
-        ``tol = rtol = 0`` runs exactly ``max_iters`` iterations.
+        ``tol = rtol = 0`` runs exactly ``max_iters`` iterations. ``tol=None`` (default)
+        follows ``y0``'s dtype: ``1e-8`` for float64, about ``32 eps`` times the states'
+        magnitude for float32 and lower precisions (:func:`parareal.default_tolerance`,
+        :func:`parareal.tolerance.resolve_tolerance`). A smaller tolerance than the dtype
+        can resolve issues a :class:`parareal.ToleranceWarning`.
     max_iters : int, optional
         Iteration cap; ``None`` means ``slices`` (exactness). Values above ``slices`` are
         capped at ``slices``.

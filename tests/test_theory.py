@@ -127,3 +127,45 @@ def test_growing_modes_are_compared_with_the_ode_growth():
 def test_stability_factor_bad_input(lam, dt, exc):
     with pytest.raises(exc, match="dt|lam"):
         th.stability_factor("rk4", lam, dt)
+
+
+# -- coarse_stability with propagators that cannot take complex states (issue 17) -------------
+
+#: A stiff linear system: eigenvalues -1000, -1 and -500 +- 50i (a stiff damped rotation).
+STIFF = np.array([[-1000.0, 1.0, 0.0, 0.0], [0.0, -1.0, 0.0, 0.0],
+                  [0.0, 0.0, -500.0, 50.0], [0.0, 0.0, -50.0, -500.0]])
+#: Tolerances so loose that every step is accepted: the method's own stability decides.
+LOOSE = {"rtol": 1e3, "atol": 1e3, "options": {"first_step": 0.05, "max_step": 0.1}}
+
+
+def _stiff_stability(coarse):
+    grid = np.linspace(0.0, 1.0, 11)  # dt = 0.1: dt * 1000 far outside explicit stability
+    return th.coarse_stability(lambda t, y: STIFF @ y, np.ones(4), grid, coarse)
+
+
+@pytest.mark.parametrize("method", ["Radau", "BDF", "LSODA"])
+def test_coarse_stability_probes_real_only_scipy_methods(method):
+    # these refuse complex states; the probe used to raise scipy's "y0 is complex"
+    report = _stiff_stability(parareal.ScipyIVP(method))
+    assert report is not None and report.stable
+    assert report.worst_factor <= 1.0
+
+
+def test_coarse_stability_implicit_stable_explicit_unstable_on_stiff_system():
+    radau = _stiff_stability(parareal.ScipyIVP("Radau", **LOOSE))
+    rk45 = _stiff_stability(parareal.ScipyIVP("RK45", **LOOSE))
+    assert radau.stable and radau.excess <= 1.0
+    assert not rk45.stable and rk45.excess > 1e10 and rk45.worst.real == -1000.0
+    # adaptive RK45 at its own tolerances shrinks its steps until stable: right to pass it
+    assert _stiff_stability(parareal.ScipyIVP("RK45")).stable
+
+
+@pytest.mark.parametrize("lam", [-1000.0, -500.0 + 50.0j, 2.0j, -0.5 + 3.0j])
+def test_stability_factor_real_probe_matches_complex_propagation(lam):
+    # RK45 takes complex states: the real-form probe must give the complex answer
+    prop = parareal.ScipyIVP("RK45", rtol=1e-10, atol=1e-12)
+    direct = prop.propagate(lambda t, y: lam * y, np.array([1.0 + 0.0j]), 0.0, 0.1)[0]
+    assert th.stability_factor(prop, lam, 0.1) == pytest.approx(direct, rel=1e-7, abs=1e-10)
+    assert th.stability_factor(RK4(3), lam, 0.01) == pytest.approx(
+        RK4(3).propagate(lambda t, y: lam * y, np.array([1.0 + 0.0j]), 0.0, 0.01)[0],
+        rel=1e-14)

@@ -96,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="pipelined schedule: iterations fine work may run ahead of the "
                             f"newest complete iterate (default {DEFAULT_LOOKAHEAD}; "
                             "'none': unbounded)")
-    solve.add_argument("--tol", type=float, default=1e-8, help="absolute tolerance on updates")
+    solve.add_argument("--tol", type=float, default=None,
+                       help="absolute tolerance on updates (default: the state dtype's, "
+                            "parareal.default_tolerance: 1e-8 for the float64 problems)")
     solve.add_argument("--rtol", type=float, default=0.0, help="relative tolerance on updates")
     solve.add_argument("--max-iters", type=int, default=None,
                        help="iteration cap (default: the number of slices)")

@@ -1,0 +1,163 @@
+"""Tolerances that follow the state's dtype (issue 17): ``tol=None``, ``default_tolerance``,
+``ToleranceWarning``."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import parareal
+from parareal import ToleranceWarning, default_tolerance, problems
+from parareal.tolerance import RESOLUTION, resolve_tolerance, smallest_tolerance
+
+torch = pytest.importorskip("torch")
+
+EPS32 = float(np.finfo(np.float32).eps)
+DEMO = ["dahlquist", "dahlquist-complex", "brusselator", "lorenz", "vanderpol", "heat"]
+
+
+def test_float64_default_is_the_historical_one():
+    assert default_tolerance(np.float64) == 1e-8
+    assert default_tolerance(np.ones(3) * 1e5) == 1e-8
+    assert default_tolerance(torch.float64) == 1e-8
+    assert default_tolerance(np.complex128) == 1e-8
+    assert default_tolerance(np.longdouble) == 1e-8
+
+
+@pytest.mark.parametrize("dtype, eps", [
+    (np.float32, EPS32), (np.complex64, EPS32), ("float16", float(np.finfo(np.float16).eps)),
+    (torch.float32, EPS32), (torch.complex64, EPS32), (torch.bfloat16, 2.0**-7),
+    (torch.float16, 2.0**-10),
+])
+def test_lower_precision_default_is_a_multiple_of_eps_times_the_scale(dtype, eps):
+    assert default_tolerance(dtype) == pytest.approx(RESOLUTION * eps)
+    assert default_tolerance(dtype, scale=100.0) == pytest.approx(100 * RESOLUTION * eps)
+    assert smallest_tolerance(dtype, scale=2.0) < default_tolerance(dtype, scale=2.0)
+
+
+def test_state_gives_its_scale():
+    assert default_tolerance(np.full(3, -50.0, dtype=np.float32)) == pytest.approx(
+        50 * RESOLUTION * EPS32)
+    assert default_tolerance(torch.full((2, 2), 50.0)) == pytest.approx(50 * RESOLUTION * EPS32)
+    assert default_tolerance(np.zeros(3, dtype=np.float32)) == default_tolerance(np.float32)
+
+
+@pytest.mark.parametrize("bad", [np.int64, torch.int32, "banana", None, 3.0, True, [1.0]])
+def test_bad_dtype_is_a_type_error_naming_the_argument(bad):
+    with pytest.raises(TypeError, match="dtype_or_state"):
+        default_tolerance(bad)
+
+
+def test_bad_scale():
+    with pytest.raises(ValueError, match="scale"):
+        default_tolerance(np.float32, scale=0.0)
+    with pytest.raises(TypeError, match="scale"):
+        default_tolerance(np.float32, scale="big")
+
+
+def test_bad_tol_names_it():
+    f = lambda t, y: -y  # noqa: E731
+    with pytest.raises(TypeError, match="tol"):
+        parareal.solve(f, np.ones(1), (0, 1), coarse="rk4:1", fine="rk4:4", slices=2, tol="x")
+    with pytest.raises(ValueError, match="tol"):
+        parareal.solve(f, np.ones(1), (0, 1), coarse="rk4:1", fine="rk4:4", slices=2, tol=-1.0)
+
+
+def _run(p, y0, f=None, **kw):
+    return parareal.solve(f or p.f, y0, p.t_span, coarse=p.coarse, fine=p.fine,
+                          slices=p.slices, backend="batched", vectorized=True, **kw)
+
+
+def _torch_f(f):
+    return lambda t, y: torch.from_numpy(np.asarray(f(t.numpy(), y.numpy())))
+
+
+@pytest.mark.parametrize("name", DEMO)
+def test_float64_default_run_is_unchanged(name):
+    p = problems.get(name)
+    default, legacy = _run(p, p.y0), _run(p, p.y0, tol=1e-8)
+    assert default.iterations == legacy.iterations and np.array_equal(default.y, legacy.y)
+
+
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+@pytest.mark.parametrize("name", DEMO)
+def test_float32_converges_like_float64_at_float32_accuracy(name, kind):
+    p = problems.get(name)
+    ref = parareal.solve_serial(p.f, p.y0, p.t_span, propagator=p.fine, slices=p.slices)
+    scale = float(np.abs(ref).max())
+    k64 = _run(p, p.y0).iterations
+    y32 = p.y0.astype(np.complex64 if p.y0.dtype.kind == "c" else np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        if kind == "numpy":
+            sol = _run(p, y32)
+            y = sol.y
+        else:
+            sol = _run(p, torch.from_numpy(y32), f=_torch_f(p.f))
+            y = sol.y.numpy()
+    assert sol.converged and y.dtype == y32.dtype
+    assert 1 <= sol.iterations <= k64 + 1 < p.slices  # not by exactness
+    # as close to the float64 serial fine solution as float32 holds (the float32 serial fine
+    # solution itself is 0.5 to 43 eps * max|U| away on these problems)
+    assert np.abs(y - ref).max() <= 100 * EPS32 * scale
+    # and the float64 tolerance would have run (nearly) every slice
+    with pytest.warns(ToleranceWarning):
+        stuck = _run(p, y32, tol=1e-8)
+    assert stuck.iterations >= min(p.slices, k64 + 2)
+
+
+def test_warning_names_dtype_tolerance_and_smallest():
+    with pytest.warns(ToleranceWarning) as record:
+        resolve_tolerance(1e-9, 0.0, np.full(2, 10.0, dtype=np.float32))
+    warning = record[0].message
+    assert warning.dtype == "float32" and warning.tol == 1e-9
+    assert warning.smallest == pytest.approx(smallest_tolerance(np.float32, scale=10.0))
+    assert "float32" in str(warning) and "1e-09" in str(warning)
+    assert f"{warning.smallest:.3g}" in str(warning)
+    assert issubclass(ToleranceWarning, UserWarning)
+
+
+@pytest.mark.parametrize("y0", [np.ones(2, np.float32), torch.ones(2, dtype=torch.bfloat16),
+                                np.ones(2, np.float64) * 1e3])
+def test_tiny_explicit_tolerances_warn_from_solve(y0):
+    tol = 1e-15 if y0.dtype == np.float64 else 1e-8
+    with pytest.warns(ToleranceWarning):
+        parareal.solve(lambda t, y: -y, y0, (0, 1), coarse="euler:1", fine="euler:2",
+                       slices=2, tol=tol)
+
+
+@pytest.mark.parametrize("tol, rtol", [(0.0, 0.0), (1e-4, 0.0), (0.0, 1e-5), (None, 0.0)])
+def test_sensible_tolerances_do_not_warn(tol, rtol):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        parareal.solve(lambda t, y: -y, np.ones(2, np.float32), (0, 1), coarse="euler:1",
+                       fine="euler:2", slices=2, tol=tol, rtol=rtol)
+        resolve_tolerance(1e-12, 0.0, np.ones(2))  # float64: 1e-12 is fine
+
+
+def test_tol_zero_runs_max_iters_without_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sol = parareal.solve(lambda t, y: -y, torch.ones(2), (0, 1), coarse="euler:1",
+                             fine="euler:4", slices=4, tol=0.0, rtol=0.0, max_iters=3)
+    assert sol.iterations == 3
+
+
+def test_default_follows_growing_states():
+    # float32 Lorenz grows from max|y0| = 1 to 47: the default's relative part follows it
+    tol, rtol = resolve_tolerance(None, 0.0, np.ones(3, np.float32))
+    assert tol == pytest.approx(RESOLUTION * EPS32) and rtol == pytest.approx(RESOLUTION * EPS32)
+    assert resolve_tolerance(None, 1e-3, np.ones(3, np.float32))[1] == 1e-3
+    assert resolve_tolerance(None, 0.0, np.ones(3)) == (1e-8, 0.0)
+
+
+@pytest.mark.parametrize("name", ["brusselator", "dahlquist-complex"])
+def test_cli_default_tol_follows_the_same_rule(capsys, name):
+    from tests.test_cli import run_json
+
+    default = run_json(capsys, name)
+    explicit = run_json(capsys, name, "--tol", "1e-8")  # float64 problems: the same run
+    assert default["iterations"] == explicit["iterations"]
+    assert default["residuals"] == explicit["residuals"] and default["error"] == explicit["error"]
