@@ -51,13 +51,21 @@ class VanDerPolRHS:
 
 @dataclass(frozen=True)
 class VanDerPolJacobian:
-    """``d f / d (x, v) = [[0, 1], [-2 mu x v - 1, mu (1 - x^2)]]`` at one state ``(x, v)``."""
+    """``d f / d (x, v) = [[0, 1], [-2 mu x v - 1, mu (1 - x^2)]]``.
+
+    At one state ``(x, v)`` it returns ``(2, 2)``; at a batch ``(B, 2)``, ``(B, 2, 2)``.
+    """
 
     mu: float = 1.0
 
     def __call__(self, t: Any, y: np.ndarray) -> np.ndarray:
-        x, v = y[0], y[1]
-        return np.array([[0.0, 1.0], [-2.0 * self.mu * x * v - 1.0, self.mu * (1.0 - x * x)]])
+        y = np.asarray(y, dtype=np.float64)
+        x, v = y[..., 0], y[..., 1]
+        out = np.zeros((*y.shape[:-1], 2, 2))
+        out[..., 0, 1] = 1.0
+        out[..., 1, 0] = -2.0 * self.mu * x * v - 1.0
+        out[..., 1, 1] = self.mu * (1.0 - x * x)
+        return out
 
 
 def van_der_pol(
