@@ -43,7 +43,7 @@ def _marked(names, slow):
 # - heat: the initial sine mode is an eigenvector and RK4 at h*lam_1 ~ 2e-4 is exact to
 #   round-off for it (error ~ (h lam_1)^5/120 per step, below 1e-20): measured 4e-16.
 # - the test set (Radau with the exact Jacobian for the stiff ones, DOP853 otherwise, restarted
-#   on each of 16 slices), measured at t_end: hires (rtol 1e-7) 7e-12 absolute, robertson and
+#   on each of 16 slices), measured at t_end: hires (rtol 1e-7) 4e-11 absolute, robertson and
 #   robertson-long (rtol 1e-6, atol 1e-12) 3e-11 and 9e-11, vanderpol-stiff (rtol 1e-7) 1.6e-8,
 #   pleiades (DOP853 1e-11) 4e-9, kepler (DOP853 1e-12, e = 0.9) 6e-9, brusselator-1d
 #   (rtol 1e-7) 3e-9.
