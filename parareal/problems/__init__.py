@@ -1,7 +1,12 @@
-"""Test problems with known answers: Dahlquist, Brusselator, Lorenz, Van der Pol, Arenstorf, heat.
+"""Test problems with known answers: Dahlquist, Brusselator, Lorenz, Van der Pol, Arenstorf, heat,
+and the classic test sets (Hairer-Wanner, the Bari "Test Set for IVP Solvers", DETEST): HIRES,
+Robertson, stiff Van der Pol (VDPOL), Pleiades, Kepler and the 1-D Brusselator (BRUSS).
 
 Each factory returns a :class:`Problem` holding a vectorised numpy right-hand side, the initial
-state, the span, default coarse and fine propagators and slice count, and a reference solution:
+state, the span, default coarse and fine propagators and slice count, and a reference solution
+(the closed form, a published final value, or a bounded high-accuracy scipy integration); the
+test-set problems also carry their exact Jacobian (:attr:`Problem.jacobian`), which their
+default implicit fine propagators use:
 
 >>> import parareal
 >>> from parareal import problems
@@ -15,12 +20,17 @@ True
 from .arenstorf import ARENSTORF_PERIOD, arenstorf
 from .base import Problem
 from .brusselator import brusselator
+from .brusselator1d import brusselator_1d
 from .dahlquist import dahlquist, dahlquist_complex
 from .heat import heat, heat_eigenvalue
+from .hires import hires
+from .kepler import kepler, kepler_solution
 from .lorenz import lorenz
+from .pleiades import pleiades
 from .reference import ReferenceUnavailable
 from .registry import PROBLEMS, get, parameters
-from .vanderpol import van_der_pol
+from .robertson import robertson, robertson_long
+from .vanderpol import van_der_pol, van_der_pol_stiff
 
 __all__ = [
     "ARENSTORF_PERIOD",
@@ -29,12 +39,20 @@ __all__ = [
     "ReferenceUnavailable",
     "arenstorf",
     "brusselator",
+    "brusselator_1d",
     "dahlquist",
     "dahlquist_complex",
     "get",
     "heat",
     "heat_eigenvalue",
+    "hires",
+    "kepler",
+    "kepler_solution",
     "lorenz",
     "parameters",
+    "pleiades",
+    "robertson",
+    "robertson_long",
     "van_der_pol",
+    "van_der_pol_stiff",
 ]

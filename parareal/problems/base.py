@@ -64,8 +64,15 @@ class Problem:
         ``mu >= 100``, the heat equation always); a stiff problem's numerical reference uses
         the implicit Radau method (see :mod:`parareal.problems.reference`).
     jacobian : callable or None
-        ``jacobian(t, y) -> (n, n)``, the Jacobian of ``f`` for one flattened state of ``n``
-        entries, where it is cheap in closed form (Van der Pol); used by the Radau reference.
+        ``jacobian(t, y) -> (n, n)``, the exact Jacobian ``df/dy`` of ``f`` for one flattened
+        state of ``n`` entries, where it is cheap in closed form (Van der Pol and the classic
+        test set: HIRES, Robertson, Pleiades, Kepler, the 1-D Brusselator); used by the Radau
+        reference and by the default implicit fine propagators (``options={"jac": ...}``).
+        The test-set Jacobians also accept a batch ``(B, n)`` and return ``(B, n, n)``.
+    published_final : numpy.ndarray or None
+        A published value of ``y(t_span[1])`` (e.g. from the Bari "Test Set for IVP Solvers"),
+        returned by :meth:`reference_final` instead of a numerical integration; the factory
+        sets it only for the exact parameters it was published for. Read-only.
     """
 
     name: str
@@ -80,11 +87,16 @@ class Problem:
     exact: Callable[[np.ndarray], np.ndarray] | None = None
     stiff: bool = False
     jacobian: Callable[[Any, Any], Any] | None = None
+    published_final: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         y0 = np.array(self.y0, copy=True)
         y0.setflags(write=False)
         object.__setattr__(self, "y0", y0)
+        if self.published_final is not None:
+            final = np.array(self.published_final, dtype=y0.dtype).reshape(y0.shape)
+            final.setflags(write=False)
+            object.__setattr__(self, "published_final", final)
         object.__setattr__(self, "t_span", (float(self.t_span[0]), float(self.t_span[1])))
 
     def __repr__(self) -> str:
@@ -138,7 +150,13 @@ class Problem:
         return out.reshape((times.size, *self.y0.shape))
 
     def reference_final(self) -> np.ndarray:
-        """The reference solution at ``t_span[1]``, shape ``y0.shape``."""
+        """The reference solution at ``t_span[1]``, shape ``y0.shape``.
+
+        The :attr:`published_final` value where the problem has one (a fresh copy), otherwise
+        ``reference([t_span[1]])[0]``.
+        """
+        if self.published_final is not None:
+            return self.published_final.copy()
         return self.reference([self.t_span[1]])[0]
 
 

@@ -9,10 +9,15 @@ from typing import Any
 from .arenstorf import arenstorf
 from .base import Problem
 from .brusselator import brusselator
+from .brusselator1d import brusselator_1d
 from .dahlquist import dahlquist, dahlquist_complex
 from .heat import heat
+from .hires import hires
+from .kepler import kepler
 from .lorenz import lorenz
-from .vanderpol import van_der_pol
+from .pleiades import pleiades
+from .robertson import robertson, robertson_long
+from .vanderpol import van_der_pol, van_der_pol_stiff
 
 __all__ = ["PROBLEMS", "get", "parameters"]
 
@@ -25,6 +30,14 @@ PROBLEMS: dict[str, Callable[..., Problem]] = {
     "vanderpol": van_der_pol,
     "arenstorf": arenstorf,
     "heat": heat,
+    # the classic test sets (Hairer-Wanner, Bari "Test Set for IVP Solvers", DETEST)
+    "hires": hires,
+    "robertson": robertson,
+    "robertson-long": robertson_long,
+    "vanderpol-stiff": van_der_pol_stiff,
+    "pleiades": pleiades,
+    "kepler": kepler,
+    "brusselator-1d": brusselator_1d,
 }
 
 
@@ -60,10 +73,13 @@ def get(name: str, **params: Any) -> Problem:
     ----------
     name : str
         A key of :data:`PROBLEMS`: ``"dahlquist"``, ``"dahlquist-complex"``, ``"brusselator"``,
-        ``"lorenz"``, ``"vanderpol"``, ``"arenstorf"``, ``"heat"``.
+        ``"lorenz"``, ``"vanderpol"``, ``"arenstorf"``, ``"heat"``, and the classic test sets
+        ``"hires"``, ``"robertson"``, ``"robertson-long"``, ``"vanderpol-stiff"``,
+        ``"pleiades"``, ``"kepler"``, ``"brusselator-1d"``.
     **params
         Passed to the factory, e.g. ``t_end``, ``slices``, ``coarse``, ``fine`` (all
-        factories), ``lam`` (Dahlquist), ``mu`` (Van der Pol), ``points`` (heat).
+        factories), ``lam`` (Dahlquist), ``mu`` (Van der Pol), ``points`` (heat, 1-D
+        Brusselator), ``k`` (Robertson), ``e`` (Kepler).
 
     Returns
     -------
