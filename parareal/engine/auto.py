@@ -73,6 +73,21 @@ def default_initial() -> Propagator:
     return ScipyIVP("LSODA", rtol=1e-3, atol=1e-6)
 
 
+class _Trajectory(Propagator):
+    """``ScipyIVP.trajectory`` through fixed boundaries, as a propagator over the whole span
+    (its result: the states at every boundary, stacked)."""
+
+    def __init__(self, scipy: ScipyIVP, boundaries: np.ndarray) -> None:
+        self.scipy = scipy
+        self.boundaries = np.asarray(boundaries, dtype=np.float64)
+
+    def __repr__(self) -> str:
+        return f"{self.scipy!r} through {len(self.boundaries)} boundaries"
+
+    def propagate(self, f: Callable[[Any, Any], Any], y: Any, t0: float, t1: float) -> Any:
+        return self.scipy.trajectory(f, y, self.boundaries)
+
+
 def ticks(prop: Propagator) -> int | None:
     """Requests per propagation (calls of ``f`` plus Jacobians), when fixed in advance."""
     count = getattr(prop, "ticks", None)
@@ -137,6 +152,8 @@ class AutoCoarse:
             raise TypeError(f"initial must be a Propagator, got {type(initial).__name__}")
         self.candidates = cands
         self.initial = initial
+        #: The first coarse sweep's propagator when the initial trajectory cannot be had.
+        self.fallback: Propagator = Rosenbrock2(steps=8)
 
     def __repr__(self) -> str:
         if self.candidates == _default_candidates() and self.initial == default_initial():
@@ -160,7 +177,15 @@ class AutoCoarse:
         clone = AutoCoarse.__new__(AutoCoarse)
         clone.candidates = tuple(use(c) for c in self.candidates)
         clone.initial = use(self.initial)
+        clone.fallback = use(self.fallback)
         return clone
+
+    def trajectory(self, boundaries: np.ndarray) -> Propagator | None:
+        """The propagator that computes iterate 0: :attr:`initial` run once over the whole
+        span through every boundary (no restart per slice), when it can; else ``None``."""
+        if not isinstance(self.initial, ScipyIVP):
+            return None
+        return _Trajectory(self.initial, boundaries)
 
     # -- the probe ------------------------------------------------------------------------
     @staticmethod
@@ -179,7 +204,7 @@ class AutoCoarse:
         if base + 1 >= N or max_iters <= base:
             return None
         probe_slices = tuple(sorted({base + 1, (base + 1 + N) // 2} & set(range(base + 1, N))))
-        delta = ops.from_numpy(self.direction(ops.shape) * (PROBE_EPSILON * scale))
+        delta = self.direction(ops.shape) * PROBE_EPSILON
         return Probe(base=base, candidates=list(self.candidates), slices=probe_slices,
                      delta=delta)
 
@@ -197,7 +222,7 @@ class AutoCoarse:
         probe: Probe,
         U: dict[int, Any],
         F: dict[int, Any],
-        C: dict[int, Any],
+        defects: dict[int, float],
         fine_lengths: dict[int, int],
         norm: Callable[[Any], float],
         slices: int,
@@ -205,19 +230,20 @@ class AutoCoarse:
         tol: float,
         rtol: float,
         schedule: str,
-        initial: Propagator,
         clock: int,
     ) -> CoarseChoice:
         """Rank the candidates on the probe's results and pick the fastest predicted one.
 
-        ``U``, ``F`` and ``C`` map a slice ``n >= base`` to ``U_n^base``, ``F(U_n^base)``
-        and ``G_init(U_n^base)``; ``fine_lengths`` to the measured fine ticks.
+        ``U`` and ``F`` map a slice ``n >= base`` to ``U_n^base`` and ``F(U_n^base)``,
+        ``defects`` a slice ``n > base`` to ``|U_{n+1}^base - F(U_n^base)|`` (how far the
+        initial guess is from the fine solution across that slice), ``fine_lengths`` to the
+        measured fine ticks.
         """
         b, N = probe.base, slices
         later = range(b + 1, N)
         scale = max([norm(u) for u in U.values()] + [norm(v) for v in F.values()])
         target = tol + rtol * scale
-        error0 = sum(norm(C[n] - F[n]) for n in later if C[n] is not None)
+        error0 = sum(defects.values())
         if not math.isfinite(error0):
             error0 = math.inf
         m_max = max(fine_lengths.values()) if fine_lengths else 1
@@ -248,8 +274,17 @@ class AutoCoarse:
             note = "" if 2 * g < m_max else "costs half a fine propagation or more"
             rows.append(CoarseCandidate(repr(prop), g, jump, alpha, beta, b + K,
                                         path if not note else math.inf, note))
-        order = sorted(range(len(rows)), key=lambda i: (rows[i].predicted_critical_path,
-                                                        rows[i].ticks, i))
+        cap = min(N, max_iters)
+
+        def rank(i: int) -> tuple[float, float, int, int]:
+            # predicted to converge only by exactness: favour fidelity per cost (alpha * g)
+            r = rows[i]
+            fidelity = r.alpha * max(r.ticks, 1) if r.predicted_iterations >= cap else 0.0
+            return (r.predicted_critical_path if r.predicted_iterations < cap
+                    else math.inf if not math.isfinite(r.predicted_critical_path)
+                    else 1e300, fidelity, r.ticks, i)
+
+        order = sorted(range(len(rows)), key=rank)
         best = order[0]
         row = rows[best]
         if math.isfinite(row.predicted_critical_path):
@@ -257,8 +292,7 @@ class AutoCoarse:
                    f"iterations with {row.predicted_critical_path:.0f} more calls on the "
                    f"critical path ({schedule}), the fewest of {len(rows)} candidates "
                    f"(fine: up to {m_max} calls per slice; derivative mismatch "
-                   f"{row.alpha:.2e}, initial error {error0:.2e}); iterate {b} used "
-                   f"{initial!r}")
+                   f"{row.alpha:.2e}, initial error {error0:.2e})")
         else:
             why = (f"{row.propagator}: no candidate was usable (all non-finite or too "
                    "costly); the cheapest was taken")

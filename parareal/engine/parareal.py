@@ -127,6 +127,7 @@ class _Run:
         self.engine_seconds = 0.0
         self.fine_start: dict[tuple[int, int], int] = {}  # tick at which F(n, k) started
         self.fine_length: dict[int, int] = {}  # critical-path length of the newest F(n, .)
+        self.fine_lengths: dict[tuple[int, int], int] = {}  # of every F(n, k) that finished
         self.linalg = LinalgMeter()
         self.reason = ""
 
@@ -203,6 +204,7 @@ class _Run:
         self.fine_pending[k] -= 1
         start = self.fine_start.pop((n, k), None)
         if start is not None:
+            self.fine_lengths[(n, k)] = self.driver.clock - start
             self.fine_length[n] = self.driver.clock - start
         if self.probe is not None and not self.probe.chosen and k == self.probe.base:
             self.probe_try_choose()
@@ -396,8 +398,11 @@ class _Run:
         for i, cand in enumerate(probe.candidates):
             self.coarse_calls += 1
             self.driver.start(("P", "G", i, n, 0), cand, y, t0, t1)
-        if n in probe.slices:
-            y1 = y + probe.delta
+        if n in probe.slices:  # relative to each entry (floor: 1e-6 of the largest)
+            size = self.ops.to_numpy(y)
+            size = np.abs(size)
+            size = np.maximum(size, 1e-6 * (size.max() if size.size else 0.0) or 1e-300)
+            y1 = y + self.ops.from_numpy(probe.delta * size)
             probe.delta_norm[n] = self.ops.max_abs(y1 - y)
             self.fine_calls += 1
             self.driver.start(("P", "F", 0, n, 1), self.fine, y1, t0, t1, remote=True,
@@ -405,6 +410,26 @@ class _Run:
             for i, cand in enumerate(probe.candidates):
                 self.coarse_calls += 1
                 self.driver.start(("P", "G", i, n, 1), cand, y1, t0, t1)
+
+    def initial_guess(self) -> list[Any] | None:
+        """Iterate 0 for ``coarse="auto"``: one adaptive solve over the whole span at a loose
+        tolerance (:meth:`AutoCoarse.trajectory`), its values at the boundaries; ``None``
+        when it failed (the first coarse sweep then uses :attr:`AutoCoarse.fallback`)."""
+        auto = self.auto
+        assert auto is not None
+        trajectory = auto.trajectory(self.t)
+        if trajectory is None:
+            return None
+        self.driver.start(("I", 0), trajectory, self.y0, self.t[0], self.t[-1])
+        values = None
+        while values is None:
+            for _, value in self.driver.step():
+                values = value
+        states = self.ops.unstack(values)
+        if not all(self.ops.all_finite(v) for v in states):
+            return None
+        states[0] = self.y0
+        return states
 
     def probe_finished(self, key: tuple[Any, ...], value: Any) -> None:
         """Keep a probe result; choose the coarse once everything it needs is in."""
@@ -425,10 +450,11 @@ class _Run:
         choice = self.auto.choose(  # type: ignore[union-attr]
             probe=probe, U={n: self.value(n, b) for n in range(b, self.N)},
             F={n: self.F[(n, b)] for n in range(b, self.N)},
-            C={n: self.C.get((n, b)) for n in range(b, self.N)},
+            defects={n: self.ops.max_abs(self.value(n + 1, b) - self.F[(n, b)])
+                     for n in range(b + 1, self.N)},
             fine_lengths=lengths, norm=self.ops.max_abs, slices=self.N, max_iters=self.K,
             tol=self.tol, rtol=self.rtol, schedule=self.schedule,
-            initial=self.coarse, clock=self.driver.clock)
+            clock=self.driver.clock)
         probe.chosen = True
         self.choice = choice
         index = probe.candidates.index(choice.propagator) if (
@@ -454,6 +480,10 @@ class _Run:
                     self.rhs, self.fine, self.y0
                 )
             if self.auto is not None:
+                if self.resume is None and self.initial is None:
+                    self.initial = self.initial_guess()
+                    if self.initial is None:
+                        self.coarse = self.auto.fallback
                 base = self.resume.iteration if self.resume is not None else 0
                 self.probe = self.auto.probe(ops=self.ops, base=base, slices=self.N,
                                              max_iters=self.K,
@@ -466,8 +496,9 @@ class _Run:
             elif self.initial is not None:
                 for n in range(1, self.N + 1):
                     self.U[(n, 0)] = self.initial[n]
-                for n in range(self.N):
-                    self.start_coarse(n, 0)
+                if self.probe is None:  # coarse="auto" computes C(n, 0) in its probe
+                    for n in range(self.N):
+                        self.start_coarse(n, 0)
                 if self.probe is not None:
                     for n in range(1, self.N):
                         self.probe_start(n, 0)
@@ -508,8 +539,7 @@ class _Run:
         if self.rhs.jac_calls or linalg:
             wall_time["jacobian"] = self.rhs.jac_seconds
             wall_time["linear_solve"] = linalg
-        serial = (float(sum(self.fine_length.values()))
-                  if len(self.fine_length) == self.N else math.nan)
+        serial = self.serial_fine_cost(k)
         clock = self.driver.clock
         stats = Stats(
             fine_calls=self.fine_calls,
@@ -538,6 +568,19 @@ class _Run:
             reason=self.reason,
             coarse_choice=self.choice,
         )
+
+    def serial_fine_cost(self, k: int) -> float:
+        """Sum over slices of the newest fine propagation's length that fed an iterate the
+        run reached (``F(n, j)`` with ``j < k``; speculative pipelined work on later, less
+        converged values does not count), or of the newest one at all when none did."""
+        total = 0.0
+        for n in range(self.N):
+            used = [j for (m, j) in self.fine_lengths if m == n and j < max(k, 1)]
+            any_ = [j for (m, j) in self.fine_lengths if m == n]
+            if not any_:
+                return math.nan
+            total += self.fine_lengths[(n, max(used) if used else max(any_))]
+        return total
 
     def describe_end(self, k: int) -> str:
         """Why the run stopped at iterate ``k``, in words."""

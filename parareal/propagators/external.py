@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -13,6 +12,7 @@ from ..state import is_torch, ops_for
 from ..validation import check_positive
 from .base import Propagator, _plain_jacobian
 from .jacobian import JacobianRequest, JacobianSource
+from .linalg import report_failure
 
 __all__ = ["ScipyIVP", "TorchDiffEq"]
 
@@ -130,6 +130,13 @@ class ScipyIVP(Propagator):
         return {"jac": jac}
 
     def propagate(self, f: Callable[[Any, Any], Any], y: Any, t0: float, t1: float) -> Any:
+        return self.trajectory(f, y, [t0, t1])[-1]
+
+    def trajectory(self, f: Callable[[Any, Any], Any], y: Any, times: Any) -> Any:
+        """One ``solve_ivp`` run from ``times[0]`` through every later time: the states at
+        ``times`` stacked along a new leading axis (``y`` first; all NaN on failure)."""
+        times = [float(t) for t in times]
+        t0, t1 = times[0], times[-1]
         try:
             from scipy.integrate import solve_ivp
         except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -138,7 +145,7 @@ class ScipyIVP(Propagator):
             ) from exc
         ops = ops_for(y)
         if not ops.all_finite(y):  # solve_ivp would raise: NaN in, NaN out (DIVERGED)
-            return ops.full_nan()
+            return ops.stack([ops.full_nan() for _ in times])
         y_np = ops.to_numpy(y)
         shape = y_np.shape
 
@@ -150,20 +157,20 @@ class ScipyIVP(Propagator):
 
         sol = solve_ivp(
             rhs,
-            (float(t0), float(t1)),
+            (t0, t1),
             y_np.ravel(),
             method=self.method,
             rtol=self.rtol,
             atol=self.atol,
+            t_eval=times[1:] if len(times) > 2 else None,
             **self.options,
             **self._jac_options(f, ops, shape, is_torch(y)),
         )
-        if not sol.success:
-            warnings.warn(
-                f"solve_ivp failed on [{t0}, {t1}]: {sol.message}", RuntimeWarning, stacklevel=2
-            )
-            return ops.full_nan()
-        return ops.from_numpy(sol.y[:, -1].reshape(shape))
+        if not sol.success or not np.all(np.isfinite(sol.y[:, -1])):
+            report_failure(f"solve_ivp ({self.method}) failed on [{t0}, {t1}]: {sol.message}")
+            return ops.stack([ops.full_nan() for _ in times])
+        later = [sol.y[:, i].reshape(shape) for i in range(sol.y.shape[1])][-(len(times) - 1):]
+        return ops.stack([y, *[ops.from_numpy(v) for v in later]])
 
 
 class TorchDiffEq(Propagator):
