@@ -605,9 +605,11 @@ def test_test_set_defaults(name):
     assert isinstance(p.fine, ScipyIVP)
     assert p.jacobian is not None
     if p.stiff:
-        assert p.fine.method == "Radau" and p.fine.options["jac"] is p.jacobian
-        assert isinstance(p.coarse, ScipyIVP) and p.coarse.method == "Radau"
-        assert p.coarse.options["jac"] is p.jacobian
+        # ScipyIVP keeps a jac given in options as its Jacobian source
+        assert p.fine.method == "Radau" and p.fine.source.jac is p.jacobian
+        # a smooth fixed-step L-stable coarse that uses the exact Jacobian
+        assert isinstance(p.coarse, parareal.ImplicitPropagator)
+        assert p.coarse.stability == "L" and p.coarse.source.jac is p.jacobian
     else:
         assert p.fine.method == "DOP853" and p.coarse == RK4(steps=8)
     assert p.stiff == (name not in {"pleiades", "kepler"})

@@ -539,7 +539,8 @@ class _Run:
         if self.rhs.jac_calls or linalg:
             wall_time["jacobian"] = self.rhs.jac_seconds
             wall_time["linear_solve"] = linalg
-        serial = self.serial_fine_cost(k)
+        # fine work on non-finite or garbage values says nothing of the serial fine cost
+        serial = self.serial_fine_cost(k) if self.status is not Status.DIVERGED else math.nan
         clock = self.driver.clock
         stats = Stats(
             fine_calls=self.fine_calls,

@@ -28,15 +28,17 @@ from .kepler import kepler, kepler_solution
 from .lorenz import lorenz
 from .pleiades import pleiades
 from .reference import ReferenceUnavailable
-from .registry import PROBLEMS, get, parameters
+from .registry import CORE, PROBLEMS, TEST_SET, get, parameters
 from .robertson import robertson, robertson_long
 from .vanderpol import van_der_pol, van_der_pol_stiff
 
 __all__ = [
     "ARENSTORF_PERIOD",
+    "CORE",
     "PROBLEMS",
     "Problem",
     "ReferenceUnavailable",
+    "TEST_SET",
     "arenstorf",
     "brusselator",
     "brusselator_1d",

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..propagators import Propagator, ScipyIVP
+from ..propagators import Propagator, Rosenbrock2, ScipyIVP
 from .base import Problem, check_propagators, check_t_end
 
 __all__ = ["HIRES_T_END", "HIRES_Y0", "HIRES_Y_END", "HiresJacobian", "HiresRHS", "hires"]
@@ -32,9 +32,6 @@ HIRES_Y_END = (
 #: Tolerances of the default fine propagator (scipy Radau with the exact Jacobian).
 FINE_RTOL = 1e-7
 FINE_ATOL = 1e-10
-#: Tolerances of the default coarse propagator (scipy Radau, loose).
-COARSE_RTOL = 1e-3
-COARSE_ATOL = 1e-6
 
 
 @dataclass(frozen=True)
@@ -111,10 +108,8 @@ def hires(
 
     Defaults: 16 slices; ``fine = ScipyIVP("Radau", rtol=1e-7, atol=1e-10,
     options={"jac": HiresJacobian()})``, within about ``1e-8`` of the published values
-    (componentwise, relative); ``coarse = ScipyIVP("Radau", rtol=1e-3, atol=1e-6)`` with the
-    same Jacobian. An adaptive coarse is not a smooth map of its input, so Parareal with it
-    converges slowly (see the design notes); a fixed-step L-stable coarse (backward Euler,
-    about 20 steps per slice) converges in 4 to 5 iterations where one is available. Needs
+    (componentwise, relative); ``coarse = Rosenbrock2(steps=8)`` with the same Jacobian
+    (what ``coarse="auto"`` picks in the pipelined schedule, ``benchmarks/testset.py``). Needs
     scipy (``pip install 'parareal[scipy]'``).
 
     Parameters
@@ -136,7 +131,7 @@ def hires(
         slices,
         coarse,
         fine,
-        lambda: ScipyIVP("Radau", rtol=COARSE_RTOL, atol=COARSE_ATOL, options={"jac": jac}),
+        lambda: Rosenbrock2(steps=8, jac=jac),
         lambda: ScipyIVP("Radau", rtol=FINE_RTOL, atol=FINE_ATOL, options={"jac": jac}),
     )
     return Problem(

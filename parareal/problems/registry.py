@@ -19,7 +19,7 @@ from .pleiades import pleiades
 from .robertson import robertson, robertson_long
 from .vanderpol import van_der_pol, van_der_pol_stiff
 
-__all__ = ["PROBLEMS", "get", "parameters"]
+__all__ = ["CORE", "PROBLEMS", "TEST_SET", "get", "parameters"]
 
 #: Problem factories by registry name; each accepts keyword overrides of its parameters.
 PROBLEMS: dict[str, Callable[..., Problem]] = {
@@ -39,6 +39,14 @@ PROBLEMS: dict[str, Callable[..., Problem]] = {
     "kepler": kepler,
     "brusselator-1d": brusselator_1d,
 }
+
+#: The classic test-set problems (Bari test set, Hairer-Wanner, DETEST): stiff or orbital,
+#: with costly references. ``benchmarks/testset.py`` runs them; the backend checks'
+#: default problem lists (:func:`parareal.testing.default_problems`) leave them out.
+TEST_SET: tuple[str, ...] = ("hires", "robertson", "robertson-long", "vanderpol-stiff",
+                             "pleiades", "arenstorf", "kepler", "brusselator-1d")
+#: The small, fast problems (every registered one not in :data:`TEST_SET`).
+CORE: tuple[str, ...] = tuple(name for name in PROBLEMS if name not in TEST_SET)
 
 
 def _factory(name: Any) -> Callable[..., Problem]:

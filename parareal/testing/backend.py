@@ -10,7 +10,7 @@ import numpy as np
 
 from ..backends import Backend, resolve_backend
 from ..engine import SCHEDULES
-from ..problems import PROBLEMS, Problem, get
+from ..problems import CORE, Problem, get
 from ..result import IterationInfo, Solution
 from ..solve import solve
 from .report import describe, fail, max_abs_diff, same_bits
@@ -25,10 +25,11 @@ _REFERENCES: dict[tuple[Any, ...], tuple[Solution, list[Any], bool]] = {}
 
 
 def default_problems() -> list[Problem]:
-    """The problems :func:`check_backend` runs by default: every bundled problem with its
-    defaults (:data:`parareal.problems.PROBLEMS`) and a 5-dimensional linear system with
-    real and complex eigenvalues (:func:`~parareal.testing.systems.linear_system`)."""
-    bundled = [get(name) for name in PROBLEMS]
+    """The problems :func:`check_backend` runs by default: every small bundled problem with
+    its defaults (:data:`parareal.problems.CORE`: the classic test sets are left out, their
+    references take long) and a 5-dimensional linear system with real and complex
+    eigenvalues (:func:`~parareal.testing.systems.linear_system`)."""
+    bundled = [get(name) for name in CORE]
     linear = linear_system([-0.5, -0.2 + 1.5j, -1.0 + 0.5j], seed=1, t_span=(0.0, 3.0),
                            slices=6)
     return [*bundled, linear]

@@ -27,7 +27,7 @@ def main():
         out["workers"] = backend.workers
         # iterations, residuals, status, critical path, every iterate and y bit for bit
         out["problems"] = list(check_backend(
-            backend, problems=[problems.get(name) for name in sorted(problems.PROBLEMS)],
+            backend, problems=[problems.get(name) for name in sorted(problems.CORE)],
             vectorized=False))
 
         def f(t, y):

@@ -16,7 +16,7 @@ def main():
     import faulthandler
     faulthandler.dump_traceback_later(40, exit=True)
     comm = mpi.COMM_WORLD
-    names = sys.argv[1].split(",") if len(sys.argv) > 1 else sorted(problems.PROBLEMS)
+    names = sys.argv[1].split(",") if len(sys.argv) > 1 else sorted(problems.CORE)
     # iterations, residuals, status, critical path and y bit for bit against the serial backend
     # (every iterate too on the root); each rank raises if its own Solution differs, so every
     # rank holding the serial Solution means the same Solution everywhere
