@@ -84,7 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"one of: {', '.join(sorted(PROBLEMS))}")
     solve.add_argument("--slices", type=int, help="number of time slices (problem default)")
     solve.add_argument("--fine", help="fine propagator spec, e.g. RK4:20 or scipy:Radau")
-    solve.add_argument("--coarse", help="coarse propagator spec, e.g. RK4:1 or Euler:2")
+    solve.add_argument("--coarse", default="auto",
+                       help="coarse propagator: 'auto' (default: chosen for the run, see "
+                            "the JSON's coarse_choice), 'problem' (the problem's own default), "
+                            "or a spec such as RK4:1, ros2:8, be:20")
     solve.add_argument("--backend", default="serial", choices=sorted(BACKENDS),
                        help="where the fine solves run (default serial); threads, processes "
                             "and cuda-streams run them concurrently on --workers workers")

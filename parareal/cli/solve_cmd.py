@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import json
 import sys
 from typing import Any
@@ -15,7 +16,7 @@ from ..problems import Problem, ReferenceUnavailable, get
 from ..propagators import from_spec
 from ..result import IterationInfo, Solution, Status
 from ..solve import solve, solve_serial
-from ..theory import critical_path_speedup, dahlquist_bounds
+from ..theory import dahlquist_bounds
 from .paths import atomic_path, check_extension, check_writable
 
 __all__ = ["run_solve"]
@@ -61,7 +62,7 @@ def _problem(args: argparse.Namespace) -> Problem:
     overrides: dict[str, Any] = _parse_params(args.param)
     for name, option in _OPTION_PARAMS.items():
         value = getattr(args, name)
-        if value is None:
+        if value is None or (name == "coarse" and value.strip().lower() in ("auto", "problem")):
             continue
         if name in overrides:
             raise ValueError(f"{name} is given twice: use {option} or --param {name}=..., not both")
@@ -115,6 +116,13 @@ def _iterate_values(sol: Solution, iterates: list[IterationInfo]) -> list[Any]:
     return values
 
 
+def _coarse(args: argparse.Namespace, problem: Problem) -> Any:
+    """``--coarse``: "auto" (the default), "problem" (the problem's default), or a spec
+    (already in ``problem.coarse``)."""
+    choice = (args.coarse or "auto").strip().lower()
+    return "auto" if choice == "auto" else problem.coarse
+
+
 def run_solve(args: argparse.Namespace) -> int:
     """Handler of ``parareal solve``."""
     _check_outputs(args)
@@ -127,9 +135,10 @@ def run_solve(args: argparse.Namespace) -> int:
             problem.f,
             problem.y0,
             problem.t_span,
-            coarse=problem.coarse,
+            coarse=_coarse(args, problem),
             fine=problem.fine,
             slices=problem.slices,
+            jac=problem.jacobian,
             tol=args.tol,
             rtol=args.rtol,
             max_iters=args.max_iters,
@@ -144,6 +153,8 @@ def run_solve(args: argparse.Namespace) -> int:
         )
     if getattr(backend, "spmd", False) and not backend.drives():  # type: ignore[attr-defined]
         return 1 if sol.status is Status.DIVERGED else 0  # MPI: the root reports, once
+    if sol.coarse_choice is not None:  # what ran, for the report and the plot
+        problem = dataclasses.replace(problem, coarse=sol.coarse_choice.propagator)
     args.resumed_from = None
     if args.resume is not None:
         args.resumed_from = iterates[0].iteration - 1 if iterates else sol.iterations
@@ -206,6 +217,14 @@ def _summary(
         "critical_path": stats.critical_path,
         "critical_path_per_iteration": list(stats.critical_path_per_iteration),
         "resumed_from": args.resumed_from,
+        "jac_calls": stats.jac_calls,
+        "serial_fine_cost": stats.serial_fine_cost,
+        "speedup_bound": stats.speedup_bound,
+        "reason": sol.reason,
+        "coarse_choice": None if sol.coarse_choice is None else {
+            "propagator": repr(sol.coarse_choice.propagator),
+            "reason": sol.coarse_choice.reason,
+        },
     }
 
 
@@ -237,12 +256,13 @@ def _print_table(
         f"status: {sol.status.value} after {sol.iterations} iteration(s); "
         f"f evals {stats.f_evals}, critical path {stats.critical_path}"
     )
-    if problem.fine.evals is not None and sol.converged:
-        serial = n * problem.fine.evals
-        gain = critical_path_speedup(sol, fine=problem.fine)
-        line += f" (serial fine: {serial}, {gain:.2f}x shorter)"
+    if sol.converged and stats.speedup_bound == stats.speedup_bound:  # not NaN
+        line += (f" (serial fine: {stats.serial_fine_cost:.0f}, speed-up bound "
+                 f"{stats.speedup_bound:.2f}x)")
     line += f"; wall {stats.wall_time['total']:.3f} s"
     print(line, file=out)
+    if sol.coarse_choice is not None:
+        print(f"coarse chosen: {sol.coarse_choice.reason}", file=out)
     if reference != "available":
         print(f"reference {reference}", file=out)
     if args.resumed_from is not None:
