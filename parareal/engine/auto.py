@@ -36,6 +36,7 @@ iterates on every backend and rank count.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -180,12 +181,18 @@ class AutoCoarse:
         clone.fallback = use(self.fallback)
         return clone
 
-    def trajectory(self, boundaries: np.ndarray) -> Propagator | None:
+    def trajectory(self, boundaries: np.ndarray, complex_state: bool = False
+                   ) -> Propagator | None:
         """The propagator that computes iterate 0: :attr:`initial` run once over the whole
-        span through every boundary (no restart per slice), when it can; else ``None``."""
-        if not isinstance(self.initial, ScipyIVP):
+        span through every boundary (no restart per slice), when it can; else ``None``.
+        Complex states, which LSODA and Radau cannot take, get BDF instead."""
+        initial = self.initial
+        if not isinstance(initial, ScipyIVP):
             return None
-        return _Trajectory(self.initial, boundaries)
+        if complex_state and initial.method in ("LSODA", "Radau"):
+            initial = copy.copy(initial)
+            initial.method = "BDF"
+        return _Trajectory(initial, boundaries)
 
     # -- the probe ------------------------------------------------------------------------
     @staticmethod

@@ -417,7 +417,9 @@ class _Run:
         when it failed (the first coarse sweep then uses :attr:`AutoCoarse.fallback`)."""
         auto = self.auto
         assert auto is not None
-        trajectory = auto.trajectory(self.t)
+        complex_state = (np.dtype(self.ops.dtype).kind == "c" if self.ops.kind == "numpy"
+                         else bool(self.y0.is_complex()))
+        trajectory = auto.trajectory(self.t, complex_state)
         if trajectory is None:
             return None
         self.driver.start(("I", 0), trajectory, self.y0, self.t[0], self.t[-1])
