@@ -19,7 +19,7 @@ from .checkpoint import (
     run_fingerprint,
 )
 from .engine import DEFAULT_LOOKAHEAD, SCHEDULES, run_parareal
-from .engine.auto import AutoCoarse
+from .engine.auto import AutoCoarse, default_initial
 from .errors import NoSpeedupWarning
 from .propagators import JacobianSource, Propagator, resolve
 from .result import IterationInfo, Solution, Status
@@ -174,6 +174,7 @@ def run_on_boundaries(
     resume: Any = None,
     jac: Any = None,
     jac_sparsity: Any = None,
+    balance: bool = False,
 ) -> Solution:
     """Validate the arguments of :func:`solve` (slices given by ``boundaries``) and run."""
     check_callable(f, "f")
@@ -220,6 +221,7 @@ def run_on_boundaries(
             initial=initial,
             checkpoint=writer,
             resume=state,
+            balance=with_jacobian(default_initial(), jac, jac_sparsity) if balance else None,
         )
     finally:
         if isinstance(backend, str):  # made for this run: release its workers
@@ -284,7 +286,7 @@ def solve(
     progress: bool = False,
     vectorized: bool = False,
     initial: Any = None,
-    boundaries: Sequence[float] | None = None,
+    boundaries: Sequence[float] | str | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
     resume: str | os.PathLike[str] | None = None,
     jac: Callable[[Any, Any], Any] | None = None,
@@ -362,9 +364,15 @@ def solve(
     initial : array, optional
         Iterate 0 instead of the coarse sweep: the boundary values, shape
         ``(slices + 1, *y0.shape)`` (a warm start; ``initial[0]`` is replaced by ``y0``).
-    boundaries : sequence of float, optional
+    boundaries : sequence of float or "work", optional
         Explicit slice boundaries instead of equal slices: ``slices + 1`` strictly increasing
         values from ``t0`` to ``t1`` (uneven slices, e.g. SRDS blocks of unequal length).
+        ``"work"`` chooses them from the work: one loose LSODA solve over the span (its calls
+        count in ``Stats``) places them so that every slice holds an equal share of its
+        steps, which balances the fine propagations of stiff problems whose transients make
+        equal slices very unequal in cost; ``Solution.t`` gives the boundaries used. With
+        ``coarse="auto"`` the same solve is iterate 0. Not with ``initial``, ``checkpoint``
+        or ``resume``.
     checkpoint : str or os.PathLike, optional
         Write the newest iterate to this file after every complete iterate (0 included) and
         when the run stops, atomically (a temporary file in the same folder, then a rename):
@@ -407,6 +415,15 @@ def solve(
     """
     t0, t1 = check_span(t_span)
     slices = check_slices(slices)
+    balance = isinstance(boundaries, str) and boundaries == "work"
+    if balance:
+        for name, value in (("initial", initial), ("checkpoint", checkpoint),
+                            ("resume", resume)):
+            if value is not None:
+                raise ValueError(f'boundaries="work" places the slices during the run, so '
+                                 f"{name} cannot be given with it; pass explicit "
+                                 "boundaries (e.g. a previous run's Solution.t) instead")
+        boundaries = None
     grid = check_boundaries(boundaries, t0, t1, slices)
     return run_on_boundaries(
         f,
@@ -428,6 +445,7 @@ def solve(
         resume=resume,
         jac=jac,
         jac_sparsity=jac_sparsity,
+        balance=balance,
     )
 
 
@@ -439,11 +457,13 @@ def solve_serial(
     propagator: Propagator | str,
     slices: int = 1,
     backend: Any = "serial",
+    boundaries: Sequence[float] | None = None,
 ) -> Any:
     """Apply ``propagator`` slice after slice: the serial solution Parareal converges to.
 
     Returns the ``slices + 1`` boundary values stacked, in ``y0``'s kind. With the same
-    ``slices`` and the fine propagator, this is exactly what ``solve`` reproduces.
+    ``slices`` (or ``boundaries``, e.g. a run's ``Solution.t``) and the fine propagator, this
+    is exactly what ``solve`` reproduces.
 
     ``backend`` says where the propagations run: here (``"serial"``, ``"batched"``: the same
     thing for one propagation at a time) or, one slice after the other, on a worker of a
@@ -456,7 +476,7 @@ def solve_serial(
     slices = check_slices(slices)
     prop = resolve(propagator, name="propagator")
     engine_backend = resolve_backend(backend)
-    boundaries = np.linspace(t0, t1, slices + 1)
+    boundaries = check_boundaries(boundaries, t0, t1, slices)
     values = [y0]
     if not engine_backend.concurrent or getattr(engine_backend, "spmd", False):
         # serial work has nothing to spread; SPMD ranks each compute it

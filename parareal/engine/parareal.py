@@ -84,6 +84,7 @@ class _Run:
         initial: list[Any] | None,
         checkpoint: Checkpointer | None = None,
         resume: Checkpoint | None = None,
+        balance: Propagator | None = None,
     ) -> None:
         self.rhs = rhs
         self.ops: ArrayOps = rhs.ops
@@ -96,6 +97,7 @@ class _Run:
         self.schedule = schedule
         self.choice: CoarseChoice | None = None
         self.probe: Probe | None = None
+        self.balance = balance
         self.pipelined = schedule == "pipelined"
         self.lookahead = math.inf if lookahead is None else lookahead
         self.held: list[tuple[int, int]] = []  # fine tasks (k, n) waiting for the lookahead
@@ -411,6 +413,27 @@ class _Run:
                 self.coarse_calls += 1
                 self.driver.start(("P", "G", i, n, 1), cand, y1, t0, t1)
 
+    def balance_slices(self) -> None:
+        """Slices chosen from the work: one loose adaptive solve over the span
+        (:meth:`~parareal.ScipyIVP.trajectory` with ``balance``) places the boundaries so that
+        every slice holds an equal share of its steps; with ``coarse="auto"`` its values there
+        are iterate 0 too. On failure the equal slices stay."""
+        assert self.balance is not None
+        self.driver.start(("B", 0), _Balanced(self.balance, self.N), self.y0, self.t[0],
+                          self.t[-1])
+        result = None
+        while result is None:
+            for _, value in self.driver.step():
+                result = value
+        bounds, states = result
+        if bounds is None:
+            return
+        self.t = np.asarray(bounds, dtype=np.float64)
+        values = self.ops.unstack(states)
+        if self.auto is not None and all(self.ops.all_finite(v) for v in values):
+            values[0] = self.y0
+            self.initial = values
+
     def initial_guess(self) -> list[Any] | None:
         """Iterate 0 for ``coarse="auto"``: one adaptive solve over the whole span at a loose
         tolerance (:meth:`AutoCoarse.trajectory`), its values at the boundaries; ``None``
@@ -481,6 +504,8 @@ class _Run:
                 self.driver.session = self.backend.open(  # type: ignore[attr-defined]
                     self.rhs, self.fine, self.y0
                 )
+            if self.balance is not None:
+                self.balance_slices()
             if self.auto is not None:
                 if self.resume is None and self.initial is None:
                     self.initial = self.initial_guess()
@@ -595,6 +620,21 @@ class _Run:
                 return f"the boundary update {self.residuals[k - 1]:.3e} met the tolerance"
             return "the callback asked to stop"
         return f"max_iters = {self.K} iterations ran without meeting the tolerance"
+
+
+class _Balanced(Propagator):
+    """A loose adaptive solve over the span that returns ``(boundaries, states)`` with every
+    slice holding an equal share of its steps (:meth:`parareal.ScipyIVP.trajectory`)."""
+
+    def __init__(self, scipy: Any, slices: int) -> None:
+        self.scipy = scipy
+        self.slices = slices
+
+    def __repr__(self) -> str:
+        return f"{self.scipy!r} balancing {self.slices} slices"
+
+    def propagate(self, f: Callable[[Any, Any], Any], y: Any, t0: float, t1: float) -> Any:
+        return self.scipy.trajectory(f, y, [t0, t1], balance=self.slices)
 
 
 def run_parareal(**kwargs: Any) -> Solution:

@@ -132,11 +132,20 @@ class ScipyIVP(Propagator):
     def propagate(self, f: Callable[[Any, Any], Any], y: Any, t0: float, t1: float) -> Any:
         return self.trajectory(f, y, [t0, t1])[-1]
 
-    def trajectory(self, f: Callable[[Any, Any], Any], y: Any, times: Any) -> Any:
+    def trajectory(self, f: Callable[[Any, Any], Any], y: Any, times: Any, *,
+                   balance: int | None = None) -> Any:
         """One ``solve_ivp`` run from ``times[0]`` through every later time: the states at
-        ``times`` stacked along a new leading axis (``y`` first; all NaN on failure)."""
+        ``times`` stacked along a new leading axis (``y`` first; all NaN on failure).
+
+        With ``balance = N`` the run goes from ``times[0]`` to ``times[-1]`` and returns
+        ``(boundaries, states)``: ``N + 1`` boundaries that give every slice an equal share of
+        the solver's steps (its work), and the states there from its dense output;
+        ``(None, None)`` on failure.
+        """
         times = [float(t) for t in times]
         t0, t1 = times[0], times[-1]
+        if balance is not None:
+            times = [t0, t1]
         try:
             from scipy.integrate import solve_ivp
         except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -145,7 +154,7 @@ class ScipyIVP(Propagator):
             ) from exc
         ops = ops_for(y)
         if not ops.all_finite(y):  # solve_ivp would raise: NaN in, NaN out (DIVERGED)
-            return ops.stack([ops.full_nan() for _ in times])
+            return (None, None) if balance else ops.stack([ops.full_nan() for _ in times])
         y_np = ops.to_numpy(y)
         shape = y_np.shape
 
@@ -163,14 +172,35 @@ class ScipyIVP(Propagator):
             rtol=self.rtol,
             atol=self.atol,
             t_eval=times[1:] if len(times) > 2 else None,
+            dense_output=balance is not None,
             **self.options,
             **self._jac_options(f, ops, shape, is_torch(y)),
         )
         if not sol.success or not np.all(np.isfinite(sol.y[:, -1])):
             report_failure(f"solve_ivp ({self.method}) failed on [{t0}, {t1}]: {sol.message}")
-            return ops.stack([ops.full_nan() for _ in times])
+            return (None, None) if balance else ops.stack([ops.full_nan() for _ in times])
+        if balance is not None:
+            bounds = work_boundaries(sol.t, balance)
+            inner = [ops.from_numpy(sol.sol(t).reshape(shape)) for t in bounds[1:-1]]
+            last = ops.from_numpy(sol.y[:, -1].reshape(shape))
+            return bounds, ops.stack([y, *inner, last])
         later = [sol.y[:, i].reshape(shape) for i in range(sol.y.shape[1])][-(len(times) - 1):]
         return ops.stack([y, *[ops.from_numpy(v) for v in later]])
+
+
+def work_boundaries(steps: Any, slices: int) -> np.ndarray:
+    """``slices + 1`` boundaries from ``steps[0]`` to ``steps[-1]`` that give every slice an
+    equal share of the steps (the times an adaptive solver stepped to): the cumulative step
+    count, linear between steps, is cut into equal parts. Where that would make a slice
+    empty or out of order the boundaries fall back to equal spacing."""
+    steps = np.asarray(steps, dtype=np.float64)
+    t0, t1 = float(steps[0]), float(steps[-1])
+    count = np.arange(len(steps), dtype=np.float64)
+    bounds = np.interp(np.linspace(0.0, count[-1], slices + 1), count, steps)
+    bounds[0], bounds[-1] = t0, t1
+    if not np.all(np.diff(bounds) > 0.0):
+        return np.linspace(t0, t1, slices + 1)
+    return bounds
 
 
 class TorchDiffEq(Propagator):
