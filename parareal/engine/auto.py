@@ -86,7 +86,14 @@ class _Trajectory(Propagator):
         return f"{self.scipy!r} through {len(self.boundaries)} boundaries"
 
     def propagate(self, f: Callable[[Any, Any], Any], y: Any, t0: float, t1: float) -> Any:
-        return self.scipy.trajectory(f, y, self.boundaries)
+        return self.scipy.trajectory(f, y, self.boundaries,
+                                     max_calls=initial_budget(len(self.boundaries) - 1))
+
+
+def initial_budget(slices: int) -> int:
+    """Calls of ``f`` the loose solve of iterate 0 may make before it counts as failed (a
+    blow-up or a problem too hard for it must not cost without bound)."""
+    return 2000 + 200 * slices
 
 
 def ticks(prop: Propagator) -> int | None:

@@ -49,7 +49,7 @@ from ..propagators import Propagator
 from ..propagators.linalg import LinalgMeter, metered
 from ..result import CoarseChoice, IterationInfo, Solution, Stats, Status
 from ..state import ArrayOps
-from .auto import AutoCoarse, Probe
+from .auto import AutoCoarse, Probe, initial_budget
 from .driver import Driver
 
 __all__ = ["SCHEDULES", "run_parareal"]
@@ -634,7 +634,8 @@ class _Balanced(Propagator):
         return f"{self.scipy!r} balancing {self.slices} slices"
 
     def propagate(self, f: Callable[[Any, Any], Any], y: Any, t0: float, t1: float) -> Any:
-        return self.scipy.trajectory(f, y, [t0, t1], balance=self.slices)
+        return self.scipy.trajectory(f, y, [t0, t1], balance=self.slices,
+                                     max_calls=initial_budget(self.slices))
 
 
 def run_parareal(**kwargs: Any) -> Solution:

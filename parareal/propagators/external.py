@@ -133,14 +133,15 @@ class ScipyIVP(Propagator):
         return self.trajectory(f, y, [t0, t1])[-1]
 
     def trajectory(self, f: Callable[[Any, Any], Any], y: Any, times: Any, *,
-                   balance: int | None = None) -> Any:
+                   balance: int | None = None, max_calls: int | None = None) -> Any:
         """One ``solve_ivp`` run from ``times[0]`` through every later time: the states at
         ``times`` stacked along a new leading axis (``y`` first; all NaN on failure).
 
         With ``balance = N`` the run goes from ``times[0]`` to ``times[-1]`` and returns
         ``(boundaries, states)``: ``N + 1`` boundaries that give every slice an equal share of
         the solver's steps (its work), and the states there from its dense output;
-        ``(None, None)`` on failure.
+        ``(None, None)`` on failure. ``max_calls`` bounds the calls of ``f``: past it, or
+        at a non-finite derivative, the run stops and counts as failed.
         """
         times = [float(t) for t in times]
         t0, t1 = times[0], times[-1]
@@ -158,13 +159,32 @@ class ScipyIVP(Propagator):
         y_np = ops.to_numpy(y)
         shape = y_np.shape
 
+        calls = [0]
+
         def rhs(t: float, flat: np.ndarray) -> np.ndarray:
             state = flat.reshape(shape)
             arg = ops.from_numpy(state) if is_torch(y) else state
             dy = ops.coerce_derivative(f(ops.time(t), arg), arg)
-            return np.ravel(ops.to_numpy(dy) if is_torch(dy) else dy)
+            out = np.ravel(ops.to_numpy(dy) if is_torch(dy) else dy)
+            if max_calls is not None:
+                calls[0] += 1
+                if calls[0] > max_calls or not np.all(np.isfinite(out)):
+                    raise _OutOfBudget(f"stopped after {calls[0]} calls of f (budget "
+                                       f"{max_calls}, or a non-finite derivative)")
+            return out
 
-        sol = solve_ivp(
+        try:
+            sol = self._solve_ivp(solve_ivp, rhs, f, ops, shape, y, y_np, t0, t1, times,
+                                  balance)
+        except _OutOfBudget as exc:
+            report_failure(f"solve_ivp ({self.method}) on [{t0}, {t1}]: {exc}")
+            return (None, None) if balance else ops.stack([ops.full_nan() for _ in times])
+        return self._finish(sol, ops, shape, y, t0, t1, times, balance)
+
+    def _solve_ivp(self, solve_ivp: Any, rhs: Any, f: Any, ops: Any, shape: Any, y: Any,
+                   y_np: np.ndarray, t0: float, t1: float, times: list[float],
+                   balance: int | None) -> Any:
+        return solve_ivp(
             rhs,
             (t0, t1),
             y_np.ravel(),
@@ -176,6 +196,9 @@ class ScipyIVP(Propagator):
             **self.options,
             **self._jac_options(f, ops, shape, is_torch(y)),
         )
+
+    def _finish(self, sol: Any, ops: Any, shape: Any, y: Any, t0: float, t1: float,
+                times: list[float], balance: int | None) -> Any:
         if not sol.success or not np.all(np.isfinite(sol.y[:, -1])):
             report_failure(f"solve_ivp ({self.method}) failed on [{t0}, {t1}]: {sol.message}")
             return (None, None) if balance else ops.stack([ops.full_nan() for _ in times])
@@ -186,6 +209,10 @@ class ScipyIVP(Propagator):
             return bounds, ops.stack([y, *inner, last])
         later = [sol.y[:, i].reshape(shape) for i in range(sol.y.shape[1])][-(len(times) - 1):]
         return ops.stack([y, *[ops.from_numpy(v) for v in later]])
+
+
+class _OutOfBudget(Exception):
+    """A bounded :meth:`ScipyIVP.trajectory` ran out of calls of ``f`` or went non-finite."""
 
 
 def work_boundaries(steps: Any, slices: int) -> np.ndarray:
