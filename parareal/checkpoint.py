@@ -87,6 +87,9 @@ class Checkpoint:
         How the run ended at iterate ``k``; ``None`` while it was still going.
     max_iters : int
         The iteration cap of the run that wrote it.
+    coarse_index : int or None
+        With ``coarse="auto"``: which of the candidates the run chose (``None`` before the
+        choice or without auto), so that a resumed run goes on with the same one.
     run : dict
         The fingerprint of the run (see :func:`run_fingerprint`).
     """
@@ -99,6 +102,7 @@ class Checkpoint:
     status: Status | None
     max_iters: int
     run: dict[str, Any] = field(default_factory=dict)
+    coarse_index: int | None = None
 
     @property
     def t(self) -> np.ndarray:
@@ -279,6 +283,7 @@ def _encode(checkpoint: Checkpoint) -> bytes:
         "iteration": int(checkpoint.iteration),
         "status": None if checkpoint.status is None else checkpoint.status.value,
         "max_iters": int(checkpoint.max_iters),
+        "coarse_index": checkpoint.coarse_index,
         "residuals": [float(r) for r in checkpoint.residuals],
         "critical_path": [int(c) for c in checkpoint.critical_path],
         "wall_time": [float(w) for w in checkpoint.wall_time],
@@ -345,6 +350,7 @@ class Checkpointer:
         wall_time: Any,
         status: Status | None,
         max_iters: int,
+        coarse_index: int | None = None,
     ) -> None:
         """Write iterate ``iteration`` (``y``: its stacked boundary values) and its history."""
         write_checkpoint(
@@ -358,6 +364,7 @@ class Checkpointer:
                 status=status,
                 max_iters=max_iters,
                 run=self.run,
+                coarse_index=coarse_index,
             ),
         )
 
@@ -454,6 +461,9 @@ def _check_meta(path: str, meta: Any, values: Any) -> None:
         and not isinstance(k, bool)
         and 0 <= k <= len(run["boundaries"]) - 1
         and isinstance(meta.get("max_iters"), int)
+        and (meta.get("coarse_index") is None or (
+            isinstance(meta.get("coarse_index"), int)
+            and not isinstance(meta.get("coarse_index"), bool)))
         and (meta.get("status") is None or meta.get("status") in _STATUS)
         and _is_list(meta.get("residuals"), (int, float), k)
         and _is_list(meta.get("critical_path"), int, k + 1)
@@ -502,6 +512,7 @@ def _checkpoint(meta: dict[str, Any], y: Any) -> Checkpoint:
         status=None if status is None else _STATUS[status],
         max_iters=meta["max_iters"],
         run=meta["run"],
+        coarse_index=meta.get("coarse_index"),
     )
 
 

@@ -19,7 +19,7 @@ from .checkpoint import (
     run_fingerprint,
 )
 from .engine import DEFAULT_LOOKAHEAD, SCHEDULES, run_parareal
-from .engine.auto import AutoCoarse, default_initial
+from .engine.auto import AutoCoarse
 from .errors import NoSpeedupWarning
 from .propagators import JacobianSource, Propagator, resolve
 from .result import IterationInfo, Solution, Status
@@ -59,6 +59,13 @@ def resolve_coarse(coarse: Any) -> Propagator | AutoCoarse:
     if isinstance(coarse, str) and coarse.strip().lower() == "auto":
         return AutoCoarse()
     return resolve(coarse, name="coarse")
+
+
+def _balancer(y0: Any, jac: Any, jac_sparsity: Any) -> Propagator:
+    """The loose solve that places ``boundaries="work"`` (LSODA; RK45 or BDF for large
+    states without a Jacobian, see :meth:`AutoCoarse.for_state`)."""
+    size = int(np.prod(tuple(y0.shape)))
+    return AutoCoarse().with_jacobian(jac, jac_sparsity).for_state(size).initial
 
 
 def with_jacobian(prop: Propagator, jac: Any, jac_sparsity: Any) -> Propagator:
@@ -221,7 +228,7 @@ def run_on_boundaries(
             initial=initial,
             checkpoint=writer,
             resume=state,
-            balance=with_jacobian(default_initial(), jac, jac_sparsity) if balance else None,
+            balance=_balancer(y0, jac, jac_sparsity) if balance else None,
         )
     finally:
         if isinstance(backend, str):  # made for this run: release its workers
@@ -253,8 +260,12 @@ def warn_no_speedup(solution: Solution, stacklevel: int = 2) -> None:
     advice = []
     if K >= max(slices - 1, 1) and slices > 1:
         advice.append("the coarse propagator is too inaccurate or unstable here: try "
-                      "coarse='auto', more coarse steps, or for stiff problems an implicit "
-                      "coarse such as 'ros2:8' or 'be:20'")
+                      + ("" if solution.coarse_choice is not None else "coarse='auto', ")
+                      + "more coarse steps, or for stiff problems an implicit coarse such "
+                      "as 'ros2:8' or 'be:20' with jac=")
+    if stats.serial_fine_cost == stats.serial_fine_cost and slices > 1:
+        advice.append("boundaries='work' balances the fine work when some slices cost far "
+                      "more than others (stiff transients)")
     else:
         advice.append("the coarse sweeps and iterations cost too much against the fine "
                       "propagations: try a cheaper coarse, more slices, or "

@@ -128,7 +128,7 @@ def test_bad_problem_parameters(capsys, param, message):
 @pytest.mark.parametrize("lookahead,expected", [("0", 0), ("3", 3), ("none", None)])
 def test_lookahead_option(capsys, lookahead, expected):
     out = run_json(capsys, "brusselator", "--backend", "batched", "--schedule", "pipelined",
-                   "--lookahead", lookahead)
+                   "--lookahead", lookahead, "--coarse", "problem")
     p = get("brusselator")
     sol = parareal.solve(p.f, p.y0, p.t_span, coarse=p.coarse, fine=p.fine, slices=p.slices,
                          backend="batched", vectorized=True, schedule="pipelined",

@@ -97,7 +97,8 @@ def test_head_closing_the_pipe_early_exits_quietly():
         head.kill()
     assert got == b'{"problem"'
     assert writer.returncode == 141, err
-    assert err == ""
+    # no traceback about the broken pipe (a NoSpeedupWarning about the run itself may show)
+    assert "Traceback" not in err and "BrokenPipe" not in err
 
 
 # -- a numpy-only install ------------------------------------------------------------------------

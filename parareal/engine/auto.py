@@ -50,6 +50,8 @@ from ..state import ArrayOps
 
 __all__ = ["AutoCoarse", "Probe", "predict_iterations", "predicted_critical_path"]
 
+#: States larger than this get no dense Jacobians (see :meth:`AutoCoarse.for_state`).
+DENSE_LIMIT = 500
 #: Relative size of the probe perturbation (of the state's max-norm).
 PROBE_EPSILON = 1e-4
 #: Seed of the probe direction.
@@ -200,6 +202,34 @@ class AutoCoarse:
             initial = copy.copy(initial)
             initial.method = "BDF"
         return _Trajectory(initial, boundaries)
+
+    def for_state(self, size: int) -> AutoCoarse:
+        """The candidates and initial solve that suit a state of ``size`` entries: without a
+        Jacobian (``jac``) or a sparsity pattern, states larger than :data:`DENSE_LIMIT`
+        would need dense ``(size, size)`` finite-difference or autograd Jacobians (memory and
+        time growing like ``size**2``), so only the explicit candidates and an explicit
+        initial solve (RK45) remain; with only ``jac_sparsity`` the initial solve is BDF,
+        which uses it."""
+        source = getattr(self.initial, "source", None)
+        has_jac = source is not None and source.jac is not None
+        has_pattern = source is not None and source.sparsity is not None
+        if size <= DENSE_LIMIT or has_jac:
+            if has_pattern and not has_jac and isinstance(self.initial, ScipyIVP) and (
+                    self.initial.method == "LSODA"):
+                clone = copy.copy(self)
+                clone.initial = copy.copy(self.initial)
+                clone.initial.method = "BDF"
+                return clone
+            return self
+        clone = copy.copy(self)
+        if not has_pattern:
+            explicit = tuple(c for c in self.candidates if not hasattr(c, "jac_evals"))
+            clone.candidates = explicit or (RK4(steps=8),)
+            clone.fallback = RK4(steps=8)
+        if isinstance(self.initial, ScipyIVP):
+            clone.initial = copy.copy(self.initial)
+            clone.initial.method = "BDF" if has_pattern else "RK45"
+        return clone
 
     # -- the probe ------------------------------------------------------------------------
     @staticmethod

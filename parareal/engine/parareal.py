@@ -91,12 +91,14 @@ class _Run:
         self.y0 = y0
         self.t = boundaries
         self.N = len(boundaries) - 1
-        self.auto = coarse if isinstance(coarse, AutoCoarse) else None
+        self.auto = coarse.for_state(int(np.prod(rhs.ops.shape))) if isinstance(
+            coarse, AutoCoarse) else None
         self.coarse = coarse if self.auto is None else self.auto.initial
         self.fine = fine
         self.schedule = schedule
         self.choice: CoarseChoice | None = None
         self.probe: Probe | None = None
+        self.choice_index: int | None = None  # which auto candidate was chosen
         self.balance = balance
         self.pipelined = schedule == "pipelined"
         self.lookahead = math.inf if lookahead is None else lookahead
@@ -347,6 +349,7 @@ class _Run:
             wall_time=self.wall_path[: k + 1],
             status=status,
             max_iters=self.K,
+            coarse_index=self.choice_index,
         )
         self.saved = (k, status)
 
@@ -434,6 +437,20 @@ class _Run:
             values[0] = self.y0
             self.initial = values
 
+    def restore_choice(self, index: int) -> None:
+        """Go on with the candidate the checkpointed run chose (no new probe)."""
+        auto = self.auto
+        assert auto is not None
+        if not 0 <= index < len(auto.candidates):
+            raise ValueError(f"the checkpoint names coarse candidate {index}, but this "
+                             f"AutoCoarse has {len(auto.candidates)} candidates")
+        self.coarse = auto.candidates[index]
+        self.choice_index = index
+        self.choice = CoarseChoice(
+            propagator=self.coarse,
+            reason=f"{self.coarse!r}: chosen by the run that wrote the checkpoint",
+            candidates=(), fine_ticks=0, probe_ticks=0)
+
     def initial_guess(self) -> list[Any] | None:
         """Iterate 0 for ``coarse="auto"``: one adaptive solve over the whole span at a loose
         tolerance (:meth:`AutoCoarse.trajectory`), its values at the boundaries; ``None``
@@ -482,8 +499,9 @@ class _Run:
             clock=self.driver.clock)
         probe.chosen = True
         self.choice = choice
-        index = probe.candidates.index(choice.propagator) if (
-            choice.propagator in probe.candidates) else None
+        index = next((i for i, c in enumerate(probe.candidates) if c is choice.propagator),
+                     None)
+        self.choice_index = index
         self.coarse = choice.propagator
         if index is not None:
             for n in range(b + 1, self.N):
@@ -506,7 +524,10 @@ class _Run:
                 )
             if self.balance is not None:
                 self.balance_slices()
-            if self.auto is not None:
+            if self.auto is not None and self.resume is not None and (
+                    self.resume.coarse_index is not None):
+                self.restore_choice(self.resume.coarse_index)
+            elif self.auto is not None:
                 if self.resume is None and self.initial is None:
                     self.initial = self.initial_guess()
                     if self.initial is None:
