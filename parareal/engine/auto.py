@@ -312,13 +312,15 @@ class AutoCoarse:
                 rows.append(CoarseCandidate(repr(prop), g, jump, alpha, beta, N - b,
                                             math.inf, "not finite on the probe"))
                 continue
-            K = predict_iterations(error0, alpha, beta, slices=N - b,
-                                   max_iters=max_iters - b, tol=target)
+            # not capped by max_iters: the choice must not change with it, so that a run
+            # stopped at max_iters and resumed with a larger cap is the uninterrupted run
+            K = predict_iterations(error0, alpha, beta, slices=N - b, max_iters=N - b,
+                                   tol=target)
             path = predicted_critical_path(K, g, m_by_k[b + 1:], N - b, schedule)
             note = "" if 2 * g < m_max else "costs half a fine propagation or more"
             rows.append(CoarseCandidate(repr(prop), g, jump, alpha, beta, b + K,
                                         path if not note else math.inf, note))
-        cap = min(N, max_iters)
+        cap = N
 
         def rank(i: int) -> tuple[float, float, int, int]:
             # predicted to converge only by exactness: favour fidelity per cost (alpha * g)
