@@ -66,106 +66,186 @@ def _stepwise(propagator: Propagator) -> bool:
     return type(propagator).stepper is _INHERITED_STEPPER  # type: ignore[attr-defined]
 
 
-class _Cohort:
-    """Propagations of one step-wise propagator that run their current sub-step together.
+def _kind(propagator: Propagator) -> Hashable:
+    """Step-wise propagators of one kind run their sub-steps together (``step_kind``)."""
+    try:
+        kind = propagator.step_kind()  # type: ignore[attr-defined]
+        hash(kind)
+    except TypeError:  # unhashable settings: only the propagator itself
+        return id(propagator)
+    return kind
 
-    Each lane is one propagation: its key, its place in a tick's results (:data:`Order`), its
-    start time ``t0``, sub-step size ``h`` and the index ``i0 + done`` of its current sub-step,
-    exactly as :meth:`~parareal.propagators.SteppablePropagator.stepper` computes them
-    (``h = (t1 - t0) / steps``, sub-step ``i`` from ``t0 + i * h``), as Python floats for a
-    lone lane and as :class:`~parareal.state.Lanes` over a stacked state for several. Between
-    changes of its lanes a cohort keeps its stacked state and lanes' arrays: a sub-step costs
-    one coroutine and one ``t`` vector.
+
+class _Cohort:
+    """Propagations of step-wise propagators of one kind that run their current sub-step
+    together (:meth:`~parareal.propagators.SteppablePropagator.step_kind`).
+
+    Each lane is one propagation: its key, its place in a tick's results (:data:`Order`) and a
+    row of ``lanes`` (float64): the count of the cohort's sub-steps (``done``) at which it
+    ends, its start time ``t0``, sub-step size ``h``, and ``i0``, such that its current
+    sub-step is ``i0 + done``. ``h`` and the sub-step's time ``t0 + i * h`` are exactly what
+    :meth:`~parareal.propagators.SteppablePropagator.stepper` computes: Python floats for a
+    lone lane, :class:`~parareal.state.Lanes` over a stacked state for several (the same
+    float64 operations lane by lane).
+
+    Lanes are kept in the order of their ends, so that the lanes that end at a sub-step are
+    the first rows: the others go on with views of the rest (``y[c:]``, ``lanes[c:]``). Between
+    changes of its lanes a sub-step costs one coroutine and one vector of times.
     """
 
-    __slots__ = ("_h", "_hl", "_i0", "_t0", "done", "gen", "h", "i0", "keys", "left", "orders",
-                 "propagator", "request", "rows", "steps", "t0", "y")
+    __slots__ = ("done", "first", "gen", "hl", "keys", "kind", "lanes", "last", "orders",
+                 "propagator", "request", "y")
 
-    def __init__(self, propagator: SteppablePropagator, keys: list[Hashable],
-                 orders: list[Order], t0: list[float], h: list[float], i0: list[int],
-                 y: Any, rows: list[Any] | None) -> None:
-        self.propagator = propagator
-        self.steps = propagator.steps
-        self.keys, self.orders, self.t0, self.h, self.i0 = keys, orders, t0, h, i0
-        self.y = y  # the (stacked, if several lanes) state, or None while ``rows`` hold it
-        self.rows = rows
-        self.done = 0  # sub-steps run since the lanes were last changed
-        self.left = self.steps - max(i0)  # sub-steps until the first lane finishes
-        self._t0 = self._h = self._i0 = self._hl = None
+    def __init__(self, propagator: SteppablePropagator, kind: Hashable, keys: list[Hashable],
+                 orders: list[Order], lanes: np.ndarray, y: Any, done: int) -> None:
+        self.propagator = propagator  # one of the kind: it runs every lane's sub-steps
+        self.kind = kind
+        self.keys, self.orders = keys, orders
+        self.lanes = lanes  # (size, 4): end, t0, h, i0; ends ascending
+        self.first, self.last = int(lanes[0, 0]), int(lanes[-1, 0])
+        self.y = y  # stacked along a leading axis if several lanes
+        self.done = done
+        self.hl: Lanes | None = None
         self.gen: Stepper | None = None
         self.request: Request | None = None
 
-    def begin(self, ops: ArrayOps) -> Stepper:
+    def begin(self) -> Stepper:
         """The coroutine of the lanes' current sub-step."""
-        if self.y is None:
-            rows = self.rows
-            self.y = rows[0] if len(rows) == 1 else ops.stack(rows)  # type: ignore[index]
-            self.rows = None
+        lanes = self.lanes
         if len(self.keys) == 1:
-            h = self.h[0]
-            return self.propagator.step(self.y, self.t0[0] + (self.i0[0] + self.done) * h, h)
-        if self._hl is None:
-            self._t0 = np.array(self.t0, dtype=np.float64)
-            self._h = np.array(self.h, dtype=np.float64)
-            self._i0 = np.array(self.i0, dtype=np.float64)
-            self._hl = Lanes(self._h)
-        t = Lanes(self._t0 + (self._i0 + self.done) * self._h)  # type: ignore[operator]
-        return self.propagator.step(self.y, t, self._hl)
+            _, t0, h, i0 = lanes[0].tolist()
+            return self.propagator.step(self.y, t0 + (i0 + self.done) * h, h)
+        hl = self.hl
+        if hl is None:
+            hl = self.hl = Lanes(lanes[:, 2])
+        return self.propagator.step(
+            self.y, Lanes(lanes[:, 1] + (lanes[:, 3] + self.done) * hl.values), hl)
 
-    def advance(self, y: Any, ops: ArrayOps,
-                finished: list[tuple[Order, Hashable, Any]]) -> bool:
+    def advance(self, y: Any, finished: list[tuple[Order, Hashable, Any]]) -> bool:
         """Take the state after the current sub-step; put finished lanes into ``finished``.
 
         Returns True if lanes remain.
         """
-        self.done += 1
-        if self.done < self.left:
+        self.done = done = self.done + 1
+        if done < self.first:
             self.y = y
             return True
-        single = len(self.keys) == 1
-        rows = [y] if single else ops.unstack(y)
-        keep = []
-        for lane, i0 in enumerate(self.i0):
-            if i0 + self.done >= self.steps:
-                finished.append((self.orders[lane], self.keys[lane], rows[lane]))
-            else:
-                keep.append(lane)
-        if not keep:
+        keys, orders = self.keys, self.orders
+        size = len(keys)
+        if size == 1:
+            finished.append((orders[0], keys[0], y))
             return False
-        self.keys = [self.keys[j] for j in keep]
-        self.orders = [self.orders[j] for j in keep]
-        self.t0 = [self.t0[j] for j in keep]
-        self.h = [self.h[j] for j in keep]
-        self.i0 = [self.i0[j] + self.done for j in keep]
-        self.rows = [rows[j] for j in keep]
-        self.y = None
-        self.done = 0
-        self.left = self.steps - max(self.i0)
-        self._t0 = self._h = self._i0 = self._hl = None
+        c = size if done >= self.last else int(
+            np.searchsorted(self.lanes[:, 0], done, side="right"))
+        for j in range(c):
+            finished.append((orders[j], keys[j], y[j]))
+        if c == size:
+            return False
+        self.keys, self.orders = keys[c:], orders[c:]
+        self.lanes = lanes = self.lanes[c:]
+        self.first = int(lanes[0, 0])
+        self.y = y[c] if size - c == 1 else y[c:]
+        self.hl = None
         return True
 
+    def at(self, done: int) -> np.ndarray:
+        """The lanes' rows with their ends and offsets counted from ``done``."""
+        shift = done - self.done
+        if not shift:
+            return self.lanes
+        lanes = self.lanes.copy()
+        lanes[:, 0] += shift
+        lanes[:, 3] -= shift
+        return lanes
+
     @classmethod
-    def merge(cls, parts: list[_Cohort], ops: ArrayOps) -> _Cohort:
-        """One cohort of the lanes of ``parts`` (cohorts of one propagator), in their order."""
+    def merge(cls, parts: list[_Cohort], done: int, ops: ArrayOps) -> _Cohort:
+        """One cohort at ``done`` of the lanes of ``parts`` (cohorts of one kind between two
+        sub-steps), in the order of their ends."""
+        shift = [done - part.done for part in parts]
+        parts = [part for _, part in sorted(
+            zip(shift, parts, strict=True),
+            key=lambda sp: (sp[1].first + sp[0], sp[1].last + sp[0]))]
         keys: list[Hashable] = []
         orders: list[Order] = []
-        t0: list[float] = []
-        h: list[float] = []
-        i0: list[int] = []
-        pieces: list[Any] = []
         for part in parts:
             keys += part.keys
             orders += part.orders
-            t0 += part.t0
-            h += part.h
-            i0 += [i + part.done for i in part.i0]
-            if part.y is None:
-                pieces.append(ops.stack(part.rows))  # type: ignore[arg-type]
-            elif len(part.keys) == 1:
-                pieces.append(part.y[None])
-            else:
-                pieces.append(part.y)
-        return cls(parts[0].propagator, keys, orders, t0, h, i0, ops.concat(pieces), None)
+        lanes = np.concatenate([part.at(done) for part in parts])
+        y = ops.concat([part.y if len(part.keys) > 1 else part.y[None] for part in parts])
+        ends = lanes[:, 0]
+        if (ends[1:] < ends[:-1]).any():  # interleaved ends: sort the rows
+            rows = np.argsort(ends, kind="stable")
+            lanes = lanes[rows]
+            rows = rows.tolist()
+            keys = [keys[j] for j in rows]
+            orders = [orders[j] for j in rows]
+            y = y[rows]
+        first = parts[0]
+        return cls(first.propagator, first.kind, keys, orders, lanes, y, done)
+
+
+def _ascending(rows: list[tuple[float, float, float, float]]) -> bool:
+    """True if the rows' ends (first entries) are in ascending order."""
+    return all(a[0] <= b[0] for a, b in zip(rows, rows[1:]))
+
+
+def _join(kind: Hashable, cohort: _Cohort | None, fresh: list[tuple[Propagator, int, list]],
+          ops: ArrayOps) -> _Cohort:
+    """``cohort`` (or none) with the propagations ``fresh`` started since the last tick: for
+    each propagator, its launch number and items ``(key, y, t0, t1)``."""
+    done = 0 if cohort is None else cohort.done
+    front: list[tuple[float, float, float, float]] = []  # rows of lanes that end first
+    back: list[tuple[float, float, float, float]] = []
+    ys: tuple[list[Any], list[Any]] = ([], [])
+    keys: tuple[list[Hashable], list[Hashable]] = ([], [])
+    orders: tuple[list[Order], list[Order]] = ([], [])
+    first = math.inf if cohort is None else cohort.first
+    propagator = None
+    for propagator, seq, items in fresh:
+        end = done + propagator.steps  # type: ignore[attr-defined]
+        side = 0 if end <= first else 1
+        rows = back if side else front
+        steps = propagator.steps  # type: ignore[attr-defined]
+        for j, (key, y, t0, t1) in enumerate(items):
+            t0 = float(t0)
+            rows.append((end, t0, (float(t1) - t0) / steps, -done))
+            ys[side].append(y)
+            keys[side].append(key)
+            orders[side].append((seq, j))
+    if cohort is None:
+        rows = front + back
+        ys_all, keys_all, orders_all = ys[0] + ys[1], keys[0] + keys[1], orders[0] + orders[1]
+        if not _ascending(rows):  # ends out of order: sort the rows
+            perm = sorted(range(len(rows)), key=lambda j: rows[j][0])
+            rows = [rows[j] for j in perm]
+            ys_all = [ys_all[j] for j in perm]
+            keys_all = [keys_all[j] for j in perm]
+            orders_all = [orders_all[j] for j in perm]
+        y = ys_all[0] if len(ys_all) == 1 else ops.stack(ys_all)
+        return _Cohort(propagator, kind, keys_all, orders_all,  # type: ignore[arg-type]
+                       np.array(rows, dtype=np.float64), y, done)
+    if (back and back[0][0] < cohort.last or not _ascending(front)
+            or not _ascending(back)):
+        # some new lanes end among the cohort's or out of order: the general merge sorts
+        parts = [cohort]
+        for side, rows in enumerate((front, back)):
+            if rows:
+                parts.append(_Cohort(cohort.propagator, kind, keys[side], orders[side],
+                                     np.array(rows, dtype=np.float64),
+                                     ops.stack(ys[side]), done))
+        return _Cohort.merge(parts, done, ops)
+    pieces = [y[None] for y in ys[0]]
+    pieces.append(cohort.y if len(cohort.keys) > 1 else cohort.y[None])
+    pieces += [y[None] for y in ys[1]]
+    lanes = [cohort.lanes]
+    if front:
+        lanes.insert(0, np.array(front, dtype=np.float64))
+    if back:
+        lanes.append(np.array(back, dtype=np.float64))
+    return _Cohort(cohort.propagator, kind, keys[0] + cohort.keys + keys[1],
+                   orders[0] + cohort.orders + orders[1], np.concatenate(lanes),
+                   ops.concat(pieces), done)
 
 
 @dataclass
@@ -215,9 +295,10 @@ class Driver:
         self._seq = 0
         self._done: list[tuple[Hashable, Any]] = []
         self._pending: dict[int, tuple[Propagator, list[tuple[Hashable, Any, float, float]]]] = {}
-        #: Cohorts between two sub-steps, by propagator: they go on in the next tick, merged
-        #: with each other and with the propagations of that propagator started meanwhile.
-        self._ready: dict[int, list[_Cohort]] = {}
+        #: Cohorts between two sub-steps, by kind: they go on in the next tick, merged with
+        #: each other and with the propagations of that kind started meanwhile.
+        self._ready: dict[Hashable, list[_Cohort]] = {}
+        self._kinds: dict[int, tuple[Propagator, Hashable]] = {}
         self._launches = 0  # launch number of the next flight or group
 
     @property
@@ -284,14 +365,13 @@ class Driver:
         A sub-step that calls ``f`` no time ends here: its finished lanes go to the results
         waiting for the next :meth:`step`.
         """
-        ops = self.rhs.ops
         while True:
-            gen = cohort.begin(ops)
+            gen = cohort.begin()
             try:
                 cohort.request = next(gen)
             except StopIteration as stop:
                 done: list[tuple[Order, Hashable, Any]] = []
-                more = cohort.advance(stop.value, ops, done)
+                more = cohort.advance(stop.value, done)
                 self._done.extend((key, value) for _, key, value in sorted(
                     done, key=lambda item: item[0]))
                 if not more:
@@ -317,19 +397,16 @@ class Driver:
         mark = self._mark()
         pending, self._pending = self._pending, {}
         ready, self._ready = self._ready, {}
+        fresh: dict[Hashable, list[tuple[Propagator, int, list]]] = {}
         ops = self.rhs.ops
         for ident, (propagator, items) in pending.items():
             keys = [item[0] for item in items]
             if _stepwise(propagator):
-                seq = self._launches
+                known = self._kinds.get(ident)
+                if known is None or known[0] is not propagator:
+                    known = self._kinds[ident] = (propagator, _kind(propagator))
+                fresh.setdefault(known[1], []).append((propagator, self._launches, items))
                 self._launches += 1
-                steps = propagator.steps  # type: ignore[attr-defined]
-                t0 = [float(item[2]) for item in items]
-                h = [(float(item[3]) - a) / steps for item, a in zip(items, t0, strict=True)]
-                ys = [item[1] for item in items]
-                new = _Cohort(propagator, keys, [(seq, j) for j in range(len(items))],  # type: ignore[arg-type]
-                              t0, h, [0] * len(items), None, ys)
-                ready.setdefault(ident, []).append(new)
                 continue
             if len(items) == 1:
                 _, y, t0, t1 = items[0]
@@ -339,9 +416,17 @@ class Driver:
             t0s = Lanes([item[2] for item in items])
             t1s = Lanes([item[3] for item in items])
             self._launch(keys, propagator.stepper(ys, t0s, t1s), grouped=True)  # type: ignore[attr-defined]
-        for parts in ready.values():
-            cohort = parts[0] if len(parts) == 1 else _Cohort.merge(parts, ops)
-            if self._go_on(cohort):
+        for kind in [*ready, *(kind for kind in fresh if kind not in ready)]:
+            parts = ready.get(kind)
+            if parts is None:
+                cohort = None
+            elif len(parts) == 1:
+                cohort = parts[0]
+            else:  # pragma: no cover - cohorts of one kind are merged every tick
+                cohort = _Cohort.merge(parts, max(parts, key=lambda p: len(p.keys)).done, ops)
+            if kind in fresh:
+                cohort = _join(kind, cohort, fresh[kind], ops)
+            if self._go_on(cohort):  # type: ignore[arg-type]
                 self._flights.append(cohort)  # type: ignore[arg-type]
         self._account(mark)
 
@@ -453,8 +538,8 @@ class Driver:
                     flight.request = flight.gen.send(dy)
                 except StopIteration as stop:
                     if type(flight) is _Cohort:
-                        if flight.advance(stop.value, ops, ended):
-                            self._ready.setdefault(id(flight.propagator), []).append(flight)
+                        if flight.advance(stop.value, ended):
+                            self._ready.setdefault(flight.kind, []).append(flight)
                     elif flight.grouped:
                         ended.extend(((flight.seq, j), key, value) for j, (key, value) in
                                      enumerate(zip(flight.keys, ops.unstack(stop.value),
@@ -514,10 +599,10 @@ class Driver:
                 # a cohort between two sub-steps: nothing can join it before a lane finishes
                 mark = self._mark()
                 ended: list[tuple[Order, Hashable, Any]] = []
-                more = cohort.advance(stop.value, rhs.ops, ended)
+                more = cohort.advance(stop.value, ended)
                 if ended or not more:
                     if more:
-                        self._ready[id(cohort.propagator)] = [cohort]
+                        self._ready[cohort.kind] = [cohort]
                     finished.extend((key, value) for _, key, value in sorted(
                         ended, key=lambda item: item[0]))
                     self._account(mark)
