@@ -30,6 +30,7 @@ move it waits for the first task to finish. The driver knows nothing of Parareal
 
 from __future__ import annotations
 
+import bisect
 import concurrent.futures as cf
 import heapq
 import math
@@ -93,16 +94,17 @@ class _Cohort:
     changes of its lanes a sub-step costs one coroutine and one vector of times.
     """
 
-    __slots__ = ("done", "first", "gen", "hl", "keys", "kind", "lanes", "last", "orders",
-                 "propagator", "request", "y")
+    __slots__ = ("done", "ends", "gen", "hl", "keys", "kind", "lanes", "orders", "propagator",
+                 "request", "y")
 
     def __init__(self, propagator: SteppablePropagator, kind: Hashable, keys: list[Hashable],
-                 orders: list[Order], lanes: np.ndarray, y: Any, done: int) -> None:
+                 orders: list[Order], lanes: np.ndarray, y: Any, done: int,
+                 ends: list[int] | None = None) -> None:
         self.propagator = propagator  # one of the kind: it runs every lane's sub-steps
         self.kind = kind
         self.keys, self.orders = keys, orders
         self.lanes = lanes  # (size, 4): end, t0, h, i0; ends ascending
-        self.first, self.last = int(lanes[0, 0]), int(lanes[-1, 0])
+        self.ends = [int(end) for end in lanes[:, 0].tolist()] if ends is None else ends
         self.y = y  # stacked along a leading axis if several lanes
         self.done = done
         self.hl: Lanes | None = None
@@ -127,7 +129,8 @@ class _Cohort:
         Returns True if lanes remain.
         """
         self.done = done = self.done + 1
-        if done < self.first:
+        ends = self.ends
+        if done < ends[0]:
             self.y = y
             return True
         keys, orders = self.keys, self.orders
@@ -135,15 +138,13 @@ class _Cohort:
         if size == 1:
             finished.append((orders[0], keys[0], y))
             return False
-        c = size if done >= self.last else int(
-            np.searchsorted(self.lanes[:, 0], done, side="right"))
+        c = bisect.bisect_right(ends, done)
         for j in range(c):
             finished.append((orders[j], keys[j], y[j]))
         if c == size:
             return False
-        self.keys, self.orders = keys[c:], orders[c:]
-        self.lanes = lanes = self.lanes[c:]
-        self.first = int(lanes[0, 0])
+        self.keys, self.orders, self.ends = keys[c:], orders[c:], ends[c:]
+        self.lanes = self.lanes[c:]
         self.y = y[c] if size - c == 1 else y[c:]
         self.hl = None
         return True
@@ -165,7 +166,7 @@ class _Cohort:
         shift = [done - part.done for part in parts]
         parts = [part for _, part in sorted(
             zip(shift, parts, strict=True),
-            key=lambda sp: (sp[1].first + sp[0], sp[1].last + sp[0]))]
+            key=lambda sp: (sp[1].ends[0] + sp[0], sp[1].ends[-1] + sp[0]))]
         keys: list[Hashable] = []
         orders: list[Order] = []
         for part in parts:
@@ -185,67 +186,56 @@ class _Cohort:
         return cls(first.propagator, first.kind, keys, orders, lanes, y, done)
 
 
-def _ascending(rows: list[tuple[float, float, float, float]]) -> bool:
-    """True if the rows' ends (first entries) are in ascending order."""
-    return all(a[0] <= b[0] for a, b in zip(rows, rows[1:]))
-
-
 def _join(kind: Hashable, cohort: _Cohort | None, fresh: list[tuple[Propagator, int, list]],
           ops: ArrayOps) -> _Cohort:
     """``cohort`` (or none) with the propagations ``fresh`` started since the last tick: for
-    each propagator, its launch number and items ``(key, y, t0, t1)``."""
+    each propagator, its launch number and items ``(key, y, t0, t1)``.
+
+    New propagations of one propagator all end at the same count: they go before the
+    cohort's lanes if they end no later than its first, after them if no earlier than its
+    last (the usual cases: one concatenation); otherwise the general :meth:`_Cohort.merge`
+    sorts the rows.
+    """
     done = 0 if cohort is None else cohort.done
-    front: list[tuple[float, float, float, float]] = []  # rows of lanes that end first
-    back: list[tuple[float, float, float, float]] = []
-    ys: tuple[list[Any], list[Any]] = ([], [])
-    keys: tuple[list[Hashable], list[Hashable]] = ([], [])
-    orders: tuple[list[Order], list[Order]] = ([], [])
-    first = math.inf if cohort is None else cohort.first
-    propagator = None
-    for propagator, seq, items in fresh:
-        end = done + propagator.steps  # type: ignore[attr-defined]
-        side = 0 if end <= first else 1
-        rows = back if side else front
+    groups = [(done + propagator.steps, propagator, seq, items)  # type: ignore[attr-defined]
+              for propagator, seq, items in fresh]
+    if len(groups) > 1:
+        groups.sort(key=lambda group: group[0])  # stable: launch order among equal ends
+    nf = 0  # new lanes before the cohort's
+    if cohort is not None:
+        first, last = cohort.ends[0], cohort.ends[-1]
+        for end, _, _, items in groups:
+            if end <= first:
+                nf += len(items)
+            elif end < last:  # some new lanes end among the cohort's lanes
+                parts = [cohort] + [_join(kind, None, [group[1:]], ops) for group in groups]
+                return _Cohort.merge(parts, done, ops)
+    rows: list[tuple[float, float, float, float]] = []
+    keys: list[Hashable] = []
+    orders: list[Order] = []
+    ys: list[Any] = []
+    ends: list[int] = []
+    for end, propagator, seq, items in groups:
         steps = propagator.steps  # type: ignore[attr-defined]
-        for j, (key, y, t0, t1) in enumerate(items):
+        j = 0
+        for key, y, t0, t1 in items:
             t0 = float(t0)
             rows.append((end, t0, (float(t1) - t0) / steps, -done))
-            ys[side].append(y)
-            keys[side].append(key)
-            orders[side].append((seq, j))
+            keys.append(key)
+            orders.append((seq, j))
+            ys.append(y)
+            j += 1
+        ends += [end] * j
+    new = np.array(rows, dtype=np.float64)
     if cohort is None:
-        rows = front + back
-        ys_all, keys_all, orders_all = ys[0] + ys[1], keys[0] + keys[1], orders[0] + orders[1]
-        if not _ascending(rows):  # ends out of order: sort the rows
-            perm = sorted(range(len(rows)), key=lambda j: rows[j][0])
-            rows = [rows[j] for j in perm]
-            ys_all = [ys_all[j] for j in perm]
-            keys_all = [keys_all[j] for j in perm]
-            orders_all = [orders_all[j] for j in perm]
-        y = ys_all[0] if len(ys_all) == 1 else ops.stack(ys_all)
-        return _Cohort(propagator, kind, keys_all, orders_all,  # type: ignore[arg-type]
-                       np.array(rows, dtype=np.float64), y, done)
-    if (back and back[0][0] < cohort.last or not _ascending(front)
-            or not _ascending(back)):
-        # some new lanes end among the cohort's or out of order: the general merge sorts
-        parts = [cohort]
-        for side, rows in enumerate((front, back)):
-            if rows:
-                parts.append(_Cohort(cohort.propagator, kind, keys[side], orders[side],
-                                     np.array(rows, dtype=np.float64),
-                                     ops.stack(ys[side]), done))
-        return _Cohort.merge(parts, done, ops)
-    pieces = [y[None] for y in ys[0]]
-    pieces.append(cohort.y if len(cohort.keys) > 1 else cohort.y[None])
-    pieces += [y[None] for y in ys[1]]
-    lanes = [cohort.lanes]
-    if front:
-        lanes.insert(0, np.array(front, dtype=np.float64))
-    if back:
-        lanes.append(np.array(back, dtype=np.float64))
-    return _Cohort(cohort.propagator, kind, keys[0] + cohort.keys + keys[1],
-                   orders[0] + cohort.orders + orders[1], np.concatenate(lanes),
-                   ops.concat(pieces), done)
+        y = ys[0] if len(ys) == 1 else ops.stack(ys)
+        return _Cohort(groups[0][1], kind, keys, orders, new, y, done, ends)  # type: ignore[arg-type]
+    pieces = [y[None] for y in ys]
+    pieces.insert(nf, cohort.y if len(cohort.keys) > 1 else cohort.y[None])
+    return _Cohort(cohort.propagator, kind, keys[:nf] + cohort.keys + keys[nf:],
+                   orders[:nf] + cohort.orders + orders[nf:],
+                   np.concatenate((new[:nf], cohort.lanes, new[nf:])), ops.concat(pieces),
+                   done, ends[:nf] + cohort.ends + ends[nf:])
 
 
 @dataclass
@@ -298,7 +288,8 @@ class Driver:
         #: Cohorts between two sub-steps, by kind: they go on in the next tick, merged with
         #: each other and with the propagations of that kind started meanwhile.
         self._ready: dict[Hashable, list[_Cohort]] = {}
-        self._kinds: dict[int, tuple[Propagator, Hashable]] = {}
+        #: Step kind of each groupable propagator seen (None: it runs its own ``stepper``).
+        self._kinds: dict[int, tuple[Propagator, Hashable | None]] = {}
         self._launches = 0  # launch number of the next flight or group
 
     @property
@@ -401,10 +392,11 @@ class Driver:
         ops = self.rhs.ops
         for ident, (propagator, items) in pending.items():
             keys = [item[0] for item in items]
-            if _stepwise(propagator):
-                known = self._kinds.get(ident)
-                if known is None or known[0] is not propagator:
-                    known = self._kinds[ident] = (propagator, _kind(propagator))
+            known = self._kinds.get(ident)
+            if known is None or known[0] is not propagator:
+                kind = _kind(propagator) if _stepwise(propagator) else None
+                known = self._kinds[ident] = (propagator, kind)
+            if known[1] is not None:
                 fresh.setdefault(known[1], []).append((propagator, self._launches, items))
                 self._launches += 1
                 continue
