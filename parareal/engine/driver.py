@@ -288,8 +288,10 @@ class Driver:
         #: Cohorts between two sub-steps, by kind: they go on in the next tick, merged with
         #: each other and with the propagations of that kind started meanwhile.
         self._ready: dict[Hashable, list[_Cohort]] = {}
-        #: Step kind of each groupable propagator seen (None: it runs its own ``stepper``).
-        self._kinds: dict[int, tuple[Propagator, Hashable | None]] = {}
+        #: Number of the step kind of each groupable propagator seen (None: it runs its own
+        #: ``stepper``).
+        self._kinds: dict[int, tuple[Propagator, int | None]] = {}
+        self._kind_numbers: dict[Hashable, int] = {}
         self._launches = 0  # launch number of the next flight or group
 
     @property
@@ -391,15 +393,18 @@ class Driver:
         fresh: dict[Hashable, list[tuple[Propagator, int, list]]] = {}
         ops = self.rhs.ops
         for ident, (propagator, items) in pending.items():
-            keys = [item[0] for item in items]
             known = self._kinds.get(ident)
             if known is None or known[0] is not propagator:
-                kind = _kind(propagator) if _stepwise(propagator) else None
+                kind = None
+                if _stepwise(propagator):  # kinds are numbered: cheap dictionary keys
+                    kind = self._kind_numbers.setdefault(_kind(propagator),
+                                                         len(self._kind_numbers))
                 known = self._kinds[ident] = (propagator, kind)
             if known[1] is not None:
                 fresh.setdefault(known[1], []).append((propagator, self._launches, items))
                 self._launches += 1
                 continue
+            keys = [item[0] for item in items]
             if len(items) == 1:
                 _, y, t0, t1 = items[0]
                 self._launch(keys, propagator.stepper(y, t0, t1), grouped=False)  # type: ignore[attr-defined]
@@ -559,7 +564,8 @@ class Driver:
         return finished
 
     def _run_alone(self) -> list[tuple[Hashable, Any]]:
-        """Run the only propagation in flight to its end, one tick per request.
+        """Run the only flight to its end (a cohort: until one of its lanes ends), one tick
+        per request.
 
         Nothing else is in flight, delayed or out on workers, so nothing can finish (and start
         more work) before it does: ticking it here in a loop makes the same calls of
