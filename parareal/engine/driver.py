@@ -94,16 +94,19 @@ class _Cohort:
     changes of its lanes a sub-step costs one coroutine and one vector of times.
     """
 
-    __slots__ = ("done", "ends", "gen", "hl", "keys", "kind", "lanes", "orders", "propagator",
-                 "request", "y")
+    __slots__ = ("_lanes", "done", "ends", "gen", "hl", "keys", "kind", "one", "orders",
+                 "propagator", "request", "same_i", "y")
 
     def __init__(self, propagator: SteppablePropagator, kind: Hashable, keys: list[Hashable],
-                 orders: list[Order], lanes: np.ndarray, y: Any, done: int,
-                 ends: list[int] | None = None) -> None:
+                 orders: list[Order], lanes: np.ndarray | None, y: Any, done: int,
+                 ends: list[int] | None = None,
+                 one: tuple[float, float, float, float] | None = None) -> None:
         self.propagator = propagator  # one of the kind: it runs every lane's sub-steps
         self.kind = kind
         self.keys, self.orders = keys, orders
-        self.lanes = lanes  # (size, 4): end, t0, h, i0; ends ascending
+        self._lanes = lanes  # (size, 4): end, t0, h, i0; ends ascending (None: see ``one``)
+        self.one = one  # the row of a lone lane, as Python floats (a cheap path)
+        self.same_i = False  # True if every lane has the same i0 (they started together)
         self.ends = [int(end) for end in lanes[:, 0].tolist()] if ends is None else ends
         self.y = y  # stacked along a leading axis if several lanes
         self.done = done
@@ -111,15 +114,28 @@ class _Cohort:
         self.gen: Stepper | None = None
         self.request: Request | None = None
 
+    @property
+    def lanes(self) -> np.ndarray:
+        """The lanes' rows ``(end, t0, h, i0)`` as a float64 array."""
+        if self._lanes is None:
+            self._lanes = np.array([self.one], dtype=np.float64)
+        return self._lanes
+
     def begin(self) -> Stepper:
         """The coroutine of the lanes' current sub-step."""
-        lanes = self.lanes
         if len(self.keys) == 1:
-            _, t0, h, i0 = lanes[0].tolist()
+            one = self.one
+            if one is None:
+                one = self.one = tuple(self._lanes[0].tolist())  # type: ignore[index]
+            _, t0, h, i0 = one
             return self.propagator.step(self.y, t0 + (i0 + self.done) * h, h)
+        lanes = self._lanes
         hl = self.hl
         if hl is None:
             hl = self.hl = Lanes(lanes[:, 2])
+        if self.same_i:  # lanes started together: one sub-step index
+            i = float(lanes[0, 3] + self.done)
+            return self.propagator.step(self.y, Lanes(lanes[:, 1] + i * hl.values), hl)
         return self.propagator.step(
             self.y, Lanes(lanes[:, 1] + (lanes[:, 3] + self.done) * hl.values), hl)
 
@@ -144,7 +160,7 @@ class _Cohort:
         if c == size:
             return False
         self.keys, self.orders, self.ends = keys[c:], orders[c:], ends[c:]
-        self.lanes = self.lanes[c:]
+        self._lanes = self._lanes[c:]  # type: ignore[index]
         self.y = y[c] if size - c == 1 else y[c:]
         self.hl = None
         return True
@@ -196,6 +212,12 @@ def _join(kind: Hashable, cohort: _Cohort | None, fresh: list[tuple[Propagator, 
     last (the usual cases: one concatenation); otherwise the general :meth:`_Cohort.merge`
     sorts the rows.
     """
+    if cohort is None and len(fresh) == 1 and len(fresh[0][2]) == 1:  # one new lane alone
+        propagator, seq, ((key, y, t0, t1),) = fresh[0]
+        steps = propagator.steps  # type: ignore[attr-defined]
+        t0 = float(t0)
+        return _Cohort(propagator, kind, [key], [(seq, 0)], None, y, 0,  # type: ignore[arg-type]
+                       [steps], (steps, t0, (float(t1) - t0) / steps, 0))
     done = 0 if cohort is None else cohort.done
     groups = [(done + propagator.steps, propagator, seq, items)  # type: ignore[attr-defined]
               for propagator, seq, items in fresh]
@@ -229,7 +251,9 @@ def _join(kind: Hashable, cohort: _Cohort | None, fresh: list[tuple[Propagator, 
     new = np.array(rows, dtype=np.float64)
     if cohort is None:
         y = ys[0] if len(ys) == 1 else ops.stack(ys)
-        return _Cohort(groups[0][1], kind, keys, orders, new, y, done, ends)  # type: ignore[arg-type]
+        cohort = _Cohort(groups[0][1], kind, keys, orders, new, y, done, ends)  # type: ignore[arg-type]
+        cohort.same_i = True  # every new lane begins at sub-step 0
+        return cohort
     pieces = [y[None] for y in ys]
     pieces.insert(nf, cohort.y if len(cohort.keys) > 1 else cohort.y[None])
     return _Cohort(cohort.propagator, kind, keys[:nf] + cohort.keys + keys[nf:],
@@ -589,6 +613,20 @@ class Driver:
                     finally:
                         self.propagator_seconds += clock() - start
             except StopIteration as stop:
+                if cohort is not None and cohort.done + 1 < cohort.ends[0]:
+                    # no lane ends at this sub-step (and nothing can join): the next one now
+                    start = clock()
+                    cohort.done += 1
+                    cohort.y = stop.value
+                    gen = cohort.begin()
+                    try:
+                        cohort.request = next(gen)
+                    except StopIteration:  # pragma: no cover - a sub-step without f calls
+                        cohort.done -= 1  # the general path below takes it
+                    else:
+                        cohort.gen = gen
+                        self.propagator_seconds += clock() - start
+                        continue
                 self._flights = []
                 finished: list[tuple[Hashable, Any]] = []
                 if cohort is None:
@@ -601,8 +639,11 @@ class Driver:
                 if ended or not more:
                     if more:
                         self._ready[cohort.kind] = [cohort]
-                    finished.extend((key, value) for _, key, value in sorted(
-                        ended, key=lambda item: item[0]))
+                    if len(ended) == 1:
+                        finished.append(ended[0][1:])
+                    else:
+                        finished.extend((key, value) for _, key, value in sorted(
+                            ended, key=lambda item: item[0]))
                     self._account(mark)
                     return finished
                 going = self._go_on(cohort)
