@@ -8,11 +8,15 @@ a single coroutine over their stacked states (one request per group, :class:`Lan
 When the propagator keeps the inherited
 :meth:`~parareal.propagators.SteppablePropagator.stepper` (its propagation is ``steps`` equal
 sub-steps :meth:`~parareal.propagators.SteppablePropagator.step`), the driver runs the
-sub-steps itself and regroups at every sub-step boundary: all propagations of that propagator
-that begin a sub-step in the same tick, whether they started in this tick or long ago, advance
-as one :class:`_Cohort`. A schedule that starts tasks one by one (pipelined) then costs one
-coroutine per propagator and tick, not one per task; every propagation still computes the
-same bits (the stacked arithmetic is elementwise) and takes the same ticks.
+sub-steps itself and regroups at every sub-step boundary: all propagations of one step kind
+(:meth:`~parareal.propagators.SteppablePropagator.step_kind`: a fine ``RK4(20)`` and a coarse
+``RK4(1)`` are one kind) that begin a sub-step in the same tick, whether they started in this
+tick or long ago, advance as one :class:`_Cohort`. A schedule that starts tasks one by one
+(pipelined) then costs one coroutine per kind and tick, not one per task; every propagation
+still computes the same bits (the stacked arithmetic is elementwise) and takes the same ticks,
+and the results of a tick come in the order in which their propagations were launched. A lone
+propagation of one sub-step, which can meet no other, runs as its own ``stepper`` coroutine,
+and a cohort whose lanes all go on past a sub-step starts the next one at once.
 Opaque propagators (scipy, torchdiffeq), and every propagator on a backend that does not
 interleave (serial), run at once through :meth:`~parareal.backends.Backend.propagate`; their
 result is released after as many ticks as they called ``f``, so the critical path is the same
@@ -94,8 +98,8 @@ class _Cohort:
     changes of its lanes a sub-step costs one coroutine and one vector of times.
     """
 
-    __slots__ = ("_lanes", "done", "ends", "gen", "hl", "keys", "kind", "one", "orders",
-                 "propagator", "request", "same_i", "y")
+    __slots__ = ("_lanes", "done", "ends", "gen", "hl", "i0", "keys", "kind", "one", "orders",
+                 "propagator", "request", "same_i", "t0", "y")
 
     def __init__(self, propagator: SteppablePropagator, kind: Hashable, keys: list[Hashable],
                  orders: list[Order], lanes: np.ndarray | None, y: Any, done: int,
@@ -107,6 +111,9 @@ class _Cohort:
         self._lanes = lanes  # (size, 4): end, t0, h, i0; ends ascending (None: see ``one``)
         self.one = one  # the row of a lone lane, as Python floats (a cheap path)
         self.same_i = False  # True if every lane has the same i0 (they started together)
+        # with ``hl``: the contiguous columns t0, h and i0 of several lanes, made by begin
+        self.t0: np.ndarray | None = None
+        self.i0: np.ndarray | float = 0.0
         self.ends = [int(end) for end in lanes[:, 0].tolist()] if ends is None else ends
         self.y = y  # stacked along a leading axis if several lanes
         self.done = done
@@ -129,15 +136,15 @@ class _Cohort:
                 one = self.one = tuple(self._lanes[0].tolist())  # type: ignore[index]
             _, t0, h, i0 = one
             return self.propagator.step(self.y, t0 + (i0 + self.done) * h, h)
-        lanes = self._lanes
         hl = self.hl
         if hl is None:
-            hl = self.hl = Lanes(lanes[:, 2])
-        if self.same_i:  # lanes started together: one sub-step index
-            i = float(lanes[0, 3] + self.done)
-            return self.propagator.step(self.y, Lanes(lanes[:, 1] + i * hl.values), hl)
-        return self.propagator.step(
-            self.y, Lanes(lanes[:, 1] + (lanes[:, 3] + self.done) * hl.values), hl)
+            lanes = self._lanes
+            hl = self.hl = Lanes(lanes[:, 2].copy())  # type: ignore[index]
+            self.t0 = lanes[:, 1].copy()  # type: ignore[index]
+            # lanes started together have one sub-step index: a float, one operation less
+            self.i0 = float(lanes[0, 3]) if self.same_i else lanes[:, 3].copy()  # type: ignore[index]
+        return self.propagator.step(self.y, Lanes(self.t0 + (self.i0 + self.done) * hl.values),
+                                    hl)
 
     def advance(self, y: Any, finished: list[tuple[Order, Hashable, Any]]) -> bool:
         """Take the state after the current sub-step; put finished lanes into ``finished``.
@@ -413,6 +420,15 @@ class Driver:
         """
         mark = self._mark()
         pending, self._pending = self._pending, {}
+        if len(pending) == 1 and not self._ready:  # the usual start of a lone propagation
+            ident, (propagator, items) = next(iter(pending.items()))
+            known = self._kinds.get(ident)
+            if (len(items) == 1 and known is not None and known[0] is propagator
+                    and (known[1] is None or propagator.steps == 1)):  # type: ignore[attr-defined]
+                key, y, t0, t1 = items[0]
+                self._launch([key], propagator.stepper(y, t0, t1), grouped=False)  # type: ignore[attr-defined]
+                self._account(mark)
+                return
         ready, self._ready = self._ready, {}
         fresh: dict[Hashable, list[tuple[Propagator, int, list]]] = {}
         ops = self.rhs.ops
@@ -424,6 +440,9 @@ class Driver:
                     kind = self._kind_numbers.setdefault(_kind(propagator),
                                                          len(self._kind_numbers))
                 known = self._kinds[ident] = (propagator, kind)
+            if (known[1] is not None and len(items) == 1 and not ready and len(pending) == 1
+                    and propagator.steps == 1):  # type: ignore[attr-defined]
+                known = (propagator, None)  # one sub-step, nothing to meet: as below
             if known[1] is not None:
                 fresh.setdefault(known[1], []).append((propagator, self._launches, items))
                 self._launches += 1
