@@ -42,7 +42,9 @@ class Propagator(ABC):
        advance many slices together, one batched call of ``f`` per sub-step. If ``step`` uses
        ``t`` and ``h`` only through ``+ - * /``, also set ``groupable = True``: the batched
        backend then runs slices started together as one stacked coroutine (see
-       :class:`parareal.state.Lanes`) and the state arithmetic is vectorised too.
+       :class:`parareal.state.Lanes`) and the state arithmetic is vectorised too. If ``step``
+       does not depend on ``steps`` either, set ``shares_steps = True``: sub-steps of
+       propagators that differ only in ``steps`` (a fine and a coarse one) then run together.
     6. Validate constructor arguments (``TypeError``/``ValueError`` naming the argument), give
        a readable ``repr``, and add one entry to the registry in ``propagators/__init__.py`` and
        to the propagator list in ``tests/``.
