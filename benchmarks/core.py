@@ -6,6 +6,8 @@ Usage::
     python benchmarks/core.py --quick              # smaller systems, 1 repeat, < 30 s
     python benchmarks/core.py --repeats 7 --json out.json
     python benchmarks/core.py --only brusselator   # one problem (comma-separated list)
+    python benchmarks/core.py --ticks --only brusselator --tick-repeats 15
+                                                   # only the cost per tick of the schedules
 
 Problems
 --------
@@ -39,6 +41,14 @@ The concurrent backends ``threads`` and ``processes`` run with 2 workers each (p
 before the timed runs) and ``vectorized=True``: a worker runs its group of slices batched.
 A separate exactness section runs the Brusselator with ``tol=0`` until all slices are exact
 and checks the result bitwise against the serial fine solve.
+
+Cost per tick: for every problem, the batched backend (``vectorized=True``) runs both schedules
+``--tick-repeats`` times (default 15), interleaved, with the garbage collector run before each;
+the fastest run of each gives the wall time per tick (``critical_path`` ticks, one call of
+``f`` each) and their ratio, pipelined over synchronous (``--tick-clock cpu``: this process's
+CPU time instead, steadier on a shared machine). The pipelined schedule's shorter
+critical path only turns into wall time if its ticks cost about what synchronous ones cost
+(goal: ratio within 2). ``--ticks`` runs only this section.
 
 Threads: ``--threads N`` (default 1) sets ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` and
 ``MKL_NUM_THREADS`` to ``N`` before numpy is loaded, overriding the environment, then applies
@@ -562,6 +572,54 @@ def bench_case(
     }
 
 
+def bench_ticks(case: Case, repeats: int, tol: float, clock: str = "wall") -> dict[str, Any]:
+    """Time per tick of the batched backend's two schedules: fastest of ``repeats``.
+
+    ``clock`` is ``"wall"`` (``time.perf_counter``) or ``"cpu"`` (``time.process_time``, this
+    process's CPU time: less sensitive to other jobs on a shared machine).
+    """
+    timer = time.perf_counter if clock == "wall" else time.process_time
+    runs: dict[str, list[float]] = {"synchronous": [], "pipelined": []}
+    sols: dict[str, parareal.Solution] = {}
+
+    def run(schedule: str) -> parareal.Solution:
+        return parareal.solve(case.f, case.y0, case.t_span, coarse=case.coarse, fine=case.fine,
+                              slices=case.slices, tol=tol, backend="batched",
+                              schedule=schedule, vectorized=True)
+
+    for schedule in runs:  # warm-up, untimed
+        run(schedule)
+    for r in range(repeats):
+        for schedule in sorted(runs, reverse=r % 2 == 1):
+            gc.collect()
+            start = timer()
+            sols[schedule] = run(schedule)
+            runs[schedule].append(timer() - start)
+    rows = {}
+    for schedule, times in runs.items():
+        st = sols[schedule].stats
+        rows[schedule] = {
+            "times": times,
+            "min_s": min(times),
+            "median_s": statistics.median(times),
+            "ticks": st.critical_path,
+            "f_calls": st.f_calls,
+            "f_evals": st.f_evals,
+            "us_per_tick": min(times) / st.critical_path * 1e6,
+            "median_us_per_tick": statistics.median(times) / st.critical_path * 1e6,
+        }
+    return {
+        "name": case.name,
+        "repeats": repeats,
+        "clock": clock,
+        "tol": tol,
+        "rows": rows,
+        "ratio": rows["pipelined"]["us_per_tick"] / rows["synchronous"]["us_per_tick"],
+        "median_ratio": (rows["pipelined"]["median_us_per_tick"]
+                         / rows["synchronous"]["median_us_per_tick"]),
+    }
+
+
 def bench_exactness(case: Case, serial_vectorized: bool = False) -> dict[str, Any]:
     """tol=0 runs to all-slices-exact: bitwise check against the serial fine solve."""
     serial = parareal.solve_serial(
@@ -707,6 +765,28 @@ def markdown_peer(res: dict[str, Any]) -> list[str]:
     ]
 
 
+def markdown_ticks(res: dict[str, Any], threads: int) -> str:
+    lines = [
+        f"### {res['name']}: cost per tick, batched backend (vectorized f), threads {threads}",
+        "",
+        f"Fastest of {res['repeats']} interleaved runs (and median), {res['clock']} clock, "
+        f"tol {res['tol']:g}.",
+        "",
+        "| schedule | ticks (critical path) | f_calls | f_evals per tick | fastest run "
+        "| us per tick | median us per tick |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for schedule, r in res["rows"].items():
+        lines.append(
+            f"| {schedule} | {r['ticks']} | {r['f_calls']} | {r['f_evals'] / r['ticks']:.1f} "
+            f"| {fmt_time(r['min_s'])} | {r['us_per_tick']:.1f} "
+            f"| {r['median_us_per_tick']:.1f} |"
+        )
+    lines += ["", f"Pipelined / synchronous per tick: **{res['ratio']:.2f}** fastest "
+              f"({res['median_ratio']:.2f} median); goal <= 2."]
+    return "\n".join(lines)
+
+
 def markdown_exactness(res: dict[str, Any]) -> str:
     lines = [
         f"### {res['name']}: tol = 0 until every slice is exact",
@@ -778,6 +858,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="write all raw numbers as JSON")
     parser.add_argument("--threads", type=int, default=1,
                         help="threads of BLAS/OpenMP and torch (default 1)")
+    parser.add_argument("--ticks", action="store_true",
+                        help="only the cost per tick of the batched backend's two schedules")
+    parser.add_argument("--tick-repeats", type=int, default=15,
+                        help="runs of each schedule for the cost per tick (default 15)")
+    parser.add_argument("--tick-clock", choices=("wall", "cpu"), default="wall",
+                        help="clock of the cost per tick: wall (default) or this process's "
+                        "CPU time")
     parser.add_argument(
         "--serial-vectorized",
         action="store_true",
@@ -788,6 +875,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--repeats must be >= 1")
     if args.threads < 1:
         parser.error("--threads must be >= 1")
+    if args.tick_repeats < 1:
+        parser.error("--tick-repeats must be >= 1")
     threads = set_threads(args.threads)
     repeats = 1 if args.quick else args.repeats
     builders: dict[str, Callable[[], Case]] = {
@@ -817,10 +906,15 @@ def main(argv: list[str] | None = None) -> int:
         f"vectorized={args.serial_vectorized}\n",
         flush=True,
     )
-    results, exactness = [], []
+    results, exactness, ticks = [], [], []
     for name in names:
         case = builders[name]()
         tol = case.tol if args.tol is None else args.tol
+        tick = bench_ticks(case, 1 if args.quick else args.tick_repeats, tol, args.tick_clock)
+        ticks.append(tick)
+        print(markdown_ticks(tick, args.threads) + "\n", flush=True)
+        if args.ticks:
+            continue
         res = bench_case(case, repeats, tol, not args.quick, args.serial_vectorized)
         results.append(res)
         print(markdown_case(res) + "\n", flush=True)
@@ -842,6 +936,7 @@ def main(argv: list[str] | None = None) -> int:
             "total_seconds": total,
             "problems": results,
             "exactness": exactness,
+            "ticks": ticks,
         }
         with open(args.json, "w") as fh:
             json.dump(payload, fh, indent=1, default=float)

@@ -34,6 +34,20 @@ def test_core_benchmark_quick(tmp_path):
     assert tols == {"brusselator": 1e-10, "heat": 1e-8, "oscillators": 1e-8}
 
 
+def test_core_benchmark_cost_per_tick(tmp_path):
+    """--ticks: both schedules of the batched backend, us per tick and their ratio."""
+    pytest.importorskip("scipy")
+    out = run("core.py", "--ticks", "--only", "brusselator", "--tick-repeats", "1",
+              "--tick-clock", "cpu", "--json", str(tmp_path / "c.json"))
+    assert "cost per tick, batched backend (vectorized f), threads 1" in out
+    assert "Pipelined / synchronous per tick:" in out and "| parareal" not in out
+    (ticks,) = json.loads((tmp_path / "c.json").read_text())["ticks"]
+    rows = ticks["rows"]
+    assert rows["synchronous"]["ticks"] == 1648 and rows["pipelined"]["ticks"] == 736
+    assert ticks["clock"] == "cpu" and ticks["ratio"] == pytest.approx(
+        rows["pipelined"]["us_per_tick"] / rows["synchronous"]["us_per_tick"])
+
+
 def test_core_benchmark_pymgrit_row(tmp_path):
     """pymgrit's Parareal on its own Brusselator: a row when it is installed, a note if not."""
     pytest.importorskip("scipy")

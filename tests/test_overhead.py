@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 import parareal
-from parareal import RK4, Euler, Heun
-from parareal.backends import Rhs
+from parareal import RK4, Euler, Heun, problems
+from parareal.backends import Batched, Rhs
 from parareal.propagators import drive
 from parareal.state import Lanes, NumpyOps, ops_for
 
@@ -347,3 +347,83 @@ def test_a_non_finite_update_in_a_late_slice_is_divergence(bad, backend):
     assert 1 <= sol.iterations and len(sol.residuals) == sol.iterations
     assert all(np.isfinite(r) for r in sol.residuals)
     assert np.all(np.isfinite(sol.y)) and np.array_equal(sol.y, kept[sol.iterations])
+
+
+# -- the pipelined schedule's ticks -------------------------------------------------------------
+
+class _CountingRK4(RK4):
+    """RK4 that counts the sub-step coroutines made (``step`` calls), for every instance."""
+
+    made = 0
+
+    def step(self, y, t, h):
+        _CountingRK4.made += 1
+        return super().step(y, t, h)
+
+
+class _RequestsPerTick(Batched):
+    """The batched backend, recording how many requests each tick evaluates."""
+
+    def __init__(self):
+        self.sizes = []
+
+    def evaluate(self, rhs, requests):
+        self.sizes.append(len(requests))
+        return super().evaluate(rhs, requests)
+
+
+@pytest.mark.parametrize("schedule", ["synchronous", "pipelined"])
+def test_pipelined_ticks_cost_one_stacked_coroutine_like_synchronous_ones(schedule):
+    """Propagations that start one by one (pipelined) still run as one stacked coroutine per
+    tick: fine and coarse RK4 lanes of every slice and iteration advance together and regroup
+    only between sub-steps. Before, every propagation had its own coroutine (about 25 per tick
+    on this case) and its own request in the tick's batch."""
+    p = problems.get("brusselator", t_end=12.0, slices=32, coarse=RK4(steps=1),
+                              fine=RK4(steps=20))
+    backend = _RequestsPerTick()
+    _CountingRK4.made = 0
+    sol = parareal.solve(p.f, np.array(p.y0), p.t_span, coarse=_CountingRK4(steps=1),
+                         fine=_CountingRK4(steps=20), slices=32, tol=1e-10, backend=backend,
+                         schedule=schedule, vectorized=True)
+    ticks = sol.stats.critical_path
+    assert sol.stats.f_calls == ticks == len(backend.sizes)  # one call of f per tick
+    assert set(backend.sizes) == {1}  # one request, one coroutine in flight per tick
+    # a sub-step coroutine lasts its four ticks: one is made every four ticks
+    assert _CountingRK4.made * 4 == ticks
+    if schedule == "pipelined":
+        assert sol.stats.f_evals / ticks > 20  # while evaluating many states per tick
+
+
+def test_kinds_of_steps_regroup_between_sub_steps_and_keep_every_bit():
+    """Propagations started at different ticks, with different step counts and methods, give
+    the bits and the release ticks of each one run alone; RK4s of any step count share their
+    coroutines (one per tick phase), other methods have their own."""
+    from parareal.engine.driver import Driver
+    from parareal.state import ops_for
+
+    f = diagonal_rhs(-np.linspace(0.3, 2.0, 3), forcing=0.5)
+    rng = np.random.default_rng(7)
+    props = [RK4(1), RK4(3), RK4(2), RK4(2, variant="3/8"), Heun(3), Euler(5)]
+    y0 = np.linspace(1.0, -1.0, 3)
+    backend = _RequestsPerTick()
+    driver = Driver(backend, Rhs(f, ops_for(y0), vectorized=True))
+    expected, released = {}, {}
+    plan = {tick: [(i, props[rng.integers(len(props))]) for i in range(rng.integers(0, 4))]
+            for tick in range(0, 40, 2)}
+    while plan or not driver.idle:
+        for i, prop in plan.pop(driver.clock, []):
+            y = y0 * (1.0 + 0.1 * i) + driver.clock
+            t0, t1 = 0.05 * driver.clock, 0.05 * driver.clock + 0.3 + 0.01 * i
+            key = (driver.clock, i)
+            expected[key] = (prop.propagate(f, y, t0, t1), driver.clock + prop.evals)
+            driver.start(key, prop, y, t0, t1)
+        if driver.idle:  # nothing in flight until the next planned start
+            driver.clock = min(plan)
+            continue
+        for key, value in driver.step():
+            released[key] = (value, driver.clock)
+    assert released.keys() == expected.keys()
+    for key, (value, tick) in expected.items():
+        assert np.array_equal(released[key][0], value) and released[key][1] == tick
+    # RK4 (4 phases), RK4 3/8 (4), Heun (2), Euler (1): never more requests in a tick
+    assert max(backend.sizes) <= 11

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Hashable
 from typing import Any, ClassVar, Protocol
 
 from ..state import ArrayOps, Lanes, ops_for
@@ -44,7 +44,9 @@ class Propagator(ABC):
        advance many slices together, one batched call of ``f`` per sub-step. If ``step`` uses
        ``t`` and ``h`` only through ``+ - * /``, also set ``groupable = True``: the batched
        backend then runs slices started together as one stacked coroutine (see
-       :class:`parareal.state.Lanes`) and the state arithmetic is vectorised too.
+       :class:`parareal.state.Lanes`) and the state arithmetic is vectorised too. If ``step``
+       does not depend on ``steps`` either, set ``shares_steps = True``: sub-steps of
+       propagators that differ only in ``steps`` (a fine and a coarse one) then run together.
     6. Validate constructor arguments (``TypeError``/``ValueError`` naming the argument), give
        a readable ``repr``, and add one entry to the registry in ``propagators/__init__.py`` and
        to the propagator list in ``tests/``.
@@ -89,6 +91,10 @@ class SteppablePropagator(Propagator):
     groupable: ClassVar[bool] = False
     #: Calls of ``f`` per sub-step.
     stages: ClassVar[int] = 1
+    #: True when :meth:`step` depends on the instance only through its settings other than
+    #: ``steps`` (``vars(self)``): propagators of this class that differ only in ``steps``
+    #: then compute the same sub-steps (see :meth:`step_kind`).
+    shares_steps: ClassVar[bool] = False
 
     def __init__(self, steps: int = 1) -> None:
         self.steps = check_int(steps, "steps")
@@ -105,6 +111,19 @@ class SteppablePropagator(Propagator):
     @property
     def evals(self) -> int:
         return self.steps * self.stages
+
+    def step_kind(self) -> Hashable:
+        """Propagators of equal kinds compute the same :meth:`step` from the same ``(y, t, h)``.
+
+        A backend may run sub-steps of propagators of one kind as one group (a fine and a
+        coarse ``RK4`` of different ``steps``). The kind is the propagator itself (equal
+        propagators share), or its class and settings other than ``steps`` if the class
+        :attr:`shares_steps`.
+        """
+        if not self.shares_steps:
+            return self
+        settings = sorted((k, v) for k, v in vars(self).items() if k != "steps")
+        return (type(self), tuple(settings))
 
     @abstractmethod
     def step(self, y: Any, t: float, h: float) -> Stepper:

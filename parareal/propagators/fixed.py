@@ -18,6 +18,7 @@ class Euler(SteppablePropagator):
     order: ClassVar[int] = 1
     stages: ClassVar[int] = 1
     groupable: ClassVar[bool] = True
+    shares_steps: ClassVar[bool] = True
 
     def step(self, y: Any, t: float, h: float) -> Stepper:
         k1 = yield t, y
@@ -30,6 +31,7 @@ class Midpoint(SteppablePropagator):
     order: ClassVar[int] = 2
     stages: ClassVar[int] = 2
     groupable: ClassVar[bool] = True
+    shares_steps: ClassVar[bool] = True
 
     def step(self, y: Any, t: float, h: float) -> Stepper:
         half = 0.5 * h
@@ -44,6 +46,7 @@ class Heun(SteppablePropagator):
     order: ClassVar[int] = 2
     stages: ClassVar[int] = 2
     groupable: ClassVar[bool] = True
+    shares_steps: ClassVar[bool] = True
 
     def step(self, y: Any, t: float, h: float) -> Stepper:
         k1 = yield t, y
@@ -66,6 +69,7 @@ class RK4(SteppablePropagator):
     order: ClassVar[int] = 4
     stages: ClassVar[int] = 4
     groupable: ClassVar[bool] = True
+    shares_steps: ClassVar[bool] = True
     variants: ClassVar[tuple[str, ...]] = ("classic", "3/8")
 
     def __init__(self, steps: int = 1, variant: str = "classic") -> None:
