@@ -52,6 +52,9 @@ __all__ = ["AutoCoarse", "Probe", "predict_iterations", "predicted_critical_path
 
 #: States larger than this get no dense Jacobians (see :meth:`AutoCoarse.for_state`).
 DENSE_LIMIT = 500
+#: Without ``jac``, states larger than this keep only implicit candidates of at most four
+#: Jacobians per slice (finite differences cost ``size + 1`` calls of ``f`` each).
+FD_LIMIT = 32
 #: Relative size of the probe perturbation (of the state's max-norm).
 PROBE_EPSILON = 1e-4
 #: Seed of the probe direction.
@@ -213,6 +216,13 @@ class AutoCoarse:
         source = getattr(self.initial, "source", None)
         has_jac = source is not None and source.jac is not None
         has_pattern = source is not None and source.sparsity is not None
+        if not has_jac and FD_LIMIT < size <= DENSE_LIMIT:
+            # each Jacobian costs size + 1 calls of f (finite differences): keep the
+            # implicit candidates to few steps per slice
+            clone = copy.copy(self)
+            clone.candidates = tuple(c for c in self.candidates
+                                     if getattr(c, "jac_evals", 0) <= 4)
+            return clone.for_state(0) if has_pattern else clone
         if size <= DENSE_LIMIT or has_jac:
             if has_pattern and not has_jac and isinstance(self.initial, ScipyIVP) and (
                     self.initial.method == "LSODA"):

@@ -34,6 +34,7 @@ than the synchronous schedule's; the latency stays that of the unbounded pipelin
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import math
 import sys
@@ -512,7 +513,9 @@ class _Run:
 
     # -- main loop -------------------------------------------------------------------------
     def run(self) -> Solution:
-        with metered(self.linalg):
+        with metered(self.linalg), contextlib.ExitStack() as stack:
+            if self.auto is not None:  # candidates that blow up on the probe are expected
+                stack.enter_context(np.errstate(over="ignore", invalid="ignore"))
             return self._run()
 
     def _run(self) -> Solution:
