@@ -31,7 +31,7 @@ import numpy as np
 
 from ..state import ArrayOps, Lanes, is_torch
 
-__all__ = ["JacobianRequest", "JacobianSource", "evaluate", "is_sparse"]
+__all__ = ["ConstantJacobian", "JacobianRequest", "JacobianSource", "evaluate", "is_sparse"]
 
 
 def is_sparse(x: Any) -> bool:
@@ -59,6 +59,26 @@ def _check_sparsity(sparsity: Any) -> Any:
     return pattern
 
 
+class ConstantJacobian:
+    """A constant Jacobian matrix as a callable ``jac(t, y)`` (``jac=`` given as an array,
+    as :func:`scipy.integrate.solve_ivp` allows)."""
+
+    __slots__ = ("matrix",)
+
+    def __init__(self, matrix: Any) -> None:
+        self.matrix = matrix
+
+    def __call__(self, t: Any, y: Any) -> Any:
+        return self.matrix
+
+    def __repr__(self) -> str:
+        return f"constant {tuple(self.matrix.shape)}"
+
+    @property
+    def __name__(self) -> str:  # for reprs of the propagators that hold it
+        return "constant"
+
+
 class JacobianSource:
     """Where an implicit propagator gets ``df/dy``: a user's ``jac`` or autograd / finite
     differences of ``f``.
@@ -76,8 +96,11 @@ class JacobianSource:
     def __init__(self, jac: Callable[[Any, Any], Any] | None = None, sparsity: Any = None
                  ) -> None:
         if jac is not None and not callable(jac):
-            raise TypeError(f"jac must be callable as jac(t, y) -> (d, d) matrix, or None; "
-                            f"got {type(jac).__name__}")
+            if isinstance(jac, np.ndarray) or is_sparse(jac) or is_torch(jac):
+                jac = ConstantJacobian(jac)  # as solve_ivp allows: a constant matrix
+            else:
+                raise TypeError(f"jac must be callable as jac(t, y) -> (d, d) matrix, a "
+                                f"constant (d, d) matrix, or None; got {type(jac).__name__}")
         self.jac = jac
         self.sparsity = _check_sparsity(sparsity)
 
