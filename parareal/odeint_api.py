@@ -256,7 +256,7 @@ class _TupleState:
         lead = tuple(flat.shape[:-1])
         out, start = [], 0
         for shape, size, dtype in zip(self.shapes, self.sizes, self.dtypes, strict=True):
-            part = flat[..., start : start + size].reshape(*lead, *shape)
+            part = flat[..., start : start + size].reshape(lead + shape)
             out.append(part.to(dtype) if cast else part)
             start += size
         return tuple(out)
