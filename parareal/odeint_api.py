@@ -281,6 +281,12 @@ class _TupleState:
 
         return flat_func
 
+    def event(self, event_fn: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+        def flat_event(t: Any, y: Any) -> Any:
+            return event_fn(t, self.split(y))
+
+        return flat_event
+
     def norm(self, norm: Callable[[Any], Any]) -> Callable[[Any], Any]:
         def flat_norm(y: Any) -> Any:
             return norm(self.split(y))
@@ -358,6 +364,88 @@ def _time_gradient(func: Callable[[Any, Any], Any], t: Any, values: Any, y0: Any
         dy = func(t[i].detach(), values[i].detach())
         rows.append(values[i] + shift[i].to(values.dtype) * torch.as_tensor(dy).detach())
     return torch.stack(rows)
+
+
+#: Windows tried by ``event_fn`` mode, each twice as long as the one before, before giving up.
+MAX_EVENT_WINDOWS = 20
+
+
+def _until_event(
+    func: Callable[[Any, Any], Any],
+    y0: Any,
+    t: Any,
+    rtol: float,
+    atol: float,
+    method: str | None,
+    opts: dict[str, Any],
+    event_fn: Callable[[Any, Any], Any],
+    packed: _TupleState | None,
+    kwargs: dict[str, Any],
+) -> tuple[Any, Any]:
+    """``odeint(..., event_fn=...)``: Parareal over windows until the event, then located.
+
+    Each window (first ``|t[1] - t[0]|`` long, then twice the one before) is solved by
+    :func:`odeint`; the first slice at whose end ``sign(event_fn)`` differs from its value at
+    ``t[0]`` holds the event, which torchdiffeq's own event search then locates on the same
+    fine method, from that slice's converged start value.
+    """
+    import torch
+    from torchdiffeq import odeint as torchdiffeq_odeint
+
+    check_callable(event_fn, "event_fn")
+    if not is_torch(y0):
+        raise TypeError("event_fn needs a torch tensor y0 (or a tuple of them), as in torchdiffeq")
+    times = _times(t)
+    if times.size != 2 or times[0] == times[1]:
+        raise ValueError(
+            "with event_fn, t must hold two distinct times, as in torchdiffeq: t[0] the start "
+            f"and t[1] the direction; got {times.size} time(s)"
+        )
+    name = DEFAULT_METHOD if method is None else method
+    if name not in (_torchdiffeq_methods() or []):
+        raise ValueError(
+            f"with event_fn, method must be a torchdiffeq method (torchdiffeq locates the "
+            f"event on it), got {name!r}"
+        )
+    event = event_fn if packed is None else packed.event(event_fn)
+    time_dtype = t.dtype if is_torch(t) and t.is_floating_point() else torch.float64
+    direction = 1.0 if times[1] > times[0] else -1.0
+    length = abs(float(times[1] - times[0]))
+    step = opts.get("step_size")
+    if name in FIXED_GRID_METHODS or step is not None:
+        if step is None:
+            raise ValueError(
+                "with event_fn, fixed-grid methods need options['step_size'], as in torchdiffeq"
+            )
+        step = check_positive(step, "options['step_size']")
+        length = step * np.ceil(length / step - 1e-12)  # windows of whole steps
+
+    def when(value: float) -> Any:
+        return torch.tensor(value, dtype=time_dtype, device=y0.device)
+
+    def sign(value: float, y: Any) -> Any:
+        return torch.sign(torch.as_tensor(event(when(value), y)))
+
+    start, y, first = float(times[0]), y0, sign(float(times[0]), y0)
+    if is_torch(t) and t.requires_grad and torch.is_grad_enabled():  # t[0] acts through y0
+        y = y0 - (t[0] - t[0].detach()).to(y0.dtype) * torch.as_tensor(
+            func(t[0].detach(), y0.detach())).detach()
+    for _ in range(MAX_EVENT_WINDOWS):
+        window = torch.tensor([start, start + direction * length], dtype=time_dtype)
+        _, sol = odeint(func, y, window, rtol, atol, name, opts, return_solution=True,
+                        **kwargs)
+        for n in range(1, sol.t.size):
+            if bool((sign(float(sol.t[n]), sol.y[n]) != first).any()):
+                span = torch.tensor([float(sol.t[n - 1]), float(sol.t[n])], dtype=time_dtype)
+                event_t, ends = torchdiffeq_odeint(func, sol.y[n - 1], span, rtol=rtol,
+                                                   atol=atol, method=name, options=opts,
+                                                   event_fn=event)
+                return event_t.to(time_dtype), torch.stack([y0, ends[-1]])
+        start, y, length = float(sol.t[-1]), sol.y[-1], 2 * length
+    raise RuntimeError(
+        f"event_fn did not change sign within {MAX_EVENT_WINDOWS} windows (up to t = "
+        f"{start:g}); is there an event in the direction of t[1]?"
+    )
 
 
 def odeint(
@@ -445,8 +533,15 @@ def odeint(
         ``perturb=True`` are refused, other keys are warned about. For the numpy default
         they are keyword arguments of ``scipy.integrate.solve_ivp`` (``first_step``,
         ``max_step``...).
-    event_fn : None
-        Event handling is not supported: a ``event_fn`` is refused with a ``ValueError``.
+    event_fn : callable, optional
+        ``event_fn(t, y)``: as in torchdiffeq, ``t`` holds two times (the start and the
+        direction) and the solve runs until ``event_fn`` changes sign; returns
+        ``(event_t, solution)`` with ``solution = stack([y0, y(event_t)])``. Parareal solves
+        windows of ``|t[1] - t[0]|``, then twice that, and so on (at most
+        ``MAX_EVENT_WINDOWS``); the first slice whose end value changes the sign holds the
+        event, which torchdiffeq's event search locates on the fine method from that
+        slice's converged start. A sign change undone within one slice is not seen. Torch
+        states and torchdiffeq methods only (fixed-grid ones need ``options["step_size"]``).
     coarse_method : str or Propagator
         ``"euler"``, ``"midpoint"``, ``"heun"`` or ``"rk4"``, one step per slice, or
         ``"name:steps"`` (``"rk4:4"``: four RK4 steps per slice), or any
@@ -473,20 +568,15 @@ def odeint(
     DivergenceError
         The run produced NaN or inf; ``.solution`` holds the run's result.
     TypeError, ValueError
-        On invalid arguments, unsupported torchdiffeq features (callbacks, ``event_fn``)
-        included.
+        On invalid arguments, unsupported torchdiffeq features (step callbacks) included.
+    RuntimeError
+        With ``event_fn``, when no event is found.
     """
     check_callable(func, "func")
     _refuse_callbacks(func)
     for name, flag in (("check_stability", check_stability), ("return_solution", return_solution)):
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be True or False, got {flag!r}")
-    if event_fn is not None:
-        raise ValueError(
-            "event_fn is not supported by parareal.odeint: Parareal needs the end of the "
-            "span in advance, and an event ends it where it happens. Use torchdiffeq.odeint "
-            "(or odeint_event) for event handling"
-        )
     if method is not None and not isinstance(method, str):
         raise TypeError(f"method must be a str or None, got {type(method).__name__}")
     if options is not None and not isinstance(options, Mapping):
@@ -498,6 +588,14 @@ def odeint(
         if "norm" in opts:
             opts["norm"] = packed.norm(opts["norm"])
     y0, ops = check_y0(y0 if packed is None else packed.flat)
+    if event_fn is not None:
+        event_t, ends = _until_event(
+            func, y0, t, rtol, atol, method, opts, event_fn, packed,
+            dict(coarse_method=coarse_method, slices=slices, tol=tol, max_iters=max_iters,
+                 backend=backend, schedule=schedule, lookahead=lookahead,
+                 vectorized=vectorized, progress=progress, check_stability=check_stability),
+        )
+        return event_t, (ends if packed is None else packed.split(ends, cast=True))
     times = _times(t)
     if times.size == 1:
         first = y0[None]

@@ -177,10 +177,47 @@ def test_step_callbacks_are_refused_by_name(name):
         parareal.odeint(func, torch.ones(2), torch.tensor([0.0, 1.0]))
 
 
-def test_event_fn_is_refused_by_name():
-    with pytest.raises(ValueError, match="event_fn"):
-        parareal.odeint(lambda t, y: -y, torch.ones(2), torch.tensor([0.0, 1.0]),
-                        event_fn=lambda t, y: y.sum() - 0.5)
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("kwargs", [
+    dict(),
+    dict(method="rk4", options={"step_size": 0.01, "interp": "cubic"}),
+], ids=["dopri5", "rk4"])
+def test_event_located_on_the_fine_solution_as_torchdiffeq_does(reverse, kwargs):
+    y0 = Y0.clone().requires_grad_()
+    t = torch.tensor([0.0, -0.5 if reverse else 0.5], dtype=torch.float64)  # event beyond
+
+    def event(s, y):
+        return y[0] - 0.3
+
+    their_t, theirs = torchdiffeq.odeint(oscillator, y0, t, event_fn=event, **kwargs)
+    our_t, ours = parareal.odeint(oscillator, y0, t, event_fn=event, coarse_method="rk4",
+                                  **kwargs)
+    exact = (-1.0 if reverse else 1.0) * np.arccos(0.3)
+    assert abs(their_t.item() - exact) < 1e-6 and abs(our_t.item() - exact) < 1e-6
+    assert ours.shape == (2, 2) and torch.equal(ours[0], y0)
+    atol = 1e-13 if kwargs else 1e-6  # the same steps for rk4; dopri5 restarts at slices
+    torch.testing.assert_close(our_t, their_t, rtol=0, atol=atol)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=atol)
+    grads = [torch.autograd.grad(out[-1].sum(), y0)[0] for out in (ours, theirs)]
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=atol)
+
+
+def test_event_with_tuple_state_and_bad_event_arguments():
+    x0 = (torch.tensor(1.0, dtype=torch.float64), torch.tensor([0.0], dtype=torch.float64))
+    t = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    event_t, (x, v) = parareal.odeint(lambda s, y: (y[1][0], -y[0][None]), x0, t,
+                                      event_fn=lambda s, y: y[0] - 0.3, coarse_method="rk4")
+    assert abs(event_t.item() - np.arccos(0.3)) < 1e-6
+    assert x.shape == (2,) and v.shape == (2, 1) and abs(x[-1].item() - 0.3) < 1e-6
+    with pytest.raises(ValueError, match="two distinct times"):
+        parareal.odeint(oscillator, Y0, torch.linspace(0, 1, 3), event_fn=lambda s, y: y[0])
+    with pytest.raises(ValueError, match="step_size"):
+        parareal.odeint(oscillator, Y0, t, method="rk4", event_fn=lambda s, y: y[0])
+    with pytest.raises(TypeError, match="event_fn needs a torch"):
+        parareal.odeint(lambda s, y: -y, np.ones(2), [0.0, 1.0], event_fn=lambda s, y: y[0])
+    with pytest.raises(RuntimeError, match="did not change sign"):
+        parareal.odeint(lambda s, y: torch.zeros_like(y), torch.ones(1, dtype=torch.float64),
+                        t, event_fn=lambda s, y: y[0] + 1.0, coarse_method="rk4")
 
 
 def test_auto_coarse_is_passed_on_to_solve_untouched():
