@@ -366,6 +366,23 @@ def _time_gradient(func: Callable[[Any, Any], Any], t: Any, values: Any, y0: Any
     return torch.stack(rows)
 
 
+#: Parareal's absolute tolerance when ``tol`` is None.
+DEFAULT_TOL = 1e-8
+#: ... plus this many units of round-off, relative, for states below double precision.
+DEFAULT_RTOL_ULPS = 64
+
+
+def _default_rtol(y0: Any) -> float:
+    """``DEFAULT_RTOL_ULPS`` units of round-off of ``y0``'s dtype below double, else 0."""
+    if is_torch(y0):
+        import torch
+
+        eps = float(torch.finfo(y0.dtype).eps)
+    else:
+        eps = float(np.finfo(y0.dtype).eps)
+    return DEFAULT_RTOL_ULPS * eps if eps > 1e-10 else 0.0
+
+
 #: Windows tried by ``event_fn`` mode, each twice as long as the one before, before giving up.
 MAX_EVENT_WINDOWS = 20
 
@@ -460,7 +477,7 @@ def odeint(
     event_fn: Callable[[Any, Any], Any] | None = None,
     coarse_method: str | Propagator = "euler",
     slices: int | None = None,
-    tol: float = 1e-8,
+    tol: float | None = None,
     max_iters: int | None = None,
     backend: Any = "serial",
     schedule: str = "synchronous",
@@ -553,7 +570,13 @@ def odeint(
         Parareal slices, equal in time; default ``DEFAULT_SLICES`` (16), whatever ``len(t)``.
         For fixed-grid methods the boundaries fall on the method's steps, so at most that
         many slices (the default is capped there).
-    tol, max_iters, backend, schedule, lookahead, vectorized, progress :
+    tol : float, optional
+        Parareal's stopping test, as in :func:`parareal.solve` (absolute, max-norm of the
+        update). ``None`` (the default) means ``1e-8``, plus, for states of less than double
+        precision, a relative ``DEFAULT_RTOL_ULPS`` (64) units of round-off times the
+        largest state: a float32 solve cannot meet ``1e-8`` and would otherwise run to
+        exactness.
+    max_iters, backend, schedule, lookahead, vectorized, progress :
         As in :func:`parareal.solve`.
     check_stability : bool
         Run the coarse stability check described above.
@@ -678,8 +701,8 @@ def odeint(
         fine=fine,
         slices=boundaries.size - 1,
         boundaries=boundaries,
-        tol=tol,
-        rtol=0.0,
+        tol=DEFAULT_TOL if tol is None else tol,
+        rtol=_default_rtol(y0) if tol is None else 0.0,
         max_iters=max_iters,
         backend=backend,
         schedule=schedule,

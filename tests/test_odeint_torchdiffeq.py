@@ -278,3 +278,17 @@ def test_fill_in_evaluations_are_counted():
         out, sol = parareal.odeint(counted, Y0, t, method="rk4", slices=4, max_iters=1,
                                    check_stability=False, return_solution=True)
     assert out.shape == (41, 2) and len(calls) == sol.stats.f_evals
+
+
+def test_float32_default_tolerance_follows_the_dtype():
+    t = torch.linspace(0.0, 4.0, 9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # converged: no ConvergenceWarning
+        ours, sol = parareal.odeint(forced, Y0.float(), t, coarse_method="rk4",
+                                    return_solution=True)
+    assert ours.dtype == torch.float32 and sol.status is parareal.Status.CONVERGED
+    assert sol.iterations < sol.t.size - 1  # not merely exact after every slice
+    reference = torchdiffeq.odeint(forced, Y0, t.double(), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(ours.double(), reference, rtol=0, atol=2e-5)
+    with pytest.warns(parareal.ConvergenceWarning):  # an explicit tol is taken as given
+        parareal.odeint(forced, Y0.float(), t, coarse_method="rk4", tol=1e-12, max_iters=3)
