@@ -78,10 +78,11 @@ def _copy_tests(dest: Path, git_dir: str | None, commit: str, tests_dir: str | N
 class _Counting(unittest.TestResult):
     """Records one outcome per subtest (or per test without subtests), with applicability."""
 
-    def __init__(self, calls: list[int], verbose: bool) -> None:
+    def __init__(self, calls: list[int], verbose: bool, path: str | None) -> None:
         super().__init__()
         self.calls = calls
         self.verbose = verbose
+        self.path = path
         self.cases: list[dict[str, Any]] = []
         self._mark = 0
         self._clock = 0.0
@@ -94,6 +95,8 @@ class _Counting(unittest.TestResult):
                 "applicable": applicable, "seconds": round(now - self._clock, 2),
                 "detail": detail[-300:]}
         self.cases.append(case)
+        if self.path:  # after every case: a run cut short still leaves what it did
+            Path(self.path).write_text(json.dumps(self.cases, indent=1))
         if self.verbose:
             print(f"{outcome:7s} {'A' if applicable else '-'} {case['seconds']:7.2f}s "
                   f"{name} {detail.strip().splitlines()[-1] if detail else ''}", flush=True)
@@ -134,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--commit", default=COMMIT_0_2_5, help="commit to take tests from")
     parser.add_argument("--tests-dir", help="a torchdiffeq tests/ folder instead of git")
     parser.add_argument("-k", dest="pattern", default="",
-                        help="run only test ids containing this string")
+                        help="run only test ids matching this regular expression")
     parser.add_argument("--json", help="write every case's outcome to this file")
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per case")
     args = parser.parse_args(argv)
@@ -152,9 +155,9 @@ def main(argv: list[str] | None = None) -> int:
         loader = unittest.TestLoader()
         for name in MODULES:
             for test in _flatten(loader.loadTestsFromModule(importlib.import_module(name))):
-                if args.pattern in test.id():
+                if re.search(args.pattern, test.id()):
                     suite.addTest(test)
-        result = _Counting(shim.CALLS, args.verbose)
+        result = _Counting(shim.CALLS, args.verbose, args.json)
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -176,8 +179,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"passed {passed} / applicable {len(applicable)} "
           f"(failed {len(applicable) - passed}; not applicable "
           f"{len(result.cases) - len(applicable)}; {seconds:.0f} s)")
-    if args.json:
-        Path(args.json).write_text(json.dumps(result.cases, indent=1))
     return 0
 
 

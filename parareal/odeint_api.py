@@ -640,6 +640,11 @@ def odeint(
         method = DEFAULT_METHOD if method is None else method
         if method not in (_torchdiffeq_methods() or []) or not torch_in:
             raise _unknown_method(method, torch_in)
+        if opts.get("perturb", False) not in (False, None):
+            raise ValueError(
+                "options['perturb'] is not supported by parareal.odeint: the coarse "
+                "propagator and the stability probe evaluate func at slice boundaries"
+            )
         if reverse:  # torchdiffeq flips these time-valued options for reversed t
             for key in ("step_t", "jump_t"):
                 if opts.get(key) is not None:

@@ -220,6 +220,13 @@ def test_event_with_tuple_state_and_bad_event_arguments():
                         t, event_fn=lambda s, y: y[0] + 1.0, coarse_method="rk4")
 
 
+@pytest.mark.parametrize("method", ["rk4", "heun2", "dopri5"])
+def test_perturb_is_refused_for_every_method(method):
+    with pytest.raises(ValueError, match="perturb"):
+        parareal.odeint(forced, Y0, torch.tensor([0.0, 1.0], dtype=torch.float64),
+                        method=method, options={"step_size": 0.1, "perturb": True})
+
+
 def test_auto_coarse_is_passed_on_to_solve_untouched():
     """odeint does not judge ``"auto"`` itself: it fails or works exactly as ``solve`` does."""
     t = torch.linspace(0.0, 1.0, 3, dtype=torch.float64)
