@@ -140,7 +140,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="run only test ids matching this regular expression")
     parser.add_argument("--json", help="write every case's outcome to this file")
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per case")
+    parser.add_argument("--from-json", nargs="+", metavar="FILE",
+                        help="only summarise the cases of earlier --json files (runs split "
+                             "with -k); a case in several files counts once, the last one")
     args = parser.parse_args(argv)
+    if args.from_json:
+        merged: dict[tuple[str, int], dict[str, Any]] = {}
+        for name in args.from_json:
+            seen: collections.Counter[str] = collections.Counter()
+            for case in json.loads(Path(name).read_text()):  # some subtests share an id
+                seen[case["case"]] += 1
+                merged[case["case"], seen[case["case"]]] = case
+        summarize(list(merged.values()))
+        return 0
     if args.git_dir is None and args.tests_dir is None:
         parser.error("give --git-dir (or TORCHDIFFEQ_GIT_DIR) or --tests-dir")
 
@@ -164,8 +176,14 @@ def main(argv: list[str] | None = None) -> int:
             suite.run(result)
         seconds = time.perf_counter() - start
 
+    summarize(result.cases, seconds)
+    return 0
+
+
+def summarize(cases: list[dict[str, Any]], seconds: float | None = None) -> tuple[int, int]:
+    """Print passed/applicable per test and in all; return ``(passed, applicable)``."""
     per_test: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
-    for case in result.cases:
+    for case in cases:
         key = "applicable" if case["applicable"] else "not applicable"
         per_test[case["test"]][key] += 1
         if case["applicable"]:
@@ -174,12 +192,13 @@ def main(argv: list[str] | None = None) -> int:
     for test, counts in per_test.items():
         print(f"{test:70s} {counts['passed']:7d} {counts['applicable']:7d} "
               f"{counts['not applicable']:5d}")
-    applicable = [c for c in result.cases if c["applicable"]]
+    applicable = [c for c in cases if c["applicable"]]
     passed = sum(c["outcome"] == "passed" for c in applicable)
+    took = "" if seconds is None else f"; {seconds:.0f} s"
     print(f"passed {passed} / applicable {len(applicable)} "
           f"(failed {len(applicable) - passed}; not applicable "
-          f"{len(result.cases) - len(applicable)}; {seconds:.0f} s)")
-    return 0
+          f"{len(cases) - len(applicable)}{took})")
+    return passed, len(applicable)
 
 
 def _flatten(suite: unittest.TestSuite) -> list[unittest.TestCase]:
