@@ -67,7 +67,7 @@ def test_odeint_on_cuda_reversed_gradients_and_divergence():
 
     y0 = torch.tensor([1.0, 0.0], dtype=torch.float64, device="cuda")
     t = torch.linspace(2.0, 0.0, 9, dtype=torch.float64, device="cuda")
-    ours = parareal.odeint(f, y0, t, tol=0, coarse_method="rk4")
+    ours = parareal.odeint(f, y0, t, method="rk4", tol=0, coarse_method="rk4")
     theirs = torchdiffeq.odeint(f, y0, t, method="rk4")
     assert ours.device.type == "cuda"
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-12)
@@ -80,7 +80,7 @@ def test_odeint_on_cuda_reversed_gradients_and_divergence():
 
     far = torch.linspace(0.0, 2000.0, 201, dtype=torch.float64, device="cuda")
     with pytest.raises(parareal.DivergenceError), pytest.warns(parareal.CoarseStabilityWarning):
-        parareal.odeint(spring, y0, far, max_iters=1)
+        parareal.odeint(spring, y0, far, method="rk4", slices=200, max_iters=1)
 
 
 def test_lookahead_on_cuda_same_iterates():
