@@ -366,23 +366,6 @@ def _time_gradient(func: Callable[[Any, Any], Any], t: Any, values: Any, y0: Any
     return torch.stack(rows)
 
 
-#: Parareal's absolute tolerance when ``tol`` is None.
-DEFAULT_TOL = 1e-8
-#: ... plus this many units of round-off, relative, for states below double precision.
-DEFAULT_RTOL_ULPS = 64
-
-
-def _default_rtol(y0: Any) -> float:
-    """``DEFAULT_RTOL_ULPS`` units of round-off of ``y0``'s dtype below double, else 0."""
-    if is_torch(y0):
-        import torch
-
-        eps = float(torch.finfo(y0.dtype).eps)
-    else:
-        eps = float(np.finfo(y0.dtype).eps)
-    return DEFAULT_RTOL_ULPS * eps if eps > 1e-10 else 0.0
-
-
 #: Windows tried by ``event_fn`` mode, each twice as long as the one before, before giving up.
 MAX_EVENT_WINDOWS = 20
 
@@ -475,7 +458,7 @@ def odeint(
     options: Mapping[str, Any] | None = None,
     *,
     event_fn: Callable[[Any, Any], Any] | None = None,
-    coarse_method: str | Propagator = "euler",
+    coarse_method: str | Propagator = "auto",
     slices: int | None = None,
     tol: float | None = None,
     max_iters: int | None = None,
@@ -562,20 +545,19 @@ def odeint(
     coarse_method : str or Propagator
         ``"euler"``, ``"midpoint"``, ``"heun"`` or ``"rk4"``, one step per slice, or
         ``"name:steps"`` (``"rk4:4"``: four RK4 steps per slice), or any
-        :class:`~parareal.Propagator`; ``"auto"`` is passed on untouched to
-        :func:`parareal.solve` as its ``coarse`` (where ``solve`` knows it).
-        The default one Euler step per slice is cheap but unstable for oscillations with
-        ``w * dt > 0``; ``"rk4"`` is stable for ``|w * dt| < 2.8`` (see ``docs/guide.md``).
+        :class:`~parareal.Propagator`, or ``"auto"`` (the default): the coarse propagator
+        chosen for the run by :func:`parareal.solve` (``coarse="auto"``; see "Choosing the
+        coarse method" in ``docs/guide.md``). One Euler step per slice is cheap but unstable
+        for oscillations with ``w * dt > 0``; ``"rk4"`` is stable for ``|w * dt| < 2.8``.
     slices : int, optional
         Parareal slices, equal in time; default ``DEFAULT_SLICES`` (16), whatever ``len(t)``.
         For fixed-grid methods the boundaries fall on the method's steps, so at most that
         many slices (the default is capped there).
     tol : float, optional
         Parareal's stopping test, as in :func:`parareal.solve` (absolute, max-norm of the
-        update). ``None`` (the default) means ``1e-8``, plus, for states of less than double
-        precision, a relative ``DEFAULT_RTOL_ULPS`` (64) units of round-off times the
-        largest state: a float32 solve cannot meet ``1e-8`` and would otherwise run to
-        exactness.
+        update). ``None`` (the default) lets the state's dtype decide
+        (:func:`parareal.default_tolerance`: ``1e-8`` in float64, a few units of round-off
+        of the states' size below double precision, where ``1e-8`` cannot be met).
     max_iters, backend, schedule, lookahead, vectorized, progress :
         As in :func:`parareal.solve`.
     check_stability : bool
@@ -706,8 +688,8 @@ def odeint(
         fine=fine,
         slices=boundaries.size - 1,
         boundaries=boundaries,
-        tol=DEFAULT_TOL if tol is None else tol,
-        rtol=_default_rtol(y0) if tol is None else 0.0,
+        tol=tol,  # None: the state's dtype decides (parareal.tolerance.resolve_tolerance)
+        rtol=0.0,
         max_iters=max_iters,
         backend=backend,
         schedule=schedule,

@@ -99,7 +99,8 @@ def test_divergence_raises_with_the_solution_attached():
     t = torch.linspace(0.0, 2000.0, 201, dtype=torch.float64)
     with pytest.raises(parareal.DivergenceError, match="diverged") as info:
         with pytest.warns(parareal.CoarseStabilityWarning):
-            parareal.odeint(stiff_oscillator, Y0, t, method="rk4", slices=200, max_iters=1)
+            parareal.odeint(stiff_oscillator, Y0, t, method="rk4", slices=200, max_iters=1,
+                            coarse_method="euler")
     assert isinstance(info.value, FloatingPointError)
     assert info.value.solution.status is parareal.Status.DIVERGED
 
@@ -114,7 +115,9 @@ def test_blow_up_of_the_ode_itself_raises():
 
 def test_converged_run_is_silent_and_returns_its_solution():
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error", parareal.ConvergenceWarning)
+        warnings.simplefilter("error", parareal.CoarseStabilityWarning)
+        warnings.simplefilter("ignore", parareal.NoSpeedupWarning)  # about speed, not values
         out, sol = parareal.odeint(rhs, Y0, T, method="rk4", slices=12, tol=1e-10,
                                    return_solution=True)
     assert sol.status is parareal.Status.CONVERGED
@@ -127,9 +130,10 @@ def test_unstable_default_coarse_is_warned_about_and_rk4_is_not():
     t = torch.linspace(0.0, 10.0, 101, dtype=torch.float64)
     with pytest.warns(parareal.CoarseStabilityWarning, match="coarse_method"):
         parareal.odeint(stiff_oscillator, Y0, t, method="rk4", slices=100, tol=1e-6,
-                        max_iters=1)
+                        max_iters=1, coarse_method="euler")
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error", parareal.CoarseStabilityWarning)
+        warnings.simplefilter("error", parareal.ConvergenceWarning)
         out = parareal.odeint(stiff_oscillator, Y0, t, method="rk4", coarse_method="rk4",
                               slices=100, tol=1e-9)
     expected = torchdiffeq.odeint(stiff_oscillator, Y0, t, method="rk4")

@@ -76,12 +76,18 @@ class Rhs:
         in one batch (counted in ``evals``), autograd and a user's ``jac`` do not call it.
         """
         J, jac_evals, f_evals, seconds = evaluate_jacobian(
-            request, y, f=self.f, ops=self.ops, vectorized=self.vectorized, rows=self._fd_rows)
+            request, y, f=self.f, ops=self.ops, vectorized=self.vectorized, rows=self._fd_rows,
+            count=self._count_autograd)
         self.path += 1
         self.jac_calls += 1
         self.jac_evals += jac_evals
         self.jac_seconds += seconds
         return J
+
+    def _count_autograd(self, calls: int, evals: int) -> None:
+        """Calls of ``f`` made by autograd's forward pass (not on the path: one Jacobian)."""
+        self.calls += calls
+        self.evals += evals
 
     def _fd_rows(self, ts: np.ndarray, ys: Any) -> Any:
         """``f`` at stacked single states (finite differences): counted, not on the path."""

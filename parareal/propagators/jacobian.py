@@ -250,8 +250,9 @@ def _finite_differences(
 
 
 def _autograd(f: Callable[[Any, Any], Any], ts: list[float], ys: Any, shape: tuple[int, ...],
-              ops: ArrayOps, vectorized: bool) -> Any:
-    """``(B, d, d)`` Jacobians of torch states ``ys`` (shape ``(B, d)``) by autograd."""
+              ops: ArrayOps, vectorized: bool) -> tuple[Any, int, int]:
+    """``(B, d, d)`` Jacobians of torch states ``ys`` (shape ``(B, d)``) by autograd, and the
+    Python calls of ``f`` and states evaluated that it took (one forward pass)."""
     import torch
     from torch.autograd.functional import jacobian
 
@@ -265,7 +266,7 @@ def _autograd(f: Callable[[Any, Any], Any], ts: list[float], ys: Any, shape: tup
                 return f(tv, flat.reshape((B, *shape))).reshape(B, d).sum(0)
 
             J = jacobian(total, base, vectorize=True)  # (d, B, d)
-            return J.permute(1, 0, 2).detach().to(ops.dtype)
+            return J.permute(1, 0, 2).detach().to(ops.dtype), 1, B
         mats = []
         for b in range(B):
             tb = ops.time(ts[b])
@@ -274,7 +275,7 @@ def _autograd(f: Callable[[Any, Any], Any], ts: list[float], ys: Any, shape: tup
                 return f(tb, flat.reshape(shape)).reshape(d)
 
             mats.append(jacobian(one, base[b]).detach())
-        return torch.stack(mats).to(ops.dtype)
+        return torch.stack(mats).to(ops.dtype), B, B
 
 
 def evaluate(
@@ -285,6 +286,7 @@ def evaluate(
     ops: ArrayOps,
     vectorized: bool,
     rows: Callable[[np.ndarray, Any], Any],
+    count: Callable[[int, int], None] | None = None,
 ) -> tuple[Any, int, int, float]:
     """Answer a Jacobian request at ``y`` (one state, or stacked states with Lanes times).
 
@@ -304,11 +306,16 @@ def evaluate(
         ``rows(ts, Y)``: ``f`` at stacked single states ``Y`` with times ``ts`` (float64
         array), for finite differences; counted by the caller as evaluations of ``f``.
 
+    count : callable, optional
+        ``count(calls, evals)``: told of the calls of ``f`` that autograd makes (its forward
+        pass), which do not go through ``rows``.
+
     Returns
     -------
     J, jac_evals, f_evals, seconds
-        The Jacobian(s); Jacobians evaluated; evaluations of ``f`` for finite differences (0
-        otherwise; they are also counted through ``rows``); seconds spent.
+        The Jacobian(s); Jacobians evaluated; evaluations of ``f`` for finite differences or
+        autograd (0 for a user's ``jac``; those of finite differences are also counted
+        through ``rows``); seconds spent.
     """
     start = time.perf_counter()
     grouped = isinstance(request.t, Lanes)
@@ -329,7 +336,9 @@ def evaluate(
         else:
             out = ops.stack(mats)
     elif ops.kind == "torch" and not states.is_complex():
-        out = _autograd(f, ts, states.reshape(B, d), shape, ops, vectorized)
+        out, calls, f_evals = _autograd(f, ts, states.reshape(B, d), shape, ops, vectorized)
+        if count is not None:
+            count(calls, f_evals)
     else:  # finite differences (torch's autograd has no complex Jacobians: those too)
         torch_in = ops.kind == "torch"
         flat = (ops.to_numpy(states) if torch_in else np.asarray(states)).reshape(B, d)
