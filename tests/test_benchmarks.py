@@ -293,3 +293,20 @@ def test_srds_benchmark_blocks_and_coarse_configurations():
     assert default_blocks(100) == 20
     coarse = dict(srds_bench._configs("coarse", 100))
     assert coarse["euler:2"] == {"coarse": "euler:2"} and coarse["ddim jump"] == {}
+
+
+def test_testset_benchmark_counts(tmp_path):
+    pytest.importorskip("scipy")
+    out = tmp_path / "testset.json"
+    text = run("testset.py", "--no-wall", "--only", "robertson", "--json", str(out))
+    assert "| robertson | work/pipelined |" in text
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["problem"] for r in rows] == ["robertson"]
+    for config in ("equal/synchronous", "equal/pipelined", "work/synchronous",
+                   "work/pipelined"):
+        row = rows[0][config]
+        assert row["status"] == "converged"
+        assert row["error_vs_serial_fine"] < 1e-7  # converged to the serial fine solution
+        assert row["speedup_bound"] == pytest.approx(
+            row["serial_fine_cost"] / row["critical_path"])
+        assert row["coarse_chosen"]
