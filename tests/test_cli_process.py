@@ -42,7 +42,7 @@ def test_ctrl_c_exits_130_with_one_line_and_no_file(tmp_path):
     # minutes; --progress says when the solve has started.
     proc = subprocess.Popen(
         [sys.executable, "-m", "parareal", "solve", "heat", "--param", "points=1000",
-         "--progress", "--plot", str(plot)],
+         "--coarse", "problem", "--progress", "--plot", str(plot)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
     )
     guard = threading.Timer(HANG_GUARD_S, proc.kill)

@@ -91,6 +91,7 @@ def test_float32_converges_like_float64_at_float32_accuracy(name, kind):
     y32 = p.y0.astype(np.complex64 if p.y0.dtype.kind == "c" else np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        warnings.simplefilter("ignore", parareal.NoSpeedupWarning)  # about speed, not tol
         if kind == "numpy":
             sol = _run(p, y32)
             y = sol.y
@@ -132,6 +133,7 @@ def test_tiny_explicit_tolerances_warn_from_solve(y0):
 def test_sensible_tolerances_do_not_warn(tol, rtol):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        warnings.simplefilter("ignore", parareal.NoSpeedupWarning)  # about speed, not tol
         parareal.solve(lambda t, y: -y, np.ones(2, np.float32), (0, 1), coarse="euler:1",
                        fine="euler:2", slices=2, tol=tol, rtol=rtol)
         resolve_tolerance(1e-12, 0.0, np.ones(2))  # float64: 1e-12 is fine
@@ -140,6 +142,7 @@ def test_sensible_tolerances_do_not_warn(tol, rtol):
 def test_tol_zero_runs_max_iters_without_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        warnings.simplefilter("ignore", parareal.NoSpeedupWarning)  # about speed, not tol
         sol = parareal.solve(lambda t, y: -y, torch.ones(2), (0, 1), coarse="euler:1",
                              fine="euler:4", slices=4, tol=0.0, rtol=0.0, max_iters=3)
     assert sol.iterations == 3

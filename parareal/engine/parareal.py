@@ -35,6 +35,7 @@ than the synchronous schedule's; the latency stays that of the unbounded pipelin
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import heapq
 import math
 import sys
@@ -100,6 +101,7 @@ class _Run:
         self.choice: CoarseChoice | None = None
         self.probe: Probe | None = None
         self.choice_index: int | None = None  # which auto candidate was chosen
+        self.auto_note = ""  # what went wrong in coarse="auto", if anything
         self.balance = balance
         self.pipelined = schedule == "pipelined"
         self.lookahead = math.inf if lookahead is None else lookahead
@@ -310,6 +312,10 @@ class _Run:
                                            if r not in self.linalg.failures]
         if failures:
             self.reason += ". Propagators reported: " + "; ".join(failures[:3])
+        if self.auto_note:
+            self.reason += (f". {self.auto_note}: for a large stiff state pass jac= or "
+                            "jac_sparsity= (the implicit candidates then apply), or choose "
+                            "the coarse propagator by hand")
 
     def mark_iterate(self) -> None:
         """Record the logical clock and the wall-clock at which an iterate completed."""
@@ -490,6 +496,7 @@ class _Run:
                 (n, b) not in self.F for n in range(b, self.N)):
             return
         lengths = {n: self.fine_length.get(n, 0) for n in range(b, self.N)}
+        note = self.auto_note
         choice = self.auto.choose(  # type: ignore[union-attr]
             probe=probe, U={n: self.value(n, b) for n in range(b, self.N)},
             F={n: self.F[(n, b)] for n in range(b, self.N)},
@@ -499,6 +506,8 @@ class _Run:
             tol=self.tol, rtol=self.rtol, schedule=self.schedule,
             clock=self.driver.clock)
         probe.chosen = True
+        if note:
+            choice = dataclasses.replace(choice, reason=f"{note}; then {choice.reason}")
         self.choice = choice
         index = next((i for i, c in enumerate(probe.candidates) if c is choice.propagator),
                      None)
@@ -535,6 +544,12 @@ class _Run:
                     self.initial = self.initial_guess()
                     if self.initial is None:
                         self.coarse = self.auto.fallback
+                        self.auto_note = (
+                            f"coarse='auto': the loose initial solve failed, so iterate 0 "
+                            f"used {self.coarse!r}")
+                        self.choice = CoarseChoice(
+                            propagator=self.coarse, reason=self.auto_note, candidates=(),
+                            fine_ticks=0, probe_ticks=self.driver.clock)
                 base = self.resume.iteration if self.resume is not None else 0
                 self.probe = self.auto.probe(ops=self.ops, base=base, slices=self.N,
                                              max_iters=self.K,

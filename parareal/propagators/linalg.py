@@ -69,13 +69,12 @@ def metered(meter: LinalgMeter) -> Iterator[LinalgMeter]:
 
 
 def report_failure(reason: str) -> None:
-    """Record why a propagation failed (its result is NaN) and warn."""
+    """Record why a propagation failed (its result is NaN) in the current meter (it ends up
+    in ``Solution.reason``) and warn (:class:`RuntimeWarning`)."""
     meter = _METER.get()
-    if meter is not None:
-        if len(meter.failures) < 20 and reason not in meter.failures:
-            meter.failures.append(reason)
-    else:
-        warnings.warn(reason, RuntimeWarning, stacklevel=3)
+    if meter is not None and len(meter.failures) < 20 and reason not in meter.failures:
+        meter.failures.append(reason)
+    warnings.warn(reason, RuntimeWarning, stacklevel=3)
 
 
 def _lane_values(c: Any, lanes: int) -> np.ndarray:
