@@ -200,7 +200,8 @@ class ScipyIVP(Propagator):
     def _finish(self, sol: Any, ops: Any, shape: Any, y: Any, t0: float, t1: float,
                 times: list[float], balance: int | None) -> Any:
         if not sol.success or not np.all(np.isfinite(sol.y[:, -1])):
-            report_failure(f"solve_ivp failed ({self.method}) on [{t0}, {t1}]: {sol.message}")
+            report_failure(f"solve_ivp failed ({self.method}) on [{t0}, {t1}]: {sol.message}",
+                           warn=True)
             return (None, None) if balance else ops.stack([ops.full_nan() for _ in times])
         if balance is not None:
             bounds = work_boundaries(sol.t, balance)

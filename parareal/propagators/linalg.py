@@ -68,13 +68,15 @@ def metered(meter: LinalgMeter) -> Iterator[LinalgMeter]:
         _METER.reset(token)
 
 
-def report_failure(reason: str) -> None:
-    """Record why a propagation failed (its result is NaN) in the current meter (it ends up
-    in ``Solution.reason``) and warn (:class:`RuntimeWarning`)."""
+def report_failure(reason: str, *, warn: bool = False) -> None:
+    """Record why a propagation failed (its result is NaN) in the current meter, so that it
+    ends up in ``Solution.reason``; outside a run (no meter), or with ``warn``, also issue it
+    as a :class:`RuntimeWarning`."""
     meter = _METER.get()
     if meter is not None and len(meter.failures) < 20 and reason not in meter.failures:
         meter.failures.append(reason)
-    warnings.warn(reason, RuntimeWarning, stacklevel=3)
+    if meter is None or warn:
+        warnings.warn(reason, RuntimeWarning, stacklevel=3)
 
 
 def _lane_values(c: Any, lanes: int) -> np.ndarray:
