@@ -37,7 +37,7 @@ def test_batched_backend_gives_the_serial_iterates(coarse, fine, vectorized):
 
 def test_batched_backend_passes_check_backend_on_the_default_problems():
     runs = check_backend(parareal.Batched())
-    assert len(runs) == 2 * (len(parareal.problems.CORE) + 3)  # + linear: numpy, 2 torch
+    assert len(runs) == 2 * (len(parareal.problems.CORE) + 4)  # + blow-up, linear: numpy, 2 torch
 
 
 def test_batched_calls_f_once_per_tick_with_per_slice_times():

@@ -47,7 +47,7 @@ import numpy as np
 
 from ..backends import Backend, Rhs, Session, Task
 from ..propagators import Propagator, Request, SteppablePropagator, Stepper
-from ..propagators.linalg import LinalgMeter
+from ..propagators.linalg import LinalgMeter, current_meter
 from ..state import ArrayOps, Lanes
 
 __all__ = ["Driver"]
@@ -309,6 +309,9 @@ class Driver:
         self.remote_f_seconds = 0.0
         #: Linear algebra of the implicit propagators run on workers (seconds, failures).
         self.linalg = LinalgMeter()
+        #: Failures reported by propagations run whole (opaque ones, remote tasks), by key;
+        #: those of interleaved propagations stay in the run's meter.
+        self.task_failures: dict[Hashable, list[str]] = {}
         self._starting: dict[int, tuple[Propagator, list[_Remote]]] = {}
         self._queue: list[tuple[tuple[int, ...], int, Task, list[_Remote]]] = []
         self._running: dict[cf.Future, list[_Remote]] = {}
@@ -370,7 +373,12 @@ class Driver:
             self._launch([key], propagator.stepper(y, t0, t1), grouped=False)  # type: ignore[attr-defined]
         else:
             path = self.rhs.path
+            meter = current_meter()
+            before = len(meter.failures) if meter is not None else 0
             value = self.backend.propagate(propagator, self.rhs, y, t0, t1)
+            if meter is not None and len(meter.failures) > before:  # this task's failures
+                self.task_failures[key] = meter.failures[before:]
+                del meter.failures[before:]
             release = self.clock + (self.rhs.path - path)
             heapq.heappush(self._delayed, (release, self._seq, key, value))
             self._seq += 1
@@ -546,7 +554,10 @@ class Driver:
             self.rhs.jac_calls += result.jac_calls
             self.rhs.jac_seconds += result.jac_seconds
             if result.linalg is not None:
+                failures, result.linalg.failures = result.linalg.failures, []
                 self.linalg.merge(result.linalg)
+                for item in chunk:  # a task's failures, told of each of its propagations
+                    self.task_failures.setdefault(item.key, []).extend(failures)
             self.remote_f_seconds += result.f_seconds
             self.worker_seconds += result.seconds
             for item, value, evals in zip(chunk, result.values, result.evals, strict=True):

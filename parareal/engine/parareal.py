@@ -147,18 +147,29 @@ class _Run:
         return [self.value(n, k) for n in range(self.N + 1)]
 
     # -- tasks -----------------------------------------------------------------------------
+    def launch(self, key: Any, propagator: Propagator, y: Any, t0: float, t1: float,
+               **options: Any) -> bool:
+        """Start a propagation of ``y``, unless ``y`` is not finite: no task ever starts on
+        NaN or inf (a propagator that checks its input, such as scipy's, would raise). Its
+        result is then NaN at once, and the run ends ``DIVERGED`` where the synchronous
+        schedule ends it. Returns whether work was started."""
+        if not self.ops.all_finite(y):
+            self.driver.deliver(key, self.ops.full_nan())
+            return False
+        self.driver.start(key, propagator, y, t0, t1, **options)
+        return True
+
     def start_coarse(self, n: int, k: int) -> None:
-        self.coarse_calls += 1
-        self.driver.start(("C", n, k), self.coarse, self.value(n, k), self.t[n], self.t[n + 1])
+        if self.launch(("C", n, k), self.coarse, self.value(n, k), self.t[n], self.t[n + 1]):
+            self.coarse_calls += 1
 
     def start_fine(self, n: int, k: int) -> None:
         self.fine_pending[k] = self.fine_pending.get(k, 0) + 1
-        self.fine_calls += 1
-        self.fine_start[(n, k)] = self.driver.clock
-        self.driver.start(
-            ("F", n, k), self.fine, self.value(n, k), self.t[n], self.t[n + 1],
-            remote=True, priority=(k, n),
-        )
+        clock = self.driver.clock
+        if self.launch(("F", n, k), self.fine, self.value(n, k), self.t[n], self.t[n + 1],
+                       remote=True, priority=(k, n)):
+            self.fine_calls += 1
+            self.fine_start[(n, k)] = clock
 
     def start_fine_sweep(self, k: int) -> None:
         for n in range(k, self.N):
@@ -308,8 +319,13 @@ class _Run:
         """Say where the first non-finite boundary value appeared, and why if known."""
         self.reason = (f"{where} produced NaN or inf at boundary {n} (t = {self.t[n]:.6g}); "
                        f"the last finite iterate ({max(k - 1, 0)}) is returned")
-        failures = self.linalg.failures + [r for r in self.driver.linalg.failures
-                                           if r not in self.linalg.failures]
+        # failures of interleaved propagations (not told apart), and those of the tasks that
+        # formed this boundary: speculative work elsewhere does not change the reason
+        m = n - 1
+        keys = [("C", m, k)] if k == 0 else [("C", m, k), ("F", m, k - 1), ("C", m, k - 1)]
+        failures = list(self.linalg.failures)
+        for key in keys:
+            failures += [r for r in self.driver.task_failures.get(key, []) if r not in failures]
         if failures:
             self.reason += ". Propagators reported: " + "; ".join(failures[:3])
         if self.auto_note:
@@ -408,20 +424,17 @@ class _Run:
         y = self.value(n, k)
         t0, t1 = self.t[n], self.t[n + 1]
         for i, cand in enumerate(probe.candidates):
-            self.coarse_calls += 1
-            self.driver.start(("P", "G", i, n, 0), cand, y, t0, t1)
+            self.coarse_calls += self.launch(("P", "G", i, n, 0), cand, y, t0, t1)
         if n in probe.slices:  # relative to each entry (floor: 1e-6 of the largest)
             size = self.ops.to_numpy(y)
             size = np.abs(size)
             size = np.maximum(size, 1e-6 * (size.max() if size.size else 0.0) or 1e-300)
             y1 = y + self.ops.from_numpy(probe.delta * size)
             probe.delta_norm[n] = self.ops.max_abs(y1 - y)
-            self.fine_calls += 1
-            self.driver.start(("P", "F", 0, n, 1), self.fine, y1, t0, t1, remote=True,
-                              priority=(k, n))
+            self.fine_calls += self.launch(("P", "F", 0, n, 1), self.fine, y1, t0, t1,
+                                           remote=True, priority=(k, n))
             for i, cand in enumerate(probe.candidates):
-                self.coarse_calls += 1
-                self.driver.start(("P", "G", i, n, 1), cand, y1, t0, t1)
+                self.coarse_calls += self.launch(("P", "G", i, n, 1), cand, y1, t0, t1)
 
     def balance_slices(self) -> None:
         """Slices chosen from the work: one loose adaptive solve over the span

@@ -164,7 +164,10 @@ class ScipyIVP(Propagator):
         def rhs(t: float, flat: np.ndarray) -> np.ndarray:
             state = flat.reshape(shape)
             arg = ops.from_numpy(state) if is_torch(y) else state
-            dy = ops.coerce_derivative(f(ops.time(t), arg), arg)
+            try:
+                dy = ops.coerce_derivative(f(ops.time(t), arg), arg)
+            except Exception as exc:  # the user's error: it goes through unchanged
+                raise _FromF(exc) from exc
             out = np.ravel(ops.to_numpy(dy) if is_torch(dy) else dy)
             if max_calls is not None:
                 calls[0] += 1
@@ -176,8 +179,12 @@ class ScipyIVP(Propagator):
         try:
             sol = self._solve_ivp(solve_ivp, rhs, f, ops, shape, y, y_np, t0, t1, times,
                                   balance)
-        except _OutOfBudget as exc:
-            report_failure(f"solve_ivp ({self.method}) on [{t0}, {t1}]: {exc}")
+        except _FromF as exc:
+            raise exc.error from None
+        except (_OutOfBudget, ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+            # scipy's own checks on values gone non-finite inside the solver (a Jacobian
+            # that overflowed, "array must not contain infs or NaNs"): a failed propagation
+            report_failure(f"solve_ivp failed ({self.method}) on [{t0}, {t1}]: {exc}")
             return (None, None) if balance else ops.stack([ops.full_nan() for _ in times])
         return self._finish(sol, ops, shape, y, t0, t1, times, balance)
 
@@ -210,6 +217,14 @@ class ScipyIVP(Propagator):
             return bounds, ops.stack([y, *inner, last])
         later = [sol.y[:, i].reshape(shape) for i in range(sol.y.shape[1])][-(len(times) - 1):]
         return ops.stack([y, *[ops.from_numpy(v) for v in later]])
+
+
+class _FromF(Exception):
+    """Carries an exception raised by the user's ``f`` through ``solve_ivp``."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class _OutOfBudget(Exception):

@@ -14,7 +14,7 @@ from ..problems import CORE, Problem, get
 from ..result import IterationInfo, Solution
 from ..solve import solve
 from .report import describe, fail, max_abs_diff, same_bits
-from .systems import linear_system
+from .systems import blow_up, linear_system
 
 __all__ = ["check_backend", "default_problems"]
 
@@ -27,12 +27,14 @@ _REFERENCES: dict[tuple[Any, ...], tuple[Solution, list[Any], bool]] = {}
 def default_problems() -> list[Problem]:
     """The problems :func:`check_backend` runs by default: every small bundled problem with
     its defaults (:data:`parareal.problems.CORE`: the classic test sets are left out, their
-    references take long) and a 5-dimensional linear system with real and complex
-    eigenvalues (:func:`~parareal.testing.systems.linear_system`)."""
+    references take long), a run that diverges in its coarse sweep
+    (:func:`~parareal.testing.systems.blow_up`: no backend may start work on its NaN or inf)
+    and a 5-dimensional linear system with real and complex eigenvalues
+    (:func:`~parareal.testing.systems.linear_system`)."""
     bundled = [get(name) for name in CORE]
     linear = linear_system([-0.5, -0.2 + 1.5j, -1.0 + 0.5j], seed=1, t_span=(0.0, 3.0),
                            slices=6)
-    return [*bundled, linear]
+    return [*bundled, blow_up(), linear]
 
 
 @dataclass(frozen=True)

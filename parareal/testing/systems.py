@@ -27,7 +27,7 @@ from ..propagators import RK4, Propagator
 from ..state import is_torch
 from ..validation import check_int, check_span
 
-__all__ = ["ForcedDecay", "LinearRHS", "linear_system"]
+__all__ = ["BlowUp", "ForcedDecay", "LinearRHS", "blow_up", "linear_system"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -218,3 +218,24 @@ class ForcedDecay:
         if self.mu != 0 and np.any(start != 0):
             raise ValueError("the nonlinear ForcedDecay has a closed form only from y0 = sin t0")
         return math.sin(t1) + math.exp(self.lam * (t1 - t0)) * start
+
+
+@dataclass(frozen=True)
+class BlowUp:
+    """``f(t, y) = y**2``, elementwise (batches give the bits of single calls): from
+    ``y(0) = 1`` the solution ``1 / (1 - t)`` blows up at ``t = 1``."""
+
+    def __call__(self, t: Any, y: Any) -> Any:
+        return y * y
+
+
+def blow_up(slices: int = 24) -> Any:
+    """A run that must end ``Status.DIVERGED``: ``y' = y**2`` on ``(0, 3)`` from 1, with a
+    coarse sweep (Euler, one step per slice) that overflows to inf. Every backend and schedule
+    must return the serial backend's iterate 0 and start no task on its non-finite values."""
+    from ..problems import Problem
+    from ..propagators import RK4, Euler
+
+    return Problem(name="blow-up", f=BlowUp(), y0=np.array([1.0]), t_span=(0.0, 3.0),
+                   coarse=Euler(steps=1), fine=RK4(steps=10), slices=slices,
+                   description="y' = y**2 from 1 over (0, 3): the coarse sweep overflows")
