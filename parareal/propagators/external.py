@@ -184,7 +184,8 @@ class ScipyIVP(Propagator):
         except (_OutOfBudget, ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
             # scipy's own checks on values gone non-finite inside the solver (a Jacobian
             # that overflowed, "array must not contain infs or NaNs"): a failed propagation
-            report_failure(f"solve_ivp failed ({self.method}) on [{t0}, {t1}]: {exc}")
+            report_failure(f"solve_ivp failed ({self.method}) on [{t0}, {t1}]: {exc}",
+                           warn=True)
             return (None, None) if balance else ops.stack([ops.full_nan() for _ in times])
         return self._finish(sol, ops, shape, y, t0, t1, times, balance)
 
