@@ -182,6 +182,9 @@ class ScipyIVP(Propagator):
         except _FromF as exc:
             raise exc.error from None
         except (_OutOfBudget, ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+            if type(exc) is ValueError and not any(
+                    word in str(exc).lower() for word in ("inf", "nan", "finite")):
+                raise  # a usage error (e.g. a complex state for Radau), not a blow-up
             # scipy's own checks on values gone non-finite inside the solver (a Jacobian
             # that overflowed, "array must not contain infs or NaNs"): a failed propagation
             report_failure(f"solve_ivp failed ({self.method}) on [{t0}, {t1}]: {exc}",
