@@ -160,3 +160,13 @@ def test_sample_under_mpiexec_gives_the_serial_sample_and_writes_once(tmp_path):
     for key in ("iterations", "sequential_evals", "status"):
         assert summary[key] == batched[key], key
     assert abs(summary["max_abs_diff_vs_serial"] - batched["max_abs_diff_vs_serial"]) < 1e-6
+
+
+def test_auto_coarse_with_a_users_jac_on_every_rank():
+    proc = mpirun(2, sys.executable, str(SCRIPTS / "mpi_auto_check.py"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(line) for line in proc.stdout.strip().splitlines()]
+    assert sorted(r["rank"] for r in rows) == [0, 1]
+    for r in rows:  # the root's choice and result on every rank, as without MPI
+        assert r["status"] == "converged" and r["same_y"]
+        assert r["choice"] == r["ref_choice"]

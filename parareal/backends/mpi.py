@@ -27,6 +27,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import dataclasses
 import os
+import pickle
 import threading
 import time
 from typing import Any, ClassVar
@@ -307,8 +308,15 @@ def _receive_solution(comm: Any, root: int, y0: Any) -> Any:
 def _send_solution(comm: Any, root: int, solution: Any) -> None:
     ops = ops_for(solution.y)
     data, meta = to_buffer(ops.unstack(solution.y))
-    comm.bcast({"solution": dataclasses.replace(solution, y=None), "meta": meta,
-                **_header(data)}, root=root)
+    shared = dataclasses.replace(solution, y=None)
+    choice = shared.coarse_choice
+    if choice is not None:  # its propagator may hold a user's jac that pickle cannot send
+        try:
+            pickle.dumps(choice)
+        except Exception:
+            shared = dataclasses.replace(shared, coarse_choice=dataclasses.replace(
+                choice, propagator=repr(choice.propagator)))
+    comm.bcast({"solution": shared, "meta": meta, **_header(data)}, root=root)
     comm.Bcast(data, root=root)
 
 
