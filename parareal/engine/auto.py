@@ -48,7 +48,7 @@ from ..propagators import RK4, LinearlyImplicitEuler, Propagator, Rosenbrock2, S
 from ..result import CoarseCandidate, CoarseChoice
 from ..state import ArrayOps
 
-__all__ = ["AutoCoarse", "Probe", "predict_iterations", "predicted_critical_path"]
+__all__ = ["AutoCoarse", "Probe", "SpanSolve", "predict_iterations", "predicted_critical_path"]
 
 #: States larger than this get no dense Jacobians (see :meth:`AutoCoarse.for_state`).
 DENSE_LIMIT = 500
@@ -79,20 +79,31 @@ def default_initial() -> Propagator:
     return ScipyIVP("LSODA", rtol=1e-3, atol=1e-6)
 
 
-class _Trajectory(Propagator):
-    """``ScipyIVP.trajectory`` through fixed boundaries, as a propagator over the whole span
-    (its result: the states at every boundary, stacked)."""
+class SpanSolve(Propagator):
+    """One bounded :meth:`ScipyIVP.trajectory` over the whole span, as a propagator the
+    driver runs like any other (its calls count on the critical path).
 
-    def __init__(self, scipy: ScipyIVP, boundaries: np.ndarray) -> None:
+    Its result is the states at every one of ``boundaries``, stacked; with ``balance`` it is
+    ``(new boundaries, states)``, the boundaries giving every slice an equal share of the
+    solver's steps (``boundaries="work"``). At most :func:`initial_budget` calls of ``f``.
+    """
+
+    def __init__(self, scipy: ScipyIVP, boundaries: np.ndarray, *, balance: bool = False
+                 ) -> None:
         self.scipy = scipy
         self.boundaries = np.asarray(boundaries, dtype=np.float64)
+        self.balance = balance
 
     def __repr__(self) -> str:
-        return f"{self.scipy!r} through {len(self.boundaries)} boundaries"
+        what = "balancing" if self.balance else "through"
+        return f"{self.scipy!r} {what} {len(self.boundaries) - 1} slices"
 
     def propagate(self, f: Callable[[Any, Any], Any], y: Any, t0: float, t1: float) -> Any:
-        return self.scipy.trajectory(f, y, self.boundaries,
-                                     max_calls=initial_budget(len(self.boundaries) - 1))
+        slices = len(self.boundaries) - 1
+        if self.balance:
+            return self.scipy.trajectory(f, y, [t0, t1], balance=slices,
+                                         max_calls=initial_budget(slices))
+        return self.scipy.trajectory(f, y, self.boundaries, max_calls=initial_budget(slices))
 
 
 def initial_budget(slices: int) -> int:
@@ -204,7 +215,7 @@ class AutoCoarse:
         if complex_state and initial.method in ("LSODA", "Radau"):
             initial = copy.copy(initial)
             initial.method = "BDF"
-        return _Trajectory(initial, boundaries)
+        return SpanSolve(initial, boundaries)
 
     def for_state(self, size: int) -> AutoCoarse:
         """The candidates and initial solve that suit a state of ``size`` entries: without a
@@ -280,7 +291,6 @@ class AutoCoarse:
         fine_lengths: dict[int, int],
         norm: Callable[[Any], float],
         slices: int,
-        max_iters: int,
         tol: float,
         rtol: float,
         schedule: str,

@@ -51,7 +51,7 @@ from ..propagators import Propagator
 from ..propagators.linalg import LinalgMeter, metered
 from ..result import CoarseChoice, IterationInfo, Solution, Stats, Status
 from ..state import ArrayOps
-from .auto import AutoCoarse, Probe, initial_budget
+from .auto import AutoCoarse, Probe, SpanSolve
 from .driver import Driver
 
 __all__ = ["SCHEDULES", "run_parareal"]
@@ -133,7 +133,6 @@ class _Run:
         self.coarse_calls = 0
         self.engine_seconds = 0.0
         self.fine_start: dict[tuple[int, int], int] = {}  # tick at which F(n, k) started
-        self.fine_length: dict[int, int] = {}  # critical-path length of the newest F(n, .)
         self.fine_lengths: dict[tuple[int, int], int] = {}  # of every F(n, k) that finished
         self.linalg = LinalgMeter()
         self.reason = ""
@@ -223,7 +222,6 @@ class _Run:
         start = self.fine_start.pop((n, k), None)
         if start is not None:
             self.fine_lengths[(n, k)] = self.driver.clock - start
-            self.fine_length[n] = self.driver.clock - start
         if self.probe is not None and not self.probe.chosen and k == self.probe.base:
             self.probe_try_choose()
         if self.pipelined:
@@ -442,13 +440,7 @@ class _Run:
         every slice holds an equal share of its steps; with ``coarse="auto"`` its values there
         are iterate 0 too. On failure the equal slices stay."""
         assert self.balance is not None
-        self.driver.start(("B", 0), _Balanced(self.balance, self.N), self.y0, self.t[0],
-                          self.t[-1])
-        result = None
-        while result is None:
-            for _, value in self.driver.step():
-                result = value
-        bounds, states = result
+        bounds, states = self.run_alone(SpanSolve(self.balance, self.t, balance=True))
         if bounds is None:
             return
         self.t = np.asarray(bounds, dtype=np.float64)
@@ -456,6 +448,14 @@ class _Run:
         if self.auto is not None and all(self.ops.all_finite(v) for v in values):
             values[0] = self.y0
             self.initial = values
+
+    def run_alone(self, propagator: Propagator) -> Any:
+        """Run one propagation over the whole span from ``y0``, before any other work, and
+        return its result (its ticks and calls count like any others)."""
+        self.driver.start(("S", 0), propagator, self.y0, self.t[0], self.t[-1])
+        while True:
+            for _, value in self.driver.step():
+                return value
 
     def restore_choice(self, index: int) -> None:
         """Go on with the candidate the checkpointed run chose (no new probe)."""
@@ -482,12 +482,7 @@ class _Run:
         trajectory = auto.trajectory(self.t, complex_state)
         if trajectory is None:
             return None
-        self.driver.start(("I", 0), trajectory, self.y0, self.t[0], self.t[-1])
-        values = None
-        while values is None:
-            for _, value in self.driver.step():
-                values = value
-        states = self.ops.unstack(values)
+        states = self.ops.unstack(self.run_alone(trajectory))
         if not all(self.ops.all_finite(v) for v in states):
             return None
         states[0] = self.y0
@@ -508,14 +503,14 @@ class _Run:
         if len(probe.results) < probe.expected(self.N) or any(
                 (n, b) not in self.F for n in range(b, self.N)):
             return
-        lengths = {n: self.fine_length.get(n, 0) for n in range(b, self.N)}
+        lengths = {n: self.fine_lengths.get((n, b), 0) for n in range(b, self.N)}
         note = self.auto_note
         choice = self.auto.choose(  # type: ignore[union-attr]
             probe=probe, U={n: self.value(n, b) for n in range(b, self.N)},
             F={n: self.F[(n, b)] for n in range(b, self.N)},
             defects={n: self.ops.max_abs(self.value(n + 1, b) - self.F[(n, b)])
                      for n in range(b + 1, self.N)},
-            fine_lengths=lengths, norm=self.ops.max_abs, slices=self.N, max_iters=self.K,
+            fine_lengths=lengths, norm=self.ops.max_abs, slices=self.N,
             tol=self.tol, rtol=self.rtol, schedule=self.schedule,
             clock=self.driver.clock)
         probe.chosen = True
@@ -653,14 +648,14 @@ class _Run:
         """Sum over slices of the newest fine propagation's length that fed an iterate the
         run reached (``F(n, j)`` with ``j < k``; speculative pipelined work on later, less
         converged values does not count), or of the newest one at all when none did."""
-        total = 0.0
-        for n in range(self.N):
-            used = [j for (m, j) in self.fine_lengths if m == n and j < max(k, 1)]
-            any_ = [j for (m, j) in self.fine_lengths if m == n]
-            if not any_:
-                return math.nan
-            total += self.fine_lengths[(n, max(used) if used else max(any_))]
-        return total
+        best: dict[int, tuple[bool, int]] = {}  # slice -> (fed a reached iterate, j)
+        for n, j in self.fine_lengths:
+            rank = (j < max(k, 1), j)
+            if rank > best.get(n, (False, -1)):
+                best[n] = rank
+        if len(best) < self.N:
+            return math.nan
+        return float(sum(self.fine_lengths[(n, j)] for n, (_, j) in best.items()))
 
     def describe_end(self, k: int) -> str:
         """Why the run stopped at iterate ``k``, in words."""
@@ -672,22 +667,6 @@ class _Run:
                 return f"the boundary update {self.residuals[k - 1]:.3e} met the tolerance"
             return "the callback asked to stop"
         return f"max_iters = {self.K} iterations ran without meeting the tolerance"
-
-
-class _Balanced(Propagator):
-    """A loose adaptive solve over the span that returns ``(boundaries, states)`` with every
-    slice holding an equal share of its steps (:meth:`parareal.ScipyIVP.trajectory`)."""
-
-    def __init__(self, scipy: Any, slices: int) -> None:
-        self.scipy = scipy
-        self.slices = slices
-
-    def __repr__(self) -> str:
-        return f"{self.scipy!r} balancing {self.slices} slices"
-
-    def propagate(self, f: Callable[[Any, Any], Any], y: Any, t0: float, t1: float) -> Any:
-        return self.scipy.trajectory(f, y, [t0, t1], balance=self.slices,
-                                     max_calls=initial_budget(self.slices))
 
 
 def run_parareal(**kwargs: Any) -> Solution:

@@ -65,6 +65,13 @@ class VanDerPolJacobian:
         return out
 
 
+def _check_mu(mu: Any) -> float:
+    mu = check_real(mu, "mu")
+    if mu < 0:
+        raise ValueError(f"mu must be >= 0, got {mu}")
+    return mu
+
+
 def van_der_pol(
     mu: float = 1.0,
     *,
@@ -108,9 +115,7 @@ def van_der_pol(
     -------
     Problem
     """
-    mu = check_real(mu, "mu")
-    if mu < 0:
-        raise ValueError(f"mu must be >= 0, got {mu}")
+    mu = _check_mu(mu)
     t_end = check_t_end(t_end)
     y0_arr = check_state(y0, 2, "(x, x')")
     slices, coarse_p, fine_p = check_propagators(
@@ -174,9 +179,7 @@ def van_der_pol_stiff(
     -------
     Problem
     """
-    mu = check_real(mu, "mu")
-    if mu < 0:
-        raise ValueError(f"mu must be >= 0, got {mu}")
+    mu = _check_mu(mu)
     t_end = check_t_end(t_end)
     y0_arr = check_state(y0, 2, "(x, x')")
     jac = VanDerPolJacobian(mu)

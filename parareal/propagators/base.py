@@ -12,7 +12,15 @@ from ..validation import check_int
 from .jacobian import JacobianRequest
 from .jacobian import evaluate as evaluate_jacobian
 
-__all__ = ["Meter", "Propagator", "Request", "SteppablePropagator", "Stepper", "drive"]
+__all__ = [
+    "Meter",
+    "Propagator",
+    "Request",
+    "SteppablePropagator",
+    "Stepper",
+    "answer_jacobian",
+    "drive",
+]
 
 #: One request of a steppable propagator: the time and state at which it needs ``f``.
 Request = tuple[float, Any]
@@ -152,9 +160,11 @@ class Meter(Protocol):
         """Answer a Jacobian request (counted and timed)."""
 
 
-def _plain_jacobian(request: JacobianRequest, y: Any, f: Callable[[Any, Any], Any],
+def answer_jacobian(request: JacobianRequest, y: Any, f: Callable[[Any, Any], Any],
                     ops: ArrayOps) -> Any:
-    """Answer a Jacobian request with a plain ``f`` (nobody counts)."""
+    """Answer a Jacobian request at ``y`` for whoever drives a stepper by hand: through
+    ``f.jacobian`` when ``f`` is a counted wrapper (``Rhs.plain``), else from ``f`` itself
+    (:func:`parareal.propagators.jacobian.evaluate`; nobody counts)."""
     helper = getattr(f, "jacobian", None)
     if helper is not None:  # a counted wrapper (Rhs.plain)
         return helper(request, y)
@@ -210,7 +220,7 @@ def drive(
         t, yr = next(gen)
         while True:
             if type(t) is JacobianRequest:
-                jac = meter.jacobian(t, yr) if timed else _plain_jacobian(t, yr, f, ops)  # type: ignore[union-attr]
+                jac = meter.jacobian(t, yr) if timed else answer_jacobian(t, yr, f, ops)  # type: ignore[union-attr]
                 t, yr = gen.send(jac)
                 continue
             if timed:

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..state import is_torch, ops_for
 from ..validation import check_positive
-from .base import Propagator, _plain_jacobian
+from .base import Propagator, answer_jacobian
 from .jacobian import JacobianRequest, JacobianSource
 from .linalg import report_failure
 
@@ -123,7 +123,7 @@ class ScipyIVP(Propagator):
             state = flat.reshape(shape)
             arg = ops.from_numpy(state) if torch_in else state
             request = JacobianRequest(float(t), source)
-            J = counted(request, arg) if counted is not None else _plain_jacobian(
+            J = counted(request, arg) if counted is not None else answer_jacobian(
                 request, arg, f, ops)
             return ops.to_numpy(J) if is_torch(J) else J
 
@@ -154,8 +154,12 @@ class ScipyIVP(Propagator):
                 "ScipyIVP needs scipy: pip install 'parareal[scipy]'"
             ) from exc
         ops = ops_for(y)
-        if not ops.all_finite(y):  # solve_ivp would raise: NaN in, NaN out (DIVERGED)
+
+        def failed() -> Any:
             return (None, None) if balance else ops.stack([ops.full_nan() for _ in times])
+
+        if not ops.all_finite(y):  # solve_ivp would raise: NaN in, NaN out (DIVERGED)
+            return failed()
         y_np = ops.to_numpy(y)
         shape = y_np.shape
 
@@ -177,8 +181,18 @@ class ScipyIVP(Propagator):
             return out
 
         try:
-            sol = self._solve_ivp(solve_ivp, rhs, f, ops, shape, y, y_np, t0, t1, times,
-                                  balance)
+            sol = solve_ivp(
+                rhs,
+                (t0, t1),
+                y_np.ravel(),
+                method=self.method,
+                rtol=self.rtol,
+                atol=self.atol,
+                t_eval=times[1:] if len(times) > 2 else None,
+                dense_output=balance is not None,
+                **self.options,
+                **self._jac_options(f, ops, shape, is_torch(y)),
+            )
         except _FromF as exc:
             raise exc.error from None
         except (_OutOfBudget, ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
@@ -189,31 +203,11 @@ class ScipyIVP(Propagator):
             # that overflowed, "array must not contain infs or NaNs"): a failed propagation
             report_failure(f"solve_ivp failed ({self.method}) on [{t0}, {t1}]: {exc}",
                            warn=True)
-            return (None, None) if balance else ops.stack([ops.full_nan() for _ in times])
-        return self._finish(sol, ops, shape, y, t0, t1, times, balance)
-
-    def _solve_ivp(self, solve_ivp: Any, rhs: Any, f: Any, ops: Any, shape: Any, y: Any,
-                   y_np: np.ndarray, t0: float, t1: float, times: list[float],
-                   balance: int | None) -> Any:
-        return solve_ivp(
-            rhs,
-            (t0, t1),
-            y_np.ravel(),
-            method=self.method,
-            rtol=self.rtol,
-            atol=self.atol,
-            t_eval=times[1:] if len(times) > 2 else None,
-            dense_output=balance is not None,
-            **self.options,
-            **self._jac_options(f, ops, shape, is_torch(y)),
-        )
-
-    def _finish(self, sol: Any, ops: Any, shape: Any, y: Any, t0: float, t1: float,
-                times: list[float], balance: int | None) -> Any:
+            return failed()
         if not sol.success or not np.all(np.isfinite(sol.y[:, -1])):
             report_failure(f"solve_ivp failed ({self.method}) on [{t0}, {t1}]: {sol.message}",
                            warn=True)
-            return (None, None) if balance else ops.stack([ops.full_nan() for _ in times])
+            return failed()
         if balance is not None:
             bounds = work_boundaries(sol.t, balance)
             inner = [ops.from_numpy(sol.sol(t).reshape(shape)) for t in bounds[1:-1]]

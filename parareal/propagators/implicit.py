@@ -41,7 +41,7 @@ from ..state import Lanes, is_torch
 from ..validation import check_int
 from .base import SteppablePropagator, Stepper
 from .jacobian import JacobianRequest, JacobianSource
-from .linalg import NewtonMatrix, report_failure
+from .linalg import NewtonMatrix, nan_lanes, report_failure
 
 __all__ = [
     "SDIRK2",
@@ -64,24 +64,6 @@ def _lane_norms(x: Any, grouped: bool) -> np.ndarray:
     if grouped:
         return a.reshape(a.shape[0], -1).max(axis=1).astype(np.float64)
     return np.array([float(a.max())]) if a.size else np.zeros(1)
-
-
-def _nan_lanes(x: Any, bad: np.ndarray, grouped: bool) -> Any:
-    """``x`` with the lanes flagged in ``bad`` replaced by NaN."""
-    if not bad.any():
-        return x
-    if is_torch(x):
-        import torch
-
-        mask = torch.as_tensor(bad, device=x.device)
-        mask = mask.reshape((-1,) + (1,) * (x.ndim - 1)) if grouped else mask.reshape(())
-        return torch.where(mask, torch.full_like(x, float("nan")), x)
-    x = np.array(x, copy=True)
-    if grouped:
-        x[bad] = np.nan
-    else:
-        x[...] = np.nan
-    return x
 
 
 class ImplicitPropagator(SteppablePropagator):
@@ -248,7 +230,7 @@ class _Newton(ImplicitPropagator):
                 report_failure(f"{type(self).__name__}: Newton did not converge at t = "
                                f"{times[i]:.6g} (last increment {last[i]:.3g}, first "
                                f"{first[i]:.3g}); use more steps or newton iterations")
-            z = _nan_lanes(z, bad, grouped)
+            z = nan_lanes(z, bad, grouped)
         return z
 
 

@@ -27,7 +27,14 @@ import numpy as np
 from ..state import Lanes, is_torch
 from .jacobian import is_sparse
 
-__all__ = ["LinalgMeter", "NewtonMatrix", "current_meter", "metered", "report_failure"]
+__all__ = [
+    "LinalgMeter",
+    "NewtonMatrix",
+    "current_meter",
+    "metered",
+    "nan_lanes",
+    "report_failure",
+]
 
 
 @dataclass
@@ -77,6 +84,25 @@ def report_failure(reason: str, *, warn: bool = False) -> None:
         meter.failures.append(reason)
     if meter is None or warn:
         warnings.warn(reason, RuntimeWarning, stacklevel=3)
+
+
+def nan_lanes(x: Any, bad: np.ndarray, grouped: bool) -> Any:
+    """``x`` with the lanes flagged in ``bad`` replaced by NaN (``x`` itself when none is;
+    an ungrouped state is one lane)."""
+    if not bad.any():
+        return x
+    if is_torch(x):
+        import torch
+
+        mask = torch.as_tensor(bad, device=x.device)
+        mask = mask.reshape((-1,) + (1,) * (x.ndim - 1)) if grouped else mask.reshape(())
+        return torch.where(mask, torch.full_like(x, float("nan")), x)
+    x = np.array(x, copy=True)
+    if grouped:
+        x[bad] = np.nan
+    else:
+        x[...] = np.nan
+    return x
 
 
 def _lane_values(c: Any, lanes: int) -> np.ndarray:
@@ -208,11 +234,8 @@ class NewtonMatrix:
             import torch
 
             LU, pivots = self._lu
-            x = torch.linalg.lu_solve(LU, pivots, rhs.reshape(B, d, 1)).reshape(self.shape)
-            if self.failed.any():
-                mask = torch.as_tensor(self.failed, device=x.device).reshape(
-                    (B,) + (1,) * (x.ndim - 1) if self.grouped else ())
-                x = torch.where(mask, torch.full_like(x, float("nan")), x)
+            x = nan_lanes(torch.linalg.lu_solve(LU, pivots, rhs.reshape(B, d, 1)).reshape(
+                self.shape), self.failed, self.grouped)
         elif self.sparse:
             flat = np.asarray(rhs).reshape(B, d)
             out = np.empty_like(flat, dtype=np.result_type(flat.dtype, np.float64)
@@ -226,12 +249,7 @@ class NewtonMatrix:
                 x = np.linalg.solve(self._M, flat).reshape(self.shape)
             except np.linalg.LinAlgError:  # an exactly singular lane: find it, fail it
                 x = self._solve_lanes(flat).reshape(self.shape)
-            if self.failed.any():
-                x = x.copy()
-                if self.grouped:
-                    x[self.failed] = np.nan
-                else:
-                    x[...] = np.nan
+            x = nan_lanes(x, self.failed, self.grouped)
         meter = _METER.get()
         if meter is not None:
             meter.seconds += time.perf_counter() - start

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..propagators import Propagator, drive
-from ..propagators.base import _plain_jacobian
+from ..propagators.base import answer_jacobian
 from ..propagators.jacobian import JacobianRequest
 from ..state import Lanes, is_torch, ops_for
 from ..validation import check_int, check_positive
@@ -429,7 +429,7 @@ def _steppable(prop: Propagator, states: list[Any]) -> None:
             t, state = next(gen)
             while True:
                 if type(t) is JacobianRequest:
-                    t, state = gen.send(_plain_jacobian(t, state, _LINEAR, ops))
+                    t, state = gen.send(answer_jacobian(t, state, _LINEAR, ops))
                     continue
                 requests += 1
                 times.append(float(t))
@@ -464,7 +464,7 @@ def _grouped(prop: Propagator, states: list[Any]) -> None:
             t, state = next(gen)
             while True:
                 if type(t) is JacobianRequest:
-                    t, state = gen.send(_plain_jacobian(t, state, _LINEAR, ops))
+                    t, state = gen.send(answer_jacobian(t, state, _LINEAR, ops))
                     continue
                 if not isinstance(t, Lanes):
                     fail(CHECK, what, f"a grouped stepper asked for f at t = {t!r}, not at "
