@@ -426,7 +426,10 @@ def solve(
     """
     t0, t1 = check_span(t_span)
     slices = check_slices(slices)
-    balance = isinstance(boundaries, str) and boundaries == "work"
+    if isinstance(boundaries, str) and boundaries != "work":
+        raise ValueError(f'boundaries must be "work", None or a sequence of slices + 1 '
+                         f"increasing times, got {boundaries!r}")
+    balance = boundaries == "work" if isinstance(boundaries, str) else False
     if balance:
         for name, value in (("initial", initial), ("checkpoint", checkpoint),
                             ("resume", resume)):

@@ -1,0 +1,71 @@
+"""``solve(boundaries="work")``: slices chosen from the work of one loose adaptive solve."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import parareal
+from parareal import Status, problems
+
+pytest.importorskip("scipy")
+
+
+def transient(t, y):
+    """A fast initial transient (rate 1e3) onto a slow decay: equal slices put all the
+    work of an adaptive fine solver in the first one."""
+    return np.array([-1e3 * (y[0] - np.cos(t)), -0.5 * y[1]])
+
+
+def _solve(**kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", parareal.NoSpeedupWarning)
+        return parareal.solve(transient, np.array([0.0, 1.0]), (0.0, 10.0),
+                              fine=parareal.ScipyIVP("Radau", rtol=1e-8, atol=1e-10),
+                              slices=8, **kw)
+
+
+@pytest.mark.parametrize("schedule", ["synchronous", "pipelined"])
+def test_work_slices_reproduce_the_serial_fine_solution_over_their_boundaries(schedule):
+    sol = _solve(boundaries="work", schedule=schedule, tol=0.0)
+    assert sol.status is Status.CONVERGED
+    t = sol.t
+    assert t[0] == 0.0 and t[-1] == 10.0 and np.all(np.diff(t) > 0) and len(t) == 9
+    assert not np.allclose(np.diff(t), 10.0 / 8)  # not the equal slices
+    assert t[1] < 10.0 / 8  # the transient gets the short first slices
+    serial = parareal.solve_serial(transient, np.array([0.0, 1.0]), (0.0, 10.0),
+                                   propagator=parareal.ScipyIVP("Radau", rtol=1e-8,
+                                                                atol=1e-10),
+                                   slices=8, boundaries=t)
+    np.testing.assert_array_equal(sol.y, serial)  # exact after N iterations
+
+
+def test_work_slices_balance_the_fine_work_of_a_transient():
+    equal = _solve()
+    work = _solve(boundaries="work")
+    assert work.status is Status.CONVERGED and equal.status is Status.CONVERGED
+    assert work.stats.speedup_bound > equal.stats.speedup_bound
+
+
+def test_work_slices_are_the_same_on_every_backend():
+    p = problems.get("robertson")
+    runs = [parareal.solve(p.f, p.y0, p.t_span, fine=p.fine, slices=8, jac=p.jacobian,
+                           boundaries="work", backend=backend, vectorized=backend != "serial")
+            for backend in ("serial", "batched", "threads")]
+    for sol in runs[1:]:
+        np.testing.assert_array_equal(sol.t, runs[0].t)
+        np.testing.assert_array_equal(sol.y, runs[0].y)
+        assert sol.stats.critical_path == runs[0].stats.critical_path
+
+
+@pytest.mark.parametrize("kw, exc, match", [
+    (dict(boundaries="balanced"), ValueError, 'boundaries must be "work"'),
+    (dict(boundaries="work", initial=np.zeros((9, 2))), ValueError, "initial cannot be given"),
+    (dict(boundaries="work", checkpoint="c.npz"), ValueError, "checkpoint cannot be given"),
+    (dict(boundaries="work", resume="c.npz"), ValueError, "resume cannot be given"),
+])
+def test_bad_work_slices_arguments(kw, exc, match):
+    with pytest.raises(exc, match=match):
+        _solve(**kw)
