@@ -212,7 +212,7 @@ def run_on_boundaries(
         raise
     try:
         solution = run_parareal(
-            rhs=Rhs(f, ops, _check_flag(vectorized, "vectorized")),
+            rhs=Rhs(f, ops, _check_flag(vectorized, "vectorized"), check_first=True),
             y0=y0,
             boundaries=boundaries,
             coarse=coarse_p,
@@ -363,8 +363,9 @@ def solve(
         (``docs/benchmarks.md``).
     callback : callable, optional
         Called with an :class:`IterationInfo` after each complete iterate (including 0). If it
-        returns ``True`` the run stops there with status ``CONVERGED``: a custom convergence
-        test (other return values are ignored).
+        returns ``True`` (or ``numpy.True_``, or a one-element boolean array or tensor holding
+        True) the run stops there with status ``CONVERGED``: a custom convergence test (other
+        return values, ``None`` included, are ignored).
     progress : bool
         Print one line per iteration on standard error.
     vectorized : bool

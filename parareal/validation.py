@@ -18,6 +18,7 @@ __all__ = [
     "check_real",
     "check_slices",
     "check_span",
+    "check_tensor_storage",
     "check_tolerance",
     "check_y0",
 ]
@@ -26,11 +27,18 @@ __all__ = [
 def check_y0(y0: Any) -> tuple[Any, ArrayOps]:
     """Return ``y0`` as a numpy array or torch tensor of a floating or complex dtype."""
     if is_torch(y0):
+        check_tensor_storage(y0, "y0")
         if not (y0.is_floating_point() or y0.is_complex()):
             raise TypeError(f"y0 must have a floating or complex dtype, got {y0.dtype}")
     else:
         if isinstance(y0, (str, bytes)) or y0 is None:
             raise TypeError(f"y0 must be a numpy array or a torch tensor, got {y0!r}")
+        if isinstance(y0, np.ma.MaskedArray):
+            raise TypeError(
+                "y0 must be a plain numpy array, got a numpy.ma.MaskedArray: its mask would be "
+                "dropped and the masked values integrated as numbers; pass y0.filled(value) "
+                "or y0.compressed() (the unmasked values) instead"
+            )
         try:
             arr = np.asarray(y0)
         except Exception as exc:
@@ -44,6 +52,29 @@ def check_y0(y0: Any) -> tuple[Any, ArrayOps]:
     if not ops.all_finite(y0):
         raise ValueError("y0 contains NaN or inf; the initial state must be finite")
     return y0, ops
+
+
+def check_tensor_storage(x: Any, name: str) -> None:
+    """Refuse a torch tensor that holds no numbers here: on the ``meta`` device (shapes
+    only), sparse, or quantized (``ValueError``/``TypeError`` naming ``name``)."""
+    if x.device.type == "meta":
+        raise ValueError(
+            f"{name} is on the 'meta' device, which holds shapes but no values; create it on "
+            f"a real device (e.g. {name}.to_empty(device='cpu') and fill it, or torch.randn("
+            f"..., device='cpu'/'cuda'))"
+        )
+    if x.layout is not _strided():
+        raise TypeError(f"{name} must be a dense (strided) tensor, got layout {x.layout}; "
+                        f"pass {name}.to_dense()")
+    if x.is_quantized:
+        raise TypeError(f"{name} must not be quantized, got dtype {x.dtype}; pass "
+                        f"{name}.dequantize()")
+
+
+def _strided() -> Any:
+    import torch
+
+    return torch.strided
 
 
 def check_int(value: Any, name: str, minimum: int = 1) -> int:

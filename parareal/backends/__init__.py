@@ -7,7 +7,7 @@ workers (see :mod:`parareal.backends.concurrent`).
 
 from typing import Any
 
-from .base import Backend, Rhs
+from .base import AUTOGRAD_BACKENDS, Backend, Rhs, refuse_lost_gradients
 from .batched import Batched
 from .concurrent import ConcurrentBackend, Executor, Session, Threads
 from .cuda import CudaStreams
@@ -17,6 +17,7 @@ from .serial import Serial
 from .tasks import RemoteTraceback, Task, TaskResult
 
 __all__ = [
+    "AUTOGRAD_BACKENDS",
     "BACKENDS",
     "Backend",
     "Batched",
@@ -33,6 +34,7 @@ __all__ = [
     "Task",
     "TaskResult",
     "Threads",
+    "refuse_lost_gradients",
     "resolve_backend",
 ]
 

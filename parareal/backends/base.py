@@ -12,9 +12,9 @@ import numpy as np
 from ..propagators import Propagator, Request, SteppablePropagator, drive
 from ..propagators.jacobian import JacobianRequest
 from ..propagators.jacobian import evaluate as evaluate_jacobian
-from ..state import VECTORIZED_HINT, ArrayOps, Lanes
+from ..state import VECTORIZED_HINT, ArrayOps, Lanes, is_torch
 
-__all__ = ["Backend", "Rhs"]
+__all__ = ["AUTOGRAD_BACKENDS", "Backend", "Rhs", "refuse_lost_gradients"]
 
 _STEPPABLE_PROPAGATE = SteppablePropagator.propagate
 
@@ -26,6 +26,60 @@ def _note_batched(exc: BaseException, t_shape: tuple[int, ...], y_shape: tuple[i
             f"parareal: raised by f in a batched call f(t, Y) with t of shape {t_shape} and Y "
             f"of shape {y_shape}; {VECTORIZED_HINT}"
         )
+
+
+def _snapshot(y: Any) -> Any:
+    """A copy of ``y``'s values (no autograd history)."""
+    if is_torch(y):
+        return y.detach().clone()
+    return np.array(y, copy=True)
+
+
+def _unchanged(before: Any, y: Any) -> bool:
+    """True when ``y`` holds the values of ``before`` (NaN where it held NaN)."""
+    if is_torch(y):
+        y = y.detach()
+        same = (before == y) | ((before != before) & (y != y))
+        return bool(same.all())
+    return bool(np.array_equal(before, y, equal_nan=before.dtype.kind in "fc"))
+
+
+class ModifiedArgumentError(ValueError):
+    """``f`` wrote into its argument ``y``."""
+
+
+def _identity(f: Any) -> Any:
+    return f
+
+
+class _FirstCall:
+    """``f`` for its first call, which checks that ``f`` leaves its argument ``y`` as it was;
+    then the :class:`Rhs` calls ``f`` itself. Pickles as ``f`` (workers get ``f``)."""
+
+    __slots__ = ("f", "rhs")
+
+    def __init__(self, f: Callable[[Any, Any], Any], rhs: Rhs) -> None:
+        self.f = f
+        self.rhs = rhs
+
+    def __call__(self, t: Any, y: Any) -> Any:
+        rhs = self.rhs
+        if rhs.f is not self:  # checked already (a caller that kept this wrapper)
+            return self.f(t, y)
+        before = _snapshot(y)
+        dy = self.f(t, y)
+        rhs.f = self.f
+        if not _unchanged(before, y):
+            raise ModifiedArgumentError(
+                "f modified its argument y in place (for example y *= 2, y[0] = ..., "
+                "y.add_(...), or an out= into y): the propagators keep using the state they "
+                "hand to f, so every later value would be wrong. Work on a copy inside f "
+                "(y = y.copy() for numpy, y = y.clone() for torch) or return a new array"
+            )
+        return dy
+
+    def __reduce__(self) -> tuple[Any, tuple[Any]]:
+        return _identity, (self.f,)
 
 
 class Rhs:
@@ -40,10 +94,17 @@ class Rhs:
     vectorized : bool
         If True, ``f`` is only ever called as ``f(t, Y)`` with ``t`` of shape ``(B,)`` and ``Y``
         of shape ``(B, *y0.shape)``; single evaluations are batches of one.
+    check_first : bool
+        Check on the first call that ``f`` leaves its argument unchanged (``ValueError``
+        otherwise): an ``f`` that writes into ``y`` corrupts the states the propagators
+        keep. :attr:`user_f` is ``f`` itself in any case.
     """
 
-    def __init__(self, f: Callable[[Any, Any], Any], ops: ArrayOps, vectorized: bool) -> None:
-        self.f = f
+    def __init__(self, f: Callable[[Any, Any], Any], ops: ArrayOps, vectorized: bool,
+                 check_first: bool = False) -> None:
+        #: The user's ``f`` (what workers in other processes get).
+        self.user_f = f
+        self.f: Callable[[Any, Any], Any] = _FirstCall(f, self) if check_first else f
         self.ops = ops
         self.vectorized = vectorized
         self.calls = 0
@@ -209,7 +270,7 @@ class Rhs:
         try:
             dys = self.f(ts, ys)
         except Exception as exc:
-            if self._takes_single_states(ts, ys):
+            if not isinstance(exc, ModifiedArgumentError) and self._takes_single_states(ts, ys):
                 raise ValueError(
                     f"vectorized=True, but f is not vectorised: it raised {type(exc).__name__}"
                     f" ({exc}) in a batched call f(t, Y) with t of shape {tuple(ts.shape)} and "
@@ -301,6 +362,11 @@ class Backend(ABC):
     #: True if fine propagations run as asynchronous tasks on workers
     #: (:class:`~parareal.backends.ConcurrentBackend`).
     concurrent: ClassVar[bool] = False
+    #: True if every call of ``f`` runs in this process, so that autograd follows the whole
+    #: run: gradients of ``Solution.y`` reach ``y0`` and ``f``'s parameters (torch states).
+    #: False where the fine propagations run in other processes, whose results come back
+    #: without a graph; :func:`refuse_lost_gradients` then refuses runs that need one.
+    keeps_autograd: bool = True
 
     @abstractmethod
     def evaluate(self, rhs: Rhs, requests: Sequence[Request]) -> list[Any]:
@@ -322,3 +388,46 @@ class Backend(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+#: The backends whose work stays in the caller's process (for messages).
+AUTOGRAD_BACKENDS = ("'serial', 'batched', 'threads', 'cuda-streams', "
+                     "Executor(ThreadPoolExecutor(...)), and MPI() on a single rank")
+
+
+def refuse_lost_gradients(backend: Backend, rhs: Rhs, y0: Any, t0: float) -> None:
+    """Raise ``ValueError`` before any work when a run needs autograd and ``backend`` would
+    lose it: torch ``y0`` with grad mode on, ``backend.keeps_autograd`` False, and either
+    ``y0`` requires grad or ``f`` has parameters that do (one call of ``f`` at ``(t0,
+    y0.detach())`` tells: its answer then has a graph; the call is not counted).
+
+    Without the refusal ``Solution.y`` would require grad, but its gradients would follow
+    the coarse sweeps done here and miss the fine propagations done elsewhere: wrong numbers.
+    """
+    if getattr(backend, "keeps_autograd", True) or not is_torch(y0):
+        return
+    import torch
+
+    if not torch.is_grad_enabled():
+        return
+    if y0.requires_grad:
+        what = "y0 requires grad"
+    else:
+        probe = y0.detach()
+        with torch.enable_grad():
+            if rhs.vectorized:
+                dy = rhs.f(rhs.ops.times([t0]), probe[None])
+            else:
+                dy = rhs.f(rhs.ops.time(t0), probe)
+        if not (is_torch(dy) and dy.requires_grad):
+            return
+        what = "f has parameters that require grad (its answer carries a graph)"
+    raise ValueError(
+        f"backend {backend!r} cannot give gradients: {what}, but gradients do not cross "
+        "process boundaries, and this backend runs the fine propagations in other "
+        "processes, so the derivatives of Solution.y would miss them (wrong numbers). "
+        f"Gradients are right on the backends that run in this process: {AUTOGRAD_BACKENDS}. "
+        "If you do not need gradients, run under torch.no_grad() (or pass y0.detach() and "
+        "parameters with requires_grad=False). A custom backend whose work stays in this "
+        "process declares keeps_autograd = True"
+    )

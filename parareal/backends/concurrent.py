@@ -29,6 +29,7 @@ from .base import Backend, Rhs
 from .tasks import (
     Task,
     TaskResult,
+    caller_grad_mode,
     decode_result,
     encode_call,
     new_key,
@@ -129,6 +130,8 @@ class ConcurrentBackend(Backend):
     groups: ClassVar[bool] = True
     interleaves: ClassVar[bool] = True
     concurrent: ClassVar[bool] = True
+    #: Unknown for a subclass: one whose tasks run in this process declares True.
+    keeps_autograd: bool = False
 
     def __init__(self, workers: int | None = None) -> None:
         self.workers = check_workers(workers) or default_workers()
@@ -159,9 +162,11 @@ class _DirectSession(Session):
         self.f = rhs.f
         self.vectorized = rhs.vectorized
         self.owned = owned
+        self.grad = caller_grad_mode()
 
     def _submit(self, task: Task) -> cf.Future:
-        return self.executor.submit(run_task, self.f, self.vectorized, task, self.cancelled)
+        return self.executor.submit(run_task, self.f, self.vectorized, task, self.cancelled,
+                                    self.grad)
 
     def close(self, failed: bool = False) -> None:
         super().close(failed)
@@ -232,6 +237,7 @@ class Threads(ConcurrentBackend):
     """
 
     name: ClassVar[str] = "threads"
+    keeps_autograd: bool = True
 
     def open(self, rhs: Rhs, propagator: Propagator, y0: Any) -> Session:
         pool = cf.ThreadPoolExecutor(self.workers, thread_name_prefix="parareal-worker")
@@ -287,6 +293,11 @@ class Executor(ConcurrentBackend):
             )
         self.executor = executor
         self.workers = check_workers(workers) or _executor_workers(executor)
+
+    @property
+    def keeps_autograd(self) -> bool:  # type: ignore[override]
+        """True for a ``ThreadPoolExecutor`` (tasks run in this process)."""
+        return isinstance(self.executor, cf.ThreadPoolExecutor)
 
     def open(self, rhs: Rhs, propagator: Propagator, y0: Any) -> Session:
         label = f"Executor({type(self.executor).__name__})"

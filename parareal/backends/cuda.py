@@ -38,6 +38,7 @@ class _StreamSession(Session):
         self.torch = torch
         self.f = rhs.f
         self.vectorized = rhs.vectorized
+        self.grad = torch.is_grad_enabled()
         self.home = y0.device
         slots: queue.SimpleQueue = queue.SimpleQueue()
         for device in backend.devices:
@@ -75,7 +76,8 @@ class _StreamSession(Session):
                     ys.append(y)
                 else:
                     ys.append(y.to(device, non_blocking=True))
-            result = run_task(self.f, self.vectorized, replace(task, ys=ys), self.cancelled)
+            result = run_task(self.f, self.vectorized, replace(task, ys=ys), self.cancelled,
+                              self.grad)
             values = [v.to(self.home, non_blocking=True) for v in result.values]
             done = torch.cuda.Event()
             done.record(stream)
@@ -117,6 +119,7 @@ class CudaStreams(ConcurrentBackend):
     """
 
     name: ClassVar[str] = "cuda-streams"
+    keeps_autograd: bool = True
 
     def __init__(self, devices: Any = None, streams_per_device: int | None = None) -> None:
         try:

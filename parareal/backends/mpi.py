@@ -43,6 +43,7 @@ from .tasks import (
     Task,
     TaskCancelled,
     TaskResult,
+    caller_grad_mode,
     run_task,
     worker_traceback,
 )
@@ -182,6 +183,11 @@ class MPI(ConcurrentBackend):
     def workers(self) -> int:  # type: ignore[override]
         """One worker per rank (the root's runs on a thread beside the driver)."""
         return self.comm.Get_size()
+
+    @property
+    def keeps_autograd(self) -> bool:  # type: ignore[override]
+        """True on a single rank (the work stays in this process)."""
+        return self.comm.Get_size() == 1
 
     def drives(self) -> bool:
         """True on the root rank."""
@@ -331,6 +337,7 @@ class _RootSession(Session):
         self.root = backend.root
         self.f = rhs.f
         self.vectorized = rhs.vectorized
+        self.grad = caller_grad_mode()
         self.home = y0.device if is_torch(y0) else None
         self.device = backend.rank_device()
         self.idle = [r for r in range(self.comm.Get_size()) if r != self.root]
@@ -372,7 +379,7 @@ class _RootSession(Session):
         try:
             if self.device is not None:
                 task = dataclasses.replace(task, ys=[y.to(self.device) for y in task.ys])
-            result = run_task(self.f, self.vectorized, task, self.cancelled)
+            result = run_task(self.f, self.vectorized, task, self.cancelled, self.grad)
             if self.device is not None:
                 result.values = [v.to(self.home) for v in result.values]
             return result

@@ -98,6 +98,8 @@ class Processes(ConcurrentBackend):
     """
 
     name: ClassVar[str] = "processes"
+    #: Fine propagations run in other processes: no autograd across them.
+    keeps_autograd: bool = False
     start_methods: ClassVar[tuple[str, ...]] = ("spawn", "forkserver", "fork")
 
     def __init__(self, workers: int | None = None, *, start_method: str = "spawn") -> None:

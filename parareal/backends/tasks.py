@@ -36,6 +36,7 @@ __all__ = [
     "Task",
     "TaskCancelled",
     "TaskResult",
+    "caller_grad_mode",
     "decode_result",
     "encode_call",
     "pickled",
@@ -117,17 +118,33 @@ def _guard(f: Callable[[Any, Any], Any], cancelled: Callable[[], bool]) -> Calla
     return guarded
 
 
+def caller_grad_mode() -> bool | None:
+    """torch's grad mode in this thread (None without torch loaded): threads that run a
+    caller's tasks take it, since a new thread starts with grad mode on."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    return None if torch is None else torch.is_grad_enabled()
+
+
 def run_task(
     f: Callable[[Any, Any], Any],
     vectorized: bool,
     task: Task,
     cancelled: Callable[[], bool] | None = None,
+    grad: bool | None = None,
 ) -> TaskResult:
     """Run ``task`` here and now with ``f``; see the module docstring.
 
     ``cancelled``, when given, is polled before every call of ``f``: once it returns True the
-    task stops with :class:`TaskCancelled` (the run that wanted it is over).
+    task stops with :class:`TaskCancelled` (the run that wanted it is over). ``grad``, when
+    given, is torch's grad mode for the task (the caller's, on a worker thread).
     """
+    if grad is not None:
+        import torch
+
+        with torch.set_grad_enabled(grad):
+            return run_task(f, vectorized, task, cancelled)
     start = time.perf_counter()
     fn = f if cancelled is None else _guard(f, cancelled)
     ops = ops_for(task.ys[0])

@@ -283,6 +283,15 @@ class _Remote:
     t1: float
 
 
+def _count_error(where: str, expected: int, values: int, lengths: int | None = None) -> TypeError:
+    """A backend answered with the wrong number of results."""
+    got = f"{values} results" + ("" if lengths is None else f" and {lengths} lengths")
+    return TypeError(
+        f"backend error: {where} returned {got} for {expected} requests; a backend must "
+        "return exactly one result per request, in the order of the requests"
+    )
+
+
 class Driver:
     """Run propagations in ticks on a backend.
 
@@ -560,6 +569,9 @@ class Driver:
                     self.task_failures.setdefault(item.key, []).extend(failures)
             self.remote_f_seconds += result.f_seconds
             self.worker_seconds += result.seconds
+            if not len(result.values) == len(result.evals) == len(chunk):
+                raise _count_error(f"a task of {self.backend!r}", len(chunk),
+                                   len(result.values), len(result.evals))
             for item, value, evals in zip(chunk, result.values, result.evals, strict=True):
                 heapq.heappush(self._delayed, (item.start + evals, item.seq, item.key, value))
                 self._open.discard(item.seq)
@@ -592,6 +604,8 @@ class Driver:
                 return self._run_alone()
             flights = self._flights
             results = self.backend.evaluate(self.rhs, [fl.request for fl in flights])
+            if len(results) != len(flights):
+                raise _count_error(f"{self.backend!r}.evaluate", len(flights), len(results))
             self.clock += 1
             mark = self._mark()
             self._flights = []
@@ -648,7 +662,10 @@ class Driver:
             request = flight.request
             try:
                 while True:
-                    dy = evaluate(rhs, [request])[0]
+                    answer = evaluate(rhs, [request])
+                    if len(answer) != 1:
+                        raise _count_error(f"{self.backend!r}.evaluate", 1, len(answer))
+                    dy = answer[0]
                     self.clock += 1
                     start = clock()
                     try:

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends import Backend, Rhs
+from ..backends import Backend, Rhs, refuse_lost_gradients
 from ..checkpoint import Checkpoint, Checkpointer
 from ..propagators import Propagator
 from ..propagators.linalg import LinalgMeter, metered
@@ -303,8 +303,8 @@ class _Run:
                     critical_path=self.driver.clock,
                     f_evals=self.rhs.evals,
                 )
-            ) is True
-        if stop_requested:
+            )
+        if stops(stop_requested):
             status = Status.CONVERGED
         if status is not None:
             self.stop(k, status)
@@ -669,6 +669,20 @@ class _Run:
         return f"max_iters = {self.K} iterations ran without meeting the tolerance"
 
 
+def stops(answer: Any) -> bool:
+    """True when a callback's ``answer`` asks to stop: ``True``, ``numpy.True_`` or a
+    one-element boolean tensor/array holding True (anything else, ``None`` included, goes on)."""
+    if answer is True:
+        return True
+    if isinstance(answer, np.bool_):
+        return bool(answer)
+    dtype = getattr(answer, "dtype", None)
+    if dtype is not None and str(dtype) in ("bool", "torch.bool") and getattr(
+            answer, "shape", None) in ((), (1,)):
+        return bool(answer)
+    return False
+
+
 def run_parareal(**kwargs: Any) -> Solution:
     """Run Parareal on validated arguments (see :func:`parareal.solve` for their meaning).
 
@@ -676,6 +690,7 @@ def run_parareal(**kwargs: Any) -> Solution:
     its tasks, and every rank returns the same :class:`Solution`.
     """
     backend = kwargs["backend"]
+    refuse_lost_gradients(backend, kwargs["rhs"], kwargs["y0"], float(kwargs["boundaries"][0]))
     if getattr(backend, "spmd", False):
         if not backend.drives():
             return backend.serve(kwargs["rhs"], kwargs["fine"], kwargs["y0"])

@@ -1,0 +1,311 @@
+"""Issue 18's hostile inputs that reach the engine: gradients across process boundaries, odd
+``y0`` containers, callbacks returning numpy booleans, backends answering with too few results,
+and an ``f`` that writes into its argument. Each case failed once (silently) and must not again.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import parareal
+from parareal.backends import (
+    AUTOGRAD_BACKENDS,
+    Batched,
+    ConcurrentBackend,
+    Executor,
+    Processes,
+    Threads,
+)
+from parareal.backends.concurrent import _DirectSession
+
+torch = pytest.importorskip("torch")
+
+ROOT = Path(__file__).parent.parent
+KW = dict(coarse="rk4:1", fine="rk4:10", slices=4, tol=0.0)
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", parareal.NoSpeedupWarning)
+        yield
+
+
+def _grads(backend, *, vectorized=False):
+    """d(sum of the final state)/d(y0, w) for y' = -w * tanh(y)."""
+    y0 = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64, requires_grad=True)
+    w = torch.tensor(1.3, dtype=torch.float64, requires_grad=True)
+    sol = parareal.solve(lambda t, y: -w * torch.tanh(y), y0, (0.0, 2.0), backend=backend,
+                         vectorized=vectorized, **KW)
+    sol.y[-1].sum().backward()
+    return y0.grad.clone(), w.grad.clone(), sol
+
+
+# -- gradients -------------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", ["batched", "threads", "pipelined-threads", "thread-pool"])
+def test_gradients_in_this_process_match_the_serial_backend(backend):
+    g_y0, g_w, ref = _grads("serial")
+    schedule = "synchronous"
+    if backend == "pipelined-threads":
+        backend, schedule = "threads", "pipelined"
+    if backend == "thread-pool":
+        backend = Executor(cf.ThreadPoolExecutor(2))
+    y0 = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64, requires_grad=True)
+    w = torch.tensor(1.3, dtype=torch.float64, requires_grad=True)
+    sol = parareal.solve(lambda t, y: -w * torch.tanh(y), y0, (0.0, 2.0), backend=backend,
+                         schedule=schedule, **KW)
+    sol.y[-1].sum().backward()
+    assert torch.equal(sol.y, ref.y)
+    assert torch.allclose(y0.grad, g_y0, rtol=0, atol=1e-10)
+    assert torch.allclose(w.grad, g_w, rtol=0, atol=1e-10)
+    assert float(g_w) != 0.0 and bool((g_y0 != 0).all())
+
+
+def test_serial_gradients_agree_with_torchdiffeq():
+    """The reference the other backends are held to is itself right: torchdiffeq's RK4 with
+    the same steps (the serial fine solve) gives the same derivatives."""
+    torchdiffeq = pytest.importorskip("torchdiffeq")
+    g_y0, g_w, _ = _grads("serial")
+    y0 = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64, requires_grad=True)
+    w = torch.tensor(1.3, dtype=torch.float64, requires_grad=True)
+    out = torchdiffeq.odeint(lambda t, y: -w * torch.tanh(y), y0,
+                             torch.tensor([0.0, 2.0], dtype=torch.float64), method="rk4",
+                             options={"step_size": 0.05, "perturb": False})
+    out[-1].sum().backward()
+    assert torch.allclose(y0.grad, g_y0, rtol=1e-6, atol=0)
+    assert torch.allclose(w.grad, g_w, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("make", [lambda: Processes(2),
+                                  lambda: Executor(cf.ProcessPoolExecutor(2))],
+                         ids=["processes", "process-pool"])
+@pytest.mark.parametrize("source", ["y0", "parameter"])
+def test_process_backends_refuse_gradients_before_any_work(make, source):
+    backend = make()
+    y0 = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=source == "y0")
+    w = torch.tensor(1.5, dtype=torch.float64, requires_grad=source == "parameter")
+    try:
+        with pytest.raises(ValueError) as info:
+            parareal.solve(lambda t, y: -w * y, y0, (0.0, 1.0), backend=backend, **KW)
+        message = str(info.value)
+        assert "gradients do not cross process boundaries" in message
+        assert repr(backend) in message
+        assert AUTOGRAD_BACKENDS in message
+        assert ("y0 requires grad" if source == "y0" else "parameters") in message
+        if isinstance(backend, Processes):
+            assert backend._pool is None  # no worker process was started
+    finally:
+        backend.close()
+        if isinstance(backend, Executor):
+            backend.executor.shutdown()
+
+
+def test_process_backends_run_without_grad_and_match_serial():
+    """Refusal only where gradients are wanted: under no_grad (or with detached inputs) the
+    processes backend runs and gives the serial backend's numbers."""
+    w = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
+    y0 = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    with Processes(2) as backend, torch.no_grad():
+        sol = parareal.solve(lambda t, y: -w * y, y0, (0.0, 1.0), backend=backend, **KW)
+        ref = parareal.solve(lambda t, y: -w * y, y0, (0.0, 1.0), backend="serial", **KW)
+    assert not sol.y.requires_grad
+    assert torch.equal(sol.y, ref.y)
+
+
+def test_odeint_with_a_module_refuses_processes_and_is_right_on_serial():
+    torchdiffeq = pytest.importorskip("torchdiffeq")
+    torch.manual_seed(0)
+
+    class Field(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = torch.nn.Linear(2, 2).double()
+
+        def forward(self, t, y):
+            return torch.tanh(self.lin(y))
+
+    field = Field()
+    t = torch.linspace(0, 1, 5, dtype=torch.float64)
+    options = {"step_size": 0.05}
+    with Processes(2) as backend, pytest.raises(ValueError, match="process boundaries"):
+        parareal.odeint(field, torch.tensor([1.0, -0.5], dtype=torch.float64), t,
+                        method="rk4", options=options, backend=backend)
+    y0 = torch.tensor([1.0, -0.5], dtype=torch.float64, requires_grad=True)
+    parareal.odeint(field, y0, t, method="rk4", options=options)[-1].sum().backward()
+    y1 = y0.detach().clone().requires_grad_()
+    torchdiffeq.odeint(field, y1, t, method="rk4", options=options)[-1].sum().backward()
+    assert torch.allclose(y0.grad, y1.grad, rtol=1e-9, atol=1e-12)
+
+
+def test_worker_threads_follow_the_callers_grad_mode():
+    """A new thread starts with grad mode on: under no_grad the fine results of worker
+    threads must not carry a graph (it held activations alive and made Solution.y require
+    grad)."""
+    w = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
+    with torch.no_grad():
+        sol = parareal.solve(lambda t, y: -w * y, torch.ones(3, dtype=torch.float64),
+                             (0.0, 1.0), backend=Threads(2), **KW)
+    assert not sol.y.requires_grad
+
+
+@pytest.mark.skipif(shutil.which("mpiexec") is None, reason="no mpiexec")
+def test_mpi_on_two_ranks_refuses_gradients_on_every_rank_and_one_rank_gives_them(tmp_path):
+    pytest.importorskip("mpi4py")
+    script = tmp_path / "grad.py"
+    script.write_text(textwrap.dedent("""
+        import sys, torch, parareal
+        from parareal.backends import MPI
+        w = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
+        y0 = torch.tensor([1.0, 2.0], dtype=torch.float64)
+        try:
+            sol = parareal.solve(lambda t, y: -w * y, y0, (0.0, 1.0), coarse="rk4:1",
+                                 fine="rk4:10", slices=4, backend=MPI())
+        except ValueError as exc:
+            print("refused", "process boundaries" in str(exc), flush=True)
+            sys.exit(0)
+        sol.y[-1].sum().backward()
+        print("grad", float(w.grad), flush=True)
+    """))
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)
+    w = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
+    ref = parareal.solve(lambda t, y: -w * y, torch.tensor([1.0, 2.0], dtype=torch.float64),
+                         (0.0, 1.0), coarse="rk4:1", fine="rk4:10", slices=4)
+    ref.y[-1].sum().backward()
+    for ranks in (2, 1):
+        proc = subprocess.run(["mpiexec", "-n", str(ranks), sys.executable, str(script)],
+                              capture_output=True, text=True, timeout=300, env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        lines = sorted(proc.stdout.split("\n")[:-1])
+        if ranks == 2:
+            assert lines == ["refused True"] * 2
+        else:
+            assert len(lines) == 1 and lines[0].startswith("grad ")
+            assert abs(float(lines[0].split()[1]) - float(w.grad)) < 1e-10
+
+
+# -- y0 containers ---------------------------------------------------------------------------
+@pytest.mark.parametrize("y0, error, words", [
+    (lambda: torch.empty(3, device="meta"), ValueError, "'meta' device"),
+    (lambda: np.ma.masked_array([1.0, 2.0], mask=[False, True]), TypeError, "MaskedArray"),
+    (lambda: torch.tensor([1.0, 0.0]).to_sparse(), TypeError, "dense"),
+])
+def test_y0_that_holds_no_plain_numbers_is_refused_before_f_runs(y0, error, words):
+    calls = []
+
+    def f(t, y):
+        calls.append(t)
+        return -y
+
+    with pytest.raises(error, match=words) as info:
+        parareal.solve(f, y0(), (0.0, 1.0), **KW)
+    assert "y0" in str(info.value) and not calls
+
+
+def test_odeint_refuses_a_meta_y0_too():
+    with pytest.raises(ValueError, match="y0 is on the 'meta' device"):
+        parareal.odeint(lambda t, y: -y, torch.empty(2, device="meta"), torch.linspace(0, 1, 3))
+
+
+# -- callbacks -------------------------------------------------------------------------------
+@pytest.mark.parametrize("answer, stops", [
+    (np.True_, True), (np.bool_(False), False), (torch.tensor(True), True),
+    (np.array([True]), True), (torch.tensor(False), False), (True, True), (1, False),
+    ("yes", False), (None, False),
+])
+def test_a_callback_stops_the_run_on_any_boolean_true(answer, stops):
+    y0 = np.array([1.0, 0.5])
+
+    def callback(info):
+        return answer if info.iteration == 1 else None
+
+    sol = parareal.solve(lambda t, y: -y, y0, (0.0, 1.0), coarse="rk4:1", fine="rk4:10",
+                         slices=6, tol=0.0, callback=callback)
+    assert sol.iterations == (1 if stops else 6)
+    assert sol.status is parareal.Status.CONVERGED
+    if stops:
+        assert sol.reason == "the callback asked to stop"
+
+
+# -- backends that answer with too few results ----------------------------------------------
+class _ShortBatched(Batched):
+    def evaluate(self, rhs, requests):
+        return super().evaluate(rhs, requests)[:-1]
+
+
+class _ShortSession(_DirectSession):
+    def result(self, future):
+        result = super().result(future)
+        result.values = result.values[:-1]
+        return result
+
+
+class _ShortThreads(ConcurrentBackend):
+    name = "short-threads"
+
+    def open(self, rhs, propagator, y0):
+        return _ShortSession(cf.ThreadPoolExecutor(2), 2, self.name, rhs, owned=True)
+
+
+@pytest.mark.parametrize("backend", [_ShortBatched(), _ShortThreads(2)], ids=["evaluate",
+                                                                              "tasks"])
+def test_a_backend_returning_too_few_results_is_named_with_the_counts(backend):
+    with pytest.raises(TypeError) as info:
+        parareal.solve(lambda t, y: -y, np.ones(2), (0.0, 1.0), backend=backend,
+                       vectorized=True, **KW)
+    message = str(info.value)
+    assert repr(backend) in message and "one result per request" in message
+    assert re.search(r"returned \d+ results.* for \d+ requests", message)
+
+
+# -- an f that writes into y -----------------------------------------------------------------
+def _scaling(kind):
+    if kind == "numpy":
+        def f(t, y):
+            y *= 1.0001
+            return -y
+        return f, np.ones(3)
+
+    def g(t, y):
+        return -y.mul_(1.0001)
+    return g, torch.ones(3, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+@pytest.mark.parametrize("backend, vectorized", [("serial", False), ("batched", True),
+                                                 ("threads", False)])
+def test_an_f_that_writes_into_y_is_refused_on_its_first_call(kind, backend, vectorized):
+    f, y0 = _scaling(kind)
+    with pytest.raises(ValueError, match="f modified its argument y in place") as info:
+        parareal.solve(f, y0, (0.0, 1.0), backend=backend, vectorized=vectorized, **KW)
+    assert "vectorised" not in str(info.value)  # not mistaken for a batching problem
+
+
+def test_an_f_that_writes_into_y_is_refused_by_odeint():
+    f, y0 = _scaling("numpy")
+    with pytest.raises(ValueError, match="in place"):
+        parareal.odeint(f, y0, np.linspace(0.0, 1.0, 3), method="rk4")
+
+
+def test_an_f_that_rewrites_the_same_values_or_copies_is_accepted_and_exact():
+    def f(t, y):
+        y[...] = y  # the same values: harmless
+        z = y.copy()
+        z *= -1.0
+        return z
+
+    y0 = np.array([1.0, -0.25, 2.0])
+    sol = parareal.solve(f, y0, (0.0, 1.0), **KW)
+    serial = parareal.solve_serial(f, y0, (0.0, 1.0), propagator="rk4:10", slices=4)
+    assert np.array_equal(sol.y, serial)
