@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .backends import Rhs, Task, resolve_backend
+from .backends import Rhs, Task, refuse_lost_gradients, resolve_backend
 from .checkpoint import (
     Checkpointer,
     check_checkpoint_path,
@@ -498,7 +498,14 @@ def solve_serial(
         for n in range(slices):
             values.append(prop.propagate(f, values[-1], boundaries[n], boundaries[n + 1]))
         return ops.stack(values)
-    session = engine_backend.open(Rhs(f, ops, False), prop, y0)  # type: ignore[attr-defined]
+    rhs = Rhs(f, ops, False)
+    try:
+        refuse_lost_gradients(engine_backend, rhs, y0, float(boundaries[0]))
+    except BaseException:
+        if isinstance(backend, str):
+            engine_backend.close()
+        raise
+    session = engine_backend.open(rhs, prop, y0)  # type: ignore[attr-defined]
     try:
         for n in range(slices):
             task = Task(prop, [values[-1]], [boundaries[n]], [boundaries[n + 1]])

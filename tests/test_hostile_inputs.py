@@ -111,6 +111,19 @@ def test_process_backends_refuse_gradients_before_any_work(make, source):
             backend.executor.shutdown()
 
 
+def test_solve_serial_on_processes_refuses_gradients_too():
+    y0 = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    with Processes(2) as backend, pytest.raises(ValueError, match="process boundaries"):
+        parareal.solve_serial(lambda t, y: -y, y0, (0.0, 1.0), propagator="rk4:4", slices=2,
+                              backend=backend)
+    y1 = y0.detach().requires_grad_()
+    out = parareal.solve_serial(lambda t, y: -y, y1, (0.0, 1.0), propagator="rk4:4",
+                                slices=2, backend="threads")
+    out[-1].sum().backward()
+    assert torch.allclose(y1.grad, torch.exp(torch.tensor(-1.0, dtype=torch.float64)),
+                          rtol=1e-4)
+
+
 def test_process_backends_run_without_grad_and_match_serial():
     """Refusal only where gradients are wanted: under no_grad (or with detached inputs) the
     processes backend runs and gives the serial backend's numbers."""
