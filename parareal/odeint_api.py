@@ -190,7 +190,8 @@ def _report(sol: Solution, stacklevel: int) -> None:
             f"parareal.odeint diverged: iterate {sol.iterations + 1} contained NaN or inf "
             f"(last finite iterate {sol.iterations}, last update {last:.3e}); the coarse "
             "method may be unstable for this problem (see parareal.theory.coarse_stability), "
-            "or the ODE blows up. The run's Solution is in the exception's .solution",
+            "or the ODE blows up. The run's Solution is in the exception's .solution"
+            + (f". Reason: {sol.reason}" if sol.reason else ""),
             solution=sol,
         )
     if sol.status is Status.MAX_ITERS:

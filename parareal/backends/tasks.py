@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..propagators import Propagator
+from ..propagators.base import ended
 from ..propagators.linalg import LinalgMeter, metered
 from ..state import Lanes, ops_for
 from .base import Rhs
@@ -179,7 +180,7 @@ def _run_task(rhs: Rhs, ops: Any, task: Task) -> tuple[list[Any], list[int]]:
                 calls += 1
                 request = gen.send(dy)
         except StopIteration as stop:
-            values = ops.unstack(stop.value)
+            values = ops.unstack(ended(gen, stop))
         evals = [calls] * len(task.ys)
     else:
         values, evals = [], []

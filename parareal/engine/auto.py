@@ -374,6 +374,14 @@ def _worst(a: float, b: float) -> float:
     return max(a, b)
 
 
+def _power(base: float, k: int) -> float:
+    """``base ** k``, inf where that overflows a float."""
+    try:
+        return base**k
+    except OverflowError:
+        return math.inf
+
+
 def predict_iterations(error0: float, alpha: float, beta: float, *, slices: int,
                        max_iters: int, tol: float) -> int:
     """Iterations until the boundary update meets ``tol`` (see the module docstring)."""
@@ -387,7 +395,7 @@ def predict_iterations(error0: float, alpha: float, beta: float, *, slices: int,
     superlinear = 1.0
     for k in range(1, cap):
         superlinear *= alpha * (N - k) / k
-        if error0 * min(superlinear, gamma**k) <= tol:
+        if error0 * min(superlinear, _power(gamma, k)) <= tol:
             return min(k + 1, cap)
     return cap
 

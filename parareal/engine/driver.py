@@ -47,6 +47,7 @@ import numpy as np
 
 from ..backends import Backend, Rhs, Session, Task
 from ..propagators import Propagator, Request, SteppablePropagator, Stepper
+from ..propagators.base import ended as coroutine_value
 from ..propagators.linalg import LinalgMeter, current_meter
 from ..state import ArrayOps, Lanes
 
@@ -673,6 +674,7 @@ class Driver:
                     finally:
                         self.propagator_seconds += clock() - start
             except StopIteration as stop:
+                coroutine_value(flight.gen, stop)  # f's own StopIteration raises here
                 if cohort is not None and cohort.done + 1 < cohort.ends[0]:
                     # no lane ends at this sub-step (and nothing can join): the next one now
                     start = clock()

@@ -20,6 +20,7 @@ __all__ = [
     "Stepper",
     "answer_jacobian",
     "drive",
+    "ended",
 ]
 
 #: One request of a steppable propagator: the time and state at which it needs ``f``.
@@ -176,6 +177,19 @@ def answer_jacobian(request: JacobianRequest, y: Any, f: Callable[[Any, Any], An
     return evaluate_jacobian(request, y, f=f, ops=ops, vectorized=False, rows=rows)[0]
 
 
+def ended(gen: Any, stop: StopIteration) -> Any:
+    """The value of a stepper coroutine ``gen`` that raised ``stop``, or a ``RuntimeError``
+    when ``gen`` is still suspended: then ``f`` raised ``StopIteration`` while answering it
+    (as inside a generator since PEP 479, it must not pass for the coroutine's end, which
+    would take the exception's value, or None, for the propagated state)."""
+    if getattr(gen, "gi_frame", None) is not None:
+        raise RuntimeError(
+            "f raised StopIteration; parareal cannot let it pass (it would look like the end "
+            "of a propagation, with a wrong state): raise another exception in f"
+        ) from stop
+    return stop.value
+
+
 def drive(
     gen: Stepper,
     f: Callable[[Any, Any], Any],
@@ -238,7 +252,7 @@ def drive(
                 dy = coerce(dy, yr)
             t, yr = gen.send(dy)
     except StopIteration as stop:
-        return stop.value
+        return ended(gen, stop)
     finally:
         if timed:
             meter.count(calls, seconds)  # type: ignore[union-attr]

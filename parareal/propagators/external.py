@@ -289,14 +289,34 @@ class TorchDiffEq(Propagator):
         t = torch.tensor([float(t0), float(t1)], dtype=ops.time_dtype, device=ops.device)
 
         def rhs(t_: Any, state: Any) -> Any:
-            if numpy_in:
-                dy = f(float(t_), state.numpy())
-                return torch.as_tensor(np.asarray(dy), dtype=state.dtype)
-            return ops.coerce_derivative(f(t_, state), state)
+            try:
+                if numpy_in:
+                    dy = f(float(t_), state.numpy())
+                    return torch.as_tensor(np.asarray(dy), dtype=state.dtype)
+                return ops.coerce_derivative(f(t_, state), state)
+            except Exception as exc:  # the user's error: it goes through unchanged
+                raise _FromF(exc) from exc
 
-        out = odeint(
-            rhs, y_t, t, rtol=self.rtol, atol=self.atol, method=self.method, options=self.options
-        )[-1]
+        def failed(why: str) -> Any:
+            report_failure(f"torchdiffeq failed ({self.method}) on [{t0}, {t1}]: {why}",
+                           warn=True)
+            nan = ops.full_nan()
+            return nan.numpy() if numpy_in else nan
+
+        try:
+            out = odeint(rhs, y_t, t, rtol=self.rtol, atol=self.atol, method=self.method,
+                         options=self.options)[-1]
+        except _FromF as exc:
+            raise exc.error from None
+        except (AssertionError, ArithmeticError) as exc:
+            # torchdiffeq's own checks: "underflow in dt", a non-finite step size
+            return failed(f"{type(exc).__name__}: {exc}")
+        except RuntimeError as exc:
+            if "max_num_steps" not in str(exc) and "finite" not in str(exc):
+                raise
+            return failed(str(exc))
+        if not ops.all_finite(out):
+            return failed("the solution is not finite")
         return out.numpy() if numpy_in else out
 
 
