@@ -201,6 +201,12 @@ def run_on_boundaries(
     initial = _check_initial(initial, y0, ops, slices)
     engine_backend = resolve_backend(backend)
     try:
+        if getattr(engine_backend, "spmd", False):  # every rank is here, with these arguments
+            engine_backend.enter(
+                f=f, y0=y0, boundaries=boundaries, coarse=coarse_p, fine=fine_p, tol=tol,
+                rtol=rtol, max_iters=max_iters, schedule=schedule, lookahead=lookahead,
+                vectorized=vectorized, initial=initial,
+                checkpointing=(checkpoint is not None, resume is not None))
         writer, state = None, None
         if checkpoint is not None or resume is not None:  # the same on every SPMD rank
             writer, state = _spmd_agree(engine_backend, lambda: _prepare_checkpoint(

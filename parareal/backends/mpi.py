@@ -38,6 +38,7 @@ from ..propagators import Propagator
 from ..state import is_torch, ops_for
 from .base import Rhs
 from .concurrent import ConcurrentBackend, Session
+from .entry import DEFAULT_ENTRY_TIMEOUT, argument_fields, check_timeout, enter
 from .tasks import (
     RemoteTraceback,
     Task,
@@ -141,18 +142,23 @@ class MPI(ConcurrentBackend):
         Where each rank runs its tasks (torch states): ``"cuda:{local_rank}"`` (formatted with
         the rank's ``local_rank`` and ``rank``), a fixed device, or a callable
         ``device(rank) -> device``. States come back to the caller's device.
+    entry_timeout : float
+        Seconds each rank waits for the others to enter ``solve`` (default 60; ``math.inf``:
+        no limit). A rank still missing then is named by the root, which ends the job.
 
     Notes
     -----
     Every rank returns the same :class:`~parareal.Solution`. With one rank it runs in-process
-    (the root's worker thread does the fine work). See ``docs/mpi.md``.
+    (the root's worker thread does the fine work). Before any work, every rank's arguments
+    are checked against the root's (:meth:`enter`). See ``docs/mpi.md``.
     """
 
     name: ClassVar[str] = "mpi"
     #: Every rank calls ``solve``; only the root drives (see :func:`run_parareal`).
     spmd: ClassVar[bool] = True
 
-    def __init__(self, comm: Any = None, root: int = 0, device: Any = None) -> None:
+    def __init__(self, comm: Any = None, root: int = 0, device: Any = None,
+                 entry_timeout: float = DEFAULT_ENTRY_TIMEOUT) -> None:
         mpi = _mpi()
         if comm is not None and not isinstance(comm, mpi.Comm):
             raise TypeError(f"comm must be an mpi4py.MPI.Comm or None, got {type(comm).__name__}")
@@ -168,6 +174,7 @@ class MPI(ConcurrentBackend):
             raise TypeError("device must be a str such as 'cuda:{local_rank}', a torch.device, "
                             f"a callable of the rank, or None; got {type(device).__name__}")
         self.device = device
+        self.entry_timeout = check_timeout(entry_timeout)
 
     @property
     def comm(self) -> Any:
@@ -204,6 +211,27 @@ class MPI(ConcurrentBackend):
         if isinstance(device, str):
             return device.format(local_rank=local_rank(self.comm), rank=rank)
         return device
+
+    def enter(self, **arguments: Any) -> None:
+        """Meet the other ranks at the entry of ``solve``, before any call of ``f``.
+
+        Each rank sends digests of its ``arguments`` (those of
+        :func:`~parareal.backends.entry.argument_fields`) to the root, which compares them
+        with its own.
+
+        Raises
+        ------
+        ValueError
+            On every rank, when a rank's arguments differ from the root's: the message names
+            the arguments and the ranks.
+
+        Notes
+        -----
+        A rank that has not entered within ``entry_timeout`` seconds ends the job: the root
+        (or, when the root is the one missing, a waiting rank) prints one line naming it and
+        calls ``Abort``.
+        """
+        enter(self.comm, self.root, argument_fields(**arguments), self.entry_timeout)
 
     def open(self, rhs: Rhs, propagator: Propagator, y0: Any) -> Session:
         return _RootSession(self, rhs, y0)

@@ -10,6 +10,8 @@ first); 130 interrupted (Ctrl-C: one line ``parareal: interrupted``, no partial 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import sys
 from collections.abc import Sequence
@@ -132,9 +134,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (see the module docstring)."""
+    """Run the command line; returns the exit status (see the module docstring).
+
+    Under ``--backend mpi`` every rank runs the command; the ranks other than 0 exit with the
+    same status but print no error (rank 0, the root, prints it once).
+    """
+    quiet = _quiet_rank(sys.argv[1:] if argv is None else list(argv))
     try:
-        args = build_parser().parse_args(argv)
+        with contextlib.redirect_stderr(io.StringIO()) if quiet else contextlib.nullcontext():
+            args = build_parser().parse_args(argv)
         if args.threads is not None:
             set_threads(args.threads)
         status = int(args.handler(args) or 0)
@@ -147,8 +155,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         _silence_stdout()
         return EXIT_BROKEN_PIPE
     except (ValueError, TypeError, ImportError, OSError) as exc:
-        print(f"parareal: error: {exc}", file=sys.stderr)
+        if not quiet:
+            print(f"parareal: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _quiet_rank(argv: list[str]) -> bool:
+    """True on an MPI rank other than 0 when ``argv`` asks for ``--backend mpi``: the same
+    command runs on every rank, and rank 0 alone reports its errors."""
+    wants_mpi = any(token == "--backend=mpi" or (token == "--backend" and following == "mpi")
+                    for token, following in zip(argv, [*argv[1:], ""]))
+    if not wants_mpi:
+        return False
+    try:
+        from mpi4py import MPI as mpi
+    except ImportError:  # reported as the backend's error, by every rank: there is no MPI
+        return False
+    return mpi.COMM_WORLD.Get_rank() != 0
 
 
 def _silence_stdout() -> None:

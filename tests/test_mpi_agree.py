@@ -1,0 +1,132 @@
+"""The MPI entry check, for real under ``mpiexec``: ranks that disagree on the arguments of
+``solve`` raise on every rank before any call of ``f``; a rank that never enters ``solve``
+ends the job soon after ``entry_timeout``, named once; CLI errors are printed once."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from .test_mpi import SCRIPTS, mpirun
+
+pytest.importorskip("mpi4py")
+pytest.importorskip("cloudpickle")
+
+
+def test_identical_scripts_give_identical_digests_on_every_rank():
+    # each rank has its own PYTHONHASHSEED and its own uuids for classes defined in a script
+    proc = mpirun(3, sys.executable, str(SCRIPTS / "mpi_digests.py"), timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
+    assert len(out) >= 9
+    assert all(same and taken for same, taken in out.values()), out
+
+
+CASES = {  # rank 1's difference -> the arguments the message must name
+    "y0": ["y0"], "y0-shape": ["y0"], "y0-dtype": ["y0"], "slices": ["slices"],
+    "t_span": ["t_span/boundaries"], "tol": ["tol"], "fine": ["fine"], "f": ["f"],
+    "odeint": ["t_span/boundaries"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_rank_with_other_arguments_makes_every_rank_raise_before_any_work(case):
+    start = time.monotonic()
+    proc = mpirun(3, sys.executable, str(SCRIPTS / "mpi_disagree.py"), case, timeout=120)
+    assert time.monotonic() - start < 60
+    assert proc.returncode != 0
+    rows = [json.loads(line) for line in proc.stdout.strip().splitlines()]
+    assert sorted(r["rank"] for r in rows) == [0, 1, 2], proc.stderr[-3000:]
+    messages = {r["error"] for r in rows}
+    assert len(messages) == 1  # the same ValueError on every rank
+    message = messages.pop()
+    for name in CASES[case]:
+        assert f"on {name}: rank 1 differs from the root (rank 0)" in message, message
+    assert "rank 2" not in message
+    assert all(r["calls"] == 0 for r in rows)  # checked before any call of f
+
+
+def test_identical_arguments_pass_the_check_and_run():
+    proc = mpirun(3, sys.executable, str(SCRIPTS / "mpi_disagree.py"), "none", timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(line) for line in proc.stdout.strip().splitlines()]
+    assert [r["error"] for r in rows] == [None] * 3
+    assert sum(r["calls"] for r in rows) > 0
+
+
+@pytest.mark.parametrize("how,missing", [("exit", 1), ("raise", 1), ("sleep", 1),
+                                         ("serial", 1), ("exit", 0)])
+def test_a_rank_that_never_enters_solve_ends_the_job_quickly_named_once(how, missing):
+    start = time.monotonic()
+    proc = mpirun(3, sys.executable, str(SCRIPTS / "mpi_missing.py"), how, str(missing),
+                  timeout=120)
+    elapsed = time.monotonic() - start
+    assert proc.returncode != 0
+    assert elapsed < 30  # entry_timeout = 2 s, and the sleeping rank would sleep 60 s
+    lines = [line for line in proc.stderr.splitlines() if "did not enter solve" in line]
+    assert len(lines) == 1, proc.stderr[-3000:]
+    assert f"MPI rank {missing} did not enter solve within entry_timeout = 2 s" in lines[0]
+    assert "returned" not in proc.stdout
+
+
+@pytest.mark.parametrize("argv", [["--param", "nope=1"], ["--schedule", "bogus"],
+                                  ["--fine", "nonsense"]])
+def test_cli_errors_under_mpi_are_printed_once_and_every_rank_exits_non_zero(argv):
+    proc = mpirun(3, sys.executable, "-m", "parareal", "solve", "brusselator", "--backend",
+                  "mpi", *argv, timeout=120)
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1, proc.stderr
+
+
+def test_entry_timeout_must_be_a_positive_number():
+    from parareal.backends import MPI
+
+    for bad in (0, -1.0, math.nan):
+        with pytest.raises(ValueError, match="entry_timeout must be a positive number"):
+            MPI(entry_timeout=bad)
+    for bad in ("5", True, None):
+        with pytest.raises(TypeError, match="entry_timeout must be a positive number"):
+            MPI(entry_timeout=bad)
+    assert MPI(entry_timeout=math.inf).entry_timeout == math.inf
+    assert MPI().entry_timeout == 60.0
+
+
+def test_digests_tell_objects_apart_and_skip_what_they_cannot_take():
+    from parareal import RK4
+    from parareal.backends.entry import disagreement, object_digest
+
+    def make(scale):
+        return lambda t, y: -scale * y
+
+    assert object_digest(make(1.0)) == object_digest(make(1.0))
+    assert object_digest(make(1.0)) != object_digest(make(2.0))
+    assert object_digest(RK4(10)) != object_digest(RK4(11))
+    a = np.arange(4.0)
+    assert object_digest(lambda t, y: a @ y) != object_digest(lambda t, y: (a + 1) @ y)
+    lock = threading.Lock()
+    assert object_digest(lambda t, y: lock and y) is None  # cannot be pickled: not compared
+    assert object_digest(lambda t, y: a @ y, limit=16) is None  # more array bytes than allowed
+    own = {"f": ("", None), "tol": ("1e-08", "1e-08")}
+    assert disagreement(0, own, {1: {"f": ("", "x"), "tol": ("1e-08", "1e-08")}}) is None
+    message = disagreement(0, own, {1: {"f": ("", None), "tol": ("1e-06", "1e-06")},
+                                    2: {"f": ("", None), "tol": ("1e-06", "1e-06")}})
+    assert "disagree on tol: ranks 1, 2 differ from the root (rank 0)" in message
+    assert "rank 1: 1e-06; root: 1e-08" in message
+
+
+@pytest.mark.filterwarnings("ignore::parareal.NoSpeedupWarning")
+def test_single_rank_solves_without_a_handshake():
+    import parareal
+    from parareal.backends import MPI
+
+    sol = parareal.solve(lambda t, y: -y, np.ones(2), (0, 1), coarse="euler:1", fine="rk4:10",
+                         slices=3, backend=MPI(entry_timeout=0.001))
+    assert sol.converged
+
