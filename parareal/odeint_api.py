@@ -17,7 +17,14 @@ from .result import Solution, Status
 from .solve import check_callable, solve
 from .state import is_torch
 from .theory import coarse_stability
-from .validation import check_int, check_positive, check_slices, check_y0
+from .validation import (
+    MAX_STEPS,
+    check_int,
+    check_positive,
+    check_slices,
+    check_tensor_storage,
+    check_y0,
+)
 
 __all__ = ["DEFAULT_METHOD", "DEFAULT_SLICES", "FIXED_GRID_METHODS", "odeint"]
 
@@ -115,6 +122,7 @@ def _coarse(coarse_method: Any) -> Propagator:
 
 def _times(t: Any) -> np.ndarray:
     if is_torch(t):
+        check_tensor_storage(t, "t")
         if t.is_complex():
             raise TypeError(f"t must hold real times, got dtype {t.dtype}")
         t = t.detach().cpu().numpy()
@@ -297,6 +305,14 @@ class _TupleState:
 
 def _atoms(times: np.ndarray, step: float | None) -> np.ndarray:
     """The fixed-grid steps' end points: where the fine solution may restart unchanged."""
+    if step is not None:
+        total = float(np.sum(np.ceil(np.abs(np.diff(times)) / step)))
+        if not total <= MAX_STEPS:
+            raise ValueError(
+                f"options['step_size'] = {step:g} asks for about {total:.3g} fixed-grid steps "
+                f"over t; at most {MAX_STEPS:_} are allowed (the work and the grid's memory "
+                "would not be bounded): pass a larger step_size"
+            )
     parts = [times[:1]]
     for a, b in zip(times[:-1], times[1:], strict=True):
         n = _fixed_steps(step, float(b - a))
@@ -367,8 +383,10 @@ def _time_gradient(func: Callable[[Any, Any], Any], t: Any, values: Any, y0: Any
     return torch.stack(rows)
 
 
-#: Windows tried by ``event_fn`` mode, each twice as long as the one before, before giving up.
-MAX_EVENT_WINDOWS = 20
+#: Windows tried by ``event_fn`` mode, each :data:`EVENT_WINDOW_GROWTH` times as long as the
+#: one before, before giving up (the last ends about 350 000 first windows away).
+MAX_EVENT_WINDOWS = 10
+EVENT_WINDOW_GROWTH = 4
 
 
 def _until_event(
@@ -385,7 +403,7 @@ def _until_event(
 ) -> tuple[Any, Any]:
     """``odeint(..., event_fn=...)``: Parareal over windows until the event, then located.
 
-    Each window (first ``|t[1] - t[0]|`` long, then twice the one before) is solved by
+    Each window (first ``|t[1] - t[0]|`` long, then four times the one before) is solved by
     :func:`odeint`; the first slice at whose end ``sign(event_fn)`` differs from its value at
     ``t[0]`` holds the event, which torchdiffeq's own event search then locates on the same
     fine method, from that slice's converged start value.
@@ -442,7 +460,7 @@ def _until_event(
                                                    atol=atol, method=name, options=opts,
                                                    event_fn=event)
                 return event_t.to(time_dtype), torch.stack([y0, ends[-1]])
-        start, y, length = float(sol.t[-1]), sol.y[-1], 2 * length
+        start, y, length = float(sol.t[-1]), sol.y[-1], EVENT_WINDOW_GROWTH * length
     raise RuntimeError(
         f"event_fn did not change sign within {MAX_EVENT_WINDOWS} windows (up to t = "
         f"{start:g}); is there an event in the direction of t[1]?"
@@ -538,11 +556,12 @@ def odeint(
         ``event_fn(t, y)``: as in torchdiffeq, ``t`` holds two times (the start and the
         direction) and the solve runs until ``event_fn`` changes sign; returns
         ``(event_t, solution)`` with ``solution = stack([y0, y(event_t)])``. Parareal solves
-        windows of ``|t[1] - t[0]|``, then twice that, and so on (at most
-        ``MAX_EVENT_WINDOWS``); the first slice whose end value changes the sign holds the
-        event, which torchdiffeq's event search locates on the fine method from that
-        slice's converged start. A sign change undone within one slice is not seen. Torch
-        states and torchdiffeq methods only (fixed-grid ones need ``options["step_size"]``).
+        windows of ``|t[1] - t[0]|``, then four times that, and so on (at most
+        ``MAX_EVENT_WINDOWS`` = 10, reaching about 350 000 times ``|t[1] - t[0]|``); the
+        first slice whose end value changes the sign holds the event, which torchdiffeq's
+        event search locates on the fine method from that slice's converged start. A sign
+        change undone within one slice is not seen. Torch states and torchdiffeq methods only
+        (fixed-grid ones need ``options["step_size"]``).
     coarse_method : str or Propagator
         ``"euler"``, ``"midpoint"``, ``"heun"`` or ``"rk4"``, one step per slice, or
         ``"name:steps"`` (``"rk4:4"``: four RK4 steps per slice), or any

@@ -258,6 +258,8 @@ class TorchOps(ArrayOps):
             )
         if dy.shape != y.shape:
             raise ValueError(self._shape_error(tuple(dy.shape), tuple(y.shape), batched))
+        if dy.device != y.device:
+            raise TypeError(device_error(dy, y))
         if dy.dtype != y.dtype:
             if not torch.can_cast(dy.dtype, y.dtype):
                 raise TypeError(
@@ -266,6 +268,12 @@ class TorchOps(ArrayOps):
                 )
             dy = dy.to(y.dtype)
         return dy
+
+
+def device_error(dy: Any, y: Any) -> str:
+    """The message for an answer of ``f`` on another device than its state."""
+    return (f"f returned a tensor on device {dy.device} for a state on {y.device}; return "
+            "the derivative on the state's device")
 
 
 def ops_for(y0: Any) -> ArrayOps:

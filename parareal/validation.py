@@ -60,8 +60,7 @@ def check_tensor_storage(x: Any, name: str) -> None:
     if x.device.type == "meta":
         raise ValueError(
             f"{name} is on the 'meta' device, which holds shapes but no values; create it on "
-            f"a real device (e.g. {name}.to_empty(device='cpu') and fill it, or torch.randn("
-            f"..., device='cpu'/'cuda'))"
+            "a real device such as 'cpu' or 'cuda'"
         )
     if x.layout is not _strided():
         raise TypeError(f"{name} must be a dense (strided) tensor, got layout {x.layout}; "
@@ -77,14 +76,31 @@ def _strided() -> Any:
     return torch.strided
 
 
-def check_int(value: Any, name: str, minimum: int = 1) -> int:
-    """Return ``value`` as an int ``>= minimum`` (``bool`` is refused)."""
+#: Most slices a run may have: more would hold that many states and bookkeeping entries,
+#: far beyond any useful parallelism (checked before any work).
+MAX_SLICES = 10**6
+#: Most sub-steps a fixed-step propagator may take per propagation.
+MAX_STEPS = 10**8
+
+
+def check_int(value: Any, name: str, minimum: int = 1, maximum: int | None = None) -> int:
+    """Return ``value`` as an int ``>= minimum`` (and ``<= maximum`` when given; ``bool``
+    is refused)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
-        raise TypeError(f"{name} must be {kind}, got {value!r}")
+        raise TypeError(f"{name} must be {kind}, got {_short(value)}")
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+        raise ValueError(f"{name} must be >= {minimum}, got {_short(value)}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum:_}, got {_short(value)}: the work (and "
+                         "memory) would not be bounded")
     return int(value)
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def check_real(value: Any, name: str) -> float:
@@ -120,8 +136,8 @@ def check_span(t_span: Any) -> tuple[float, float]:
 
 
 def check_slices(slices: Any) -> int:
-    """Return the number of slices as an int >= 1."""
-    return check_int(slices, "slices")
+    """Return the number of slices as an int in ``1..MAX_SLICES``."""
+    return check_int(slices, "slices", 1, MAX_SLICES)
 
 
 def check_tolerance(value: Any, name: str) -> float:
@@ -162,11 +178,13 @@ def check_boundaries(boundaries: Any, t0: float, t1: float, slices: int) -> np.n
     if is_torch(boundaries):
         boundaries = boundaries.detach().cpu().numpy()
     try:
-        grid = np.asarray(boundaries, dtype=np.float64)
+        raw = np.asarray(boundaries)
+        if raw.dtype.kind not in "biuf":  # strings, objects, complex: not times
+            raise TypeError
+        grid = raw.astype(np.float64)
     except (TypeError, ValueError):
-        raise TypeError(f"boundaries must be a 1-D sequence of numbers, got {boundaries!r}") from (
-            None
-        )
+        raise TypeError("boundaries must be a 1-D sequence of real numbers, got "
+                        f"{_short(boundaries)}") from None
     if grid.shape != (slices + 1,):
         raise ValueError(
             f"boundaries must have slices + 1 = {slices + 1} entries, got shape {grid.shape}"

@@ -12,7 +12,7 @@ import numpy as np
 from ..propagators import Propagator, Request, SteppablePropagator, drive
 from ..propagators.jacobian import JacobianRequest
 from ..propagators.jacobian import evaluate as evaluate_jacobian
-from ..state import VECTORIZED_HINT, ArrayOps, Lanes, is_torch
+from ..state import VECTORIZED_HINT, ArrayOps, Lanes, device_error, is_torch
 
 __all__ = ["AUTOGRAD_BACKENDS", "Backend", "Rhs", "refuse_lost_gradients"]
 
@@ -48,6 +48,10 @@ class ModifiedArgumentError(ValueError):
     """``f`` wrote into its argument ``y``."""
 
 
+class DeviceMismatchError(TypeError):
+    """``f`` answered on another device than its state's."""
+
+
 def _identity(f: Any) -> Any:
     return f
 
@@ -69,6 +73,8 @@ class _FirstCall:
         before = _snapshot(y)
         dy = self.f(t, y)
         rhs.f = self.f
+        if is_torch(dy) and is_torch(y) and dy.device != y.device:
+            raise DeviceMismatchError(device_error(dy, y))
         if not _unchanged(before, y):
             raise ModifiedArgumentError(
                 "f modified its argument y in place (for example y *= 2, y[0] = ..., "
@@ -270,7 +276,8 @@ class Rhs:
         try:
             dys = self.f(ts, ys)
         except Exception as exc:
-            if not isinstance(exc, ModifiedArgumentError) and self._takes_single_states(ts, ys):
+            if not isinstance(exc, (ModifiedArgumentError, DeviceMismatchError)) and (
+                    self._takes_single_states(ts, ys)):
                 raise ValueError(
                     f"vectorized=True, but f is not vectorised: it raised {type(exc).__name__}"
                     f" ({exc}) in a batched call f(t, Y) with t of shape {tuple(ts.shape)} and "

@@ -301,6 +301,13 @@ class Executor(ConcurrentBackend):
 
     def open(self, rhs: Rhs, propagator: Propagator, y0: Any) -> Session:
         label = f"Executor({type(self.executor).__name__})"
+        executor = self.executor
+        if any(bool(getattr(executor, name, False)) for name in
+               ("_shutdown", "_shutdown_thread", "_broken")):
+            raise ValueError(
+                f"executor: the {type(executor).__name__} of backend {self!r} has been shut "
+                "down (or is broken) and takes no more tasks; pass a running executor"
+            )
         if isinstance(self.executor, cf.ThreadPoolExecutor):
             return _DirectSession(self.executor, self.workers, label, rhs, owned=False)
         return _PickledSession(self.executor, self.workers, label, rhs, propagator, y0)

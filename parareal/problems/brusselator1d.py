@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..propagators import Propagator, Rosenbrock2, ScipyIVP
+from ..validation import check_int
 from .base import Problem, check_positive, check_propagators, check_t_end
 
 __all__ = ["Brusselator1DJacobian", "Brusselator1DRHS", "brusselator_1d"]
@@ -119,11 +119,7 @@ def brusselator_1d(
     -------
     Problem
     """
-    if isinstance(points, bool) or not isinstance(points, numbers.Integral):
-        raise TypeError(f"points must be an int >= 1, got {points!r}")
-    if points < 1:
-        raise ValueError(f"points must be >= 1, got {points}")
-    points = int(points)
+    points = check_int(points, "points", 1, 1_000_000)
     alpha = check_positive(alpha, "alpha")
     t_end = check_t_end(t_end)
     jac = Brusselator1DJacobian(points, alpha)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Generator, Hashable
 from typing import Any, ClassVar, Protocol
 
 from ..state import ArrayOps, Lanes, ops_for
-from ..validation import check_int
+from ..validation import MAX_STEPS, check_int
 from .jacobian import JacobianRequest
 from .jacobian import evaluate as evaluate_jacobian
 
@@ -106,7 +106,7 @@ class SteppablePropagator(Propagator):
     shares_steps: ClassVar[bool] = False
 
     def __init__(self, steps: int = 1) -> None:
-        self.steps = check_int(steps, "steps")
+        self.steps = check_int(steps, "steps", 1, MAX_STEPS)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(steps={self.steps})"

@@ -161,6 +161,7 @@ def _check_value(J: Any, d: int, shape: tuple[int, ...], ops: ArrayOps) -> Any:
         if tuple(J.shape) != (d, d):
             raise ValueError(f"jac returned a sparse matrix of shape {tuple(J.shape)}; expected "
                              f"({d}, {d}) for a state of shape {shape}")
+        _refuse_complex(J, ops)
         return J.tocsc()
     if ops.kind == "numpy":
         if is_torch(J):
@@ -183,9 +184,22 @@ def _check_value(J: Any, d: int, shape: tuple[int, ...], ops: ArrayOps) -> Any:
         raise ValueError(f"jac returned shape {tuple(J.shape)}; expected ({d}, {d}) (or "
                          f"{shape + shape}) for a state of shape {shape}")
     J = J.reshape(d, d)
+    _refuse_complex(J, ops)
     if J.dtype != ops.dtype:
         J = J.astype(ops.dtype) if ops.kind == "numpy" else J.to(ops.dtype)
     return J
+
+
+def _refuse_complex(J: Any, ops: ArrayOps) -> None:
+    """``TypeError`` for a complex Jacobian of a real state (a cast would drop its imaginary
+    part, as for a complex ``f``)."""
+    complex_j = J.is_complex() if is_torch(J) else np.dtype(J.dtype).kind == "c"
+    complex_state = (ops.dtype.is_complex if ops.kind == "torch"
+                     else np.dtype(ops.dtype).kind == "c")
+    if complex_j and not complex_state:
+        raise TypeError(f"jac returned complex values ({J.dtype}) for a real state "
+                        f"({ops.dtype}); the imaginary part would be dropped: return a real "
+                        "Jacobian, or solve a complex ODE with a complex y0")
 
 
 def _color(pattern: np.ndarray) -> list[np.ndarray]:
