@@ -17,7 +17,9 @@ from __future__ import annotations
 import concurrent.futures as cf
 import os
 import pickle
+import queue
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
@@ -171,7 +173,13 @@ class _DirectSession(Session):
     def close(self, failed: bool = False) -> None:
         super().close(failed)
         if self.owned:
-            self.executor.shutdown(wait=True, cancel_futures=True)
+            # a failed run (an exception, Ctrl-C) waits a little for running calls of f (a
+            # task stops at its next call); one that never returns is left to its daemon
+            # thread (threads cannot be stopped), which does not hold up the exit
+            if failed and isinstance(self.executor, DaemonThreadPool):
+                self.executor.shutdown(cancel_futures=True, timeout=GRACE_SECONDS)
+            else:
+                self.executor.shutdown(wait=True, cancel_futures=True)
 
 
 class _PickledSession(Session):
@@ -221,6 +229,81 @@ class _PickledSession(Session):
 
 
 # -- Threads ---------------------------------------------------------------------------------
+#: Seconds a failed run waits for its worker threads' running calls of ``f`` to end.
+GRACE_SECONDS = 2.0
+
+
+class DaemonThreadPool(cf.Executor):
+    """A minimal thread pool whose threads are daemons: a call of ``f`` that never returns
+    (after Ctrl-C ended its run) does not keep the interpreter from exiting, as
+    :class:`~concurrent.futures.ThreadPoolExecutor`'s threads would (they are joined at exit).
+
+    Parameters
+    ----------
+    workers : int
+        Threads, started on demand.
+    name : str
+        Prefix of the threads' names.
+    """
+
+    def __init__(self, workers: int, name: str = "parareal-worker") -> None:
+        self._workers = workers
+        self._name = name
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._idle = threading.Semaphore(0)
+        self._lock = threading.Lock()
+        self._shutdown = False
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future:
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            future: cf.Future = cf.Future()
+            self._queue.put((future, fn, args, kwargs))
+            if not self._idle.acquire(blocking=False) and len(self._threads) < self._workers:
+                thread = threading.Thread(target=self._work, daemon=True,
+                                          name=f"{self._name}_{len(self._threads)}")
+                thread.start()
+                self._threads.append(thread)
+        return future
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            future, fn, args, kwargs = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args, **kwargs))
+                except BaseException as exc:
+                    future.set_exception(exc)
+                del future, fn, args, kwargs
+            self._idle.release()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False,
+                 timeout: float | None = None) -> None:
+        """As :meth:`concurrent.futures.Executor.shutdown`; with ``wait``, wait at most
+        ``timeout`` seconds (None: without limit) for running calls to end."""
+        with self._lock:
+            self._shutdown = True
+            if cancel_futures:
+                while True:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is not None:
+                        item[0].cancel()
+            for _ in self._threads:
+                self._queue.put(None)
+        if wait:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            for thread in self._threads:
+                thread.join(None if deadline is None else max(deadline - time.monotonic(), 0))
+
+
 class Threads(ConcurrentBackend):
     """Fine propagations on a pool of threads in this process.
 
@@ -240,7 +323,7 @@ class Threads(ConcurrentBackend):
     keeps_autograd: bool = True
 
     def open(self, rhs: Rhs, propagator: Propagator, y0: Any) -> Session:
-        pool = cf.ThreadPoolExecutor(self.workers, thread_name_prefix="parareal-worker")
+        pool = DaemonThreadPool(self.workers)
         return _DirectSession(pool, self.workers, self.name, rhs, owned=True)
 
 
