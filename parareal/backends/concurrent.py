@@ -18,6 +18,7 @@ import concurrent.futures as cf
 import os
 import pickle
 import threading
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
@@ -31,6 +32,7 @@ from .tasks import (
     TaskResult,
     decode_result,
     encode_call,
+    hold,
     new_key,
     pickled,
     run_encoded,
@@ -172,7 +174,14 @@ class _DirectSession(Session):
 class _PickledSession(Session):
     """Tasks run in other processes: ``f`` and the fine propagator are pickled once per run
     (with cloudpickle) and shared with the workers (:meth:`share`); each task carries its
-    states and times."""
+    states and times.
+
+    On Dask, a worker that dies is survived: the scheduler reruns its tasks elsewhere and
+    recomputes the shared ``(f, propagator)`` if it held them. When Dask gives up on a task
+    (``KilledWorker``, after ``distributed.scheduler.allowed-failures`` deaths) or cancels it
+    after losing what it needed, :meth:`result` raises a ``RuntimeError`` naming the worker
+    and what to do.
+    """
 
     def __init__(
         self,
@@ -196,23 +205,67 @@ class _PickledSession(Session):
         self.shared = self.share(pickle.dumps((f_bytes, p_bytes)))  # pickled once each
 
     def share(self, payload: bytes) -> Any:
-        """What tasks carry to find the run's ``(f, propagator)``: Dask workers get it once
-        (scattered); other executors get the bytes with every task."""
+        """What tasks carry to find the run's ``(f, propagator)``: on Dask a future of a task
+        that holds it (sent once to a worker, fetched from there by the others, recomputed by
+        the scheduler if its worker dies); other executors get the bytes with every task."""
         client = getattr(self.executor, "_client", None)
         if client is not None:  # distributed.client.ClientExecutor
-            self._scattered = client.scatter(payload, broadcast=True, hash=False)
-            return self._scattered
+            self._client = client
+            self._workers_at_start = _dask_workers(client)
+            with warnings.catch_warnings():  # the payload is meant to travel once, in the graph
+                warnings.filterwarnings("ignore", "Sending large graph", UserWarning)
+                self._held = client.submit(hold, payload, key=f"parareal-f-{self.key}",
+                                           pure=False)
+            return self._held
         return payload
 
     def _submit(self, task: Task) -> cf.Future:
         args = encode_call(self.key, self.shared, self.propagator, self.vectorized, task)
         return self.executor.submit(run_encoded, *args, self.run_id)
 
+    def result(self, future: cf.Future) -> TaskResult:
+        client = getattr(self, "_client", None)
+        if client is None:
+            return super().result(future)
+        try:
+            return super().result(future)
+        except cf.CancelledError as exc:  # not cancelled by this run: Dask lost what it needed
+            if self._cancel.is_set():
+                raise
+            raise self._lost_workers(exc, client) from exc
+        except Exception as exc:
+            if type(exc).__name__ != "KilledWorker":
+                raise
+            raise RuntimeError(
+                f"backend {self.name!r}: Dask workers died while running a task, every time "
+                f"it was retried ({exc}); the run is abandoned. Look at the workers' logs "
+                "(out of memory? a crash in f or in native code?), give them more memory, "
+                "or raise distributed.scheduler.allowed-failures"
+            ) from exc
+
+    def _lost_workers(self, exc: BaseException, client: Any) -> RuntimeError:
+        lost = sorted(self._workers_at_start - _dask_workers(client))
+        who = ", ".join(lost) if lost else "a worker (no longer known to the scheduler)"
+        return RuntimeError(
+            f"backend {self.name!r}: a task was cancelled by Dask after the loss of {who}; "
+            "the run is abandoned. Look at the workers' logs (killed, out of memory?) and "
+            "run again; resume from a checkpoint (solve(..., checkpoint=, resume=)) to keep "
+            "the finished iterates"
+        )
+
     def close(self, failed: bool = False) -> None:
         super().close(failed)
-        scattered = getattr(self, "_scattered", None)
-        if scattered is not None:
-            scattered.release()
+        held = getattr(self, "_held", None)
+        if held is not None:
+            held.release()
+
+
+def _dask_workers(client: Any) -> set[str]:
+    """The addresses of the workers of a Dask client's cluster (empty if it cannot say)."""
+    try:
+        return set(client.scheduler_info()["workers"])
+    except Exception:  # pragma: no cover - a scheduler that is gone
+        return set()
 
 
 # -- Threads ---------------------------------------------------------------------------------
