@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from .backends import Rhs, Task, resolve_backend
+from .backends.concurrent import open_session
 from .checkpoint import (
     Checkpointer,
     check_checkpoint_path,
@@ -497,7 +498,8 @@ def solve_serial(
         for n in range(slices):
             values.append(prop.propagate(f, values[-1], boundaries[n], boundaries[n + 1]))
         return ops.stack(values)
-    session = engine_backend.open(Rhs(f, ops, False), prop, y0)  # type: ignore[attr-defined]
+    session = open_session(engine_backend, Rhs(f, ops, False), prop, y0,  # type: ignore[arg-type]
+                           slices=slices)
     try:
         for n in range(slices):
             task = Task(prop, [values[-1]], [boundaries[n]], [boundaries[n + 1]])

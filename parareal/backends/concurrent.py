@@ -15,6 +15,7 @@ has not started and stops what is running at its next call of ``f``.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import inspect
 import os
 import pickle
 import threading
@@ -24,6 +25,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, ClassVar
 
+from ..errors import OversubscriptionWarning
 from ..propagators import Propagator, Request
 from ..validation import check_int
 from .base import Backend, Rhs
@@ -39,7 +41,20 @@ from .tasks import (
     run_task,
 )
 
-__all__ = ["ConcurrentBackend", "Executor", "Session", "Threads", "default_workers"]
+__all__ = [
+    "OVERSUBSCRIPTION",
+    "ConcurrentBackend",
+    "Executor",
+    "Session",
+    "Threads",
+    "default_workers",
+    "open_session",
+    "run_workers",
+]
+
+#: Workers per CPU core from which ``Threads`` and ``Processes`` warn
+#: (:class:`~parareal.errors.OversubscriptionWarning`).
+OVERSUBSCRIPTION = 4
 
 
 def default_workers() -> int:
@@ -53,6 +68,44 @@ def default_workers() -> int:
 def check_workers(workers: Any) -> int | None:
     """``None`` or a positive int (``TypeError``/``ValueError`` otherwise)."""
     return None if workers is None else check_int(workers, "workers")
+
+
+def run_workers(workers: int, slices: int | None) -> int:
+    """The workers a run can use: ``workers``, but no more than its ``slices`` (a run never
+    has more fine propagations to start at once); ``slices=None``: not known, ``workers``."""
+    return workers if slices is None else max(1, min(workers, slices))
+
+
+def warn_oversubscribed(backend: str, workers: int) -> None:
+    """Warn if ``workers`` are :data:`OVERSUBSCRIPTION` times the CPU cores or more."""
+    cores = default_workers()
+    if workers >= OVERSUBSCRIPTION * cores:
+        warnings.warn(
+            f"backend {backend!r} starts {workers} workers on {cores} CPU core(s) "
+            f"({workers / cores:.3g} per core): they only take turns on the cores and each "
+            f"costs its memory, so the run is slower than with one per core. Pass workers "
+            f"<= {cores} (the default is the number of cores)",
+            OversubscriptionWarning,
+            stacklevel=2,
+        )
+
+
+def open_session(
+    backend: ConcurrentBackend, rhs: Rhs, propagator: Propagator, y0: Any, *, slices: int
+) -> Session:
+    """``backend.open(rhs, propagator, y0, slices=slices)``, or without ``slices`` for a
+    backend whose ``open`` was written before it took that argument."""
+    if _takes_slices(backend.open):
+        return backend.open(rhs, propagator, y0, slices=slices)
+    return backend.open(rhs, propagator, y0)
+
+
+def _takes_slices(method: Callable[..., Any]) -> bool:
+    try:
+        parameters = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):  # pragma: no cover - a callable without a signature
+        return False
+    return any(p.name == "slices" or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 class Session(ABC):
@@ -139,8 +192,14 @@ class ConcurrentBackend(Backend):
         return rhs.batch(requests)
 
     @abstractmethod
-    def open(self, rhs: Rhs, propagator: Propagator, y0: Any) -> Session:
+    def open(
+        self, rhs: Rhs, propagator: Propagator, y0: Any, *, slices: int | None = None
+    ) -> Session:
         """Start a run whose tasks call ``rhs.f`` and run ``propagator`` on states like ``y0``.
+
+        ``slices`` is the run's number of slices: no more than that many workers are used
+        (:func:`run_workers`). The engine passes it only to an ``open`` that takes it, so
+        backends written without it keep working.
 
         Raises ``TypeError`` before any work starts if something cannot reach the workers.
         """
@@ -281,14 +340,20 @@ class Threads(ConcurrentBackend):
     Parameters
     ----------
     workers : int, optional
-        Threads (default: the number of CPUs).
+        Threads (default: the number of CPUs). A run starts no more than its number of
+        slices, and warns (:class:`~parareal.errors.OversubscriptionWarning`) when it starts
+        four per CPU core or more.
     """
 
     name: ClassVar[str] = "threads"
 
-    def open(self, rhs: Rhs, propagator: Propagator, y0: Any) -> Session:
-        pool = cf.ThreadPoolExecutor(self.workers, thread_name_prefix="parareal-worker")
-        return _DirectSession(pool, self.workers, self.name, rhs, owned=True)
+    def open(
+        self, rhs: Rhs, propagator: Propagator, y0: Any, *, slices: int | None = None
+    ) -> Session:
+        workers = run_workers(self.workers, slices)
+        warn_oversubscribed(repr(self), workers)
+        pool = cf.ThreadPoolExecutor(workers, thread_name_prefix="parareal-worker")
+        return _DirectSession(pool, workers, self.name, rhs, owned=True)
 
 
 # -- any concurrent.futures executor ---------------------------------------------------------
@@ -326,7 +391,7 @@ class Executor(ConcurrentBackend):
     workers : int, optional
         How many tasks to keep submitted at once (default: what the executor reports: its
         ``max_workers``, the threads of a Dask cluster, ``MPIPoolExecutor.num_workers``; else
-        the number of CPUs).
+        the number of CPUs), and no more than the run's number of slices.
     """
 
     name: ClassVar[str] = "executor"
@@ -341,11 +406,14 @@ class Executor(ConcurrentBackend):
         self.executor = executor
         self.workers = check_workers(workers) or _executor_workers(executor)
 
-    def open(self, rhs: Rhs, propagator: Propagator, y0: Any) -> Session:
+    def open(
+        self, rhs: Rhs, propagator: Propagator, y0: Any, *, slices: int | None = None
+    ) -> Session:
         label = f"Executor({type(self.executor).__name__})"
+        workers = run_workers(self.workers, slices)
         if isinstance(self.executor, cf.ThreadPoolExecutor):
-            return _DirectSession(self.executor, self.workers, label, rhs, owned=False)
-        return _PickledSession(self.executor, self.workers, label, rhs, propagator, y0)
+            return _DirectSession(self.executor, workers, label, rhs, owned=False)
+        return _PickledSession(self.executor, workers, label, rhs, propagator, y0)
 
     def __repr__(self) -> str:
         return f"Executor({type(self.executor).__name__}, workers={self.workers})"
