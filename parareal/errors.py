@@ -1,5 +1,6 @@
 """Warnings and errors that report a run's outcome: :class:`ConvergenceWarning`,
-:class:`DivergenceError`, :class:`CoarseStabilityWarning`, :class:`ToleranceWarning`."""
+:class:`DivergenceError`, :class:`CoarseStabilityWarning`, :class:`ToleranceWarning`,
+:class:`NoSpeedupWarning`, :class:`OversubscriptionWarning`."""
 
 from __future__ import annotations
 
