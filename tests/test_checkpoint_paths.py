@@ -195,3 +195,20 @@ def test_a_chain_of_links_is_followed_to_the_file(tmp_path):
     assert (tmp_path / "b.npz").is_symlink() and (tmp_path / "a.npz").is_symlink()
     assert load_checkpoint(target).iteration == 3
     assert sorted(p.name for p in Path(tmp_path).iterdir()) == ["a.npz", "b.npz", "real.npz"]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--resume", "/dev/zero"], "resume '/dev/zero' is a character device"),
+    (["--resume", "{tmp}/pipe"], "is a FIFO"),
+    (["--checkpoint", "/dev/null"], "checkpoint '/dev/null' is a character device"),
+    (["--checkpoint", "/proc/self/c.npz"], "the checkpoint to '/proc/self/c.npz'"),
+])
+def test_cli_special_paths_exit_2_with_one_line(capsys, tmp_path, argv, message):
+    from parareal.cli import main
+
+    os.mkfifo(tmp_path / "pipe")
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    assert main(["solve", "dahlquist", *argv]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert captured.out == "" and len(lines) == 1 and message in lines[0], captured.err
