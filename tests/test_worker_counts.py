@@ -168,3 +168,15 @@ def test_a_backend_whose_open_takes_no_slices_still_works():
     sol = parareal.solve(f, Y0, SPAN, **OPTS, slices=4, backend=OldStyle(2))
     assert OldStyle.opened == 1
     assert np.array_equal(sol.y, parareal.solve(f, Y0, SPAN, **OPTS, slices=4).y)
+
+
+def test_the_cli_reports_the_workers_a_run_uses(capsys):
+    from parareal.cli import main
+    from parareal.problems import get
+
+    slices = get("dahlquist").slices
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OversubscriptionWarning)
+        assert main(["solve", "dahlquist", "--backend", "threads",
+                     "--workers", str(slices + 5)]) == 0
+    assert f"backend threads ({slices} workers)" in capsys.readouterr().out
