@@ -140,6 +140,13 @@ def _check_name(path: str, name: str) -> None:
     """No NUL byte, and no component longer than the file system allows."""
     if "\0" in path:
         raise ValueError(f"{name} {path!r} contains a NUL byte; give a valid file name")
+    try:
+        os.fsencode(path)
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"{name} {path!r} cannot be encoded as a file name ({exc.reason}); give a valid "
+            "file name"
+        ) from exc
     folder = os.path.dirname(os.path.abspath(path))
     limit = name_max(folder)
     for part in os.path.abspath(path).split(os.sep):

@@ -148,6 +148,8 @@ def test_checkpoint_with_a_bad_name_fails_before_the_first_write(kind, tmp_path)
             checkpoint=tmp_path / ("c" * 296 + ".npz"))
     refused(kind, ValueError, r"checkpoint: the name .* is 300 bytes long",
             checkpoint=tmp_path / ("d" * 300) / "c.npz")
+    refused(kind, ValueError, r"checkpoint .* cannot be encoded as a file name",
+            checkpoint=f"{tmp_path}/\ud800.npz")
     for place in ("/proc/self/c.npz", "/proc/c.npz", "/proc/self/status"):
         refused(kind, ValueError, rf"checkpoint '{place}': .*(not writable|cannot create)",
                 checkpoint=place)
