@@ -16,6 +16,7 @@ from .errors import (
     ConvergenceWarning,
     DivergenceError,
     NoSpeedupWarning,
+    OversubscriptionWarning,
     ToleranceWarning,
 )
 from .odeint_api import odeint
@@ -65,6 +66,7 @@ __all__ = [
     "LinearlyImplicitEuler",
     "Midpoint",
     "NoSpeedupWarning",
+    "OversubscriptionWarning",
     "Propagator",
     "Rosenbrock2",
     "ScipyIVP",

@@ -37,6 +37,7 @@ import json
 import math
 import os
 import re
+import stat
 import struct
 import sys
 from dataclasses import dataclass, field
@@ -44,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_path
+from .atomic import atomic_path, name_max, probe_writable, write_target
 from .result import Status
 from .state import ArrayOps, is_torch
 
@@ -55,6 +56,7 @@ __all__ = [
     "Checkpointer",
     "check_checkpoint_path",
     "check_resume_path",
+    "checkpoint_size_bound",
     "load_checkpoint",
     "read_checkpoint",
     "run_fingerprint",
@@ -120,31 +122,104 @@ def _path(value: Any, name: str) -> str:
     return path
 
 
+_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _kind(mode: int) -> str:
+    """What a file that is not a regular file is, in words."""
+    return next((words for test, words in _KINDS if test(mode)), "not a regular file")
+
+
+def _check_name(path: str, name: str) -> None:
+    """No NUL byte, and no component longer than the file system allows."""
+    if "\0" in path:
+        raise ValueError(f"{name} {path!r} contains a NUL byte; give a valid file name")
+    try:
+        os.fsencode(path)
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"{name} {path!r} cannot be encoded as a file name ({exc.reason}); give a valid "
+            "file name"
+        ) from exc
+    folder = os.path.dirname(os.path.abspath(path))
+    limit = name_max(folder)
+    for part in os.path.abspath(path).split(os.sep):
+        if len(os.fsencode(part)) > limit:
+            raise ValueError(
+                f"{name}: the name {part[:40]!r}... is {len(os.fsencode(part))} bytes long; "
+                f"this file system allows {limit} at most"
+            )
+
+
+def _stat(path: str, name: str) -> os.stat_result | None:
+    """``os.stat(path)`` (links followed), None if nothing is there; a dangling or looping
+    link, or a path that cannot be looked at, is a ValueError naming ``name``."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise ValueError(
+                f"{name} {path!r} is a symbolic link to {os.readlink(path)!r}, which does not "
+                "exist; point it at a file or give another path"
+            ) from None
+        return None
+    except OSError as exc:
+        raise ValueError(f"{name} {path!r} cannot be used: {exc.strerror}") from exc
+
+
 def check_checkpoint_path(value: Any) -> str | None:
     """Return the checkpoint path as a str, or raise before any work is done.
+
+    The path must name a regular file, a symbolic link to one (written through: the file it
+    points to is replaced and the link stays), or nothing yet, in an existing folder where
+    files can be created: the temporary file of the atomic write is created and removed here,
+    so a read-only or special place (``/proc``) fails now, not after the coarse sweep.
 
     Raises
     ------
     TypeError
         If it is not a str or ``os.PathLike`` (or None).
     ValueError
-        If it is empty, names a folder, or its folder does not exist or is not writable.
+        If it is empty, holds a NUL byte or a name longer than the file system allows, names
+        a folder, a device, a FIFO or a dangling link, or its folder does not exist or is not
+        writable.
     """
     if value is None:
         return None
     path = _path(value, "checkpoint")
-    folder = os.path.dirname(os.path.abspath(path))
+    _check_name(path, "checkpoint")
+    info = _stat(path, "checkpoint")
+    if info is not None and not stat.S_ISREG(info.st_mode):
+        hint = "give a file name" if stat.S_ISDIR(info.st_mode) else "give a regular file"
+        raise ValueError(f"checkpoint {path!r} is {_kind(info.st_mode)}; {hint}")
+    target = write_target(path)
+    _check_name(target, "checkpoint")
+    folder = os.path.dirname(target)
     if not os.path.isdir(folder):
         raise ValueError(f"checkpoint {path!r}: folder {folder!r} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ValueError(f"checkpoint {path!r}: folder {folder!r} is not writable")
-    if os.path.isdir(path):
-        raise ValueError(f"checkpoint {path!r} is a folder; give a file name")
+    try:
+        probe_writable(path)
+    except OSError as exc:
+        raise ValueError(
+            f"checkpoint {path!r}: cannot create a file in folder {folder!r} "
+            f"({exc.strerror}); give a path in a writable folder"
+        ) from exc
     return path
 
 
 def check_resume_path(value: Any) -> str | None:
     """Return the path to resume from as a str (or None).
+
+    It must name a regular file or a symbolic link to one; nothing is opened here (a FIFO or
+    a device is refused without reading from it).
 
     Raises
     ------
@@ -153,19 +228,39 @@ def check_resume_path(value: Any) -> str | None:
     FileNotFoundError
         If there is no file there (resuming never starts a new run silently).
     ValueError
-        If it is empty or names a folder.
+        If it is empty, holds a NUL byte or a name longer than the file system allows, or
+        names a folder, a device, a FIFO or a dangling link.
     """
     if value is None:
         return None
     path = _path(value, "resume")
-    if os.path.isdir(path):
-        raise ValueError(f"resume {path!r} is a folder; give the checkpoint file")
-    if not os.path.exists(path):
+    _check_name(path, "resume")
+    info = _stat(path, "resume")
+    if info is None:
         raise FileNotFoundError(
             f"resume: no checkpoint at {path!r}; resuming needs an existing checkpoint file "
             "(to start a new run, do not resume: resume=None)"
         )
+    if stat.S_ISDIR(info.st_mode):
+        raise ValueError(f"resume {path!r} is a folder; give the checkpoint file")
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(
+            f"resume {path!r} is {_kind(info.st_mode)}, not a checkpoint file; give the file "
+            "that checkpoint= wrote"
+        )
     return path
+
+
+def checkpoint_size_bound(run: dict[str, Any], itemsize: int) -> int:
+    """The most bytes a checkpoint of the run ``run`` (its fingerprint) can have.
+
+    The boundary values (``N + 1`` states of ``itemsize``-byte elements) plus a generous
+    allowance for the metadata (the fingerprint, per-iterate histories, archive headers).
+    """
+    boundaries = len(run["boundaries"])
+    values = boundaries * math.prod(run["shape"]) * itemsize
+    header = 8 * len(json.dumps(run)) + 512 * boundaries + (1 << 20)
+    return values + header
 
 
 # -- fingerprint ----------------------------------------------------------------------------
@@ -480,12 +575,39 @@ def _check_meta(path: str, meta: Any, values: Any) -> None:
         raise _corrupt(path, f"values of shape {tuple(values.shape)}, expected {tuple(expected)}")
 
 
-def _parse(path: str) -> tuple[dict[str, Any], Any]:
+def _read(path: str, limit: int | None, name: str) -> bytes:
+    """The bytes of the regular file ``path``, at most ``limit`` of them (more is an error).
+
+    Opened without blocking and checked with ``fstat`` before any read, so that a FIFO or a
+    device put there is refused rather than read without end.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"{name} {path!r} is {_kind(info.st_mode)}, not a checkpoint file")
+        if limit is not None and info.st_size > limit:
+            raise _too_large(path, name, info.st_size, limit, at_least=False)
+        data = fh.read() if limit is None else fh.read(limit + 1)
+    if limit is not None and len(data) > limit:
+        raise _too_large(path, name, len(data), limit, at_least=True)
+    return data
+
+
+def _too_large(path: str, name: str, size: int, limit: int, *, at_least: bool) -> ValueError:
+    size_words = f"more than {limit} bytes" if at_least else f"{size} bytes"
+    return ValueError(
+        f"{name} {path!r} has {size_words}, more than a checkpoint of this run can have "
+        f"({limit} bytes at most); it is not a checkpoint of this run"
+    )
+
+
+def _parse(path: str, limit: int | None = None, name: str = "checkpoint") -> tuple[
+        dict[str, Any], Any]:
     """Read and verify a checkpoint file: its metadata and its raw ``values``."""
     if os.path.isdir(path):
-        raise ValueError(f"checkpoint {path!r} is a folder, not a checkpoint file")
-    with open(path, "rb") as fh:
-        data = fh.read()
+        raise ValueError(f"{name} {path!r} is a folder, not a checkpoint file")
+    data = _read(path, limit, name)
     if data.startswith(_NPZ_MAGIC):
         meta_bytes, digest, values = _read_npz(path, data)
     else:
@@ -551,15 +673,24 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
 def read_checkpoint(path: str, run: dict[str, Any], ops: ArrayOps) -> Checkpoint:
     """Read the checkpoint at ``path`` for resuming the run ``run`` (its fingerprint).
 
-    The values come back in the run's kind, dtype and device.
+    The values come back in the run's kind, dtype and device. The file must be a regular
+    file no larger than :func:`checkpoint_size_bound` allows; a larger one is refused from
+    its size, without reading it.
 
     Raises
     ------
     ValueError
-        If the file is corrupt or truncated, or was written by a run that differs from
-        ``run`` (the message names every field that differs).
+        If the file is not a regular file, is larger than any checkpoint of this run can
+        be, is corrupt or truncated, or was written by a run that differs from ``run`` (the
+        message names every field that differs).
     """
-    meta, values = _parse(path)
+    itemsize = ops.dtype.itemsize  # type: ignore[attr-defined]
+    try:
+        meta, values = _parse(path, checkpoint_size_bound(run, itemsize), "resume")
+    except ValueError as exc:
+        if str(exc).startswith("resume "):
+            raise
+        raise ValueError(f"resume: {exc}") from exc
     differences = _differences(meta["run"], run)
     if differences:
         raise ValueError(

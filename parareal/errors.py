@@ -1,5 +1,6 @@
 """Warnings and errors that report a run's outcome: :class:`ConvergenceWarning`,
-:class:`DivergenceError`, :class:`CoarseStabilityWarning`, :class:`ToleranceWarning`."""
+:class:`DivergenceError`, :class:`CoarseStabilityWarning`, :class:`ToleranceWarning`,
+:class:`NoSpeedupWarning`, :class:`OversubscriptionWarning`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ __all__ = [
     "ConvergenceWarning",
     "DivergenceError",
     "NoSpeedupWarning",
+    "OversubscriptionWarning",
     "ToleranceWarning",
 ]
 
@@ -114,3 +116,14 @@ class NoSpeedupWarning(UserWarning):
         self.iterations = iterations
         self.slices = slices
         self.solution = solution
+
+
+class OversubscriptionWarning(RuntimeWarning):
+    """A concurrent backend is about to start far more workers than there are CPU cores.
+
+    Issued by ``Threads`` and ``Processes`` when the workers a run will start (their
+    ``workers``, at most one per slice) are at least four times the CPU cores this process
+    may use: the workers then only take turns on the cores, each process costs its memory,
+    and the run is slower than with one worker per core. Pass ``workers`` at most the number
+    of cores (the default).
+    """

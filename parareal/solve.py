@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from .backends import Rhs, Task, refuse_lost_gradients, resolve_backend
+from .backends.concurrent import open_session
 from .checkpoint import (
     Checkpointer,
     check_checkpoint_path,
@@ -511,7 +512,7 @@ def solve_serial(
         if isinstance(backend, str):
             engine_backend.close()
         raise
-    session = engine_backend.open(rhs, prop, y0)  # type: ignore[attr-defined]
+    session = open_session(engine_backend, rhs, prop, y0, slices=slices)  # type: ignore[arg-type]
     try:
         for n in range(slices):
             task = Task(prop, [values[-1]], [boundaries[n]], [boundaries[n + 1]])

@@ -15,16 +15,19 @@ has not started and stops what is running at its next call of ``f``.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import inspect
 import os
 import pickle
 import queue
 import threading
 import time
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, ClassVar
 
+from ..errors import OversubscriptionWarning
 from ..propagators import Propagator, Request
 from ..validation import check_int
 from .base import Backend, Rhs
@@ -34,13 +37,27 @@ from .tasks import (
     caller_grad_mode,
     decode_result,
     encode_call,
+    hold,
     new_key,
     pickled,
     run_encoded,
     run_task,
 )
 
-__all__ = ["ConcurrentBackend", "Executor", "Session", "Threads", "default_workers"]
+__all__ = [
+    "OVERSUBSCRIPTION",
+    "ConcurrentBackend",
+    "Executor",
+    "Session",
+    "Threads",
+    "default_workers",
+    "open_session",
+    "run_workers",
+]
+
+#: Workers per CPU core from which ``Threads`` and ``Processes`` warn
+#: (:class:`~parareal.errors.OversubscriptionWarning`).
+OVERSUBSCRIPTION = 4
 
 
 def default_workers() -> int:
@@ -54,6 +71,44 @@ def default_workers() -> int:
 def check_workers(workers: Any) -> int | None:
     """``None`` or a positive int (``TypeError``/``ValueError`` otherwise)."""
     return None if workers is None else check_int(workers, "workers")
+
+
+def run_workers(workers: int, slices: int | None) -> int:
+    """The workers a run can use: ``workers``, but no more than its ``slices`` (a run never
+    has more fine propagations to start at once); ``slices=None``: not known, ``workers``."""
+    return workers if slices is None else max(1, min(workers, slices))
+
+
+def warn_oversubscribed(backend: str, workers: int) -> None:
+    """Warn if ``workers`` are :data:`OVERSUBSCRIPTION` times the CPU cores or more."""
+    cores = default_workers()
+    if workers >= OVERSUBSCRIPTION * cores:
+        warnings.warn(
+            f"backend {backend!r} starts {workers} workers on {cores} CPU core(s) "
+            f"({workers / cores:.3g} per core): they only take turns on the cores and each "
+            f"costs its memory, so the run is slower than with one per core. Pass workers "
+            f"<= {cores} (the default is the number of cores)",
+            OversubscriptionWarning,
+            stacklevel=2,
+        )
+
+
+def open_session(
+    backend: ConcurrentBackend, rhs: Rhs, propagator: Propagator, y0: Any, *, slices: int
+) -> Session:
+    """``backend.open(rhs, propagator, y0, slices=slices)``, or without ``slices`` for a
+    backend whose ``open`` was written before it took that argument."""
+    if _takes_slices(backend.open):
+        return backend.open(rhs, propagator, y0, slices=slices)
+    return backend.open(rhs, propagator, y0)
+
+
+def _takes_slices(method: Callable[..., Any]) -> bool:
+    try:
+        parameters = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):  # pragma: no cover - a callable without a signature
+        return False
+    return any(p.name == "slices" or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 class Session(ABC):
@@ -142,8 +197,14 @@ class ConcurrentBackend(Backend):
         return rhs.batch(requests)
 
     @abstractmethod
-    def open(self, rhs: Rhs, propagator: Propagator, y0: Any) -> Session:
+    def open(
+        self, rhs: Rhs, propagator: Propagator, y0: Any, *, slices: int | None = None
+    ) -> Session:
         """Start a run whose tasks call ``rhs.f`` and run ``propagator`` on states like ``y0``.
+
+        ``slices`` is the run's number of slices: no more than that many workers are used
+        (:func:`run_workers`). The engine passes it only to an ``open`` that takes it, so
+        backends written without it keep working.
 
         Raises ``TypeError`` before any work starts if something cannot reach the workers.
         """
@@ -185,7 +246,14 @@ class _DirectSession(Session):
 class _PickledSession(Session):
     """Tasks run in other processes: ``f`` and the fine propagator are pickled once per run
     (with cloudpickle) and shared with the workers (:meth:`share`); each task carries its
-    states and times."""
+    states and times.
+
+    On Dask, a worker that dies is survived: the scheduler reruns its tasks elsewhere and
+    recomputes the shared ``(f, propagator)`` if it held them. When Dask gives up on a task
+    (``KilledWorker``, after ``distributed.scheduler.allowed-failures`` deaths) or cancels it
+    after losing what it needed, :meth:`result` raises a ``RuntimeError`` naming the worker
+    and what to do.
+    """
 
     def __init__(
         self,
@@ -209,23 +277,67 @@ class _PickledSession(Session):
         self.shared = self.share(pickle.dumps((f_bytes, p_bytes)))  # pickled once each
 
     def share(self, payload: bytes) -> Any:
-        """What tasks carry to find the run's ``(f, propagator)``: Dask workers get it once
-        (scattered); other executors get the bytes with every task."""
+        """What tasks carry to find the run's ``(f, propagator)``: on Dask a future of a task
+        that holds it (sent once to a worker, fetched from there by the others, recomputed by
+        the scheduler if its worker dies); other executors get the bytes with every task."""
         client = getattr(self.executor, "_client", None)
         if client is not None:  # distributed.client.ClientExecutor
-            self._scattered = client.scatter(payload, broadcast=True, hash=False)
-            return self._scattered
+            self._client = client
+            self._workers_at_start = _dask_workers(client)
+            with warnings.catch_warnings():  # the payload is meant to travel once, in the graph
+                warnings.filterwarnings("ignore", "Sending large graph", UserWarning)
+                self._held = client.submit(hold, payload, key=f"parareal-f-{self.key}",
+                                           pure=False)
+            return self._held
         return payload
 
     def _submit(self, task: Task) -> cf.Future:
         args = encode_call(self.key, self.shared, self.propagator, self.vectorized, task)
         return self.executor.submit(run_encoded, *args, self.run_id)
 
+    def result(self, future: cf.Future) -> TaskResult:
+        client = getattr(self, "_client", None)
+        if client is None:
+            return super().result(future)
+        try:
+            return super().result(future)
+        except cf.CancelledError as exc:  # not cancelled by this run: Dask lost what it needed
+            if self._cancel.is_set():
+                raise
+            raise self._lost_workers(exc, client) from exc
+        except Exception as exc:
+            if type(exc).__name__ != "KilledWorker":
+                raise
+            raise RuntimeError(
+                f"backend {self.name!r}: Dask workers died while running a task, every time "
+                f"it was retried ({exc}); the run is abandoned. Look at the workers' logs "
+                "(out of memory? a crash in f or in native code?), give them more memory, "
+                "or raise distributed.scheduler.allowed-failures"
+            ) from exc
+
+    def _lost_workers(self, exc: BaseException, client: Any) -> RuntimeError:
+        lost = sorted(self._workers_at_start - _dask_workers(client))
+        who = ", ".join(lost) if lost else "a worker (no longer known to the scheduler)"
+        return RuntimeError(
+            f"backend {self.name!r}: a task was cancelled by Dask after the loss of {who}; "
+            "the run is abandoned. Look at the workers' logs (killed, out of memory?) and "
+            "run again; resume from a checkpoint (solve(..., checkpoint=, resume=)) to keep "
+            "the finished iterates"
+        )
+
     def close(self, failed: bool = False) -> None:
         super().close(failed)
-        scattered = getattr(self, "_scattered", None)
-        if scattered is not None:
-            scattered.release()
+        held = getattr(self, "_held", None)
+        if held is not None:
+            held.release()
+
+
+def _dask_workers(client: Any) -> set[str]:
+    """The addresses of the workers of a Dask client's cluster (empty if it cannot say)."""
+    try:
+        return set(client.scheduler_info()["workers"])
+    except Exception:  # pragma: no cover - a scheduler that is gone
+        return set()
 
 
 # -- Threads ---------------------------------------------------------------------------------
@@ -316,15 +428,21 @@ class Threads(ConcurrentBackend):
     Parameters
     ----------
     workers : int, optional
-        Threads (default: the number of CPUs).
+        Threads (default: the number of CPUs). A run starts no more than its number of
+        slices, and warns (:class:`~parareal.errors.OversubscriptionWarning`) when it starts
+        four per CPU core or more.
     """
 
     name: ClassVar[str] = "threads"
     keeps_autograd: bool = True
 
-    def open(self, rhs: Rhs, propagator: Propagator, y0: Any) -> Session:
-        pool = DaemonThreadPool(self.workers)
-        return _DirectSession(pool, self.workers, self.name, rhs, owned=True)
+    def open(
+        self, rhs: Rhs, propagator: Propagator, y0: Any, *, slices: int | None = None
+    ) -> Session:
+        workers = run_workers(self.workers, slices)
+        warn_oversubscribed(repr(self), workers)
+        pool = DaemonThreadPool(workers)
+        return _DirectSession(pool, workers, self.name, rhs, owned=True)
 
 
 # -- any concurrent.futures executor ---------------------------------------------------------
@@ -362,7 +480,7 @@ class Executor(ConcurrentBackend):
     workers : int, optional
         How many tasks to keep submitted at once (default: what the executor reports: its
         ``max_workers``, the threads of a Dask cluster, ``MPIPoolExecutor.num_workers``; else
-        the number of CPUs).
+        the number of CPUs), and no more than the run's number of slices.
     """
 
     name: ClassVar[str] = "executor"
@@ -382,7 +500,9 @@ class Executor(ConcurrentBackend):
         """True for a ``ThreadPoolExecutor`` (tasks run in this process)."""
         return isinstance(self.executor, cf.ThreadPoolExecutor)
 
-    def open(self, rhs: Rhs, propagator: Propagator, y0: Any) -> Session:
+    def open(
+        self, rhs: Rhs, propagator: Propagator, y0: Any, *, slices: int | None = None
+    ) -> Session:
         label = f"Executor({type(self.executor).__name__})"
         executor = self.executor
         if any(bool(getattr(executor, name, False)) for name in
@@ -391,9 +511,10 @@ class Executor(ConcurrentBackend):
                 f"executor: the {type(executor).__name__} of backend {self!r} has been shut "
                 "down (or is broken) and takes no more tasks; pass a running executor"
             )
+        workers = run_workers(self.workers, slices)
         if isinstance(self.executor, cf.ThreadPoolExecutor):
-            return _DirectSession(self.executor, self.workers, label, rhs, owned=False)
-        return _PickledSession(self.executor, self.workers, label, rhs, propagator, y0)
+            return _DirectSession(self.executor, workers, label, rhs, owned=False)
+        return _PickledSession(self.executor, workers, label, rhs, propagator, y0)
 
     def __repr__(self) -> str:
         return f"Executor({type(self.executor).__name__}, workers={self.workers})"

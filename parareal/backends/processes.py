@@ -13,7 +13,13 @@ from typing import Any, ClassVar
 
 from ..propagators import Propagator
 from .base import Rhs
-from .concurrent import ConcurrentBackend, Session, _PickledSession
+from .concurrent import (
+    ConcurrentBackend,
+    Session,
+    _PickledSession,
+    run_workers,
+    warn_oversubscribed,
+)
 from .tasks import set_cancel_value
 
 __all__ = ["Processes"]
@@ -42,11 +48,13 @@ def _shutdown(pool: cf.ProcessPoolExecutor) -> None:
 
 
 class _ProcessSession(_PickledSession):
-    def __init__(self, backend: Processes, rhs: Rhs, propagator: Propagator, y0: Any) -> None:
+    def __init__(
+        self, backend: Processes, rhs: Rhs, propagator: Propagator, y0: Any, workers: int
+    ) -> None:
         self.backend = backend
         self.file: str | None = None
         pool, run_id = backend._pool, backend._runs
-        super().__init__(pool, backend.workers, backend.name, rhs, propagator, y0, run_id)
+        super().__init__(pool, workers, backend.name, rhs, propagator, y0, run_id)
 
     def share(self, payload: bytes) -> Any:
         """The workers are on this machine: they read ``(f, propagator)`` from a temporary
@@ -92,7 +100,10 @@ class Processes(ConcurrentBackend):
     Parameters
     ----------
     workers : int, optional
-        Worker processes (default: the number of CPUs).
+        Worker processes (default: the number of CPUs). A run uses no more than its number
+        of slices (the pool holds as many as the largest run so far could use), and warns
+        (:class:`~parareal.errors.OversubscriptionWarning`) when that is four per CPU core
+        or more.
     start_method : {"spawn", "forkserver", "fork"}
         How worker processes start (see :mod:`multiprocessing`).
     """
@@ -115,33 +126,42 @@ class Processes(ConcurrentBackend):
             )
         self.start_method = start_method
         self._pool: cf.ProcessPoolExecutor | None = None
+        self._pool_size = 0
         self._cancel: Any = None
         self._runs = 0
         self._busy = threading.Lock()
         self._finalizer: weakref.finalize | None = None
 
-    def open(self, rhs: Rhs, propagator: Propagator, y0: Any) -> Session:
+    def open(
+        self, rhs: Rhs, propagator: Propagator, y0: Any, *, slices: int | None = None
+    ) -> Session:
         if not self._busy.acquire(blocking=False):
             raise RuntimeError(
                 f"{self!r} is running another solve; one instance runs one solve at a time "
                 "(create one backend per concurrent solve)"
             )
         try:
+            workers = run_workers(self.workers, slices)
+            warn_oversubscribed(repr(self), workers)
+            if self._pool is not None and self._pool_size < workers:
+                self._discard()  # a run that can use more workers than the pool has
             if self._pool is None:
-                context = multiprocessing.get_context(self.start_method)
-                self._cancel = context.RawValue("q", 0)
-                self._pool = cf.ProcessPoolExecutor(
-                    self.workers,
-                    mp_context=context,
-                    initializer=set_cancel_value,
-                    initargs=(self._cancel,),
-                )
-                self._finalizer = weakref.finalize(self, _shutdown, self._pool)
+                self._start_pool(workers)
             self._runs += 1
-            return _ProcessSession(self, rhs, propagator, y0)
+            return _ProcessSession(self, rhs, propagator, y0, workers)
         except BaseException:
             self._busy.release()
             raise
+
+    def _start_pool(self, size: int) -> None:
+        """A pool of at most ``size`` worker processes (started as tasks need them)."""
+        context = multiprocessing.get_context(self.start_method)
+        self._cancel = context.RawValue("q", 0)
+        self._pool = cf.ProcessPoolExecutor(
+            size, mp_context=context, initializer=set_cancel_value, initargs=(self._cancel,)
+        )
+        self._pool_size = size
+        self._finalizer = weakref.finalize(self, _shutdown, self._pool)
 
     def _discard(self) -> None:
         """Drop the pool (after a worker died); the next run starts a new one."""

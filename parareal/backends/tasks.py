@@ -230,6 +230,13 @@ _F_LOCK = threading.Lock()
 _CANCEL_VALUE: Any = None
 
 
+def hold(payload: bytes) -> bytes:
+    """A task that returns its argument: on Dask it puts a run's ``(f, propagator)`` on a
+    worker with a lineage, so that the scheduler recomputes it if that worker dies (data
+    scattered with ``client.scatter`` has none and would be lost with its last holder)."""
+    return payload
+
+
 def new_key() -> str:
     """A key that names one run's ``f`` in the workers' caches."""
     return uuid.uuid4().hex

@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from ..backends import Backend, resolve_backend
+from ..backends import Backend, Processes, Threads, resolve_backend
+from ..backends.concurrent import run_workers
 from ..problems import Problem, ReferenceUnavailable, get
 from ..propagators import from_spec
 from ..result import IterationInfo, Solution, Status
@@ -129,6 +130,8 @@ def run_solve(args: argparse.Namespace) -> int:
     problem = _problem(args)
     backend = _backend(args)
     args.used_workers = getattr(backend, "workers", None) if backend.concurrent else None
+    if isinstance(backend, (Threads, Processes)):  # a run uses at most one per slice
+        args.used_workers = run_workers(backend.workers, problem.slices)
     iterates: list[IterationInfo] = []
     with backend, np.errstate(over="ignore", invalid="ignore"):  # divergence: in the status
         sol = solve(

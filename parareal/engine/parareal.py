@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from ..backends import Backend, Rhs, refuse_lost_gradients
+from ..backends.concurrent import open_session
 from ..checkpoint import Checkpoint, Checkpointer
 from ..propagators import Propagator
 from ..propagators.linalg import LinalgMeter, metered
@@ -539,8 +540,8 @@ class _Run:
         start = self.started = time.perf_counter()
         try:
             if self.backend.concurrent:
-                self.driver.session = self.backend.open(  # type: ignore[attr-defined]
-                    self.rhs, self.fine, self.y0
+                self.driver.session = open_session(
+                    self.backend, self.rhs, self.fine, self.y0, slices=self.N  # type: ignore[arg-type]
                 )
             if self.balance is not None:
                 self.balance_slices()
