@@ -9,9 +9,11 @@ import concurrent.futures as cf
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 import warnings
 from pathlib import Path
 
@@ -322,3 +324,138 @@ def test_an_f_that_rewrites_the_same_values_or_copies_is_accepted_and_exact():
     sol = parareal.solve(f, y0, (0.0, 1.0), **KW)
     serial = parareal.solve_serial(f, y0, (0.0, 1.0), propagator="rk4:10", slices=4)
     assert np.array_equal(sol.y, serial)
+
+
+# -- found by a hostile-input campaign of our own ---------------------------------------------
+@pytest.mark.parametrize("backend, vectorized", [("serial", False), ("batched", True),
+                                                 ("threads", False)])
+@pytest.mark.parametrize("payload", [np.zeros(2), "boom"])
+def test_stopiteration_from_f_is_an_error_never_a_converged_wrong_answer(backend, vectorized,
+                                                                         payload):
+    def f(t, y):
+        if np.any(np.asarray(t) > 0.5):
+            raise StopIteration(payload)
+        return -y
+
+    with pytest.raises(RuntimeError, match="f raised StopIteration") as info:
+        parareal.solve(f, np.array([1.0, 0.5]), (0.0, 1.0), backend=backend,
+                       vectorized=vectorized, **KW)
+    assert isinstance(info.value.__cause__, StopIteration)
+    with pytest.raises(RuntimeError, match="f raised StopIteration"):
+        parareal.solve_serial(f, np.array([1.0, 0.5]), (0.0, 1.0), propagator="rk4:4",
+                              slices=4)
+
+
+def test_torchdiffeq_failures_are_failed_propagations_and_f_errors_pass_unchanged():
+    pytest.importorskip("torchdiffeq")
+    with pytest.warns(RuntimeWarning, match="torchdiffeq failed"):
+        sol = parareal.solve(lambda t, y: y * y, np.array([2.0]), (0.0, 1.0), coarse="rk4:1",
+                             fine="torchdiffeq:dopri5", slices=4)
+    assert sol.status is parareal.Status.DIVERGED
+    assert "underflow" in sol.reason and np.all(np.isfinite(sol.y))
+    with pytest.warns(RuntimeWarning), pytest.raises(parareal.DivergenceError,
+                                                     match="underflow"):
+        parareal.odeint(lambda t, y: y * y, torch.tensor([2.0], dtype=torch.float64),
+                        torch.tensor([0.0, 1.0], dtype=torch.float64))
+
+    def bad(t, y):
+        raise KeyError("mine")
+
+    with pytest.raises(KeyError, match="mine"):
+        parareal.solve(bad, np.array([2.0]), (0.0, 1.0), coarse="rk4:1",
+                       fine="torchdiffeq:dopri5", slices=4)
+
+
+@pytest.mark.parametrize("call, words", [
+    (lambda: parareal.RK4(steps=10**30), "steps must be <= 100_000_000"),
+    (lambda: parareal.BackwardEuler(steps=10**12), "steps must be <="),
+    (lambda: parareal.solve(lambda t, y: -y, np.ones(2), (0, 1), coarse="rk4:1",
+                            fine="rk4:1000000000000", slices=4), "steps must be <="),
+    (lambda: parareal.solve(lambda t, y: -y, np.ones(2), (0, 1), coarse="rk4:1",
+                            fine="rk4:4", slices=10**9), "slices must be <= 1_000_000"),
+    (lambda: parareal.odeint(lambda t, y: -y, torch.ones(2, dtype=torch.float64),
+                             torch.linspace(0, 1, 3, dtype=torch.float64), method="rk4",
+                             options={"step_size": 1e-300}), "options\\['step_size'\\]"),
+    (lambda: __import__("parareal.problems").problems.get("heat", points=10**9),
+     "points must be <="),
+])
+def test_work_is_bounded_before_it_starts(call, words):
+    with pytest.raises(ValueError, match=words) as info:
+        call()
+    assert len(str(info.value)) < 400  # a huge value is cut, not echoed
+
+
+def test_auto_iteration_prediction_survives_huge_contraction_factors():
+    from parareal.engine.auto import predict_iterations
+
+    assert predict_iterations(1.0, 1e300, 0.5, slices=400, max_iters=400, tol=1e-8) == 400
+
+
+@pytest.mark.parametrize("jac", [lambda t, y: -np.eye(2) + 0j,
+                                 lambda t, y: __import__("scipy.sparse").sparse.csr_matrix(
+                                     -np.eye(2) + 0j)], ids=["dense", "sparse"])
+def test_a_complex_jacobian_for_a_real_state_is_refused(jac):
+    pytest.importorskip("scipy")
+    with pytest.raises(TypeError, match="jac returned complex values"):
+        parareal.solve(lambda t, y: -y, np.array([1.0, 0.5]), (0, 1), fine="rk4:4", slices=4,
+                       coarse=parareal.BackwardEuler(jac=jac))
+    sol = parareal.solve(lambda t, y: -y, np.array([1.0, 0.5 + 1j]), (0, 1), fine="rk4:4",
+                         slices=4, coarse=parareal.BackwardEuler(jac=jac))
+    assert sol.status is parareal.Status.CONVERGED
+
+
+@pytest.mark.parametrize("boundaries", [["0", "0.25", "0.5", "0.75", "1"],
+                                        [0, 0.25j, 0.5, 0.75, 1], [0, None, 0.5, 0.75, 1]])
+def test_boundaries_must_be_real_numbers(boundaries):
+    with pytest.raises(TypeError, match="boundaries must be a 1-D sequence of real numbers"):
+        parareal.solve(lambda t, y: -y, np.ones(2), (0, 1), boundaries=boundaries, **KW)
+
+
+@pytest.mark.parametrize("backend, vectorized", [("serial", False), ("batched", True)])
+def test_f_answering_on_another_device_is_named(backend, vectorized):
+    with pytest.raises(TypeError, match="f returned a tensor on device meta for a state on cpu"):
+        parareal.solve(lambda t, y: torch.empty(y.shape, device="meta"), torch.ones(2),
+                       (0, 1), backend=backend, vectorized=vectorized, **KW)
+
+
+def test_odeint_refuses_meta_times():
+    with pytest.raises(ValueError, match="t is on the 'meta' device"):
+        parareal.odeint(lambda t, y: -y, torch.ones(2), torch.tensor([0.0, 1.0], device="meta"))
+
+
+@pytest.mark.parametrize("make", [cf.ThreadPoolExecutor, cf.ProcessPoolExecutor])
+def test_a_shut_down_executor_is_named(make):
+    pool = make(2)
+    pool.shutdown()
+    with pytest.raises(ValueError, match="executor: the .* has been shut down"):
+        parareal.solve(lambda t, y: -y, np.ones(2), (0, 1), backend=Executor(pool), **KW)
+
+
+def test_ctrl_c_ends_a_threads_run_whose_f_never_returns(tmp_path):
+    script = tmp_path / "stuck.py"
+    script.write_text(textwrap.dedent("""
+        import time, numpy as np, parareal
+        from parareal.backends import Threads
+        def f(t, y):
+            if t > 0.5:
+                print("stuck", flush=True)
+                while True:
+                    time.sleep(0.05)
+            return -y
+        parareal.solve(f, np.array([1.0]), (0, 1), coarse="rk4:1", fine="rk4:4", slices=4,
+                       backend=Threads(2), schedule="pipelined")
+    """))
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=path))
+    try:
+        assert proc.stdout.readline().strip() == "stuck"
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        start = time.monotonic()
+        _, err = proc.communicate(timeout=30)
+        assert time.monotonic() - start < 15
+    finally:
+        proc.kill()
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err
