@@ -504,7 +504,7 @@ def solve_serial(
         # serial work has nothing to spread; SPMD ranks each compute it
         for n in range(slices):
             values.append(prop.propagate(f, values[-1], boundaries[n], boundaries[n + 1]))
-        return ops.stack(values)
+        return _warn_nonfinite(ops, values, boundaries)
     rhs = Rhs(f, ops, False)
     try:
         refuse_lost_gradients(engine_backend, rhs, y0, float(boundaries[0]))
@@ -521,4 +521,16 @@ def solve_serial(
         session.close()
         if isinstance(backend, str):
             engine_backend.close()
+    return _warn_nonfinite(ops, values, boundaries)
+
+
+def _warn_nonfinite(ops: ArrayOps, values: list[Any], boundaries: np.ndarray) -> Any:
+    """``values`` stacked; a ``RuntimeWarning`` names the first boundary that is not finite
+    (the bare array says nothing itself)."""
+    for n, value in enumerate(values):
+        if not ops.all_finite(value):
+            warnings.warn(f"solve_serial: the propagation produced NaN or inf at boundary {n} "
+                          f"(t = {boundaries[n]:g}); the values from there on are not finite",
+                          RuntimeWarning, stacklevel=3)
+            break
     return ops.stack(values)

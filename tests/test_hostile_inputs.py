@@ -459,3 +459,10 @@ def test_ctrl_c_ends_a_threads_run_whose_f_never_returns(tmp_path):
     finally:
         proc.kill()
     assert proc.returncode != 0 and "KeyboardInterrupt" in err
+
+
+def test_solve_serial_warns_when_its_values_are_not_finite():
+    with pytest.warns(RuntimeWarning, match="solve_serial: .* NaN or inf at boundary 1"):
+        out = parareal.solve_serial(lambda t, y: 100.0 * y * y, np.array([2.0]), (0, 1),
+                                    propagator="rk4:4", slices=4)
+    assert not np.all(np.isfinite(out))
