@@ -3,8 +3,10 @@
 Exit statuses: 0 success; 1 the run diverged (its status says so; the results are still
 printed, and ``sample`` writes no image); 2 bad input or a missing optional dependency (one
 line ``parareal: error: ...`` on standard error, before any long work where it can be checked
-first); 130 interrupted (Ctrl-C: one line ``parareal: interrupted``, no partial output file);
-141 standard output closed early (``parareal ... | head``: the usual 128 + SIGPIPE, quietly).
+first; a malformed command line, one line ``parareal solve: error: ... (try 'parareal solve
+--help')`` from the parser); 130 interrupted (Ctrl-C: one line ``parareal: interrupted``, no
+partial output file); 141 standard output closed early (``parareal ... | head``: the usual
+128 + SIGPIPE, quietly).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from .. import __version__
 from ..backends import BACKENDS
@@ -22,12 +25,24 @@ from .sample_cmd import add_sample_parser
 from .solve_cmd import run_solve
 from .threads import set_threads
 
-__all__ = ["EXIT_BROKEN_PIPE", "EXIT_INTERRUPTED", "build_parser", "main"]
+__all__ = ["EXIT_BROKEN_PIPE", "EXIT_INTERRUPTED", "MAX_THREADS", "build_parser", "main"]
 
 #: Exit status after Ctrl-C (128 + SIGINT, what a shell reports for a killed command).
 EXIT_INTERRUPTED = 130
 #: Exit status when standard output is closed early (128 + SIGPIPE).
 EXIT_BROKEN_PIPE = 141
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line with a hint, exit status 2:
+    ``parareal solve: error: MESSAGE (try 'parareal solve --help')``.
+
+    Sub-command parsers are of the same class (argparse makes them with the parent's).
+    """
+
+    def error(self, message: str) -> NoReturn:
+        text = " ".join(message.split())
+        self.exit(2, f"{self.prog}: error: {text} (try '{self.prog} --help')\n")
 
 
 def _whole(text: str, minimum: int, also: str = "") -> int:
@@ -43,8 +58,16 @@ def _whole(text: str, minimum: int, also: str = "") -> int:
     return value
 
 
+#: The most ``--threads`` takes: far above any machine's CPUs, and below the counts that
+#: crash torch's OpenMP runtime (``torch.set_num_threads(65536)`` ends in a segfault).
+MAX_THREADS = 4096
+
+
 def _threads(text: str) -> int:
-    return _whole(text, 1)
+    value = _whole(text, 1)
+    if value > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"must be <= {MAX_THREADS}, got {value}")
+    return value
 
 
 def _lookahead(text: str) -> int | None:
@@ -66,7 +89,7 @@ def _problems_epilog() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``parareal`` command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="parareal",
         description="Parallel-in-time ODE solving with the Parareal algorithm.",
     )
@@ -123,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     solve.set_defaults(handler=run_solve)
     add_sample_parser(sub)
     for command in sub.choices.values():
+        command.set_defaults(command_parser=command)  # whose error() reports stray arguments
         command.add_argument(
             "--threads", type=_threads, default=None, metavar="N",
             help="threads per library (torch, BLAS/OpenMP), set before the work "
@@ -134,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (see the module docstring)."""
     try:
-        args = build_parser().parse_args(argv)
+        args = _parse(build_parser(), argv)
         if args.threads is not None:
             set_threads(args.threads)
         status = int(args.handler(args) or 0)
@@ -149,6 +173,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError, ImportError, OSError) as exc:
         print(f"parareal: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """``parser.parse_args(argv)``, with unrecognised arguments reported by the sub-command
+    they were given to (``parareal sample: error: ...``), not by the top-level parser."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        args.command_parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def _silence_stdout() -> None:
