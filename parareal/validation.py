@@ -88,16 +88,16 @@ def check_int(value: Any, name: str, minimum: int = 1, maximum: int | None = Non
     is refused)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
-        raise TypeError(f"{name} must be {kind}, got {_short(value)}")
+        raise TypeError(f"{name} must be {kind}, got {short_repr(value)}")
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {_short(value)}")
+        raise ValueError(f"{name} must be >= {minimum}, got {short_repr(value)}")
     if maximum is not None and value > maximum:
-        raise ValueError(f"{name} must be <= {maximum:_}, got {_short(value)}: the work (and "
+        raise ValueError(f"{name} must be <= {maximum:_}, got {short_repr(value)}: the work (and "
                          "memory) would not be bounded")
     return int(value)
 
 
-def _short(value: Any, limit: int = 80) -> str:
+def short_repr(value: Any, limit: int = 80) -> str:
     """``repr(value)``, cut to ``limit`` characters."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -184,7 +184,7 @@ def check_boundaries(boundaries: Any, t0: float, t1: float, slices: int) -> np.n
         grid = raw.astype(np.float64)
     except (TypeError, ValueError):
         raise TypeError("boundaries must be a 1-D sequence of real numbers, got "
-                        f"{_short(boundaries)}") from None
+                        f"{short_repr(boundaries)}") from None
     if grid.shape != (slices + 1,):
         raise ValueError(
             f"boundaries must have slices + 1 = {slices + 1} entries, got shape {grid.shape}"

@@ -83,13 +83,14 @@ def test_summary_text(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv,message",
     [
-        (["--steps", "0"], "num_inference_steps must be >= 1"),
-        (["--steps", "5000"], "num_train_timesteps"),
-        (["--n", "0"], "--n must be >= 1"),
-        (["--method", "srds", "--blocks", "50", "--steps", "10"], "blocks must be <="),
+        (["--steps", "0"], "--steps must be >= 1"),
+        (["--steps", "5000"], "--steps must be <= 1000 (the model's training steps)"),
+        (["--n", "0"], "--n must be in [1, 65536]"),
+        (["--method", "srds", "--blocks", "50", "--steps", "10"],
+         "--blocks must be <= --steps = 10"),
         (["--out", "/nonexistent/folder/x.png"], "not writable"),
         (["--max-batch", "0"], "--max-batch must be >= 1"),
-        (["--method", "srds", "--tol", "-1"], "tol must be >= 0"),
+        (["--method", "srds", "--tol", "-1"], "--tol must be a finite number >= 0"),
         # options that do not apply to the method (item 10 of issue 7)
         (["--method", "serial", "--blocks", "3"],
          "blocks applies to method 'srds' only, not to method 'serial'"),

@@ -12,6 +12,7 @@ try:
 except ImportError as _error:
     raise missing("torch", "parareal.adapters.diffusion", _error) from _error
 
+from .checks import SEED_RANGE, check_eta, check_seed, check_x_T  # noqa: E402
 from .ddim import DDIMJump, DDIMSteps, ddim_jump  # noqa: E402
 from .mixture import GaussianMixture  # noqa: E402
 from .models import ModelFn, check_model_output, wrap_model  # noqa: E402
@@ -51,6 +52,7 @@ __all__ = [
     "METHOD_OPTIONS",
     "PIPELINES",
     "PREDICTION_TYPES",
+    "SEED_RANGE",
     "SPACINGS",
     "STORE_BUDGET_BYTES",
     "SUPPORTED_SCHEDULERS",
@@ -65,9 +67,12 @@ __all__ = [
     "ProbabilityFlowRhs",
     "SigmaGrid",
     "PipelineResult",
+    "check_eta",
     "check_method_options",
     "check_model_output",
     "check_scheduler",
+    "check_seed",
+    "check_x_T",
     "ddim_jump",
     "default_blocks",
     "sample",

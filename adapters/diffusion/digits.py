@@ -66,6 +66,7 @@ __all__ = [
     "load_digits_data",
     "load_digits_labels",
     "load_digits_model",
+    "load_digits_scheduler",
     "sample_quality",
     "save_grid",
     "to_uint8",
@@ -212,15 +213,34 @@ def load_digits_model(
     """
     path = _check_file(weights, UNET_WEIGHTS)
     config = _read_json(path, ASSETS / "digits_unet.json")
+    scheduler = load_digits_scheduler(weights)
     try:
         unet = UNet2DModel.from_config(config["unet"])
-        scheduler = DDIMScheduler.from_config(config["scheduler"])
     except Exception as err:
         raise ValueError(
             f"cannot build the digits model from the config for {path}: {err}"
         ) from err
     _load_state(unet, path, "digits model")
     return unet.float().eval(), scheduler
+
+
+def load_digits_scheduler(weights: str | os.PathLike[str] | None = None) -> DDIMScheduler:
+    """The DDIM scheduler of :func:`load_digits_model`, from the config alone (the weights are
+    not read): cheap, for checking arguments such as the number of steps first.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        As :func:`load_digits_model` for a missing weights file or an unreadable config.
+    """
+    path = _check_file(weights, UNET_WEIGHTS)
+    config = _read_json(path, ASSETS / "digits_unet.json")
+    try:
+        return DDIMScheduler.from_config(config["scheduler"])
+    except Exception as err:
+        raise ValueError(
+            f"cannot build the digits model from the config for {path}: {err}"
+        ) from err
 
 
 class DigitsClassifier(nn.Module):

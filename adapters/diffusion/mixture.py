@@ -6,6 +6,9 @@ import math
 
 import torch
 
+from parareal.validation import check_int
+
+from .checks import check_seed
 from .schedule import NoiseSchedule
 
 __all__ = ["GaussianMixture"]
@@ -43,8 +46,16 @@ class GaussianMixture:
 
     @classmethod
     def random(cls, dim: int, components: int, *, seed: int = 0) -> GaussianMixture:
-        """A mixture with random means in ``[-1, 1]^D`` and standard deviations in [0.05, 0.2]."""
-        g = torch.Generator().manual_seed(seed)
+        """A mixture with random means in ``[-1, 1]^D`` and standard deviations in [0.05, 0.2].
+
+        Raises
+        ------
+        TypeError, ValueError
+            Unless ``dim`` and ``components`` are ints >= 1 and ``seed`` an int in
+            ``[0, 2**64 - 1]`` (:func:`~.checks.check_seed`).
+        """
+        dim, components = check_int(dim, "dim"), check_int(components, "components")
+        g = torch.Generator().manual_seed(check_seed(seed))
         means = torch.rand(components, dim, generator=g, dtype=torch.float64) * 2 - 1
         stds = 0.05 + 0.15 * torch.rand(components, generator=g, dtype=torch.float64)
         weights = 0.5 + torch.rand(components, generator=g, dtype=torch.float64)

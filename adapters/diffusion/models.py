@@ -9,12 +9,17 @@ import torch
 
 from parareal.validation import check_real
 
-__all__ = ["ModelFn", "check_model_output", "wrap_model"]
+__all__ = ["MODEL_CALL_HINT", "ModelCall", "ModelFn", "check_model_output", "wrap_model"]
 
 
 class ModelFn:
     """The model output for a stack of states: ``fn(x, t)`` with ``x`` of shape ``(M, ...)``
     and ``t`` a tensor of ``M`` timesteps (long for DDIM steps, float32 for Euler and Heun).
+
+    The wrappers of :func:`wrap_model` hand the user's callable or UNet copies of ``x`` and
+    ``t``, so a model that writes into its input changes no state of the sampler (nor the
+    caller's ``x_T``). A ``ModelFn`` subclass is called with the sampler's own tensors and
+    must not write into them.
 
     Attributes
     ----------
@@ -44,7 +49,8 @@ class _Callable(ModelFn):
         self.fn = fn
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.fn(x, t)
+        # a copy: a model that writes into its input must not change the sampler's states
+        return self.fn(x.clone(), t.clone())
 
 
 class _UNet(ModelFn):
@@ -66,7 +72,10 @@ class _UNet(ModelFn):
             )
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        out = self.unet(x.to(self.dtype), t, **kwargs).sample
+        x_in = x.to(self.dtype)
+        if x_in is x:  # no cast: a copy, so that a UNet writing into its input changes no state
+            x_in = x.clone()
+        out = self.unet(x_in, t.clone(), **kwargs).sample
         return out.to(x.dtype)
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -264,3 +273,41 @@ def check_model_output(out: Any, x: torch.Tensor) -> torch.Tensor:
     if out.device != x.device:
         raise ValueError(f"model(x, t) returned a tensor on {out.device} for x on {x.device}")
     return out if out.dtype == x.dtype else out.to(x.dtype)
+
+
+#: What :class:`ModelCall` notes on an exception raised by the model: how ``sample`` calls it
+#: and the option that makes its calls smaller.
+MODEL_CALL_HINT = (
+    "sample calls the model on a stack of states along the batch axis: serial on the samples "
+    "of a chunk, SRDS and Picard on several states of each sample at once; a model that takes "
+    "one sample at a time needs method='serial' with max_batch=1 (max_batch bounds the "
+    "samples per chunk)"
+)
+
+
+class ModelCall:
+    """``model(x, t)`` as the sampler calls it: checked by :func:`check_model_output`, and
+    never again after it failed once.
+
+    An exception raised by the model, or by the check, gets a note (PEP 678) with the shape of
+    ``x`` and :data:`MODEL_CALL_HINT`. Later calls raise ``RuntimeError`` at once without
+    calling the model, so that nothing (a worker, the engine's check whether ``f`` takes one
+    unbatched state) runs the failing model again or reports its failure as something else.
+    """
+
+    def __init__(self, model: ModelFn) -> None:
+        self.model = model
+        self.failed: BaseException | None = None
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if self.failed is not None:
+            raise RuntimeError(f"the model already raised {type(self.failed).__name__} in this "
+                               "run; it is not called again")
+        try:
+            return check_model_output(self.model(x, t), x)
+        except Exception as exc:
+            self.failed = exc
+            if hasattr(exc, "add_note"):  # Python >= 3.11
+                exc.add_note(f"parareal: raised in a call model(x, t) with x of shape "
+                             f"{tuple(x.shape)}; {MODEL_CALL_HINT}")
+            raise

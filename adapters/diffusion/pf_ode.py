@@ -34,7 +34,7 @@ import torch
 from parareal.propagators import Euler, Propagator, SteppablePropagator, Stepper, drive, resolve
 from parareal.validation import check_int
 
-from .models import ModelFn, check_model_output
+from .models import ModelCall, ModelFn
 from .schedule import DDIMGrid, NoiseSchedule
 
 __all__ = [
@@ -261,6 +261,7 @@ class ProbabilityFlowRhs:
     def __init__(self, model: ModelFn, grid: SigmaGrid, device: torch.device,
                  bar: Any = None) -> None:
         self.model, self.grid, self.device, self.bar = model, grid, device, bar
+        self.call = ModelCall(model)
 
     def __call__(self, sigma: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
         single = sigma.ndim == 0
@@ -276,7 +277,7 @@ class ProbabilityFlowRhs:
         t = torch.tensor([self.grid.timestep(v) for v in values], dtype=torch.float32,
                          device=self.device).repeat_interleave(batch)
         x = (states / scale).reshape(slices * batch, *states.shape[2:])
-        out = check_model_output(self.model(x, t), x).reshape(states.shape)
+        out = self.call(x, t).reshape(states.shape)
         kind = self.grid.prediction_type
         if kind == "epsilon":
             x0 = states - s * out

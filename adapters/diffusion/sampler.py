@@ -33,12 +33,13 @@ import torch
 import parareal
 from parareal import Status
 from parareal.backends import Rhs
-from parareal.state import ops_for
+from parareal.state import VECTORIZED_HINT, ops_for
 from parareal.validation import check_int, check_tolerance
 
 from .anderson import PrefixAnderson
+from .checks import check_eta, check_x_T
 from .ddim import DDIMJump, DDIMSteps
-from .models import ModelFn, check_model_output, wrap_model
+from .models import ModelCall, ModelFn, wrap_model
 from .pf_ode import OnGrid, ProbabilityFlowRhs, SigmaGrid, check_scheduler, propagators, sigma_grid
 from .schedule import DDIMGrid, NoiseSchedule
 
@@ -279,6 +280,7 @@ class _ModelRhs:
         self, model: ModelFn, timesteps: np.ndarray, device: torch.device, bar: Any = None
     ) -> None:
         self.model = model
+        self.call = ModelCall(model)
         self.timesteps = torch.as_tensor(timesteps, dtype=torch.long, device=device)
         self.bar = bar
 
@@ -287,10 +289,18 @@ class _ModelRhs:
         index = torch.round(s).long().to(self.timesteps.device)
         t = self.timesteps[index].repeat_interleave(batch)
         x = states.reshape(slices * batch, *states.shape[2:])
-        out = check_model_output(self.model(x, t), x)
+        out = self.call(x, t)
         if self.bar is not None:
             self.bar.update(1)
         return out.reshape(states.shape)
+
+
+def _sample_notes(exc: BaseException) -> None:
+    """Drop the engine's note about ``vectorized=`` (an option ``sample`` does not have) from an
+    exception raised in a model call; the model call's own note says what applies."""
+    notes = getattr(exc, "__notes__", None)
+    if notes:
+        notes[:] = [note for note in notes if VECTORIZED_HINT not in note]
 
 
 def _progress_bar(enabled: bool, total: int, method: str) -> Any:
@@ -538,17 +548,10 @@ or NoiseSchedule
     family = check_scheduler(scheduler)
     pf = family != "ddim" or fine is not None or coarse is not None
     schedule = None if pf else _schedule(scheduler)
-    if not isinstance(x_T, torch.Tensor):
-        raise TypeError(f"x_T must be a torch.Tensor, got {type(x_T).__name__}")
-    if not x_T.is_floating_point() or x_T.ndim < 1:
-        raise TypeError(f"x_T must be a floating tensor with a batch axis, got {x_T.dtype}")
-    if x_T.shape[0] == 0:
-        raise ValueError(f"x_T has an empty batch: shape {tuple(x_T.shape)}")
-    if not _finite(x_T):
-        raise ValueError("x_T contains NaN or inf")
+    check_x_T(x_T)
+    eta = check_eta(eta)
     pf_grid = sigma_grid(scheduler, num_inference_steps) if pf else None
     steps = pf_grid.steps if pf_grid is not None else schedule.check_steps(num_inference_steps)
-    eta = check_tolerance(eta, "eta")
     if pf_grid is not None:
         _check_pf_options(family, method, eta)
     if exact is not None and not isinstance(exact, bool):
@@ -710,14 +713,11 @@ def _sample_chunk(
         run = _Run(settings=settings, rhs=rhs, x_T=x_T,
                    fine=DDIMSteps(grid, eta=settings.eta, noises=noises),
                    coarse=DDIMJump(grid, eta=settings.eta, noises=noises))
-    if method == "srds":
-        result = _srds(run)
-    elif method == "picard":
-        result = _picard(run)
-    else:
-        out = run.fine.propagate(rhs.plain, run.x_T, 0.0, float(grid.steps))
-        result = dict(sample=out, iterations=0, status=Status.CONVERGED,
-                      sequential_evals=rhs.calls, residuals=(), stats=None)
+    try:
+        result = _run_method(run)
+    except Exception as exc:
+        _sample_notes(exc)
+        raise
     if isinstance(grid, SigmaGrid) and grid.final_scale != 1.0:
         result["sample"] = result["sample"] * grid.final_scale
     if not _finite(result["sample"]):
@@ -730,6 +730,19 @@ def _sample_chunk(
         max_batch=x_T.shape[0],
         **result,
     )
+
+
+def _run_method(run: _Run) -> dict[str, Any]:
+    """The chunk's sample by ``run.settings.method``, as the fields of a result."""
+    method = run.settings.method
+    if method == "srds":
+        return _srds(run)
+    if method == "picard":
+        return _picard(run)
+    rhs = run.rhs
+    out = run.fine.propagate(rhs.plain, run.x_T, 0.0, float(run.settings.grid.steps))
+    return dict(sample=out, iterations=0, status=Status.CONVERGED,
+                sequential_evals=rhs.calls, residuals=(), stats=None)
 
 
 def _combine(parts: list[DiffusionResult], method: str, wall: float) -> DiffusionResult:

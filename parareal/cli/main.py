@@ -3,8 +3,10 @@
 Exit statuses: 0 success; 1 the run diverged (its status says so; the results are still
 printed, and ``sample`` writes no image); 2 bad input or a missing optional dependency (one
 line ``parareal: error: ...`` on standard error, before any long work where it can be checked
-first); 130 interrupted (Ctrl-C: one line ``parareal: interrupted``, no partial output file);
-141 standard output closed early (``parareal ... | head``: the usual 128 + SIGPIPE, quietly).
+first; a malformed command line, one line ``parareal solve: error: ... (try 'parareal solve
+--help')`` from the parser); 130 interrupted (Ctrl-C: one line ``parareal: interrupted``, no
+partial output file); 141 standard output closed early (``parareal ... | head``: the usual
+128 + SIGPIPE, quietly).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import io
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from .. import __version__
 from ..backends import BACKENDS
@@ -24,12 +27,28 @@ from .sample_cmd import add_sample_parser
 from .solve_cmd import run_solve
 from .threads import set_threads
 
-__all__ = ["EXIT_BROKEN_PIPE", "EXIT_INTERRUPTED", "build_parser", "main"]
+__all__ = ["EXIT_BROKEN_PIPE", "EXIT_INTERRUPTED", "MAX_THREADS", "build_parser", "main"]
 
+#: Longest usage-error message printed (longer ones, echoing a huge argument, are cut).
+MAX_MESSAGE = 300
 #: Exit status after Ctrl-C (128 + SIGINT, what a shell reports for a killed command).
 EXIT_INTERRUPTED = 130
 #: Exit status when standard output is closed early (128 + SIGPIPE).
 EXIT_BROKEN_PIPE = 141
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line with a hint, exit status 2:
+    ``parareal solve: error: MESSAGE (try 'parareal solve --help')``.
+
+    Sub-command parsers are of the same class (argparse makes them with the parent's).
+    """
+
+    def error(self, message: str) -> NoReturn:
+        text = " ".join(message.split())
+        if len(text) > MAX_MESSAGE:  # a huge argument is not echoed whole
+            text = text[: MAX_MESSAGE - 3] + "..."
+        self.exit(2, f"{self.prog}: error: {text} (try '{self.prog} --help')\n")
 
 
 def _whole(text: str, minimum: int, also: str = "") -> int:
@@ -45,8 +64,16 @@ def _whole(text: str, minimum: int, also: str = "") -> int:
     return value
 
 
+#: The most ``--threads`` takes: far above any machine's CPUs, and below the counts that
+#: crash torch's OpenMP runtime (``torch.set_num_threads(65536)`` ends in a segfault).
+MAX_THREADS = 4096
+
+
 def _threads(text: str) -> int:
-    return _whole(text, 1)
+    value = _whole(text, 1)
+    if value > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"must be <= {MAX_THREADS}, got {value}")
+    return value
 
 
 def _lookahead(text: str) -> int | None:
@@ -68,7 +95,7 @@ def _problems_epilog() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``parareal`` command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="parareal",
         description="Parallel-in-time ODE solving with the Parareal algorithm.",
     )
@@ -125,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     solve.set_defaults(handler=run_solve)
     add_sample_parser(sub)
     for command in sub.choices.values():
+        command.set_defaults(command_parser=command)  # whose error() reports stray arguments
         command.add_argument(
             "--threads", type=_threads, default=None, metavar="N",
             help="threads per library (torch, BLAS/OpenMP), set before the work "
@@ -142,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet = _quiet_rank(sys.argv[1:] if argv is None else list(argv))
     try:
         with contextlib.redirect_stderr(io.StringIO()) if quiet else contextlib.nullcontext():
-            args = build_parser().parse_args(argv)
+            args = _parse(build_parser(), argv)
         if args.threads is not None:
             set_threads(args.threads)
         status = int(args.handler(args) or 0)
@@ -172,6 +200,15 @@ def _quiet_rank(argv: list[str]) -> bool:
     except ImportError:  # reported as the backend's error, by every rank: there is no MPI
         return False
     return mpi.COMM_WORLD.Get_rank() != 0
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """``parser.parse_args(argv)``, with unrecognised arguments reported by the sub-command
+    they were given to (``parareal sample: error: ...``), not by the top-level parser."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        args.command_parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def _silence_stdout() -> None:

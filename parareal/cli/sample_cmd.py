@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from typing import Any
 
 from .paths import atomic_path, check_writable
 
-__all__ = ["SCHEDULERS", "add_sample_parser", "run_sample"]
+__all__ = ["MAX_SAMPLES", "SCHEDULERS", "add_sample_parser", "run_sample"]
 
 #: ``--scheduler`` names: the bundled model's DDIMScheduler, or a diffusers scheduler built
 #: from its config.
@@ -23,6 +24,12 @@ _EPILOG = (
     "with parareal. For Stable Diffusion pipelines and prompts use the Python API "
     "(parareal.adapters.diffusion; see docs/diffusion.md)."
 )
+
+#: The most samples ``--n`` takes: their grid (33 x 33 pixels a tile) stays within every
+#: image format's size limit (WebP: 16383 pixels a side) and their states within 16 MiB.
+MAX_SAMPLES = 2**16
+#: Added to ``--seed`` (modulo ``2**64``) for the generator of the step noise (``--eta > 0``).
+NOISE_SEED_OFFSET = 1_000_003
 
 
 def add_sample_parser(sub: Any) -> None:
@@ -68,13 +75,16 @@ def add_sample_parser(sub: Any) -> None:
                    help="SRDS: where the blocks' fine steps run (default batched: one batched "
                         "model call per step); mpi spreads them over the ranks of an mpiexec "
                         "job (only the root rank prints and writes the image)")
-    p.add_argument("--n", type=int, default=16, help="number of samples (default 16)")
+    p.add_argument("--n", type=int, default=16,
+                   help=f"number of samples (default 16, at most {MAX_SAMPLES})")
     p.add_argument("--max-batch", type=int, default=None, metavar="M",
                    help="sample the n samples in chunks of at most M, one after another, to "
                         "bound memory (default: automatic, from a memory budget; "
                         "see docs/diffusion.md)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the initial noise (default 0)")
-    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0: deterministic)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the initial noise, 0 .. 2**64 - 1 (default 0)")
+    p.add_argument("--eta", type=float, default=0.0,
+                   help="DDIM eta in [0, 1] (0: deterministic, the default; 1: DDPM)")
     p.add_argument("--out", default="samples.png",
                    help="image grid to write; the extension picks the format: .png, .jpg, "
                         ".jpeg, .bmp, .gif, .tif, .tiff, .webp (default samples.png)")
@@ -87,15 +97,58 @@ def add_sample_parser(sub: Any) -> None:
     p.set_defaults(handler=run_sample)
 
 
+#: Counts that must be >= 1 when given: option -> the flag named in errors.
+_COUNTS = {"blocks": "--blocks", "window": "--window", "anderson": "--anderson",
+           "max_iters": "--max-iters", "max_batch": "--max-batch"}
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    """The numeric options that need neither torch nor the model: counts, ranges, finiteness.
+
+    Raises
+    ------
+    ValueError
+        Naming the flag and what it takes.
+    """
+    if not 1 <= args.n <= MAX_SAMPLES:
+        raise ValueError(f"--n must be in [1, {MAX_SAMPLES}], got {args.n}")
+    if args.steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    for name, flag in _COUNTS.items():
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be >= 1, got {value}")
+    if args.blocks is not None and args.blocks > args.steps:
+        raise ValueError(f"--blocks must be <= --steps = {args.steps}, got {args.blocks}")
+    if args.tol is not None and not (math.isfinite(args.tol) and args.tol >= 0):
+        raise ValueError(f"--tol must be a finite number >= 0, got {args.tol}")
+    if not (math.isfinite(args.eta) and 0 <= args.eta <= 1):
+        raise ValueError(f"--eta must be in [0, 1] (0: deterministic DDIM, 1: DDPM), got "
+                         f"{args.eta}")
+    if not 0 <= args.seed < 2**64:
+        raise ValueError(f"--seed must be in [0, 2**64 - 1] = [0, {2**64 - 1}] (the seeds a "
+                         f"torch.Generator holds), got {args.seed}")
+
+
+def _check_steps(steps: int, scheduler: Any) -> None:
+    """``--steps`` against the model's training steps (read from its config, not its weights)."""
+    train = int(scheduler.config.num_train_timesteps)
+    if steps > train:
+        raise ValueError(f"--steps must be <= {train} (the model's training steps), got {steps}")
+
+
 def run_sample(args: argparse.Namespace) -> int:
     """Handler of ``parareal sample``: every argument is checked before the model is loaded."""
-    if args.n < 1:
-        raise ValueError(f"--n must be >= 1, got {args.n}")
-    if args.max_batch is not None and args.max_batch < 1:
-        raise ValueError(f"--max-batch must be >= 1, got {args.max_batch}")
+    _check_numbers(args)
     # the adapter's ImportError names the extra to install when torch & co. are missing
     from ..adapters.diffusion import check_method_options, sample
-    from ..adapters.diffusion.digits import image_format, load_digits_model, save_grid, to_uint8
+    from ..adapters.diffusion.digits import (
+        image_format,
+        load_digits_model,
+        load_digits_scheduler,
+        save_grid,
+        to_uint8,
+    )
 
     if args.karras and args.scheduler == "ddim":
         raise ValueError("--karras applies to --scheduler euler or heun, not ddim")
@@ -117,13 +170,14 @@ def run_sample(args: argparse.Namespace) -> int:
         options["backend"] = backend
     image_format(args.out)
     check_writable(args.out, "the image")
+    _check_steps(args.steps, load_digits_scheduler(args.weights))
     import torch
 
     unet, scheduler = load_digits_model(args.weights)
     scheduler = _scheduler(args.scheduler, args.karras, scheduler)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     x_T = torch.randn((args.n, 1, 8, 8), generator=torch.Generator().manual_seed(args.seed))
-    noise_seed = args.seed + 1_000_003
+    noise_seed = (args.seed + NOISE_SEED_OFFSET) % 2**64
 
     def run(method: str, **kwargs: Any) -> Any:
         generator = torch.Generator().manual_seed(noise_seed) if args.eta > 0 else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..validation import short_repr
 from .base import Propagator
 from .external import ScipyIVP, TorchDiffEq
 from .fixed import RK4, Euler, Heun, Midpoint
@@ -39,13 +40,14 @@ def from_spec(spec: str) -> Propagator:
     known = sorted(PROPAGATORS) + [f"{k}:METHOD" for k in _EXTERNAL]
     if key in _EXTERNAL:
         if not arg:
-            raise ValueError(f"propagator spec {spec!r} needs a method, e.g. 'scipy:Radau'")
+            raise ValueError(f"propagator spec {short_repr(spec)} needs a method, "
+                             "e.g. 'scipy:Radau'")
         return _EXTERNAL[key](method=arg)
     if key not in PROPAGATORS:
-        raise ValueError(f"unknown propagator {name!r}; known: {', '.join(known)}")
+        raise ValueError(f"unknown propagator {short_repr(name)}; known: {', '.join(known)}")
     steps = spec_steps(spec)
     if steps <= 0:
-        raise ValueError(f"propagator spec {spec!r}: steps must be >= 1, got {steps} "
+        raise ValueError(f"propagator spec {short_repr(spec)}: steps must be >= 1, got {steps} "
                          f"(e.g. '{key}:20')")
     return PROPAGATORS[key](steps=steps)
 
@@ -58,7 +60,7 @@ def spec_steps(spec: str) -> int:
     try:
         return int(arg)
     except ValueError:
-        raise ValueError(f"propagator spec {spec!r}: steps must be an integer >= 1, "
+        raise ValueError(f"propagator spec {short_repr(spec)}: steps must be an integer >= 1, "
                          f"e.g. '{spec.partition(':')[0]}:20'") from None
 
 
