@@ -1,0 +1,160 @@
+"""Memory benchmark: peak memory of ``parareal.solve`` per slice, in states.
+
+Usage::
+
+    python benchmarks/memory.py                      # 1e5 and 2e6 entries, about a minute
+    python benchmarks/memory.py --sizes 100000       # one size, seconds
+    python benchmarks/memory.py --json out.json      # default benchmarks/results/memory.json
+
+A *state* is ``y0.nbytes``; memory is reported as ``peak / (slices * y0.nbytes)`` so that a
+figure is independent of the state's size. Every case solves ``y' = -y`` on ``[0, 2]`` with
+a numpy float64 state of the given number of entries (ones), ``slices`` slices (default 16),
+coarse ``RK4(1)`` given explicitly, fine ``RK4(4)``, ``tol = 0`` and ``max_iters = 4`` (four
+full iterations, so that every iterate a run could keep exists), on the serial backend
+(``f`` called per state) and the batched one (``vectorized=True``; ``Batched()`` and
+``Batched(max_batch=4)``), with the synchronous and the pipelined schedule.
+
+Two measures per case, each in a fresh subprocess so that no case inherits another's heap:
+
+* ``tracemalloc``: the peak of memory traced during ``solve`` (numpy's buffers and Python
+  objects), counted from the allocations alive when it started (``y0`` is not counted; the
+  result is).
+* ``rss``: ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` after the solve minus its value
+  just before (after imports, ``y0`` made and a small warm-up solve): the peak resident
+  memory that the solve added. It is coarse (the allocator may keep freed pages), and it
+  reads 0 for a run that stays below the warm-up's peak.
+
+The thread count is set explicitly (``--threads``, default 1) for numpy's BLAS through the
+environment before numpy is imported (``-y`` uses no BLAS; this only fixes the conditions).
+"""
+
+# ruff: noqa: E402
+from __future__ import annotations
+
+import os
+import sys
+
+_THREADS = "1"
+for _i, _arg in enumerate(sys.argv):
+    if _arg == "--threads" and _i + 1 < len(sys.argv):
+        _THREADS = sys.argv[_i + 1]
+    elif _arg.startswith("--threads="):
+        _THREADS = _arg.split("=", 1)[1]
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = _THREADS
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import tracemalloc
+from typing import Any
+
+import numpy as np
+
+import parareal
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_JSON = os.path.join(HERE, "results", "memory.json")
+#: backend label -> (backend factory, vectorized)
+BACKENDS = {
+    "serial": (lambda: "serial", False),
+    "batched": (lambda: parareal.Batched(), True),
+    "batched(max_batch=4)": (lambda: parareal.Batched(max_batch=4), True),
+}
+SCHEDULES = ("synchronous", "pipelined")
+
+
+def _f(t: Any, y: np.ndarray) -> np.ndarray:
+    return -y
+
+
+def _solve(y0: np.ndarray, slices: int, backend: str, schedule: str) -> parareal.Solution:
+    make, vectorized = BACKENDS[backend]
+    return parareal.solve(
+        _f, y0, (0.0, 2.0), coarse=parareal.RK4(steps=1), fine=parareal.RK4(steps=4),
+        slices=slices, tol=0.0, max_iters=4, backend=make(), schedule=schedule,
+        vectorized=vectorized,
+    )
+
+
+def measure_one(size: int, slices: int, backend: str, schedule: str) -> dict[str, Any]:
+    """Run one case in this process and return its figures (called in a subprocess)."""
+    _solve(np.ones(8), slices, backend, schedule)  # warm-up: imports, caches
+    y0 = np.ones(size)
+    state = slices * y0.nbytes
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
+    sol = _solve(y0, slices, backend, schedule)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    del sol
+    tracemalloc.start()
+    sol = _solve(y0, slices, backend, schedule)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {
+        "size": size, "slices": slices, "backend": backend, "schedule": schedule,
+        "iterations": sol.iterations, "state_bytes": y0.nbytes,
+        "tracemalloc_peak_bytes": peak, "rss_peak_bytes": rss,
+        "tracemalloc_states_per_slice": peak / state, "rss_states_per_slice": rss / state,
+    }
+
+
+def measure(size: int, slices: int, backend: str, schedule: str) -> dict[str, Any]:
+    """Run one case in a fresh subprocess (so that its RSS peak is its own)."""
+    out = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--one", str(size), str(slices), backend,
+         schedule, "--threads", _THREADS],
+        check=True, capture_output=True, text=True, timeout=900,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """The rows as a Markdown table."""
+    lines = ["| entries | backend | schedule | tracemalloc peak | per slice | RSS peak | "
+             "per slice |", "|---:|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(
+            f"| {r['size']:.0e} | {r['backend']} | {r['schedule']} | "
+            f"{r['tracemalloc_peak_bytes'] / 2**20:.1f} MiB | "
+            f"{r['tracemalloc_states_per_slice']:.2f} | {r['rss_peak_bytes'] / 2**20:.1f} MiB | "
+            f"{r['rss_states_per_slice']:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 2_000_000])
+    parser.add_argument("--slices", type=int, default=16)
+    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=list(BACKENDS))
+    parser.add_argument("--json", default=DEFAULT_JSON)
+    parser.add_argument("--threads", default=_THREADS)
+    parser.add_argument("--one", nargs=4, metavar=("SIZE", "SLICES", "BACKEND", "SCHEDULE"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.one:
+        size, slices, backend, schedule = args.one
+        print(json.dumps(measure_one(int(size), int(slices), backend, schedule)))
+        return 0
+    rows = []
+    for size in args.sizes:
+        for backend in args.backends:
+            for schedule in SCHEDULES:
+                rows.append(measure(size, args.slices, backend, schedule))
+                print(f"{size:.0e} {backend} {schedule}: "
+                      f"{rows[-1]['tracemalloc_states_per_slice']:.2f} states/slice (traced), "
+                      f"{rows[-1]['rss_states_per_slice']:.2f} (RSS)", file=sys.stderr)
+    print(table(rows))
+    meta = {"threads": int(args.threads), "python": platform.python_version(),
+            "numpy": np.__version__, "machine": platform.machine(),
+            "command": "python benchmarks/memory.py " + " ".join(argv or sys.argv[1:])}
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as fh:
+            json.dump({"meta": meta, "rows": rows}, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
