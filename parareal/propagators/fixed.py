@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..state import is_torch
+from ..state import Lanes, is_torch
 from .base import SteppablePropagator, Stepper
 
 __all__ = ["RK4", "Euler", "Heun", "Midpoint"]
@@ -27,6 +27,15 @@ def _in_place(s: Any, *others: Any) -> bool:
         return False
     return all(is_torch(o) and o.dtype == s.dtype and o.shape == s.shape
                and o.device == s.device and not o.requires_grad for o in others)
+
+
+def _axpy(y: Any, a: Any, k: Any) -> Any:
+    """``y + a * k`` (``a`` a float or :class:`Lanes`) in one new buffer where possible."""
+    ak = a * k
+    if _in_place(ak, y):
+        ak += y  # y + ak: addition commutes bitwise
+        return ak
+    return y + ak
 
 
 class Euler(SteppablePropagator):
@@ -105,15 +114,15 @@ class RK4(SteppablePropagator):
         half = 0.5 * h
         mid = t + half
         k1 = yield t, y
-        k2 = yield mid, y + half * k1
-        k3 = yield mid, y + half * k2
+        k2 = yield mid, _axpy(y, half, k1)
+        k3 = yield mid, _axpy(y, half, k2)
         s = k2 + k3
         del k2  # each stage is dropped as soon as no later operation needs it
-        k3 = y + h * k3  # now the last stage's input
+        k3 = _axpy(y, h, k3)  # now the last stage's input
         k4 = yield t + h, k3
         del k3
         h6 = h / 6.0
-        if _in_place(s, y, k1, k4) and type(h6) is float:
+        if _in_place(s, y, k1, k4) and (type(h6) is float or type(h6) is Lanes):
             # y + h6 * (k1 + 2 (k2 + k3) + k4) in the one buffer s: the same operations in
             # the same order (addition and multiplication commute bitwise)
             s *= 2.0
@@ -121,7 +130,7 @@ class RK4(SteppablePropagator):
             del k1
             s += k4
             del k4
-            s *= h6
+            s *= h6 if type(h6) is float else h6._cast(s)  # a lane's h6 as Lanes casts it
             s += y
             return s
         return y + h6 * (k1 + 2.0 * s + k4)
