@@ -12,7 +12,8 @@ a numpy float64 state of the given number of entries (ones), ``slices`` slices (
 coarse ``RK4(1)`` given explicitly, fine ``RK4(4)``, ``tol = 0`` and ``max_iters = 4`` (four
 full iterations, so that every iterate a run could keep exists), on the serial backend
 (``f`` called per state) and the batched one (``vectorized=True``; ``Batched()`` and
-``Batched(max_batch=4)``), with the synchronous and the pipelined schedule.
+``Batched(max_batch=4)``), with the synchronous and the pipelined schedule (default
+``lookahead``). ``--kinds torch`` runs the same cases on float64 torch CPU tensors.
 
 Two measures per case, each in a fresh subprocess so that no case inherits another's heap:
 
@@ -44,6 +45,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = _THREADS
 
 import argparse
+import itertools
 import json
 import platform
 import resource
@@ -64,13 +66,25 @@ BACKENDS = {
     "batched(max_batch=4)": (lambda: parareal.Batched(max_batch=4), True),
 }
 SCHEDULES = ("synchronous", "pipelined")
+#: Environment of the measuring subprocesses (``--mmap-threshold`` adds glibc's setting).
+_ENV = dict(os.environ)
 
 
 def _f(t: Any, y: np.ndarray) -> np.ndarray:
     return -y
 
 
-def _solve(y0: np.ndarray, slices: int, backend: str, schedule: str) -> parareal.Solution:
+def _state(kind: str, size: int) -> Any:
+    """A float64 state of ones: numpy, or a torch CPU tensor (torch's threads set to 1)."""
+    if kind == "torch":
+        import torch
+
+        torch.set_num_threads(int(_THREADS))
+        return torch.ones(size, dtype=torch.float64)
+    return np.ones(size)
+
+
+def _solve(y0: Any, slices: int, backend: str, schedule: str) -> parareal.Solution:
     make, vectorized = BACKENDS[backend]
     return parareal.solve(
         _f, y0, (0.0, 2.0), coarse=parareal.RK4(steps=1), fine=parareal.RK4(steps=4),
@@ -79,11 +93,13 @@ def _solve(y0: np.ndarray, slices: int, backend: str, schedule: str) -> parareal
     )
 
 
-def measure_one(size: int, slices: int, backend: str, schedule: str) -> dict[str, Any]:
+def measure_one(size: int, slices: int, backend: str, schedule: str,
+                kind: str = "numpy") -> dict[str, Any]:
     """Run one case in this process and return its figures (called in a subprocess)."""
-    _solve(np.ones(8), slices, backend, schedule)  # warm-up: imports, caches
-    y0 = np.ones(size)
-    state = slices * y0.nbytes
+    _solve(_state(kind, 8), slices, backend, schedule)  # warm-up: imports, caches
+    y0 = _state(kind, size)
+    nbytes = y0.element_size() * y0.numel() if kind == "torch" else y0.nbytes
+    state = slices * nbytes
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
     sol = _solve(y0, slices, backend, schedule)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
@@ -93,30 +109,31 @@ def measure_one(size: int, slices: int, backend: str, schedule: str) -> dict[str
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     return {
-        "size": size, "slices": slices, "backend": backend, "schedule": schedule,
-        "iterations": sol.iterations, "state_bytes": y0.nbytes,
+        "kind": kind, "size": size, "slices": slices, "backend": backend,
+        "schedule": schedule, "iterations": sol.iterations, "state_bytes": nbytes,
         "tracemalloc_peak_bytes": peak, "rss_peak_bytes": rss,
         "tracemalloc_states_per_slice": peak / state, "rss_states_per_slice": rss / state,
     }
 
 
-def measure(size: int, slices: int, backend: str, schedule: str) -> dict[str, Any]:
+def measure(size: int, slices: int, backend: str, schedule: str,
+            kind: str = "numpy") -> dict[str, Any]:
     """Run one case in a fresh subprocess (so that its RSS peak is its own)."""
     out = subprocess.run(
         [sys.executable, os.path.abspath(__file__), "--one", str(size), str(slices), backend,
-         schedule, "--threads", _THREADS],
-        check=True, capture_output=True, text=True, timeout=900,
+         schedule, "--kind", kind, "--threads", _THREADS],
+        check=True, capture_output=True, text=True, timeout=900, env=_ENV,
     ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     """The rows as a Markdown table."""
-    lines = ["| entries | backend | schedule | tracemalloc peak | per slice | RSS peak | "
-             "per slice |", "|---:|---|---|---:|---:|---:|---:|"]
+    lines = ["| state | entries | backend | schedule | tracemalloc peak | per slice | "
+             "RSS peak | per slice |", "|---|---:|---|---|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(
-            f"| {r['size']:.0e} | {r['backend']} | {r['schedule']} | "
+            f"| {r['kind']} | {r['size']:.0e} | {r['backend']} | {r['schedule']} | "
             f"{r['tracemalloc_peak_bytes'] / 2**20:.1f} MiB | "
             f"{r['tracemalloc_states_per_slice']:.2f} | {r['rss_peak_bytes'] / 2**20:.1f} MiB | "
             f"{r['rss_states_per_slice']:.2f} |")
@@ -128,6 +145,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 2_000_000])
     parser.add_argument("--slices", type=int, default=16)
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=list(BACKENDS))
+    parser.add_argument("--kinds", nargs="+", default=["numpy"], choices=["numpy", "torch"],
+                        help="state kinds (torch: CPU tensors; tracemalloc does not see "
+                             "torch's allocator, so only the RSS figure counts)")
+    parser.add_argument("--kind", default="numpy", help=argparse.SUPPRESS)
+    parser.add_argument("--mmap-threshold", type=int, default=None, metavar="BYTES",
+                        help="set MALLOC_MMAP_THRESHOLD_ in the measuring processes, so that "
+                             "glibc returns freed large blocks at once and the RSS figure "
+                             "follows live memory (torch's CPU tensors otherwise stay in "
+                             "glibc's heap after they are freed)")
     parser.add_argument("--json", default=DEFAULT_JSON)
     parser.add_argument("--threads", default=_THREADS)
     parser.add_argument("--one", nargs=4, metavar=("SIZE", "SLICES", "BACKEND", "SCHEDULE"),
@@ -135,19 +161,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.one:
         size, slices, backend, schedule = args.one
-        print(json.dumps(measure_one(int(size), int(slices), backend, schedule)))
+        print(json.dumps(measure_one(int(size), int(slices), backend, schedule, args.kind)))
         return 0
+    if args.mmap_threshold is not None:
+        _ENV["MALLOC_MMAP_THRESHOLD_"] = str(args.mmap_threshold)
     rows = []
-    for size in args.sizes:
-        for backend in args.backends:
-            for schedule in SCHEDULES:
-                rows.append(measure(size, args.slices, backend, schedule))
-                print(f"{size:.0e} {backend} {schedule}: "
-                      f"{rows[-1]['tracemalloc_states_per_slice']:.2f} states/slice (traced), "
-                      f"{rows[-1]['rss_states_per_slice']:.2f} (RSS)", file=sys.stderr)
+    for kind, size, backend, schedule in itertools.product(args.kinds, args.sizes,
+                                                           args.backends, SCHEDULES):
+        rows.append(measure(size, args.slices, backend, schedule, kind))
+        print(f"{kind} {size:.0e} {backend} {schedule}: "
+              f"{rows[-1]['tracemalloc_states_per_slice']:.2f} states/slice (traced), "
+              f"{rows[-1]['rss_states_per_slice']:.2f} (RSS)", file=sys.stderr)
     print(table(rows))
-    meta = {"threads": int(args.threads), "python": platform.python_version(),
-            "numpy": np.__version__, "machine": platform.machine(),
+    meta = {"threads": int(args.threads), "mmap_threshold": args.mmap_threshold,
+            "python": platform.python_version(), "numpy": np.__version__,
+            "machine": platform.machine(),
             "command": "python benchmarks/memory.py " + " ".join(argv or sys.argv[1:])}
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)

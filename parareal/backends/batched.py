@@ -39,6 +39,9 @@ class Batched(Backend):
     name: ClassVar[str] = "batched"
     groups: ClassVar[bool] = True
     interleaves: ClassVar[bool] = True
+    #: The most states in one call of ``f`` (``None``: no bound); a class default, so that a
+    #: subclass whose ``__init__`` does not call this one keeps the unbounded behaviour.
+    max_batch: int | None = None
 
     def __init__(self, max_batch: int | None = None) -> None:
         if max_batch is not None and (isinstance(max_batch, bool) or not isinstance(
