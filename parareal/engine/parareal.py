@@ -623,6 +623,8 @@ class _Run:
         self.driver.close()
         total = time.perf_counter() - start
         k = self.final
+        if not self.reason:  # first: the rtol test reads the iterate's values
+            self.reason = self.describe_end(k)
         y = self.take_iterate(k)
         driver = self.driver
         f_seconds = self.rhs.seconds
@@ -659,8 +661,6 @@ class _Run:
             serial_fine_cost=serial,
             speedup_bound=serial / clock if clock else math.nan,
         )
-        if not self.reason:
-            self.reason = self.describe_end(k)
         return Solution(
             t=self.t.copy(),
             y=y,
