@@ -41,7 +41,8 @@ def _peak_states(backend, schedule, **options):
     return peak / (SLICES * y0.nbytes), sol
 
 
-@pytest.mark.parametrize("backend, bound", [("serial", 4.0), ("batched", 8.0)])
+@pytest.mark.parametrize("backend, bound", [("serial", 4.0), ("batched", 8.0),
+                                            (parareal.Batched(max_batch=3), 8.0)])
 def test_synchronous_peak_is_within_the_bound(backend, bound):
     states, _ = _peak_states(backend, "synchronous")
     assert states <= bound, f"{backend}: {states:.2f} states per slice"

@@ -12,7 +12,7 @@ import numpy as np
 from ..propagators import Propagator, Request, SteppablePropagator, drive
 from ..propagators.jacobian import JacobianRequest
 from ..propagators.jacobian import evaluate as evaluate_jacobian
-from ..state import VECTORIZED_HINT, ArrayOps, Lanes
+from ..state import VECTORIZED_HINT, ArrayOps, Lanes, is_torch
 
 __all__ = ["Backend", "Rhs"]
 
@@ -228,7 +228,11 @@ class Rhs:
                 if lo < hi:
                     pieces[c].append((i, lo - begin, hi - begin))
             row = end
-        answers: list[list[Any]] = [[] for _ in requests]
+        # a request whose rows span several chunks gets one buffer, filled chunk by chunk (each
+        # chunk's answer is freed once copied); the others a view of their chunk's answer
+        answers: list[Any] = [None] * len(requests)
+        split = {i for i in range(len(requests))
+                 if sum(1 for chunk in pieces for piece in chunk if piece[0] == i) > 1}
         path = self.path
         for chunk in pieces:
             ys, ts = [], []
@@ -245,10 +249,19 @@ class Rhs:
             del stacked, ys
             at = 0
             for i, a, b in chunk:
-                answers[i].append(dys[at : at + b - a] if sizes[i] else dys[at])
+                rows = dys[at : at + b - a]
                 at += b - a
+                if i not in split:
+                    answers[i] = rows if sizes[i] else rows[0]
+                    continue
+                if answers[i] is None:
+                    shape = (sizes[i], *rows.shape[1:])
+                    answers[i] = (rows.new_empty(shape) if is_torch(rows)
+                                  else np.empty(shape, dtype=rows.dtype))
+                answers[i][a:b] = rows
+            del dys, rows
         self.path = path + 1
-        return [parts[0] if len(parts) == 1 else ops.concat(parts) for parts in answers]
+        return answers
 
     def _stacked(self, ts: Any, ys: Any) -> Any:
         """One timed, counted call ``f(ts, ys)`` on stacked states; its answer checked."""
