@@ -159,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--one", nargs=4, metavar=("SIZE", "SLICES", "BACKEND", "SCHEDULE"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if not args.threads.isdigit() or int(args.threads) < 1:
+        parser.error("--threads must be >= 1")
+    if min(args.sizes) < 1 or args.slices < 1:
+        parser.error("--sizes and --slices must be >= 1")
     if args.one:
         size, slices, backend, schedule = args.one
         print(json.dumps(measure_one(int(size), int(slices), backend, schedule, args.kind)))

@@ -7,8 +7,12 @@ stay within the bounds that docs/guide.md states, the result included.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import tracemalloc
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -117,3 +121,32 @@ def test_bad_max_batch_is_refused_naming_it(bad, error):
 
 def test_max_batch_accepts_numpy_integers():
     assert parareal.Batched(max_batch=np.int64(3)).max_batch == 3
+
+
+# -- benchmarks/memory.py --------------------------------------------------------------------
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "memory.py"
+
+
+def test_memory_benchmark_runs_and_measures_within_the_bounds(tmp_path):
+    out = tmp_path / "m.json"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--sizes", "50000", "--slices", "8", "--backends",
+         "serial", "batched", "--json", str(out)],
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "| numpy | 5e+04 | serial | synchronous |" in proc.stdout
+    data = json.loads(out.read_text())
+    assert data["meta"]["threads"] == 1
+    rows = {(r["backend"], r["schedule"]): r for r in data["rows"]}
+    assert len(rows) == 4 and all(r["iterations"] == 4 for r in rows.values())
+    assert rows[("serial", "synchronous")]["tracemalloc_states_per_slice"] <= 4.0
+    assert rows[("batched", "synchronous")]["tracemalloc_states_per_slice"] <= 8.0
+    assert all(r["rss_peak_bytes"] >= 0 for r in rows.values())
+
+
+def test_memory_benchmark_refuses_bad_arguments():
+    for args in (["--threads", "0"], ["--sizes", "0"]):
+        proc = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 2 and "must be >= 1" in proc.stderr
