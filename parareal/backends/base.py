@@ -227,21 +227,27 @@ class Rhs:
         return self.ops.stack([self.one(v, row) for v, row in zip(t.values.tolist(), y,
                                                                   strict=True)])
 
-    def batch(self, requests: Sequence[Request]) -> list[Any]:
+    def batch(self, requests: Sequence[Request], max_batch: int | None = None) -> list[Any]:
         """``f`` at every request in one call if vectorised, else as :meth:`each`.
 
         A request is ``(t, y)`` for one state, or ``(lanes, Y)`` for a group of slices whose
         states are stacked in ``Y`` (see :class:`~parareal.state.Lanes`). A single request
         reaches ``f`` without a copy of its states (``y[None]``, or ``Y`` itself).
+        ``max_batch`` bounds the states of one call: more are split, in order, into calls of
+        at most that many (:meth:`_chunked`).
         """
         if not self.vectorized:
             return self.each(requests)
         if any(type(t) is JacobianRequest for t, _ in requests):
-            return self._split_jacobians(requests, self.batch)
+            return self._split_jacobians(
+                requests, lambda plain: self.batch(plain, max_batch))
         clock = time.perf_counter
         begin = clock()
         f_before = self.seconds
-        if len(requests) == 1:
+        if max_batch is not None and sum(
+                len(t) if isinstance(t, Lanes) else 1 for t, _ in requests) > max_batch:
+            out = self._chunked(requests, max_batch)
+        elif len(requests) == 1:
             t, y = requests[0]
             if isinstance(t, Lanes):
                 out = [self._stacked(self.ops.times(t.values), y)]
@@ -269,6 +275,60 @@ class Rhs:
             out.append(dys[row : row + n] if n else dys[row])
             row += max(n, 1)
         return out
+
+    def _chunked(self, requests: Sequence[Request], max_batch: int) -> list[Any]:
+        """The requests' states in order, in calls of ``f`` on at most ``max_batch`` states
+        each (as equal as possible); a chunk within one request's stacked states is a view of
+        them, not a copy. One step on the critical path, like one batched call."""
+        ops = self.ops
+        sizes = [len(t) if isinstance(t, Lanes) else 0 for t, _ in requests]
+        total = sum(max(n, 1) for n in sizes)
+        count = -(-total // max_batch)
+        bounds = [total * i // count for i in range(count + 1)]
+        # the rows of every request: (request, first row, end row) pieces per chunk
+        pieces: list[list[tuple[int, int, int]]] = [[] for _ in range(count)]
+        row = 0
+        for i, n in enumerate(sizes):
+            begin, end = row, row + max(n, 1)
+            for c in range(count):
+                lo, hi = max(begin, bounds[c]), min(end, bounds[c + 1])
+                if lo < hi:
+                    pieces[c].append((i, lo - begin, hi - begin))
+            row = end
+        # a request whose rows span several chunks gets one buffer, filled chunk by chunk (each
+        # chunk's answer is freed once copied); the others a view of their chunk's answer
+        answers: list[Any] = [None] * len(requests)
+        split = {i for i in range(len(requests))
+                 if sum(1 for chunk in pieces for piece in chunk if piece[0] == i) > 1}
+        path = self.path
+        for chunk in pieces:
+            ys, ts = [], []
+            for i, a, b in chunk:
+                t, y = requests[i]
+                if sizes[i]:
+                    ys.append(y[a:b])
+                    ts.append(t.values[a:b])
+                else:
+                    ys.append(y[None])
+                    ts.append(np.array([float(t)]))
+            stacked = ys[0] if len(ys) == 1 else ops.concat(ys)
+            dys = self._stacked(ops.times(np.concatenate(ts)), stacked)
+            del stacked, ys
+            at = 0
+            for i, a, b in chunk:
+                rows = dys[at : at + b - a]
+                at += b - a
+                if i not in split:
+                    answers[i] = rows if sizes[i] else rows[0]
+                    continue
+                if answers[i] is None:
+                    shape = (sizes[i], *rows.shape[1:])
+                    answers[i] = (rows.new_empty(shape) if is_torch(rows)
+                                  else np.empty(shape, dtype=rows.dtype))
+                answers[i][a:b] = rows
+            del dys, rows
+        self.path = path + 1
+        return answers
 
     def _stacked(self, ts: Any, ys: Any) -> Any:
         """One timed, counted call ``f(ts, ys)`` on stacked states; its answer checked."""

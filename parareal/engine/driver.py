@@ -49,7 +49,7 @@ from ..backends import Backend, Rhs, Session, Task
 from ..propagators import Propagator, Request, SteppablePropagator, Stepper
 from ..propagators.base import ended as coroutine_value
 from ..propagators.linalg import LinalgMeter, current_meter
-from ..state import ArrayOps, Lanes
+from ..state import ArrayOps, Lanes, is_torch
 
 __all__ = ["Driver"]
 
@@ -66,6 +66,10 @@ class _Flight:
     request: Request
     grouped: bool
     seq: int = 0  # launch number: results of a tick come in launch order
+
+
+def _clone(x: Any) -> Any:
+    return x.clone()
 
 
 def _stepwise(propagator: Propagator) -> bool:
@@ -164,13 +168,18 @@ class _Cohort:
             finished.append((orders[0], keys[0], y))
             return False
         c = bisect.bisect_right(ends, done)
-        for j in range(c):
-            finished.append((orders[j], keys[j], y[j]))
         if c == size:
+            for j in range(c):
+                finished.append((orders[j], keys[j], y[j]))
             return False
+        # copies of the finished rows and of the rest: the buffer of this sub-step is freed
+        # now, not kept whole while any of its rows lives (no larger than the sub-step's peak)
+        copy = _clone if is_torch(y) else np.copy
+        for j in range(c):
+            finished.append((orders[j], keys[j], copy(y[j])))
         self.keys, self.orders, self.ends = keys[c:], orders[c:], ends[c:]
         self._lanes = self._lanes[c:]  # type: ignore[index]
-        self.y = y[c] if size - c == 1 else y[c:]
+        self.y = copy(y[c] if size - c == 1 else y[c:])
         self.hl = None
         return True
 
@@ -612,7 +621,9 @@ class Driver:
             self._flights = []
             ended: list[tuple[Order, Hashable, Any]] = []
             ops = self.rhs.ops
-            for flight, dy in zip(flights, results, strict=True):
+            for i, flight in enumerate(flights):
+                dy, results[i] = results[i], None
+                flight.request = None  # the stage's input is freed once the step is past it
                 try:
                     flight.request = flight.gen.send(dy)
                 except StopIteration as stop:
@@ -667,6 +678,7 @@ class Driver:
                     if len(answer) != 1:
                         raise _count_error(f"{self.backend!r}.evaluate", 1, len(answer))
                     dy = answer[0]
+                    request = flight.request = None  # freed once the step is past it
                     self.clock += 1
                     start = clock()
                     try:

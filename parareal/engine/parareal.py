@@ -240,21 +240,38 @@ class _Run:
             probe.deferred.append((m, k))  # needs the coarse that the probe will choose
             return
         n = m - 1
+        ops = self.ops
         if k == 0:
             if (n, 0) not in self.C:
                 return
-            value = self.C[(n, 0)]
+            value = ops.own(self.C[(n, 0)])
         elif m == k:
             if (n, k - 1) not in self.F:
                 return
-            value = self.F[(n, k - 1)]
+            value = ops.own(self.F[(n, k - 1)])
         else:
             if (n, k) not in self.C or (n, k - 1) not in self.F or (n, k - 1) not in self.C:
                 return
             if not self.pipelined and self.fine_pending.get(k - 1, 0):
                 return
-            value = self.F[(n, k - 1)] + (self.C[(n, k)] - self.C[(n, k - 1)])
+            value = ops.correct(self.F[(n, k - 1)], self.C[(n, k)], self.C[(n, k - 1)])
         self.set_value(m, k, value)
+        if k > 0:
+            self.drop_used(n, k - 1)
+        self.drop_used(n, k)
+
+    def drop_used(self, n: int, j: int) -> None:
+        """Drop ``F(n, j)`` and ``C(n, j)`` once no boundary value still to be formed needs
+        them: ``F(n, j)`` feeds ``U_{n+1}^{j+1}`` only, ``C(n, j)`` feeds ``U_{n+1}^j`` and,
+        for ``n > j``, ``U_{n+1}^{j+1}``. The probe of ``coarse="auto"`` reads the fine
+        values of its base iterate until it has chosen."""
+        U = self.U
+        next_formed = (n + 1, j + 1) in U
+        probe = self.probe
+        if next_formed and (probe is None or probe.chosen or j != probe.base):
+            self.F.pop((n, j), None)
+        if (n + 1, j) in U and (n <= j or next_formed):
+            self.C.pop((n, j), None)
 
     # -- iterates --------------------------------------------------------------------------
     def finish_iterate(self, k: int) -> None:
@@ -269,10 +286,8 @@ class _Run:
                 return
             residual = math.nan
         else:
-            # one reduction over the stacked updates (NaN and inf stay non-finite)
             span = range(k, self.N + 1)
-            residual = ops.max_abs(ops.stack([self.U[(n, k)] for n in span])
-                                   - ops.stack([self.value(n, k - 1) for n in span]))
+            residual = self.update_norm(k, span)
             if not math.isfinite(residual):
                 bad = next(n for n in span if not ops.all_finite(self.U[(n, k)]))
                 self.diverged(k, bad, f"iteration {k}")
@@ -310,9 +325,22 @@ class _Run:
         if status is not None:
             self.stop(k, status)
         else:
+            self.forget(k)  # first: the fine sweep's results need not share memory with it
             if not self.pipelined:
                 self.start_fine_sweep(k)
-            self.forget(k)
+
+    def update_norm(self, k: int, span: range) -> float:
+        """``max |U_n^k - U_n^{k-1}|`` over ``span`` (NaN if any entry is NaN), slice by slice
+        with one temporary state; the same number as one reduction over the stacked updates
+        (which stacking states of mixed dtypes would promote: then it is computed so)."""
+        ops = self.ops
+        new = [self.U[(n, k)] for n in span]
+        old = [self.value(n, k - 1) for n in span]
+        first = getattr(new[0], "dtype", None)
+        if any(getattr(x, "dtype", None) != first for x in new + old):
+            return ops.max_abs(ops.stack(new) - ops.stack(old))
+        norms = [ops.max_abs_diff(a, b) for a, b in zip(new, old, strict=True)]
+        return math.nan if any(math.isnan(v) for v in norms) else max(norms)
 
     def diverged(self, k: int, n: int, where: str) -> None:
         """Say where the first non-finite boundary value appeared, and why if known."""
@@ -577,7 +605,8 @@ class _Run:
                 if self.probe is not None:
                     for n in range(1, self.N):
                         self.probe_start(n, 0)
-                self.set_value(self.N, 0, self.initial[self.N])
+                last, self.initial = self.initial[self.N], None  # the values live in U now
+                self.set_value(self.N, 0, last)
                 if self.pipelined and self.final is None and self.K > 0:
                     self.start_fine_sweep(0)
             else:
@@ -595,7 +624,9 @@ class _Run:
         self.driver.close()
         total = time.perf_counter() - start
         k = self.final
-        y = self.ops.stack(self.iterate(k))
+        if not self.reason:  # first: the rtol test reads the iterate's values
+            self.reason = self.describe_end(k)
+        y = self.take_iterate(k)
         driver = self.driver
         f_seconds = self.rhs.seconds
         batching = self.rhs.batching_seconds
@@ -631,8 +662,6 @@ class _Run:
             serial_fine_cost=serial,
             speedup_bound=serial / clock if clock else math.nan,
         )
-        if not self.reason:
-            self.reason = self.describe_end(k)
         return Solution(
             t=self.t.copy(),
             y=y,
@@ -644,6 +673,16 @@ class _Run:
             reason=self.reason,
             coarse_choice=self.choice,
         )
+
+    def take_iterate(self, k: int) -> Any:
+        """Iterate ``k`` stacked, the run's values dropped as they are copied (the peak is
+        the result and one state, not twice the result); the run is over."""
+        self.C.clear()
+        self.F.clear()
+        keys = [(n, min(n, k)) for n in range(self.N + 1)]
+        values = [self.U[key] for key in keys]
+        self.U.clear()
+        return self.ops.stack_consume(values)
 
     def serial_fine_cost(self, k: int) -> float:
         """Sum over slices of the newest fine propagation's length that fed an iterate the

@@ -4,12 +4,38 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numpy as np
+
+from ..state import Lanes, is_torch
 from .base import SteppablePropagator, Stepper
 
 __all__ = ["RK4", "Euler", "Heun", "Midpoint"]
 
 _THIRD = 1.0 / 3.0
 _TWO_THIRDS = 2.0 / 3.0
+
+
+def _in_place(s: Any, *others: Any) -> bool:
+    """True if ``s`` (a fresh intermediate) may take the results of elementwise operations
+    with ``others`` in place: real floating numpy arrays of one dtype and shape, or torch
+    tensors of one dtype, shape and device that autograd does not track."""
+    if type(s) is np.ndarray:
+        return (s.dtype.kind == "f" and s.flags.writeable
+                and all(type(o) is np.ndarray and o.dtype == s.dtype and o.shape == s.shape
+                        for o in others))
+    if not is_torch(s) or not s.is_floating_point() or s.requires_grad:
+        return False
+    return all(is_torch(o) and o.dtype == s.dtype and o.shape == s.shape
+               and o.device == s.device and not o.requires_grad for o in others)
+
+
+def _axpy(y: Any, a: Any, k: Any) -> Any:
+    """``y + a * k`` (``a`` a float or :class:`Lanes`) in one new buffer where possible."""
+    ak = a * k
+    if _in_place(ak, y):
+        ak += y  # y + ak: addition commutes bitwise
+        return ak
+    return y + ak
 
 
 class Euler(SteppablePropagator):
@@ -88,10 +114,26 @@ class RK4(SteppablePropagator):
         half = 0.5 * h
         mid = t + half
         k1 = yield t, y
-        k2 = yield mid, y + half * k1
-        k3 = yield mid, y + half * k2
-        k4 = yield t + h, y + h * k3
-        return y + (h / 6.0) * (k1 + 2.0 * (k2 + k3) + k4)
+        k2 = yield mid, _axpy(y, half, k1)
+        k3 = yield mid, _axpy(y, half, k2)
+        s = k2 + k3
+        del k2  # each stage is dropped as soon as no later operation needs it
+        k3 = _axpy(y, h, k3)  # now the last stage's input
+        k4 = yield t + h, k3
+        del k3
+        h6 = h / 6.0
+        if _in_place(s, y, k1, k4) and (type(h6) is float or type(h6) is Lanes):
+            # y + h6 * (k1 + 2 (k2 + k3) + k4) in the one buffer s: the same operations in
+            # the same order (addition and multiplication commute bitwise)
+            s *= 2.0
+            s += k1
+            del k1
+            s += k4
+            del k4
+            s *= h6 if type(h6) is float else h6._cast(s)  # a lane's h6 as Lanes casts it
+            s += y
+            return s
+        return y + h6 * (k1 + 2.0 * s + k4)
 
     @staticmethod
     def _step_38(y: Any, t: float, h: float) -> Stepper:
