@@ -26,7 +26,8 @@ run goes on), ``max_iters``, ``residuals``, ``critical_path``, ``wall_time`` and
 
 Files are written atomically: a temporary file in the same folder, flushed to disk, then
 :func:`os.replace` onto the path; a reader sees the previous complete checkpoint or the new
-one, never a partial file. A run killed mid-write may leave a ``.NAME.XXXXXXXX.partEXT`` file behind.
+one, never a partial file. A run killed mid-write may leave a ``.NAME.XXXXXXXX.partEXT`` file
+behind.
 """
 
 from __future__ import annotations

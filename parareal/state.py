@@ -190,11 +190,7 @@ class NumpyOps(ArrayOps):
                        or x.shape != first.shape for x in items)):
             return super().stack_consume(items)
         out = np.empty((len(items), *first.shape), dtype=first.dtype)
-        for i in range(len(items)):
-            out[i] = items[i]
-            items[i] = None
-        items.clear()
-        return out
+        return _fill_consuming(out, items)
 
     def correct(self, fine: Any, new: Any, old: Any) -> Any:
         d = new - old
@@ -300,11 +296,7 @@ class TorchOps(ArrayOps):
                 for x in items)):
             return super().stack_consume(items)
         out = torch.empty((len(items), *first.shape), dtype=first.dtype, device=first.device)
-        for i in range(len(items)):
-            out[i] = items[i]
-            items[i] = None
-        items.clear()
-        return out
+        return _fill_consuming(out, items)
 
     def correct(self, fine: Any, new: Any, old: Any) -> Any:
         d = new - old
@@ -358,6 +350,16 @@ class TorchOps(ArrayOps):
                 )
             dy = dy.to(y.dtype)
         return dy
+
+
+def _fill_consuming(out: Any, items: list[Any]) -> Any:
+    """Copy ``items`` into the rows of ``out``, dropping each from the list once copied (its
+    memory can go before the next row is written); returns ``out``."""
+    for i in range(len(items)):
+        out[i] = items[i]
+        items[i] = None
+    items.clear()
+    return out
 
 
 def device_error(dy: Any, y: Any) -> str:
