@@ -14,7 +14,7 @@ import numpy as np
 from ..backends import Backend, Processes, Threads, resolve_backend
 from ..backends.concurrent import run_workers
 from ..problems import Problem, ReferenceUnavailable, get
-from ..propagators import from_spec
+from ..propagators import resolve
 from ..result import IterationInfo, Solution, Status
 from ..solve import solve, solve_serial
 from ..theory import dahlquist_bounds
@@ -67,7 +67,7 @@ def _problem(args: argparse.Namespace) -> Problem:
             continue
         if name in overrides:
             raise ValueError(f"{name} is given twice: use {option} or --param {name}=..., not both")
-        overrides[name] = from_spec(value) if name in ("fine", "coarse") else value
+        overrides[name] = resolve(value, name=option) if name in ("fine", "coarse") else value
     return get(args.problem, **overrides)
 
 

@@ -69,7 +69,10 @@ def resolve(value: Any, *, name: str) -> Propagator:
     if isinstance(value, Propagator):
         return value
     if isinstance(value, str):
-        return from_spec(value)
+        try:
+            return from_spec(value)
+        except ValueError as exc:  # say which argument held the spec
+            raise ValueError(f"{name}: {exc}") from None
     raise TypeError(
         f"{name} must be a Propagator (e.g. parareal.RK4(steps=10)) or a spec string such as "
         f"'rk4:10', got {type(value).__name__}"
