@@ -384,9 +384,10 @@ def _time_gradient(func: Callable[[Any, Any], Any], t: Any, values: Any, y0: Any
 
 
 #: Windows tried by ``event_fn`` mode, each :data:`EVENT_WINDOW_GROWTH` times as long as the
-#: one before, before giving up (the last ends about 350 000 first windows away).
-MAX_EVENT_WINDOWS = 10
-EVENT_WINDOW_GROWTH = 4
+#: one before, before giving up (the last ends 4095 first windows away: the cost of an
+#: explicit solve grows with the span, so the search must stop within seconds).
+MAX_EVENT_WINDOWS = 12
+EVENT_WINDOW_GROWTH = 2
 
 
 def _until_event(
@@ -403,7 +404,7 @@ def _until_event(
 ) -> tuple[Any, Any]:
     """``odeint(..., event_fn=...)``: Parareal over windows until the event, then located.
 
-    Each window (first ``|t[1] - t[0]|`` long, then four times the one before) is solved by
+    Each window (first ``|t[1] - t[0]|`` long, then twice the one before) is solved by
     :func:`odeint`; the first slice at whose end ``sign(event_fn)`` differs from its value at
     ``t[0]`` holds the event, which torchdiffeq's own event search then locates on the same
     fine method, from that slice's converged start value.
@@ -556,8 +557,8 @@ def odeint(
         ``event_fn(t, y)``: as in torchdiffeq, ``t`` holds two times (the start and the
         direction) and the solve runs until ``event_fn`` changes sign; returns
         ``(event_t, solution)`` with ``solution = stack([y0, y(event_t)])``. Parareal solves
-        windows of ``|t[1] - t[0]|``, then four times that, and so on (at most
-        ``MAX_EVENT_WINDOWS`` = 10, reaching about 350 000 times ``|t[1] - t[0]|``); the
+        windows of ``|t[1] - t[0]|``, then twice that, and so on (at most
+        ``MAX_EVENT_WINDOWS`` = 12, reaching 4095 times ``|t[1] - t[0]|``); the
         first slice whose end value changes the sign holds the event, which torchdiffeq's
         event search locates on the fine method from that slice's converged start. A sign
         change undone within one slice is not seen. Torch states and torchdiffeq methods only
