@@ -13,6 +13,7 @@ from .backends import Rhs
 from .engine import DEFAULT_LOOKAHEAD
 from .errors import CoarseStabilityWarning, ConvergenceWarning, DivergenceError
 from .propagators import RK4, Euler, Heun, Midpoint, Propagator, ScipyIVP, TorchDiffEq, spec_steps
+from .propagators.external import torchdiffeq_methods
 from .result import Solution, Status
 from .solve import check_callable, solve
 from .state import is_torch
@@ -40,17 +41,9 @@ _FIXED_OPTIONS = ("step_size", "interp", "perturb", "grid_constructor")
 _SCIPY_METHODS = ("RK45", "RK23", "DOP853", "Radau", "BDF", "LSODA")
 
 
-def _torchdiffeq_methods() -> list[str] | None:
-    try:
-        from torchdiffeq._impl.odeint import SOLVERS
-    except ImportError:
-        return None
-    return sorted(SOLVERS)
-
-
 def _unknown_method(method: str, torch_in: bool) -> ValueError:
     names = sorted(FIXED_GRID_METHODS)
-    adaptive = _torchdiffeq_methods()
+    adaptive = torchdiffeq_methods()
     text = f"unknown method {method!r}; fixed-grid methods (numpy or torch): {', '.join(names)}"
     extra = [m for m in adaptive or [] if m not in FIXED_GRID_METHODS]
     if adaptive is None:
@@ -422,7 +415,7 @@ def _until_event(
             f"and t[1] the direction; got {times.size} time(s)"
         )
     name = DEFAULT_METHOD if method is None else method
-    if name not in (_torchdiffeq_methods() or []):
+    if name not in (torchdiffeq_methods() or []):
         raise ValueError(
             f"with event_fn, method must be a torchdiffeq method (torchdiffeq locates the "
             f"event on it), got {name!r}"
@@ -641,7 +634,7 @@ def odeint(
         scipy_fine: Propagator = ScipyIVP("RK45", rtol=rtol, atol=atol, options=opts)
     elif method is None or method not in FIXED_GRID_METHODS:
         method = DEFAULT_METHOD if method is None else method
-        if method not in (_torchdiffeq_methods() or []) or not torch_in:
+        if method not in (torchdiffeq_methods() or []) or not torch_in:
             raise _unknown_method(method, torch_in)
         if opts.get("perturb", False) not in (False, None):
             raise ValueError(

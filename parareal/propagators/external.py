@@ -320,11 +320,18 @@ class TorchDiffEq(Propagator):
         return out.numpy() if numpy_in else out
 
 
-def _torchdiffeq_solvers() -> dict[str, Any]:
+def torchdiffeq_methods() -> list[str] | None:
+    """The names of torchdiffeq's methods, sorted, or None without torchdiffeq (the one
+    place that reads its private ``SOLVERS`` table)."""
     try:
         from torchdiffeq._impl.odeint import SOLVERS
-    except ImportError as exc:
-        raise ImportError(
-            "TorchDiffEq needs torch and torchdiffeq: pip install 'parareal[torch]'"
-        ) from exc
-    return SOLVERS
+    except ImportError:
+        return None
+    return sorted(SOLVERS)
+
+
+def _torchdiffeq_solvers() -> list[str]:
+    methods = torchdiffeq_methods()
+    if methods is None:
+        raise ImportError("TorchDiffEq needs torch and torchdiffeq: pip install 'parareal[torch]'")
+    return methods
