@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .backends import Rhs, Task, refuse_lost_gradients, resolve_backend
+from .backends import Rhs, Task, refuse_lost_gradients, using_backend
 from .backends.concurrent import open_session
 from .checkpoint import (
     Checkpointer,
@@ -200,8 +200,7 @@ def run_on_boundaries(
     tol, rtol = resolve_tolerance(tol, rtol, y0)
     max_iters = check_max_iters(max_iters, slices)
     initial = _check_initial(initial, y0, ops, slices)
-    engine_backend = resolve_backend(backend)
-    try:
+    with using_backend(backend) as engine_backend:
         if getattr(engine_backend, "spmd", False):  # every rank is here, with these arguments
             engine_backend.enter(
                 f=f, y0=y0, boundaries=boundaries, coarse=coarse_p, fine=fine_p, tol=tol,
@@ -213,11 +212,6 @@ def run_on_boundaries(
             writer, state = _spmd_agree(engine_backend, lambda: _prepare_checkpoint(
                 checkpoint, resume, y0=y0, ops=ops, boundaries=boundaries, coarse=coarse_p,
                 fine=fine_p, tol=tol, rtol=rtol, initial=initial, max_iters=max_iters))
-    except BaseException:
-        if isinstance(backend, str):
-            engine_backend.close()
-        raise
-    try:
         solution = run_parareal(
             rhs=Rhs(f, ops, _check_flag(vectorized, "vectorized"), check_first=True),
             y0=y0,
@@ -237,9 +231,6 @@ def run_on_boundaries(
             resume=state,
             balance=_balancer(y0, jac, jac_sparsity) if balance else None,
         )
-    finally:
-        if isinstance(backend, str):  # made for this run: release its workers
-            engine_backend.close()
     warn_no_speedup(solution, stacklevel=3)
     return solution
 
@@ -497,30 +488,24 @@ def solve_serial(
     t0, t1 = check_span(t_span)
     slices = check_slices(slices)
     prop = resolve(propagator, name="propagator")
-    engine_backend = resolve_backend(backend)
     boundaries = check_boundaries(boundaries, t0, t1, slices)
     values = [y0]
-    if not engine_backend.concurrent or getattr(engine_backend, "spmd", False):
-        # serial work has nothing to spread; SPMD ranks each compute it
-        for n in range(slices):
-            values.append(prop.propagate(f, values[-1], boundaries[n], boundaries[n + 1]))
-        return _warn_nonfinite(ops, values, boundaries)
-    rhs = Rhs(f, ops, False)
-    try:
+    with using_backend(backend) as engine_backend:
+        if not engine_backend.concurrent or getattr(engine_backend, "spmd", False):
+            # serial work has nothing to spread; SPMD ranks each compute it
+            for n in range(slices):
+                values.append(prop.propagate(f, values[-1], boundaries[n], boundaries[n + 1]))
+            return _warn_nonfinite(ops, values, boundaries)
+        rhs = Rhs(f, ops, False)
         refuse_lost_gradients(engine_backend, rhs, y0, float(boundaries[0]))
-    except BaseException:
-        if isinstance(backend, str):
-            engine_backend.close()
-        raise
-    session = open_session(engine_backend, rhs, prop, y0, slices=slices)  # type: ignore[arg-type]
-    try:
-        for n in range(slices):
-            task = Task(prop, [values[-1]], [boundaries[n]], [boundaries[n + 1]])
-            values.append(session.result(session.submit(task)).values[0])
-    finally:
-        session.close()
-        if isinstance(backend, str):
-            engine_backend.close()
+        session = open_session(engine_backend, rhs, prop, y0,  # type: ignore[arg-type]
+                               slices=slices)
+        try:
+            for n in range(slices):
+                task = Task(prop, [values[-1]], [boundaries[n]], [boundaries[n + 1]])
+                values.append(session.result(session.submit(task)).values[0])
+        finally:
+            session.close()
     return _warn_nonfinite(ops, values, boundaries)
 
 

@@ -5,6 +5,8 @@
 workers (see :mod:`parareal.backends.concurrent`).
 """
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from .base import AUTOGRAD_BACKENDS, Backend, Rhs, refuse_lost_gradients
@@ -36,6 +38,7 @@ __all__ = [
     "Threads",
     "refuse_lost_gradients",
     "resolve_backend",
+    "using_backend",
 ]
 
 #: Backends by name.
@@ -73,3 +76,18 @@ def resolve_backend(value: Any, workers: int | None = None) -> Backend:
             )
         return BACKENDS[value]()
     raise TypeError(f"backend must be a name or a Backend instance, got {type(value).__name__}")
+
+
+@contextlib.contextmanager
+def using_backend(value: Any, workers: int | None = None) -> Iterator[Backend]:
+    """The backend ``value`` is or names (see :func:`resolve_backend`), for one run.
+
+    A backend made here from a name is the run's own: it is closed (its workers released)
+    when the block ends, however it ends. An instance stays the caller's, open.
+    """
+    backend = resolve_backend(value, workers)
+    try:
+        yield backend
+    finally:
+        if backend is not value:
+            backend.close()
