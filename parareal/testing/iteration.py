@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends import Rhs, resolve_backend
+from ..backends import Rhs, using_backend
 from ..propagators import Propagator, resolve
 from ..result import IterationInfo, Solution, Status
 from ..solve import solve
@@ -67,15 +67,10 @@ def _run(f: Callable[[Any, Any], Any], y0: Any, grid: np.ndarray,
     """``solve`` on ``grid``, and whether this process drove it (False on the ranks of an
     SPMD backend that only serve, where callbacks are not called). A name as backend is
     made here and closed after the run."""
-    backend = kwargs.pop("backend")
-    engine = resolve_backend(backend)
-    try:
+    with using_backend(kwargs.pop("backend")) as engine:
         sol = solve(f, y0, (grid[0], grid[-1]), slices=len(grid) - 1, boundaries=grid,
                     backend=engine, callback=callback, **kwargs)
         return sol, not getattr(engine, "spmd", False) or engine.drives()
-    finally:
-        if isinstance(backend, str):
-            engine.close()
 
 
 def check_exactness(
