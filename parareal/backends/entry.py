@@ -246,16 +246,22 @@ def check_timeout(value: Any) -> float:
 
 
 # -- the handshake ---------------------------------------------------------------------------
-#: Longest sleep between two probes while waiting (seconds).
-_MAX_POLL = 0.002
+#: Longest sleep between two probes while waiting for a message (seconds).
+MAX_POLL_SECONDS = 0.002
 
 
-def _sleeper() -> Any:
+def backoff() -> Any:
+    """A ``sleep()`` for polling loops: 50 us, doubling up to :data:`MAX_POLL_SECONDS`.
+
+    MPI libraries busy-wait inside a blocking receive, which on a node with more ranks (or
+    threads) than cores takes the core from the ranks that compute; probing with this sleep
+    costs at most :data:`MAX_POLL_SECONDS` of latency per message.
+    """
     delay = [0.00005]
 
     def sleep() -> None:
         time.sleep(delay[0])
-        delay[0] = min(delay[0] * 2, _MAX_POLL)
+        delay[0] = min(delay[0] * 2, MAX_POLL_SECONDS)
 
     return sleep
 
@@ -280,7 +286,7 @@ def _enter_root(comm: Any, root: int, fields: dict[str, Any], timeout: float) ->
     status = mpi.Status()
     others: dict[int, dict[str, Any]] = {}
     expected = comm.Get_size() - 1
-    sleep = _sleeper()
+    sleep = backoff()
     while len(others) < expected:
         if comm.Iprobe(source=mpi.ANY_SOURCE, tag=TAG_ENTRY, status=status):
             source = status.Get_source()
@@ -306,13 +312,13 @@ def _enter_worker(comm: Any, root: int, fields: dict[str, Any], timeout: float) 
     request = comm.isend(fields, dest=root, tag=TAG_ENTRY)
     # rank r waits 0.2 r s longer than the first: the first to time out ends the job alone
     deadline = time.monotonic() + timeout + 0.2 * min(comm.Get_rank(), 25)
-    sleep = _sleeper()
+    sleep = backoff()
     while not comm.Iprobe(source=root, tag=TAG_VERDICT):
         if time.monotonic() > deadline:
             _end_job(comm, _missing_message([root], f"rank {comm.Get_rank()}", timeout))
         sleep()
     reply = comm.recv(source=root, tag=TAG_VERDICT)  # "here": the root has entered
-    sleep = _sleeper()
+    sleep = backoff()
     while not comm.Iprobe(source=root, tag=TAG_VERDICT):  # its wait is bounded
         sleep()
     verdict, message = comm.recv(source=root, tag=TAG_VERDICT)

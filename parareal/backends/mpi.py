@@ -29,7 +29,6 @@ import dataclasses
 import os
 import pickle
 import threading
-import time
 from typing import Any, ClassVar
 
 import numpy as np
@@ -38,7 +37,13 @@ from ..propagators import Propagator
 from ..state import is_torch, ops_for
 from .base import Rhs
 from .concurrent import ConcurrentBackend, Session
-from .entry import DEFAULT_ENTRY_TIMEOUT, argument_fields, check_timeout, enter
+from .entry import (
+    DEFAULT_ENTRY_TIMEOUT,
+    argument_fields,
+    backoff,
+    check_timeout,
+    enter,
+)
 from .tasks import (
     RemoteTraceback,
     Task,
@@ -272,22 +277,13 @@ def local_rank(comm: Any) -> int:
 
 
 # -- waiting without spinning ---------------------------------------------------------------
-#: Longest sleep between two probes while waiting for a message (seconds).
-MAX_POLL_SECONDS = 0.002
-
-
 def _wait_message(comm: Any, source: int, tag: int, status: Any) -> None:
-    """Return once a message from ``source`` with ``tag`` can be received.
-
-    MPI libraries busy-wait inside a blocking receive, which on a node with more ranks (or
-    threads) than cores takes the core from the ranks that compute, and with several threads
-    holds MPI's lock. Probing with a sleep that grows to :data:`MAX_POLL_SECONDS` costs at
-    most that much latency per message.
-    """
-    delay = 0.00005
+    """Return once a message from ``source`` with ``tag`` can be received, probing with
+    :func:`~parareal.backends.entry.backoff` (a blocking receive would busy-wait, and with
+    several threads hold MPI's lock)."""
+    sleep = backoff()
     while not comm.Iprobe(source=source, tag=tag, status=status):
-        time.sleep(delay)
-        delay = min(delay * 2, MAX_POLL_SECONDS)
+        sleep()
 
 
 # -- worker ranks ----------------------------------------------------------------------------
