@@ -32,6 +32,24 @@ def mpirun(ranks: int, *argv: str, timeout: float = HANG_GUARD_S) -> subprocess.
                           timeout=timeout, env=env, check=False)
 
 
+def mpirun_rows(ranks: int, *argv: str, folder: Path,
+                timeout: float = HANG_GUARD_S) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    """Run a script whose ranks each write one row (``tests/scripts/rows.py``) into ``folder``;
+    return the process and the rows found, by rank. Per-rank files, because ``mpiexec``'s merged
+    stdout can glue two ranks' lines together."""
+    old = os.environ.get("PARAREAL_TEST_ROWS")
+    os.environ["PARAREAL_TEST_ROWS"] = str(folder)
+    try:
+        proc = mpirun(ranks, *argv, timeout=timeout)
+    finally:
+        if old is None:
+            del os.environ["PARAREAL_TEST_ROWS"]
+        else:
+            os.environ["PARAREAL_TEST_ROWS"] = old
+    rows = [json.loads(path.read_text()) for path in sorted(folder.glob("rank-*.json"))]
+    return proc, sorted(rows, key=lambda row: row["rank"])
+
+
 @pytest.mark.parametrize("ranks", [1, 2, 3, 4])
 def test_every_problem_gives_the_serial_answer_on_every_rank(ranks):
     proc = mpirun(ranks, sys.executable, str(SCRIPTS / "mpi_check.py"))
@@ -162,10 +180,10 @@ def test_sample_under_mpiexec_gives_the_serial_sample_and_writes_once(tmp_path):
     assert abs(summary["max_abs_diff_vs_serial"] - batched["max_abs_diff_vs_serial"]) < 1e-6
 
 
-def test_auto_coarse_with_a_users_jac_on_every_rank():
-    proc = mpirun(2, sys.executable, str(SCRIPTS / "mpi_auto_check.py"))
+def test_auto_coarse_with_a_users_jac_on_every_rank(tmp_path):
+    proc, rows = mpirun_rows(2, sys.executable, str(SCRIPTS / "mpi_auto_check.py"),
+                             folder=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = [json.loads(line) for line in proc.stdout.strip().splitlines()]
     assert sorted(r["rank"] for r in rows) == [0, 1]
     for r in rows:  # the root's choice and result on every rank, as without MPI
         assert r["status"] == "converged" and r["same_y"]

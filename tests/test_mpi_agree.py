@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from .test_mpi import SCRIPTS, mpirun
+from .test_mpi import SCRIPTS, mpirun, mpirun_rows
 
 pytest.importorskip("mpi4py")
 pytest.importorskip("cloudpickle")
@@ -36,12 +36,12 @@ CASES = {  # rank 1's difference -> the arguments the message must name
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_a_rank_with_other_arguments_makes_every_rank_raise_before_any_work(case):
+def test_a_rank_with_other_arguments_makes_every_rank_raise_before_any_work(case, tmp_path):
     start = time.monotonic()
-    proc = mpirun(3, sys.executable, str(SCRIPTS / "mpi_disagree.py"), case, timeout=120)
+    proc, rows = mpirun_rows(3, sys.executable, str(SCRIPTS / "mpi_disagree.py"), case,
+                             folder=tmp_path, timeout=120)
     assert time.monotonic() - start < 60
     assert proc.returncode != 0
-    rows = [json.loads(line) for line in proc.stdout.strip().splitlines()]
     assert sorted(r["rank"] for r in rows) == [0, 1, 2], proc.stderr[-3000:]
     messages = {r["error"] for r in rows}
     assert len(messages) == 1  # the same ValueError on every rank
@@ -52,10 +52,10 @@ def test_a_rank_with_other_arguments_makes_every_rank_raise_before_any_work(case
     assert all(r["calls"] == 0 for r in rows)  # checked before any call of f
 
 
-def test_identical_arguments_pass_the_check_and_run():
-    proc = mpirun(3, sys.executable, str(SCRIPTS / "mpi_disagree.py"), "none", timeout=120)
+def test_identical_arguments_pass_the_check_and_run(tmp_path):
+    proc, rows = mpirun_rows(3, sys.executable, str(SCRIPTS / "mpi_disagree.py"), "none",
+                             folder=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = [json.loads(line) for line in proc.stdout.strip().splitlines()]
     assert [r["error"] for r in rows] == [None] * 3
     assert sum(r["calls"] for r in rows) > 0
 

@@ -1,12 +1,12 @@
 """Run by tests/test_mpi_agree.py under ``mpiexec``: rank 1 calls ``solve`` with another
-argument (argv[1] names which). Each rank prints one JSON line: the error it raised and how
-many times its ``f`` ran (none: the check comes before any work)."""
+argument (argv[1] names which). Each rank writes one JSON row (rows.emit): the error it
+raised and how many times its ``f`` ran (none: the check comes before any work)."""
 
-import json
 import sys
 
 import numpy as np
 from mpi4py import MPI as mpi
+from rows import emit
 
 import parareal
 from parareal import RK4, Euler
@@ -47,9 +47,9 @@ def main():
         else:
             parareal.solve(f, y0, t_span, **kw)
     except ValueError as exc:
-        print(json.dumps({"rank": rank, "error": str(exc), "calls": calls[0]}), flush=True)
+        emit(rank, {"rank": rank, "error": str(exc), "calls": calls[0]})
         sys.exit(1)
-    print(json.dumps({"rank": rank, "error": None, "calls": calls[0]}), flush=True)
+    emit(rank, {"rank": rank, "error": None, "calls": calls[0]})
 
 
 if __name__ == "__main__":
