@@ -70,7 +70,7 @@ def child(points: int, repeats: int) -> None:
     p, coarse, fine = setup(points)
     times, sol = [], None
     for _ in range(repeats + 1):  # the first run warms up (imports, scipy's first calls)
-        backend.comm.Barrier()
+        backend.barrier()
         start = time.perf_counter()
         sol = parareal.solve(p.f, p.y0, p.t_span, coarse=coarse, fine=fine, slices=SLICES,
                              tol=1e-8, backend=backend)

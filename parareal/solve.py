@@ -140,27 +140,6 @@ def _prepare_checkpoint(
     return writer, state
 
 
-def _spmd_agree(backend: Any, prepare: Callable[[], tuple[Any, Any]]) -> tuple[Any, Any]:
-    """``prepare()`` here, or on an SPMD backend on the root alone (only the root writes
-    and reads checkpoints), with its failure raised on every rank."""
-    if not getattr(backend, "spmd", False):
-        return prepare()
-    if backend.drives():
-        try:
-            result = prepare()
-        except Exception as exc:
-            backend.comm.bcast(exc, root=backend.root)
-            raise
-        backend.comm.bcast(None, root=backend.root)
-        return result
-    error = backend.comm.bcast(None, root=backend.root)
-    if error is not None:
-        from .backends import RankAborted
-
-        raise RankAborted(f"parareal: the root refused the checkpoint arguments: {error}")
-    return None, None
-
-
 def run_on_boundaries(
     f: Callable[[Any, Any], Any],
     y0: Any,
@@ -201,17 +180,17 @@ def run_on_boundaries(
     max_iters = check_max_iters(max_iters, slices)
     initial = _check_initial(initial, y0, ops, slices)
     with using_backend(backend) as engine_backend:
-        if getattr(engine_backend, "spmd", False):  # every rank is here, with these arguments
-            engine_backend.enter(
-                f=f, y0=y0, boundaries=boundaries, coarse=coarse_p, fine=fine_p, tol=tol,
-                rtol=rtol, max_iters=max_iters, schedule=schedule, lookahead=lookahead,
-                vectorized=vectorized, initial=initial,
-                checkpointing=(checkpoint is not None, resume is not None))
+        engine_backend.enter(  # SPMD: every rank is here, with these arguments
+            f=f, y0=y0, boundaries=boundaries, coarse=coarse_p, fine=fine_p, tol=tol,
+            rtol=rtol, max_iters=max_iters, schedule=schedule, lookahead=lookahead,
+            vectorized=vectorized, initial=initial,
+            checkpointing=(checkpoint is not None, resume is not None))
         writer, state = None, None
         if checkpoint is not None or resume is not None:  # the same on every SPMD rank
-            writer, state = _spmd_agree(engine_backend, lambda: _prepare_checkpoint(
+            writer, state = engine_backend.agree(lambda: _prepare_checkpoint(
                 checkpoint, resume, y0=y0, ops=ops, boundaries=boundaries, coarse=coarse_p,
-                fine=fine_p, tol=tol, rtol=rtol, initial=initial, max_iters=max_iters))
+                fine=fine_p, tol=tol, rtol=rtol, initial=initial, max_iters=max_iters),
+                what="the checkpoint arguments") or (None, None)
         solution = run_parareal(
             rhs=Rhs(f, ops, _check_flag(vectorized, "vectorized"), check_first=True),
             y0=y0,
@@ -491,7 +470,7 @@ def solve_serial(
     boundaries = check_boundaries(boundaries, t0, t1, slices)
     values = [y0]
     with using_backend(backend) as engine_backend:
-        if not engine_backend.concurrent or getattr(engine_backend, "spmd", False):
+        if not engine_backend.concurrent or engine_backend.serial_here:
             # serial work has nothing to spread; SPMD ranks each compute it
             for n in range(slices):
                 values.append(prop.propagate(f, values[-1], boundaries[n], boundaries[n + 1]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -17,6 +17,7 @@ from ..state import VECTORIZED_HINT, ArrayOps, Lanes, device_error, is_torch
 __all__ = ["AUTOGRAD_BACKENDS", "Backend", "Rhs", "refuse_lost_gradients"]
 
 _STEPPABLE_PROPAGATE = SteppablePropagator.propagate
+T = TypeVar("T")
 
 
 def _note_batched(exc: BaseException, t_shape: tuple[int, ...], y_shape: tuple[int, ...]) -> None:
@@ -434,6 +435,52 @@ class Backend(ABC):
     #: False where the fine propagations run in other processes, whose results come back
     #: without a graph; :func:`refuse_lost_gradients` then refuses runs that need one.
     keeps_autograd: bool = True
+    #: True if every process of a job calls ``solve`` with the same arguments and the
+    #: processes run it together (SPMD: :class:`~parareal.backends.MPI`); one of them
+    #: :meth:`drives` the iteration, the others serve its tasks. The hooks below (``enter``,
+    #: ``agree``, ``broadcast``, ``drive``, ``barrier``) say what that means, so that no
+    #: caller needs to test this flag.
+    spmd: ClassVar[bool] = False
+    #: True if :func:`~parareal.solve_serial` runs its propagations in the calling process
+    #: (every process of an SPMD job computes them); False sends them to a worker.
+    serial_here: ClassVar[bool] = True
+
+    def drives(self) -> bool:
+        """True if this process drives the iteration, and so reports the result: always,
+        except on the serving ranks of an SPMD backend."""
+        return True
+
+    def enter(self, **arguments: Any) -> None:
+        """Meet the other processes of the run before any work (SPMD: check that every
+        process passed the same ``arguments``); nothing to do otherwise."""
+        return None
+
+    def agree(self, prepare: Callable[[], T], what: str = "the arguments") -> T | None:
+        """Run ``prepare()`` on the driving process only and share how it went.
+
+        Returns its result there (``None`` on the other processes of an SPMD job). An
+        exception it raises is raised on every process, so that all of them stop together
+        (the others' error says that the driver refused ``what``).
+        """
+        return prepare()
+
+    def broadcast(self, value: T) -> T:
+        """The driving process's ``value``, on every process (``value`` itself unless SPMD)."""
+        return value
+
+    def drive(self, run: Callable[[], Any], rhs: Rhs, fine: Propagator, y0: Any) -> Any:
+        """Run the iteration ``run()`` where it belongs and return its
+        :class:`~parareal.Solution` on every process.
+
+        Here: ``run()``. On an SPMD backend the driving process runs it and sends the result
+        to the others, which meanwhile serve its tasks (fine propagations of ``rhs`` with
+        ``fine``; ``y0`` says the kind of state).
+        """
+        return run()
+
+    def barrier(self) -> None:
+        """Wait until every process of the job gets here (nothing to wait for unless SPMD)."""
+        return None
 
     @abstractmethod
     def evaluate(self, rhs: Rhs, requests: Sequence[Request]) -> list[Any]:

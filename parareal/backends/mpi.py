@@ -29,13 +29,14 @@ import dataclasses
 import os
 import pickle
 import threading
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
 
 from ..propagators import Propagator
 from ..state import is_torch, ops_for
-from .base import Rhs
+from .base import Rhs, T
 from .concurrent import ConcurrentBackend, Session
 from .entry import (
     DEFAULT_ENTRY_TIMEOUT,
@@ -159,8 +160,10 @@ class MPI(ConcurrentBackend):
     """
 
     name: ClassVar[str] = "mpi"
-    #: Every rank calls ``solve``; only the root drives (see :func:`run_parareal`).
+    #: Every rank calls ``solve``; only the root drives (:meth:`drive`).
     spmd: ClassVar[bool] = True
+    #: ``solve_serial``: every rank computes the serial solution itself.
+    serial_here: ClassVar[bool] = True
 
     def __init__(self, comm: Any = None, root: int = 0, device: Any = None,
                  entry_timeout: float = DEFAULT_ENTRY_TIMEOUT) -> None:
@@ -237,6 +240,40 @@ class MPI(ConcurrentBackend):
         calls ``Abort``.
         """
         enter(self.comm, self.root, argument_fields(**arguments), self.entry_timeout)
+
+    def agree(self, prepare: Callable[[], T], what: str = "the arguments") -> T | None:
+        """Run ``prepare()`` on the root alone (it writes and reads checkpoints); its
+        exception is raised on every rank (:class:`RankAborted` on the others, saying that
+        the root refused ``what``).
+        Returns its result on the root, ``None`` on the other ranks."""
+        comm, root = self.comm, self.root
+        if self.drives():
+            try:
+                result = prepare()
+            except Exception as exc:
+                comm.bcast(exc, root=root)
+                raise
+            comm.bcast(None, root=root)
+            return result
+        error = comm.bcast(None, root=root)
+        if error is not None:
+            raise RankAborted(f"parareal: the root refused {what}: {error}")
+        return None
+
+    def broadcast(self, value: T) -> T:
+        """The root's ``value`` on every rank."""
+        return self.comm.bcast(value, root=self.root)
+
+    def drive(self, run: Callable[[], Any], rhs: Rhs, fine: Propagator, y0: Any) -> Any:
+        """The root runs ``run()`` and sends its Solution to every rank; the other ranks serve
+        its fine propagations meanwhile (:meth:`serve`) and return that Solution."""
+        if not self.drives():
+            return self.serve(rhs, fine, y0)
+        return self.share(run())
+
+    def barrier(self) -> None:
+        """``comm.Barrier()``."""
+        self.comm.Barrier()
 
     def open(self, rhs: Rhs, propagator: Propagator, y0: Any) -> Session:
         return _RootSession(self, rhs, y0)

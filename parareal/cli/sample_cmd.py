@@ -163,7 +163,7 @@ def run_sample(args: argparse.Namespace) -> int:
     from ..backends import resolve_backend
 
     backend = None if args.backend is None else resolve_backend(args.backend)
-    reporter = backend is None or not getattr(backend, "spmd", False) or backend.drives()
+    reporter = backend is None or backend.drives()
     if backend is not None and args.backend != "mpi":
         backend = args.backend  # made per run, so that its workers end with it
     if backend is not None:

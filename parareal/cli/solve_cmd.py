@@ -154,7 +154,7 @@ def run_solve(args: argparse.Namespace) -> int:
             checkpoint=args.checkpoint,
             resume=args.resume,
         )
-    if getattr(backend, "spmd", False) and not backend.drives():  # type: ignore[attr-defined]
+    if not backend.drives():
         return 1 if sol.status is Status.DIVERGED else 0  # MPI: the root reports, once
     if sol.coarse_choice is not None:  # what ran, for the report and the plot
         problem = dataclasses.replace(problem, coarse=sol.coarse_choice.propagator)

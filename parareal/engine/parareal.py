@@ -731,8 +731,5 @@ def run_parareal(**kwargs: Any) -> Solution:
     """
     backend = kwargs["backend"]
     refuse_lost_gradients(backend, kwargs["rhs"], kwargs["y0"], float(kwargs["boundaries"][0]))
-    if getattr(backend, "spmd", False):
-        if not backend.drives():
-            return backend.serve(kwargs["rhs"], kwargs["fine"], kwargs["y0"])
-        return backend.share(_Run(**kwargs).run())
-    return _Run(**kwargs).run()
+    return backend.drive(lambda: _Run(**kwargs).run(), kwargs["rhs"], kwargs["fine"],
+                         kwargs["y0"])

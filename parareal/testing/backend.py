@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends import Backend, resolve_backend
+from ..backends import Backend, resolve_backend, using_backend
 from ..engine import SCHEDULES
 from ..problems import CORE, Problem, get
 from ..result import IterationInfo, Solution
@@ -89,7 +89,7 @@ def _solve(case: _Case, backend: Backend, schedule: str, vectorized: bool,
     sol = solve(case.f, case.y0, p.t_span, coarse=p.coarse, fine=p.fine, slices=p.slices,
                 tol=tol, backend=backend, schedule=schedule, vectorized=vectorized,
                 callback=keep)
-    drove = not getattr(backend, "spmd", False) or backend.drives()  # type: ignore[attr-defined]
+    drove = backend.drives()
     return sol, iterates, drove
 
 
@@ -186,10 +186,9 @@ def check_backend(
     if not isinstance(vectorized, bool):
         raise TypeError(f"vectorized must be True or False, got {vectorized!r}")
     cases = _cases(problems, device)
-    engine = resolve_backend(backend)
     serial = resolve_backend("serial")
     done = []
-    try:
+    with using_backend(backend) as engine:  # a backend named here is closed after the check
         for case in cases:
             for schedule in schedules:
                 key = (case.label, schedule, vectorized, tol, str(device))
@@ -203,7 +202,4 @@ def check_backend(
                               backend=backend if isinstance(backend, str) else repr(backend))
                 _compare(got, ref, inputs)
                 done.append(f"{case.label}/{schedule}")
-    finally:
-        if isinstance(backend, str):
-            engine.close()
     return tuple(done)

@@ -70,7 +70,7 @@ def _run(f: Callable[[Any, Any], Any], y0: Any, grid: np.ndarray,
     with using_backend(kwargs.pop("backend")) as engine:
         sol = solve(f, y0, (grid[0], grid[-1]), slices=len(grid) - 1, boundaries=grid,
                     backend=engine, callback=callback, **kwargs)
-        return sol, not getattr(engine, "spmd", False) or engine.drives()
+        return sol, engine.drives()
 
 
 def check_exactness(
