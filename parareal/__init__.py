@@ -39,6 +39,7 @@ from .propagators import (
 )
 from .result import CoarseCandidate, CoarseChoice, IterationInfo, Solution, Stats, Status
 from .solve import solve, solve_serial
+from .stopping import FinalChange, FineResidual, Iterate, MaxUpdate, StopRule
 from .tolerance import default_tolerance
 
 __version__ = "0.1.0"
@@ -60,10 +61,14 @@ __all__ = [
     "ConvergenceWarning",
     "DivergenceError",
     "Euler",
+    "FinalChange",
+    "FineResidual",
     "Heun",
     "ImplicitPropagator",
+    "Iterate",
     "IterationInfo",
     "LinearlyImplicitEuler",
+    "MaxUpdate",
     "Midpoint",
     "NoSpeedupWarning",
     "OversubscriptionWarning",
@@ -75,6 +80,7 @@ __all__ = [
     "Stats",
     "Status",
     "SteppablePropagator",
+    "StopRule",
     "ToleranceWarning",
     "TorchDiffEq",
     "__version__",

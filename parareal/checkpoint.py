@@ -295,8 +295,12 @@ def run_fingerprint(
     tol: float,
     rtol: float,
     initial: list[Any] | None,
+    stop: str | None = None,
 ) -> dict[str, Any]:
     """What identifies a run, as JSON-friendly values; compared field by field on resume.
+
+    ``stop`` is the stopping rule's fingerprint when it is not the default ``MaxUpdate``
+    (whose ``tol`` and ``rtol`` are the fields of those names).
 
     ``f`` cannot be fingerprinted: the caller must pass the same ``f``. Propagators are
     compared by ``repr`` (by class when they have no repr of their own).
@@ -304,7 +308,7 @@ def run_fingerprint(
     initial_hash = None
     if initial is not None:
         initial_hash = hashlib.sha256(b"".join(_raw_bytes(v) for v in initial)).hexdigest()
-    return {
+    out = {
         "kind": "torch" if is_torch(y0) else "numpy",
         "dtype": _dtype_name(y0),
         "shape": list(y0.shape),
@@ -316,6 +320,9 @@ def run_fingerprint(
         "rtol": float(rtol),
         "initial_sha256": initial_hash,
     }
+    if stop is not None:
+        out["stop"] = stop
+    return out
 
 
 def _span(b: list[float]) -> str:
@@ -345,6 +352,10 @@ def _differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
     for key in ("coarse", "fine", "tol", "rtol"):
         if saved.get(key) != now[key]:
             out.append(f"{key} differs (checkpoint {saved.get(key)!r}, this run {now[key]!r})")
+    if saved.get("stop") != now.get("stop"):  # absent: the default rule, MaxUpdate(tol, rtol)
+        default = "MaxUpdate(tol, rtol)"
+        out.append(f"the stopping rule differs (checkpoint {saved.get('stop') or default}, "
+                   f"this run {now.get('stop') or default})")
     if saved.get("initial_sha256") != now["initial_sha256"]:
         given = {True: "an initial iterate", False: "no initial"}
         if (saved.get("initial_sha256") is None) != (now["initial_sha256"] is None):

@@ -17,6 +17,7 @@ from .propagators.external import torchdiffeq_methods
 from .result import Solution, Status
 from .solve import check_callable, solve
 from .state import is_torch
+from .stopping import StopRule
 from .theory import coarse_stability
 from .validation import (
     MAX_STEPS,
@@ -474,6 +475,7 @@ def odeint(
     coarse_method: str | Propagator = "auto",
     slices: int | None = None,
     tol: float | None = None,
+    stop: StopRule | None = None,
     max_iters: int | None = None,
     backend: Any = "serial",
     schedule: str = "synchronous",
@@ -572,6 +574,9 @@ def odeint(
         update). ``None`` (the default) lets the state's dtype decide
         (:func:`parareal.default_tolerance`: ``1e-8`` in float64, a few units of round-off
         of the states' size below double precision, where ``1e-8`` cannot be met).
+    stop : StopRule, optional
+        Another stopping rule (:mod:`parareal.stopping`), as in :func:`parareal.solve`;
+        ``tol`` must then be left unset.
     max_iters, backend, schedule, lookahead, vectorized, progress :
         As in :func:`parareal.solve`.
     check_stability : bool
@@ -610,7 +615,8 @@ def odeint(
     if event_fn is not None:
         event_t, ends = _until_event(
             func, y0, t, rtol, atol, method, opts, event_fn, packed,
-            dict(coarse_method=coarse_method, slices=slices, tol=tol, max_iters=max_iters,
+            dict(coarse_method=coarse_method, slices=slices, tol=tol, stop=stop,
+                 max_iters=max_iters,
                  backend=backend, schedule=schedule, lookahead=lookahead,
                  vectorized=vectorized, progress=progress, check_stability=check_stability),
         )
@@ -704,6 +710,7 @@ def odeint(
         boundaries=boundaries,
         tol=tol,  # None: the state's dtype decides (parareal.tolerance.resolve_tolerance)
         rtol=0.0,
+        stop=stop,
         max_iters=max_iters,
         backend=backend,
         schedule=schedule,

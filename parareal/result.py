@@ -218,6 +218,10 @@ class Solution:
         Newton matrix, Newton not converging, a failed ``solve_ivp``).
     coarse_choice : parareal.CoarseChoice or None
         What ``coarse="auto"`` chose and why (``None`` when the coarse was given).
+    stop_state : dict
+        What the stopping rule saw (:meth:`parareal.StopRule.state`): its name and settings,
+        and for rules with a history (``FinalChange``, ``FineResidual``) the quantities it
+        tested per iterate. The same on every MPI rank.
     """
 
     t: np.ndarray
@@ -229,6 +233,7 @@ class Solution:
     stats: Stats
     reason: str = ""
     coarse_choice: Any = None
+    stop_state: dict[str, Any] = field(default_factory=dict)
 
     @property
     def y_final(self) -> Any:

@@ -19,13 +19,13 @@ from .checkpoint import (
     read_checkpoint,
     run_fingerprint,
 )
-from .engine import DEFAULT_LOOKAHEAD, SCHEDULES, run_parareal
+from .engine import DEFAULT_LOOKAHEAD, SCHEDULES, RunSpec, run_parareal
 from .engine.auto import AutoCoarse
 from .errors import NoSpeedupWarning
 from .propagators import JacobianSource, Propagator, resolve
 from .result import IterationInfo, Solution, Status
 from .state import ArrayOps, is_torch
-from .tolerance import resolve_tolerance
+from .stopping import MaxUpdate, StopRule, check_stop
 from .validation import (
     check_boundaries,
     check_int,
@@ -118,15 +118,18 @@ def _check_initial(initial: Any, y0: Any, ops: ArrayOps, slices: int) -> list[An
 
 def _prepare_checkpoint(
     checkpoint: Any, resume: Any, *, y0: Any, ops: ArrayOps, boundaries: np.ndarray,
-    coarse: Propagator, fine: Propagator, tol: float, rtol: float, initial: Any,
+    coarse: Propagator, fine: Propagator, rule: StopRule, initial: Any,
     max_iters: int,
 ) -> tuple[Checkpointer | None, Any]:
     """The checkpoint writer and the state to resume from (checked against this run)."""
     checkpoint_path, resume_path = check_checkpoint_path(checkpoint), check_resume_path(resume)
     writer, state = None, None
     if checkpoint_path is not None or resume_path is not None:
+        default = isinstance(rule, MaxUpdate)
         run = run_fingerprint(y0=y0, boundaries=boundaries, coarse=coarse, fine=fine,
-                              tol=tol, rtol=rtol, initial=initial)
+                              tol=rule.tol if default else 0.0,
+                              rtol=rule.rtol if default else 0.0, initial=initial,
+                              stop=None if default else rule.fingerprint())
         if checkpoint_path is not None:
             writer = Checkpointer(checkpoint_path, run)
         if resume_path is not None:
@@ -138,80 +141,6 @@ def _prepare_checkpoint(
                     f"{state.iteration} to resume from it"
                 )
     return writer, state
-
-
-def run_on_boundaries(
-    f: Callable[[Any, Any], Any],
-    y0: Any,
-    boundaries: np.ndarray,
-    *,
-    coarse: Any,
-    fine: Any,
-    tol: Any,
-    rtol: Any,
-    max_iters: Any,
-    backend: Any,
-    schedule: Any,
-    callback: Any,
-    progress: Any,
-    vectorized: Any,
-    initial: Any,
-    lookahead: Any,
-    checkpoint: Any = None,
-    resume: Any = None,
-    jac: Any = None,
-    jac_sparsity: Any = None,
-    balance: bool = False,
-) -> Solution:
-    """Validate the arguments of :func:`solve` (slices given by ``boundaries``) and run."""
-    check_callable(f, "f")
-    y0, ops = check_y0(y0)
-    slices = len(boundaries) - 1
-    coarse_p = resolve_coarse(coarse)
-    fine_p = resolve(fine, name="fine")
-    if jac is not None or jac_sparsity is not None:
-        JacobianSource(jac, jac_sparsity)  # checks both: TypeError/ValueError naming them
-        coarse_p = with_jacobian(coarse_p, jac, jac_sparsity)
-        fine_p = with_jacobian(fine_p, jac, jac_sparsity)
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-    _check_callback(callback)
-    tol, rtol = resolve_tolerance(tol, rtol, y0)
-    max_iters = check_max_iters(max_iters, slices)
-    initial = _check_initial(initial, y0, ops, slices)
-    with using_backend(backend) as engine_backend:
-        engine_backend.enter(  # SPMD: every rank is here, with these arguments
-            f=f, y0=y0, boundaries=boundaries, coarse=coarse_p, fine=fine_p, tol=tol,
-            rtol=rtol, max_iters=max_iters, schedule=schedule, lookahead=lookahead,
-            vectorized=vectorized, initial=initial,
-            checkpointing=(checkpoint is not None, resume is not None))
-        writer, state = None, None
-        if checkpoint is not None or resume is not None:  # the same on every SPMD rank
-            writer, state = engine_backend.agree(lambda: _prepare_checkpoint(
-                checkpoint, resume, y0=y0, ops=ops, boundaries=boundaries, coarse=coarse_p,
-                fine=fine_p, tol=tol, rtol=rtol, initial=initial, max_iters=max_iters),
-                what="the checkpoint arguments") or (None, None)
-        solution = run_parareal(
-            rhs=Rhs(f, ops, _check_flag(vectorized, "vectorized"), check_first=True),
-            y0=y0,
-            boundaries=boundaries,
-            coarse=coarse_p,
-            fine=fine_p,
-            backend=engine_backend,
-            schedule=schedule,
-            lookahead=_check_lookahead(lookahead),
-            tol=tol,
-            rtol=rtol,
-            max_iters=max_iters,
-            callback=callback,
-            progress=_check_flag(progress, "progress"),
-            initial=initial,
-            checkpoint=writer,
-            resume=state,
-            balance=_balancer(y0, jac, jac_sparsity) if balance else None,
-        )
-    warn_no_speedup(solution, stacklevel=3)
-    return solution
 
 
 def warn_no_speedup(solution: Solution, stacklevel: int = 2) -> None:
@@ -277,6 +206,7 @@ def solve(
     boundaries: Sequence[float] | str | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
     resume: str | os.PathLike[str] | None = None,
+    stop: StopRule | None = None,
     jac: Callable[[Any, Any], Any] | None = None,
     jac_sparsity: Any = None,
 ) -> Solution:
@@ -315,7 +245,14 @@ def solve(
         follows ``y0``'s dtype: ``1e-8`` for float64, about ``32 eps`` times the states'
         magnitude for float32 and lower precisions (:func:`parareal.default_tolerance`,
         :func:`parareal.tolerance.resolve_tolerance`). A smaller tolerance than the dtype
-        can resolve issues a :class:`parareal.ToleranceWarning`.
+        can resolve issues a :class:`parareal.ToleranceWarning`. They set the default
+        stopping rule, :class:`parareal.MaxUpdate`; with ``stop=`` leave them unset.
+    stop : StopRule, optional
+        The stopping rule, asked after every iterate (:mod:`parareal.stopping`):
+        ``MaxUpdate(tol, rtol)`` (the default, from ``tol`` and ``rtol``), ``FinalChange``
+        (the final value alone, SRDS's rule), ``FineResidual`` (pymgrit's residual at the
+        boundaries) or a subclass of :class:`parareal.StopRule` of your own. What it saw is
+        in ``Solution.stop_state``.
     max_iters : int, optional
         Iteration cap; ``None`` means ``slices`` (exactness). Values above ``slices`` are
         capped at ``slices``.
@@ -417,28 +354,63 @@ def solve(
                                  "boundaries (e.g. a previous run's Solution.t) instead")
         boundaries = None
     grid = check_boundaries(boundaries, t0, t1, slices)
-    return run_on_boundaries(
-        f,
-        y0,
-        grid,
-        coarse=coarse,
-        fine=fine,
-        tol=tol,
-        rtol=rtol,
-        max_iters=max_iters,
-        backend=backend,
-        schedule=schedule,
-        callback=callback,
-        progress=progress,
-        vectorized=vectorized,
-        initial=initial,
-        lookahead=lookahead,
-        checkpoint=checkpoint,
-        resume=resume,
-        jac=jac,
-        jac_sparsity=jac_sparsity,
-        balance=balance,
-    )
+    check_callable(f, "f")
+    y0, ops = check_y0(y0)
+    coarse_p = resolve_coarse(coarse)
+    fine_p = resolve(fine, name="fine")
+    if jac is not None or jac_sparsity is not None:
+        JacobianSource(jac, jac_sparsity)  # checks both: TypeError/ValueError naming them
+        coarse_p = with_jacobian(coarse_p, jac, jac_sparsity)
+        fine_p = with_jacobian(fine_p, jac, jac_sparsity)
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    _check_callback(callback)
+    # the default rule's ToleranceWarning points at the caller (bind -> resolve_tolerance)
+    rule = MaxUpdate(tol, rtol).bind(y0) if stop is None else _stop_rule(stop, tol, rtol, y0)
+    max_iters = check_max_iters(max_iters, slices)
+    initial = _check_initial(initial, y0, ops, slices)
+    with using_backend(backend) as engine_backend:
+        default = isinstance(rule, MaxUpdate)
+        engine_backend.enter(  # SPMD: every rank is here, with these arguments
+            f=f, y0=y0, boundaries=grid, coarse=coarse_p, fine=fine_p,
+            tol=rule.tol if default else 0.0, rtol=rule.rtol if default else 0.0,
+            stop=rule.fingerprint(), max_iters=max_iters, schedule=schedule,
+            lookahead=lookahead, vectorized=vectorized, initial=initial,
+            checkpointing=(checkpoint is not None, resume is not None))
+        writer, state = None, None
+        if checkpoint is not None or resume is not None:  # the same on every SPMD rank
+            writer, state = engine_backend.agree(lambda: _prepare_checkpoint(
+                checkpoint, resume, y0=y0, ops=ops, boundaries=grid, coarse=coarse_p,
+                fine=fine_p, rule=rule, initial=initial, max_iters=max_iters),
+                what="the checkpoint arguments") or (None, None)
+        solution = run_parareal(RunSpec(
+            rhs=Rhs(f, ops, _check_flag(vectorized, "vectorized"), check_first=True),
+            y0=y0,
+            boundaries=grid,
+            coarse=coarse_p,
+            fine=fine_p,
+            backend=engine_backend,
+            stop=rule,
+            max_iters=max_iters,
+            schedule=schedule,
+            lookahead=_check_lookahead(lookahead),
+            callback=callback,
+            progress=_check_flag(progress, "progress"),
+            initial=initial,
+            checkpoint=writer,
+            resume=state,
+            balance=_balancer(y0, jac, jac_sparsity) if balance else None,
+        ))
+    warn_no_speedup(solution, stacklevel=2)
+    return solution
+
+
+def _stop_rule(stop: Any, tol: Any, rtol: Any, y0: Any) -> StopRule:
+    """A rule of the caller's, checked and bound to ``y0`` (``tol``/``rtol`` must be unset)."""
+    if tol is not None or rtol != 0.0:
+        raise ValueError("tol and rtol set the default stopping rule; with stop= give the "
+                         "tolerance to the rule instead (e.g. stop=MaxUpdate(tol, rtol))")
+    return check_stop(stop).bind(y0)
 
 
 def solve_serial(

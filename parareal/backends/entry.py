@@ -176,7 +176,7 @@ def _plain(value: Any) -> tuple[str, str]:
 
 
 def argument_fields(*, f: Any, y0: Any, boundaries: np.ndarray, coarse: Any, fine: Any,
-                    tol: float, rtol: float, max_iters: int, schedule: str,
+                    tol: float, rtol: float, stop: str, max_iters: int, schedule: str,
                     lookahead: Any, vectorized: Any, initial: Any,
                     checkpointing: tuple[bool, bool]) -> dict[str, tuple[str, str | None]]:
     """What the ranks compare: argument name -> (the value as shown in a message, digest).
@@ -195,6 +195,7 @@ def argument_fields(*, f: Any, y0: Any, boundaries: np.ndarray, coarse: Any, fin
                               state_digest(t)),
         "tol": _plain(float(tol)),
         "rtol": _plain(float(rtol)),
+        "stop": _plain(stop),
         "max_iters": _plain(int(max_iters)),
         "schedule": _plain(schedule),
         "lookahead": _plain(lookahead),

@@ -1,6 +1,7 @@
 """The Parareal engine: the iteration, its schedules and the tick driver."""
 
 from .driver import Driver
-from .parareal import DEFAULT_LOOKAHEAD, SCHEDULES, run_parareal
+from .parareal import run_parareal
+from .spec import DEFAULT_LOOKAHEAD, SCHEDULES, RunSpec
 
-__all__ = ["DEFAULT_LOOKAHEAD", "SCHEDULES", "Driver", "run_parareal"]
+__all__ = ["DEFAULT_LOOKAHEAD", "SCHEDULES", "Driver", "RunSpec", "run_parareal"]

@@ -40,27 +40,23 @@ import heapq
 import math
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from ..backends import Backend, Rhs, refuse_lost_gradients
+from ..backends import refuse_lost_gradients
 from ..backends.concurrent import open_session
-from ..checkpoint import Checkpoint, Checkpointer
+from ..checkpoint import Checkpoint
 from ..propagators import Propagator
 from ..propagators.linalg import LinalgMeter, metered
 from ..result import CoarseChoice, IterationInfo, Solution, Stats, Status
 from ..state import ArrayOps
+from ..stopping import Iterate
 from .auto import AutoCoarse, Probe, SpanSolve
 from .driver import Driver
+from .spec import DEFAULT_LOOKAHEAD, SCHEDULES, RunSpec
 
-__all__ = ["SCHEDULES", "run_parareal"]
-
-SCHEDULES = ("synchronous", "pipelined")
-#: Default bound on how many iterations fine work may run ahead of the newest complete iterate
-#: in the pipelined schedule (see the module docstring and ``docs/benchmarks.md``).
-DEFAULT_LOOKAHEAD = 2
+__all__ = ["DEFAULT_LOOKAHEAD", "SCHEDULES", "RunSpec", "run_parareal"]
 
 Key = tuple[str, int, int]
 
@@ -68,55 +64,35 @@ Key = tuple[str, int, int]
 class _Run:
     """State of one Parareal run; reacts to finished tasks."""
 
-    def __init__(
-        self,
-        *,
-        rhs: Rhs,
-        y0: Any,
-        boundaries: np.ndarray,
-        coarse: Propagator,
-        fine: Propagator,
-        backend: Backend,
-        schedule: str,
-        lookahead: int | None = DEFAULT_LOOKAHEAD,
-        tol: float,
-        rtol: float,
-        max_iters: int,
-        callback: Callable[[IterationInfo], Any] | None,
-        progress: bool,
-        initial: list[Any] | None,
-        checkpoint: Checkpointer | None = None,
-        resume: Checkpoint | None = None,
-        balance: Propagator | None = None,
-    ) -> None:
+    def __init__(self, spec: RunSpec) -> None:
+        rhs = spec.rhs
+        self.spec = spec
         self.rhs = rhs
         self.ops: ArrayOps = rhs.ops
-        self.y0 = y0
-        self.t = boundaries
-        self.N = len(boundaries) - 1
+        self.y0 = spec.y0
+        self.t = spec.boundaries
+        self.N = len(spec.boundaries) - 1
+        coarse = spec.coarse
         self.auto = coarse.for_state(int(np.prod(rhs.ops.shape))) if isinstance(
             coarse, AutoCoarse) else None
         self.coarse = coarse if self.auto is None else self.auto.initial
-        self.fine = fine
-        self.schedule = schedule
+        self.fine = spec.fine
         self.choice: CoarseChoice | None = None
         self.probe: Probe | None = None
         self.choice_index: int | None = None  # which auto candidate was chosen
         self.auto_note = ""  # what went wrong in coarse="auto", if anything
-        self.balance = balance
-        self.pipelined = schedule == "pipelined"
-        self.lookahead = math.inf if lookahead is None else lookahead
+        self.pipelined = spec.schedule == "pipelined"
+        self.lookahead = math.inf if spec.lookahead is None else spec.lookahead
         self.held: list[tuple[int, int]] = []  # fine tasks (k, n) waiting for the lookahead
-        self.tol = tol
-        self.rtol = rtol
-        self.K = max_iters
-        self.callback = callback
-        self.progress = progress
-        self.initial = initial
-        self.checkpoint = checkpoint
-        self.resume = resume
+        self.rule = spec.stop
+        self.rule.start()
+        self.met_by_rule = False  # the rule, not the callback, stopped the run
+        self.K = spec.max_iters
+        self.initial = spec.initial
+        self.checkpoint = spec.checkpoint
+        self.resume = spec.resume
         self.saved: tuple[int, Status | None] | None = None  # the iterate last checkpointed
-        self.driver = Driver(backend, rhs)
+        self.driver = Driver(spec.backend, rhs)
         self.U: dict[tuple[int, int], Any] = {}
         self.C: dict[tuple[int, int], Any] = {}
         self.F: dict[tuple[int, int], Any] = {}
@@ -128,7 +104,7 @@ class _Run:
         self.residuals: list[float] = []
         self.path: list[int] = []
         self.wall_path: list[float] = []
-        self.backend = backend
+        self.backend = spec.backend
         self.started = 0.0
         self.fine_calls = 0
         self.coarse_calls = 0
@@ -268,7 +244,8 @@ class _Run:
         U = self.U
         next_formed = (n + 1, j + 1) in U
         probe = self.probe
-        if next_formed and (probe is None or probe.chosen or j != probe.base):
+        keep = self.rule.needs_fine_defects  # until iterate j + 1 is complete (forget)
+        if next_formed and not keep and (probe is None or probe.chosen or j != probe.base):
             self.F.pop((n, j), None)
         if (n + 1, j) in U and (n <= j or next_formed):
             self.C.pop((n, j), None)
@@ -294,8 +271,14 @@ class _Run:
                 self.stop(k - 1, Status.DIVERGED)
                 return
             self.residuals.append(residual)
+        verdict = self.rule.check(self.iterate_view(k, residual))
+        if verdict is Status.DIVERGED:  # the rule saw what the boundary check did not
+            self.reason = (f"the stopping rule {self.rule.name!r} saw NaN or inf at iteration "
+                           f"{k}; the last finite iterate ({max(k - 1, 0)}) is returned")
+            self.stop(max(k - 1, 0), Status.DIVERGED)
+            return
         self.mark_iterate()
-        if self.progress:
+        if self.spec.progress:
             print(
                 f"parareal: iteration {k}/{self.K}  max update {residual:.3e}  "
                 f"critical path {self.driver.clock}",
@@ -303,14 +286,14 @@ class _Run:
             )
         # the stop decision comes first, so that the checkpoint the callback may read has it
         status: Status | None = None
-        if k >= 1 and self.converged(residual, k):
-            status = Status.CONVERGED
+        if verdict is Status.CONVERGED:
+            status, self.met_by_rule = Status.CONVERGED, True
         elif k == self.K:
             status = Status.CONVERGED if k == self.N else Status.MAX_ITERS
         self.save(k, status)
         stop_requested = False
-        if self.callback is not None:
-            stop_requested = self.callback(
+        if self.spec.callback is not None:
+            stop_requested = self.spec.callback(
                 IterationInfo(
                     iteration=k,
                     residual=residual,
@@ -365,13 +348,15 @@ class _Run:
         self.path.append(self.driver.clock)
         self.wall_path.append(time.perf_counter() - self.started)
 
-    def converged(self, residual: float, k: int) -> bool:
-        if self.tol == 0.0 and self.rtol == 0.0:
-            return False
-        scale = 0.0
-        if self.rtol > 0.0:
-            scale = max(self.ops.max_abs(self.value(n, k)) for n in range(self.N + 1))
-        return residual <= self.tol + self.rtol * scale
+    def iterate_view(self, k: int, residual: float) -> Iterate:
+        """What the stopping rule sees of iterate ``k``."""
+        defects = None
+        if self.rule.needs_fine_defects and k >= 1:  # F(n, k - 1) are kept for this
+            defects = tuple(
+                0.0 if n < k - 1 else _squared_norm(self.F[(n, k - 1)] - self.value(n + 1, k - 1))
+                for n in range(self.N))
+        return Iterate(iteration=k, update=residual, t=self.t, ops=self.ops,
+                       _value=lambda n: self.value(n, k), fine_defects=defects)
 
     def forget(self, k: int) -> None:
         """Drop values that no later iterate can need once iterate ``k`` is complete."""
@@ -425,7 +410,7 @@ class _Run:
             status = None  # a larger max_iters continues the run
         if status is None and k == self.K:
             status = Status.CONVERGED if k == self.N else Status.MAX_ITERS
-        if self.progress:
+        if self.spec.progress:
             print(f"parareal: resumed at iteration {k}/{self.K}", file=sys.stderr)
         if status is not None:
             self.stop(k, status)
@@ -468,8 +453,8 @@ class _Run:
         (:meth:`~parareal.ScipyIVP.trajectory` with ``balance``) places the boundaries so that
         every slice holds an equal share of its steps; with ``coarse="auto"`` its values there
         are iterate 0 too. On failure the equal slices stay."""
-        assert self.balance is not None
-        bounds, states = self.run_alone(SpanSolve(self.balance, self.t, balance=True))
+        assert self.spec.balance is not None
+        bounds, states = self.run_alone(SpanSolve(self.spec.balance, self.t, balance=True))
         if bounds is None:
             return
         self.t = np.asarray(bounds, dtype=np.float64)
@@ -534,13 +519,14 @@ class _Run:
             return
         lengths = {n: self.fine_lengths.get((n, b), 0) for n in range(b, self.N)}
         note = self.auto_note
+        tol, rtol = self.rule.update_tolerance()
         choice = self.auto.choose(  # type: ignore[union-attr]
             probe=probe, U={n: self.value(n, b) for n in range(b, self.N)},
             F={n: self.F[(n, b)] for n in range(b, self.N)},
             defects={n: self.ops.max_abs(self.value(n + 1, b) - self.F[(n, b)])
                      for n in range(b + 1, self.N)},
             fine_lengths=lengths, norm=self.ops.max_abs, slices=self.N,
-            tol=self.tol, rtol=self.rtol, schedule=self.schedule,
+            tol=tol, rtol=rtol, schedule=self.spec.schedule,
             clock=self.driver.clock)
         probe.chosen = True
         if note:
@@ -571,7 +557,7 @@ class _Run:
                 self.driver.session = open_session(
                     self.backend, self.rhs, self.fine, self.y0, slices=self.N  # type: ignore[arg-type]
                 )
-            if self.balance is not None:
+            if self.spec.balance is not None:
                 self.balance_slices()
             if self.auto is not None and self.resume is not None and (
                     self.resume.coarse_index is not None):
@@ -672,6 +658,7 @@ class _Run:
             stats=stats,
             reason=self.reason,
             coarse_choice=self.choice,
+            stop_state=self.rule.state(),
         )
 
     def take_iterate(self, k: int) -> Any:
@@ -703,8 +690,8 @@ class _Run:
             if k >= self.N:
                 return (f"every slice became exact after {k} iterations (the serial fine "
                         "solution, computed without gain)")
-            if self.residuals and self.converged(self.residuals[k - 1], k):
-                return f"the boundary update {self.residuals[k - 1]:.3e} met the tolerance"
+            if self.met_by_rule:
+                return self.rule.reason()
             return "the callback asked to stop"
         return f"max_iters = {self.K} iterations ran without meeting the tolerance"
 
@@ -723,13 +710,16 @@ def stops(answer: Any) -> bool:
     return False
 
 
-def run_parareal(**kwargs: Any) -> Solution:
-    """Run Parareal on validated arguments (see :func:`parareal.solve` for their meaning).
+def _squared_norm(x: Any) -> float:
+    """``sum |x|**2`` over the entries (numpy or torch)."""
+    return float((abs(x) ** 2).sum())
+
+
+def run_parareal(spec: RunSpec) -> Solution:
+    """Run Parareal as ``spec`` describes it (see :func:`parareal.solve`).
 
     On an SPMD backend (``mpi``) only the driving rank runs the iteration; the others serve
-    its tasks, and every rank returns the same :class:`Solution`.
+    its tasks, and every rank returns the same :class:`Solution` (:meth:`Backend.drive`).
     """
-    backend = kwargs["backend"]
-    refuse_lost_gradients(backend, kwargs["rhs"], kwargs["y0"], float(kwargs["boundaries"][0]))
-    return backend.drive(lambda: _Run(**kwargs).run(), kwargs["rhs"], kwargs["fine"],
-                         kwargs["y0"])
+    refuse_lost_gradients(spec.backend, spec.rhs, spec.y0, float(spec.boundaries[0]))
+    return spec.backend.drive(lambda: _Run(spec).run(), spec.rhs, spec.fine, spec.y0)
