@@ -442,7 +442,7 @@ def solve_serial(
     boundaries = check_boundaries(boundaries, t0, t1, slices)
     values = [y0]
     with using_backend(backend) as engine_backend:
-        if not engine_backend.concurrent or engine_backend.serial_here:
+        if engine_backend.serial_here:
             # serial work has nothing to spread; SPMD ranks each compute it
             for n in range(slices):
                 values.append(prop.propagate(f, values[-1], boundaries[n], boundaries[n + 1]))

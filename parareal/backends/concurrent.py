@@ -187,6 +187,8 @@ class ConcurrentBackend(Backend):
     groups: ClassVar[bool] = True
     interleaves: ClassVar[bool] = True
     concurrent: ClassVar[bool] = True
+    #: ``solve_serial`` sends its propagations, one after another, to a worker.
+    serial_here: ClassVar[bool] = False
     #: Unknown for a subclass: one whose tasks run in this process declares True.
     keeps_autograd: bool = False
 
