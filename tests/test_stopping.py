@@ -141,6 +141,12 @@ def test_the_final_change_rule_calls_a_non_finite_change_divergence():
     got = parareal.solve(f, Y0, SPAN, stop=FinalChange(1e-6, norm=norm), **OPTS)
     assert got.status is Status.DIVERGED and got.iterations == 0
     assert got.stop_state["diverged"] is True and got.stop_state["changes"] == ()
+    assert got.reason.endswith("saw NaN or inf at iteration 1; the last finite iterate (0) is "
+                               "returned")
+    first = parareal.solve(f, Y0, SPAN, stop=StopAt(0, Status.DIVERGED), **OPTS)
+    assert first.iterations == 0 and first.status is Status.DIVERGED
+    assert first.reason.endswith("iteration 0; iterate 0 is returned as it is")
+    assert len(first.stats.critical_path_per_iteration) == 1
 
 
 def test_bad_rules_get_clear_errors():

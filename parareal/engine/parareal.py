@@ -273,8 +273,12 @@ class _Run:
             self.residuals.append(residual)
         verdict = self.rule.check(self.iterate_view(k, residual))
         if verdict is Status.DIVERGED:  # the rule saw what the boundary check did not
-            self.reason = (f"the stopping rule {self.rule.name!r} saw NaN or inf at iteration "
-                           f"{k}; the last finite iterate ({max(k - 1, 0)}) is returned")
+            self.reason = f"the stopping rule {self.rule.name!r} saw NaN or inf at iteration {k}"
+            if k == 0:  # no earlier iterate: iterate 0 is returned as it is
+                self.mark_iterate()
+                self.reason += "; iterate 0 is returned as it is"
+            else:
+                self.reason += f"; the last finite iterate ({k - 1}) is returned"
             self.stop(max(k - 1, 0), Status.DIVERGED)
             return
         self.mark_iterate()
