@@ -125,11 +125,9 @@ def _prepare_checkpoint(
     checkpoint_path, resume_path = check_checkpoint_path(checkpoint), check_resume_path(resume)
     writer, state = None, None
     if checkpoint_path is not None or resume_path is not None:
-        default = isinstance(rule, MaxUpdate)
+        tol, rtol, other = _rule_fields(rule)
         run = run_fingerprint(y0=y0, boundaries=boundaries, coarse=coarse, fine=fine,
-                              tol=rule.tol if default else 0.0,
-                              rtol=rule.rtol if default else 0.0, initial=initial,
-                              stop=None if default else rule.fingerprint())
+                              tol=tol, rtol=rtol, initial=initial, stop=other)
         if checkpoint_path is not None:
             writer = Checkpointer(checkpoint_path, run)
         if resume_path is not None:
@@ -141,6 +139,14 @@ def _prepare_checkpoint(
                     f"{state.iteration} to resume from it"
                 )
     return writer, state
+
+
+def _rule_fields(rule: StopRule) -> tuple[float, float, str | None]:
+    """``(tol, rtol, other)`` identifying the rule: the default ``MaxUpdate`` by its
+    tolerances (``other = None``), another rule by its fingerprint (``tol = rtol = 0``)."""
+    if isinstance(rule, MaxUpdate):
+        return float(rule.tol or 0.0), rule.rtol, None
+    return 0.0, 0.0, rule.fingerprint()
 
 
 def warn_no_speedup(solution: Solution, stacklevel: int = 2) -> None:
@@ -370,11 +376,10 @@ def solve(
     max_iters = check_max_iters(max_iters, slices)
     initial = _check_initial(initial, y0, ops, slices)
     with using_backend(backend) as engine_backend:
-        default = isinstance(rule, MaxUpdate)
+        rule_tol, rule_rtol, _ = _rule_fields(rule)
         engine_backend.enter(  # SPMD: every rank is here, with these arguments
-            f=f, y0=y0, boundaries=grid, coarse=coarse_p, fine=fine_p,
-            tol=rule.tol if default else 0.0, rtol=rule.rtol if default else 0.0,
-            stop=rule.fingerprint(), max_iters=max_iters, schedule=schedule,
+            f=f, y0=y0, boundaries=grid, coarse=coarse_p, fine=fine_p, tol=rule_tol,
+            rtol=rule_rtol, stop=rule.fingerprint(), max_iters=max_iters, schedule=schedule,
             lookahead=lookahead, vectorized=vectorized, initial=initial,
             checkpointing=(checkpoint is not None, resume is not None))
         writer, state = None, None
