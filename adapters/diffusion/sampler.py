@@ -24,7 +24,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -37,9 +37,18 @@ from parareal.state import VECTORIZED_HINT, ops_for
 from parareal.validation import check_int, check_tolerance
 
 from .anderson import PrefixAnderson
+from .chunks import (
+    CALL_BUDGET_BYTES,
+    STORE_BUDGET_BYTES,
+    _auto_max_batch,
+    _chunk_bounds,
+    _combine,
+    _Noises,
+)
 from .checks import check_eta, check_x_T
 from .ddim import DDIMJump, DDIMSteps
 from .models import ModelCall, ModelFn, wrap_model
+from .result import DiffusionResult, Outcome
 from .pf_ode import OnGrid, ProbabilityFlowRhs, SigmaGrid, check_scheduler, propagators, sigma_grid
 from .schedule import DDIMGrid, NoiseSchedule
 
@@ -85,87 +94,6 @@ METHOD_OPTIONS: Mapping[str, tuple[str, ...]] = {
     "coarse": ("srds",),
     "exact": ("auto",),
 }
-#: Automatic ``max_batch``: bytes of states in the largest batched model call of one chunk.
-#: A network's activations are a model-dependent multiple of its input (about 600x for the
-#: bundled digits UNet: 2048 states of 256 bytes peak near 300 MiB).
-CALL_BUDGET_BYTES = 2**19
-#: Automatic ``max_batch``: bytes of states the sampler keeps between model calls per chunk.
-STORE_BUDGET_BYTES = 2**28
-
-_SEVERITY = {Status.CONVERGED: 0, Status.MAX_ITERS: 1, Status.DIVERGED: 2}
-
-
-@dataclass(frozen=True)
-class DiffusionResult:
-    """Result of :func:`sample`.
-
-    Attributes
-    ----------
-    sample : torch.Tensor
-        The generated sample, shape and dtype of ``x_T``. When the run diverged: for SRDS and
-        Picard the last finite estimate of the final sample, for serial the sampler's output
-        as it is.
-    iterations : int
-        Refinement iterations (SRDS: Parareal iterations; Picard: window iterations; 0 for
-        serial). For a split batch, the most any chunk ran.
-    converged : bool
-        ``status is Status.CONVERGED``.
-    status : parareal.Status
-        ``CONVERGED``: the stopping rule was met (serial: the sample is finite);
-        ``MAX_ITERS``: ``max_iters`` ran out first; ``DIVERGED``: a non-finite value
-        appeared (a non-finite sample is never converged). For a split batch, the worst chunk's.
-    sequential_evals : int
-        Batched model calls on the critical path: the latency in model calls (summed over the
-        chunks of a split batch, which run one after another).
-    total_evals : int
-        Model evaluations per sample (a guided evaluation counts 2). For a split batch, the
-        mean over all samples of their chunk's count, rounded to an integer.
-    residuals : tuple of float
-        The quantity the stopping rule tested, per iteration; for a split batch the largest
-        over the chunks that ran that iteration (the unsplit value when they all ran it).
-    method : str
-        The method that ran (never ``"auto"``: the one ``auto`` chose).
-    wall_time_s : float
-        Seconds of the whole call (with ``method="auto"``, the timing of the model included).
-    stats : parareal.Stats or None
-        The engine's counters (SRDS only, ``None`` for a split batch: see ``chunks``).
-    max_batch : int
-        Samples per chunk: the largest chunk (the whole batch when it was not split).
-    chunks : tuple of DiffusionResult
-        The result of every chunk, in batch order, when the batch was split (their samples are
-        views of ``sample``); empty otherwise.
-    reason : str
-        Why this method ran: ``"requested"``, or with ``method="auto"`` the choice and the
-        predicted seconds of every method.
-    predicted_s : dict of str to float
-        ``method="auto"``: the predicted seconds of each method (empty otherwise).
-    blocks : int
-        SRDS: the blocks it ran (with ``method="auto"``, the ones it chose); 0 otherwise.
-    """
-
-    sample: torch.Tensor
-    iterations: int
-    converged: bool
-    status: Status
-    sequential_evals: int
-    total_evals: int
-    residuals: tuple[float, ...]
-    method: str = "srds"
-    wall_time_s: float = 0.0
-    stats: parareal.Stats | None = None
-    max_batch: int = 0
-    chunks: tuple[DiffusionResult, ...] = ()
-    reason: str = "requested"
-    predicted_s: dict[str, float] = field(default_factory=dict)
-    blocks: int = 0
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.status, Status):
-            raise TypeError(f"status must be a parareal.Status, got {self.status!r}")
-        if self.converged != (self.status is Status.CONVERGED):
-            raise ValueError(f"converged={self.converged} contradicts status {self.status}")
-
-
 def check_method_options(method: str, options: Mapping[str, Any]) -> None:
     """Refuse options that do not apply to ``method`` (see :data:`METHOD_OPTIONS`).
 
@@ -242,37 +170,6 @@ def _window(steps: int, window: int | None) -> int:
     return min(p, steps)
 
 
-def _auto_max_batch(
-    x_T: torch.Tensor, method: str, steps: int, blocks: int, window: int, eta: float,
-    evals_per_state: int,
-) -> int:
-    """The automatic ``max_batch``: the largest chunk whose states fit both budgets.
-
-    Per sample, a chunk's largest batched model call holds ``calls`` states (serial 1, SRDS
-    ``B + 4``, Picard ``p``; twice that with guidance) and the sampler keeps ``kept`` states
-    between calls (serial 2, SRDS ``10 (B + 1)``, Picard ``N + 1 + 2 p``; plus ``N`` step
-    noises with ``eta > 0``). The SRDS figures are the largest measured with the default blocks
-    and :func:`srds_lookahead` (N = 16 to 1000): calls of at most ``B + 4`` rows, at most
-    ``9.2 (B + 1)`` stored states. With ``s`` bytes per sample state, the chunk is the largest
-    ``m >= 1`` with ``m * calls * s <= CALL_BUDGET_BYTES`` and
-    ``m * kept * s <= STORE_BUDGET_BYTES``.
-    """
-    state = max(1, x_T[0].numel() * x_T.element_size())
-    calls = {"serial": 1, "srds": blocks + 4, "picard": window}[method] * evals_per_state
-    kept = {"serial": 2, "srds": 10 * (blocks + 1), "picard": steps + 1 + 2 * window}[method]
-    if eta > 0:
-        kept += steps
-    return max(1, min(CALL_BUDGET_BYTES // (calls * state), STORE_BUDGET_BYTES // (kept * state)))
-
-
-def _chunk_bounds(n: int, max_batch: int) -> list[tuple[int, int]]:
-    """``ceil(n / max_batch)`` contiguous chunks of the batch, as equal in size as possible."""
-    count = -(-n // max_batch)
-    sizes = [n // count + (i < n % count) for i in range(count)]
-    bounds = np.concatenate([[0], np.cumsum(sizes)]).tolist()
-    return list(zip(bounds[:-1], bounds[1:]))
-
-
 class _ModelRhs:
     """The engine's vectorised ``f(s, X)``: the model at grid indices ``s`` for states ``X``."""
 
@@ -313,68 +210,6 @@ def _progress_bar(enabled: bool, total: int, method: str) -> Any:
         return None
     return tqdm(total=total, desc=f"{method}: sequential model calls", unit="call",
                 file=sys.stderr, leave=False)
-
-
-class _Noises:
-    """The step noises of the whole batch, drawn as diffusers' step loop draws them (one tensor
-    of the batch's shape per step, in step order), served chunk by chunk.
-
-    One chunk: drawn once. Several: each chunk replays the generator from its starting state
-    and keeps its own rows, so that only one chunk's noises are ever held, and the generator
-    ends where the unsplit draw leaves it.
-    """
-
-    def __init__(
-        self, grid: DDIMGrid, x_T: torch.Tensor, eta: float, generator: torch.Generator | None,
-        split: bool,
-    ) -> None:
-        self.steps, self.like, self.eta = grid.steps, x_T, eta
-        self.generator = generator
-        self.all: list[torch.Tensor] | None = None
-        if eta == 0:
-            return
-        if not split:
-            self.all = self._draw()
-            return
-        if self.generator is None:
-            self.generator = _default_generator(x_T.device)
-        self.start = self.generator.get_state()
-
-    def _draw(self) -> list[torch.Tensor]:
-        x = self.like
-        device = self.generator.device if self.generator is not None else x.device
-        return [
-            torch.randn(x.shape, generator=self.generator, device=device, dtype=x.dtype).to(
-                x.device)
-            for _ in range(self.steps)
-        ]
-
-    def rows(self, start: int, stop: int) -> list[torch.Tensor] | None:
-        """The noises of samples ``start:stop``, one tensor per step (``None`` for eta = 0)."""
-        if self.eta == 0:
-            return None
-        if self.all is not None:
-            return [z[start:stop] for z in self.all]
-        assert self.generator is not None
-        self.generator.set_state(self.start)
-        x = self.like
-        device = self.generator.device
-        return [
-            torch.randn(x.shape, generator=self.generator, device=device, dtype=x.dtype)[
-                start:stop].to(x.device, copy=True)
-            for _ in range(self.steps)
-        ]
-
-
-def _default_generator(device: torch.device) -> torch.Generator:
-    """The generator ``torch.randn(..., device=device)`` draws from without one."""
-    if device.type == "cpu":
-        return torch.default_generator
-    if device.type == "cuda":
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        return torch.cuda.default_generators[index]
-    raise ValueError(f"eta > 0 with a batch split into chunks on {device.type} needs a "
-                     "torch.Generator (or max_batch >= the batch size)")
 
 
 def _change(delta: torch.Tensor, mode: str) -> float:
@@ -596,8 +431,10 @@ or NoiseSchedule
     n = x_T.shape[0]
 
     def chunk_size(name: str) -> int:
+        rows = {"serial": 1, "srds": nblocks + 4, "picard": p}[name]
+        kept = {"serial": 2, "srds": 10 * (nblocks + 1), "picard": steps + 1 + 2 * p}[name]
         size = max_batch if max_batch is not None else _auto_max_batch(
-            x_T, name, steps, nblocks, p, eta, fn.evals_per_state)
+            x_T, rows, kept, steps, eta, fn.evals_per_state)
         return min(size, n)
 
     choice = None
@@ -719,21 +556,27 @@ def _sample_chunk(
         _sample_notes(exc)
         raise
     if isinstance(grid, SigmaGrid) and grid.final_scale != 1.0:
-        result["sample"] = result["sample"] * grid.final_scale
-    if not _finite(result["sample"]):
-        result["status"] = Status.DIVERGED  # a non-finite sample is never converged
+        result = replace(result, sample=result.sample * grid.final_scale)
+    if not _finite(result.sample):
+        result = replace(result, status=Status.DIVERGED)  # a non-finite sample never converged
     return DiffusionResult(
-        converged=result["status"] is Status.CONVERGED,
-        total_evals=rhs.evals * fn.evals_per_state,
+        sample=result.sample,
+        iterations=result.iterations,
+        converged=result.status is Status.CONVERGED,
+        status=result.status,
+        sequential_evals=result.sequential_evals,
+        total_evals=result.evals * fn.evals_per_state,
+        residuals=result.residuals,
         method=method,
         wall_time_s=time.perf_counter() - begin,
+        stats=result.stats,
         max_batch=x_T.shape[0],
-        **result,
+        blocks=result.blocks,
     )
 
 
-def _run_method(run: _Run) -> dict[str, Any]:
-    """The chunk's sample by ``run.settings.method``, as the fields of a result."""
+def _run_method(run: _Run) -> Outcome:
+    """The chunk's sample by ``run.settings.method``."""
     method = run.settings.method
     if method == "srds":
         return _srds(run)
@@ -741,38 +584,8 @@ def _run_method(run: _Run) -> dict[str, Any]:
         return _picard(run)
     rhs = run.rhs
     out = run.fine.propagate(rhs.plain, run.x_T, 0.0, float(run.settings.grid.steps))
-    return dict(sample=out, iterations=0, status=Status.CONVERGED,
-                sequential_evals=rhs.calls, residuals=(), stats=None)
-
-
-def _combine(parts: list[DiffusionResult], method: str, wall: float) -> DiffusionResult:
-    """One result from the results of the chunks, in batch order."""
-    if len(parts) == 1:
-        return replace(parts[0], wall_time_s=wall)
-    sample = torch.cat([part.sample for part in parts])
-    sizes = [part.sample.shape[0] for part in parts]
-    views = torch.split(sample, sizes)
-    status = max((part.status for part in parts), key=_SEVERITY.__getitem__)
-    longest = max(len(part.residuals) for part in parts)
-    residuals = tuple(
-        max(part.residuals[k] for part in parts if k < len(part.residuals)) for k in range(longest)
-    )
-    evals = sum(size * part.total_evals for size, part in zip(sizes, parts))
-    return DiffusionResult(
-        sample=sample,
-        iterations=max(part.iterations for part in parts),
-        converged=status is Status.CONVERGED,
-        status=status,
-        sequential_evals=sum(part.sequential_evals for part in parts),
-        total_evals=round(evals / sample.shape[0]),
-        residuals=residuals,
-        method=method,
-        wall_time_s=wall,
-        stats=None,
-        max_batch=max(sizes),
-        chunks=tuple(replace(part, sample=view) for part, view in zip(parts, views)),
-        blocks=parts[0].blocks,
-    )
+    return Outcome(sample=out, iterations=0, status=Status.CONVERGED,
+                   sequential_evals=rhs.calls, evals=rhs.evals)
 
 
 class _FinalSampleRule:
@@ -893,7 +706,7 @@ def srds_lookahead(fine_calls: list[int], coarse_calls: list[int]) -> int | None
     return max(2, math.ceil(g * blocks / (m - g)))
 
 
-def _srds(run: _Run) -> dict[str, Any]:
+def _srds(run: _Run) -> Outcome:
     settings = run.settings
     steps = settings.grid.steps
     edges = np.round(np.linspace(0, steps, settings.blocks + 1))
@@ -927,23 +740,23 @@ def _srds(run: _Run) -> dict[str, Any]:
         backend = settings.backend
         rule.residuals, rule.diverged, rule.last = backend.comm.bcast(
             (rule.residuals, rule.diverged, rule.last), root=backend.root)
-    rhs.calls, rhs.evals = sol.stats.f_calls, sol.stats.f_evals
     status, final, iterations = sol.status, sol.y_final, sol.iterations
     if rule.diverged:  # the rule saw the first non-finite iterate: keep the last finite one
         status, iterations = Status.DIVERGED, max(iterations - 1, 0)
         final = rule.last if rule.last is not None else final
-    return dict(
+    return Outcome(
         sample=final,
         iterations=iterations,
         status=status,
         sequential_evals=sol.stats.critical_path,
+        evals=sol.stats.f_evals,
         residuals=tuple(rule.residuals[:iterations]),
         stats=sol.stats,
         blocks=settings.blocks,
     )
 
 
-def _picard(run: _Run) -> dict[str, Any]:
+def _picard(run: _Run) -> Outcome:
     """ParaDiGMS: Picard iterations over a sliding window, one batched model call each."""
     settings, rhs, fine = run.settings, run.rhs, run.fine
     grid, tol, mode = settings.grid, settings.tol, settings.mode
@@ -992,11 +805,11 @@ def _picard(run: _Run) -> dict[str, Any]:
         status = Status.DIVERGED
     else:
         status = Status.CONVERGED if begin >= steps else Status.MAX_ITERS
-    return dict(
+    return Outcome(
         sample=xs[steps],
         iterations=iterations,
         status=status,
         sequential_evals=rhs.calls,
+        evals=rhs.evals,
         residuals=tuple(residuals),
-        stats=None,
     )
