@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
 import torch
 
 from parareal import Status
@@ -21,7 +20,8 @@ from parareal.state import VECTORIZED_HINT, ops_for
 from .chunks import _combine, _Noises
 from .ddim import DDIMJump, DDIMSteps
 from .methods.base import Chunk, Method, finite
-from .models import ModelCall, ModelFn
+from .model_rhs import GridTimesteps, ModelRhs
+from .models import ModelFn
 from .pf_ode import OnGrid, ProbabilityFlowRhs, SigmaGrid, propagators, sigma_grid
 from .result import DiffusionResult
 from .schedule import DDIMGrid, NoiseSchedule
@@ -43,28 +43,6 @@ def sampler_grid(scheduler: Any, num_inference_steps: int, *, pf: bool) -> DDIMG
         return sigma_grid(scheduler, num_inference_steps)
     schedule = as_schedule(scheduler)
     return schedule.grid(schedule.check_steps(num_inference_steps))
-
-
-class _ModelRhs:
-    """The engine's vectorised ``f(s, X)``: the model at grid indices ``s`` for states ``X``."""
-
-    def __init__(
-        self, model: ModelFn, timesteps: np.ndarray, device: torch.device, bar: Any = None
-    ) -> None:
-        self.model = model
-        self.call = ModelCall(model)
-        self.timesteps = torch.as_tensor(timesteps, dtype=torch.long, device=device)
-        self.bar = bar
-
-    def __call__(self, s: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
-        slices, batch = states.shape[0], states.shape[1]
-        index = torch.round(s).long().to(self.timesteps.device)
-        t = self.timesteps[index].repeat_interleave(batch)
-        x = states.reshape(slices * batch, *states.shape[2:])
-        out = self.call(x, t)
-        if self.bar is not None:
-            self.bar.update(1)
-        return out.reshape(states.shape)
 
 
 def _sample_notes(exc: BaseException) -> None:
@@ -158,8 +136,8 @@ class Sampling:
             chunk = Chunk(grid=grid, rhs=rhs, x_T=x_T * grid.init_scale, fine=fine,
                           coarse=coarse)
         else:
-            rhs = Rhs(_ModelRhs(fn, grid.timesteps, x_T.device, bar), ops_for(x_T),
-                      vectorized=True)
+            model = ModelRhs(fn, GridTimesteps(grid.timesteps, x_T.device), bar=bar)
+            rhs = Rhs(model, ops_for(x_T), vectorized=True)
             chunk = Chunk(grid=grid, rhs=rhs, x_T=x_T,
                           fine=DDIMSteps(grid, eta=self.eta, noises=noises),
                           coarse=DDIMJump(grid, eta=self.eta, noises=noises))
