@@ -7,7 +7,7 @@ becomes the drift (none: the DDIM propagators take the output itself; or
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -15,11 +15,21 @@ import torch
 from .models import ModelCall, ModelFn
 from .prediction import predicted_x0
 
-if TYPE_CHECKING:  # pf_ode builds on this module
-    from .pf_ode import SigmaGrid
+__all__ = ["Drift", "GridTimesteps", "ModelInput", "ModelRhs", "NoiseLevels",
+           "ProbabilityFlowDrift", "SigmaTimesteps"]
 
-__all__ = ["Drift", "GridTimesteps", "ModelInput", "ModelRhs", "ProbabilityFlowDrift",
-           "SigmaTimesteps"]
+
+class NoiseLevels(Protocol):
+    """What the probability-flow parts read of a grid of noise levels
+    (:class:`~.pf_ode.SigmaGrid`, which builds on this module)."""
+
+    prediction_type: str
+    clip_sample: bool
+    clip_sample_range: float
+
+    def timestep(self, sigma: float) -> float:
+        """The model's timestep at noise level ``sigma``."""
+        ...
 
 
 class ModelInput(Protocol):
@@ -95,9 +105,9 @@ def _sigma(s: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
 class SigmaTimesteps:
     """A grid of noise levels: the engine's time is ``sigma > 0``; the model sees
     ``y / sqrt(sigma**2 + 1)`` (diffusers' ``scale_model_input``) at its timestep
-    ``t(sigma)`` (:meth:`SigmaGrid.timestep`)."""
+    ``t(sigma)`` (:meth:`~.pf_ode.SigmaGrid.timestep`)."""
 
-    def __init__(self, grid: SigmaGrid, device: torch.device) -> None:
+    def __init__(self, grid: NoiseLevels, device: torch.device) -> None:
         self.grid, self.device = grid, device
 
     def __call__(self, s: torch.Tensor, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,7 +125,7 @@ class ProbabilityFlowDrift:
     """``dy/dsigma = (y - x0_hat) / sigma``, with ``x0_hat`` clipped as the grid says
     (``EulerDiscreteScheduler.step``'s order of operations, in the state's dtype)."""
 
-    def __init__(self, grid: SigmaGrid) -> None:
+    def __init__(self, grid: NoiseLevels) -> None:
         self.grid = grid
 
     def __call__(self, s: torch.Tensor, states: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
