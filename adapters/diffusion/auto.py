@@ -4,9 +4,10 @@ How a prediction is made (see also ``docs/diffusion.md``, section "method='auto'
 
 1. **Call pattern.** The rows of ``x`` in every sequential model call of each method, for a
    one-sample run (a chunk of ``m`` samples multiplies every call by ``m``; chunks of a split
-   batch run one after another). Serial and SRDS are *counted*, not modelled: the sampler
-   itself runs on a one-element state with a stub model that returns zeros, which costs only
-   the sampler's own work (milliseconds); SRDS runs for an estimated ``K`` iterations and is cut
+   batch run one after another). Serial and SRDS are *counted*, not modelled: the methods
+   themselves (:mod:`.methods`, run through :mod:`.runner`, not through ``sample``) run on a
+   one-element state with a stub model that returns zeros, which costs only the sampler's own
+   work (milliseconds); SRDS runs for an estimated ``K`` iterations and is cut
    where iterate ``K`` completes on the pipelined schedule
    (``Stats.critical_path_per_iteration``), which is where the stopping rule ends a real run.
    The stub run's wall time is the sampler's overhead in the prediction. Picard's calls depend
