@@ -20,6 +20,7 @@ from .auto import CANDIDATES, AutoChoice, PlannedRun, choose_method
 from .checks import check_eta, check_x_T
 from .chunks import CALL_BUDGET_BYTES, STORE_BUDGET_BYTES, _auto_max_batch, _chunk_bounds, _Noises
 from .methods import (
+    AUTO,
     DEFAULT_TOL,
     METHOD_OPTIONS,
     METHODS,
@@ -151,7 +152,7 @@ coarse, anderson
     if pf:
         _check_pf_options(family, method, eta)
     _check_randomness(method, eta, generator, exact)
-    chosen = None if method not in REGISTRY else _method(method, grid.steps, options)
+    chosen = None if method == AUTO else _method(method, grid.steps, options)
     max_batch = optional_int(max_batch, "max_batch", 1)
     if not isinstance(progress, bool):
         raise TypeError(f"progress must be True or False, got {progress!r}")
