@@ -17,7 +17,7 @@ from parareal.adapters.diffusion import (  # noqa: E402
     NoiseSchedule,
     sample,
 )
-from parareal.adapters.diffusion.sampler import _FinalSampleRule, _Settings  # noqa: E402
+from parareal.adapters.diffusion.methods.srds import SRDS, _FinalSampleRule  # noqa: E402
 
 from parareal import IterationInfo, Status  # noqa: E402
 
@@ -138,9 +138,10 @@ def test_srds_all_iterations_is_converged():
 
 
 def settings(tol=1e-3, callback=None):
+    """The SRDS method and its grid, as the stopping rule takes them."""
     grid = NoiseSchedule.build().grid(4)
-    return _Settings(grid=grid, method="srds", eta=0.0, tol=tol, mode="data", max_iters=None,
-                     blocks=2, window=4, pipelined=True, stop="update", callback=callback)
+    return SRDS(4, tol=tol, tol_mode="data", blocks=2, pipelined=True, stop="update",
+                callback=callback), grid
 
 
 def info(k, final):
@@ -152,11 +153,11 @@ def info(k, final):
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
 def test_srds_stopping_rule_treats_a_non_finite_final_sample_as_divergence(bad):
     seen = []
-    rule = _FinalSampleRule(settings(tol=1.0, callback=lambda k, y: seen.append(k)), 1.0)
+    rule = _FinalSampleRule(*settings(tol=1.0, callback=lambda k, y: seen.append(k)), 1.0)
     good = torch.zeros(2, 3, dtype=torch.float64)
     assert rule(info(0, good)) is False and not rule.diverged
     assert rule(info(1, good + 0.5)) is True and rule.residuals == [0.5]  # converged: 0.5 <= 1
-    rule = _FinalSampleRule(settings(tol=1.0, callback=lambda k, y: seen.append(k)), 1.0)
+    rule = _FinalSampleRule(*settings(tol=1.0, callback=lambda k, y: seen.append(k)), 1.0)
     rule(info(0, good))
     broken = good.clone()
     broken[1, 2] = bad
@@ -166,7 +167,7 @@ def test_srds_stopping_rule_treats_a_non_finite_final_sample_as_divergence(bad):
 
 
 def test_srds_stopping_rule_treats_an_overflowing_change_as_divergence():
-    rule = _FinalSampleRule(settings(tol=1.0), 1.0)
+    rule = _FinalSampleRule(*settings(tol=1.0), 1.0)
     big = torch.full((1, 2), 3e38, dtype=torch.float32)
     rule(info(0, big))
     assert rule(info(1, -big)) is True and rule.diverged  # the change overflows to inf

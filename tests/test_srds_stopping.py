@@ -6,7 +6,7 @@ import pytest
 import torch
 from parareal.adapters.diffusion import sample
 from parareal.adapters.diffusion.digits import load_digits_model
-from parareal.adapters.diffusion.sampler import should_stop
+from parareal.adapters.diffusion.methods.srds import should_stop
 
 TOL = 1 / 255
 

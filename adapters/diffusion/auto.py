@@ -4,9 +4,10 @@ How a prediction is made (see also ``docs/diffusion.md``, section "method='auto'
 
 1. **Call pattern.** The rows of ``x`` in every sequential model call of each method, for a
    one-sample run (a chunk of ``m`` samples multiplies every call by ``m``; chunks of a split
-   batch run one after another). Serial and SRDS are *counted*, not modelled: the sampler
-   itself runs on a one-element state with a stub model that returns zeros, which costs only
-   the sampler's own work (milliseconds); SRDS runs for an estimated ``K`` iterations and is cut
+   batch run one after another). Serial and SRDS are *counted*, not modelled: the methods
+   themselves (:mod:`.methods`, run through :mod:`.runner`, not through ``sample``) run on a
+   one-element state with a stub model that returns zeros, which costs only the sampler's own
+   work (milliseconds); SRDS runs for an estimated ``K`` iterations and is cut
    where iterate ``K`` completes on the pipelined schedule
    (``Stats.critical_path_per_iteration``), which is where the stopping rule ends a real run.
    The stub run's wall time is the sampler's overhead in the prediction. Picard's calls depend
@@ -43,13 +44,19 @@ from typing import Any
 
 import torch
 
-from .models import ModelFn
+from .methods.registry import REGISTRY
+from .methods.serial import Serial
+from .methods.srds import SRDS
+from .models import ModelFn, wrap_model
+from .pf_ode import check_scheduler
+from .runner import Sampling, sampler_grid
 
 __all__ = [
     "SRDS_ITERATIONS",
     "TIMING_REPEATS",
     "AutoChoice",
     "CallPlan",
+    "PlannedRun",
     "choose_method",
     "clear_cache",
     "decide",
@@ -65,8 +72,8 @@ SRDS_ITERATIONS = 3
 #: Timed calls per batch size, after one warm-up call (1 when the warm-up took over a second).
 TIMING_REPEATS = 5
 #: The methods ``auto`` chooses from, and which of them give the serial sample.
-EXACT_METHODS = ("serial", "srds")
-CANDIDATES = ("serial", "srds", "picard")
+EXACT_METHODS = tuple(name for name, cls in REGISTRY.items() if cls.exact)
+CANDIDATES = tuple(REGISTRY)
 
 
 def srds_iterations(steps: int, blocks: int) -> int:
@@ -243,8 +250,6 @@ def _pattern(scheduler: Any, steps: int, method: str, iterations: int, blocks: i
     with _LOCK:
         if key in _PATTERNS:
             return _PATTERNS[key]
-    from .sampler import sample  # the sampler imports this module lazily
-
     rows: list[int] = []
 
     def stub(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -252,14 +257,15 @@ def _pattern(scheduler: Any, steps: int, method: str, iterations: int, blocks: i
         return torch.zeros_like(x)
 
     x = torch.zeros(1, 1)
-    kwargs: dict[str, Any] = dict(num_inference_steps=steps, method=method)
-    if method == "srds":
-        kwargs.update(blocks=blocks, tol=0.0, max_iters=min(iterations + 1, blocks))
     seconds = math.inf
     for _ in range(2):  # the faster of two runs: the first one may pay for lazy imports
         rows.clear()
         begin = time.perf_counter()
-        result = sample(stub, scheduler, x, **kwargs)
+        grid = sampler_grid(scheduler, steps, pf=check_scheduler(scheduler) != "ddim")
+        runner = (SRDS(grid.steps, blocks=blocks, tol=0.0, max_iters=min(iterations + 1, blocks))
+                  if method == "srds" else Serial(grid.steps))
+        with torch.no_grad():
+            result = Sampling.build(runner, grid).run_chunk(wrap_model(stub), x, None)
         seconds = min(seconds, time.perf_counter() - begin)
     out = tuple(rows)
     if method == "srds":  # cut where iterate K completes, as the stopping rule does
@@ -271,21 +277,47 @@ def _pattern(scheduler: Any, steps: int, method: str, iterations: int, blocks: i
     return out, seconds
 
 
-def choose_method(
-    model: Any,
-    fn: ModelFn,
-    scheduler: Any,
-    x_T: torch.Tensor,
-    *,
-    steps: int,
-    blocks: int | Sequence[int],
-    window: int,
-    chunks: Mapping[str, Sequence[int]],
-    timestep: int,
-    exact: bool,
-    parallel_ok: bool = True,
-    picard_ok: bool = True,
-) -> AutoChoice:
+@dataclass(frozen=True)
+class PlannedRun:
+    """The run ``auto`` plans: what :func:`choose_method` predicts each method's seconds for.
+
+    Attributes
+    ----------
+    scheduler : object
+        What :func:`~parareal.adapters.diffusion.sample` was given (for the stub runs).
+    x_T : torch.Tensor
+        The batch to sample (its shape, dtype and device; its rows are the timing inputs).
+    steps, window : int
+        ``N`` and Picard's ``p``.
+    blocks : tuple of int
+        SRDS's candidate ``B``: each is predicted and the fastest stands for SRDS
+        (``AutoChoice.blocks``).
+    chunks : mapping
+        Per method, the sizes of the chunks the batch is split into for it.
+    timestep : int
+        The model timestep of the timing calls.
+    exact : bool
+        Choose among the methods whose result is the serial sample (:data:`EXACT_METHODS`).
+    parallel_ok : bool
+        False when only serial can run (``eta > 0`` without a generator).
+    picard_ok : bool
+        False when Picard cannot run at all (the probability-flow samplers): it is then
+        neither predicted nor mentioned.
+    """
+
+    scheduler: Any
+    x_T: torch.Tensor
+    steps: int
+    blocks: tuple[int, ...]
+    window: int
+    chunks: Mapping[str, Sequence[int]]
+    timestep: int
+    exact: bool = True
+    parallel_ok: bool = True
+    picard_ok: bool = True
+
+
+def choose_method(model: Any, fn: ModelFn, run: PlannedRun) -> AutoChoice:
     """Time the model (or reuse cached timings), predict each method's seconds and choose.
 
     Parameters
@@ -294,33 +326,18 @@ def choose_method(
         The model as the caller passed it: the timing cache's key (held weakly).
     fn : ModelFn
         The wrapped model, called for the timings.
-    scheduler : object
-        What :func:`~parareal.adapters.diffusion.sample` was given (for the stub runs).
-    x_T : torch.Tensor
-        The batch to sample (its shape, dtype and device; its rows are the timing inputs).
-    steps, window : int
-        ``N`` and Picard's ``p``.
-    blocks : int or sequence of int
-        SRDS's ``B``, or several candidates: each is predicted and the fastest stands for
-        SRDS (``AutoChoice.blocks``).
-    chunks : mapping
-        Per method, the sizes of the chunks the batch is split into for it.
-    timestep : int
-        The model timestep of the timing calls.
-    exact : bool
-        Choose between serial and SRDS only.
-    parallel_ok : bool
-        False when only serial can run (``eta > 0`` without a generator).
-    picard_ok : bool
-        False when Picard cannot run at all (the probability-flow samplers): it is then
-        neither predicted nor mentioned.
+    run : PlannedRun
+        The run to plan.
     """
+    scheduler, x_T, steps, window = run.scheduler, run.x_T, run.steps, run.window
+    blocks, chunks, exact = run.blocks, run.chunks, run.exact
+    parallel_ok, picard_ok, timestep = run.parallel_ok, run.picard_ok, run.timestep
     if not parallel_ok:
         return AutoChoice("serial", "eta > 0 without a generator: SRDS and Picard need one "
                           "(pass generator=...), so serial ran without timing", {})
     begin = time.perf_counter()
     model_key = _model_key(fn, x_T)
-    options = (blocks,) if isinstance(blocks, int) else tuple(blocks)
+    options = tuple(blocks)
     if not options:
         raise ValueError("blocks: give at least one candidate")
     with _LOCK:

@@ -10,22 +10,10 @@ import torch
 
 from parareal.propagators import Propagator, Stepper, drive
 
+from .prediction import clip_x0, predicted_x0
 from .schedule import DDIMGrid
 
 __all__ = ["DDIMJump", "DDIMSteps", "ddim_jump"]
-
-
-def _threshold(x0: torch.Tensor, ratio: float, max_value: float) -> torch.Tensor:
-    """Dynamic thresholding per sample (first axis), as ``DDIMScheduler._threshold_sample``."""
-    dtype = x0.dtype
-    batch = x0.shape[0]
-    flat = x0.reshape(batch, -1)
-    if dtype not in (torch.float32, torch.float64):
-        flat = flat.float()
-    s = torch.quantile(flat.abs(), ratio, dim=1)
-    s = torch.clamp(s, min=1, max=max_value).unsqueeze(1)
-    flat = torch.clamp(flat, -s, s) / s
-    return flat.reshape(x0.shape).to(dtype)
 
 
 def ddim_jump(
@@ -46,19 +34,14 @@ def ddim_jump(
     schedule = grid.schedule
     sqrt_alpha, sqrt_beta, sqrt_alpha_prev, direction, std = grid.coefficients(a, b, eta)
     kind = schedule.prediction_type
+    x0 = predicted_x0(kind, x, model_output, sqrt_alpha, sqrt_beta)
     if kind == "epsilon":
-        x0 = (x - sqrt_beta * model_output) / sqrt_alpha
         eps = model_output
     elif kind == "sample":
-        x0 = model_output
         eps = (x - sqrt_alpha * x0) / sqrt_beta
     else:  # v_prediction
-        x0 = sqrt_alpha * x - sqrt_beta * model_output
         eps = sqrt_alpha * model_output + sqrt_beta * x
-    if schedule.thresholding:
-        x0 = _threshold(x0, schedule.dynamic_thresholding_ratio, schedule.sample_max_value)
-    elif schedule.clip_sample:
-        x0 = x0.clamp(-schedule.clip_sample_range, schedule.clip_sample_range)
+    x0 = clip_x0(x0, schedule)
     prev = sqrt_alpha_prev * x0 + direction * eps
     if eta > 0:
         if noise is None:

@@ -34,7 +34,8 @@ import torch
 from parareal.propagators import Euler, Propagator, SteppablePropagator, Stepper, drive, resolve
 from parareal.validation import check_int
 
-from .models import ModelCall, ModelFn
+from .model_rhs import ModelRhs, ProbabilityFlowDrift, SigmaTimesteps
+from .models import ModelFn
 from .schedule import DDIMGrid, NoiseSchedule
 
 __all__ = [
@@ -241,13 +242,15 @@ def sigma_grid(scheduler: Any, num_inference_steps: int) -> SigmaGrid:
     return _karras_grid(scheduler, steps, method)
 
 
-class ProbabilityFlowRhs:
+class ProbabilityFlowRhs(ModelRhs):
     """``f(sigma, Y)``: the probability-flow ODE ``dy/dsigma = (y - x0_hat) / sigma``.
 
-    Vectorised as the engine calls it: ``sigma`` of shape ``(S,)`` and states ``(S, B, ...)``
-    (one model call on ``S * B`` inputs); a 0-d ``sigma`` with states ``(B, ...)`` is one
-    request. The arithmetic is diffusers' (``scale_model_input``, then ``x0_hat`` and the
-    derivative in ``EulerDiscreteScheduler.step``'s order of operations), in the state's dtype.
+    The :class:`~.model_rhs.ModelRhs` of a :class:`SigmaGrid` (nothing of its own but the
+    preset): vectorised as the engine calls it, ``sigma`` of shape ``(S,)`` and states
+    ``(S, B, ...)`` (one model call on ``S * B`` inputs); a 0-d ``sigma`` with states
+    ``(B, ...)`` is one request. The arithmetic is diffusers' (``scale_model_input``, then
+    ``x0_hat`` and the derivative in ``EulerDiscreteScheduler.step``'s order of operations),
+    in the state's dtype.
 
     Parameters
     ----------
@@ -260,38 +263,8 @@ class ProbabilityFlowRhs:
 
     def __init__(self, model: ModelFn, grid: SigmaGrid, device: torch.device,
                  bar: Any = None) -> None:
-        self.model, self.grid, self.device, self.bar = model, grid, device, bar
-        self.call = ModelCall(model)
-
-    def __call__(self, sigma: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
-        single = sigma.ndim == 0
-        if single:
-            sigma, states = sigma[None], states[None]
-        values = [float(v) for v in sigma.detach().cpu().tolist()]
-        if any(not s > 0 for s in values):
-            raise ValueError(f"the probability-flow ODE needs sigma > 0, got {min(values)}")
-        slices, batch = states.shape[0], states.shape[1]
-        shape = (slices,) + (1,) * (states.ndim - 1)
-        s = sigma.to(dtype=states.dtype, device=states.device).reshape(shape)
-        scale = (s**2 + 1) ** 0.5
-        t = torch.tensor([self.grid.timestep(v) for v in values], dtype=torch.float32,
-                         device=self.device).repeat_interleave(batch)
-        x = (states / scale).reshape(slices * batch, *states.shape[2:])
-        out = self.call(x, t).reshape(states.shape)
-        kind = self.grid.prediction_type
-        if kind == "epsilon":
-            x0 = states - s * out
-        elif kind == "v_prediction":
-            x0 = out * (-s / (s**2 + 1) ** 0.5) + (states / (s**2 + 1))
-        else:
-            x0 = out
-        if self.grid.clip_sample:
-            bound = self.grid.clip_sample_range
-            x0 = x0.clamp(-bound, bound)
-        if self.bar is not None:
-            self.bar.update(1)
-        derivative = (states - x0) / s
-        return derivative[0] if single else derivative
+        super().__init__(model, SigmaTimesteps(grid, device), ProbabilityFlowDrift(grid), bar)
+        self.grid, self.device = grid, device
 
 
 def resolve_propagator(value: Any, name: str) -> SteppablePropagator:

@@ -16,8 +16,8 @@ import torch
 
 from parareal.validation import check_int, check_real
 
-from .ddim import _threshold
 from .models import ModelFn, wrap_model
+from .prediction import clip_x0, predicted_x0
 from .sampler import METHOD_OPTIONS, DiffusionResult, check_method_options, sample
 from .schedule import NoiseSchedule
 
@@ -102,17 +102,8 @@ class _ClippedEpsilon(ModelFn):
         shape = (-1,) + (1,) * (x.ndim - 1)
         alpha = schedule.alphas_cumprod.to(x.device)[t.long()].reshape(shape)
         sqrt_alpha, sqrt_beta = (alpha**0.5).to(x.dtype), ((1 - alpha) ** 0.5).to(x.dtype)
-        kind = schedule.prediction_type
-        if kind == "epsilon":
-            x0 = (x - sqrt_beta * out) / sqrt_alpha
-        elif kind == "sample":
-            x0 = out
-        else:  # v_prediction
-            x0 = sqrt_alpha * x - sqrt_beta * out
-        if schedule.thresholding:
-            x0 = _threshold(x0, schedule.dynamic_thresholding_ratio, schedule.sample_max_value)
-        elif schedule.clip_sample:
-            x0 = x0.clamp(-schedule.clip_sample_range, schedule.clip_sample_range)
+        x0 = predicted_x0(schedule.prediction_type, x, out, sqrt_alpha, sqrt_beta)
+        x0 = clip_x0(x0, schedule)
         return (x - sqrt_alpha * x0) / sqrt_beta
 
 

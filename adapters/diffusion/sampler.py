@@ -1,392 +1,62 @@
-"""``sample``: serial DDIM, SRDS (Parareal over the DDIM grid) and Picard (ParaDiGMS), or
-``method="auto"`` (:mod:`.auto`): the one predicted fastest on this machine.
+"""``sample``: the front door of the diffusion sampler.
 
-Paper-to-code notation (SRDS, Selvam et al. 2024, arXiv 2412.08292):
-
-=====================  ==============================================================
-paper                  code
-=====================  ==============================================================
-N sampling steps       ``num_inference_steps``; grid points ``0..N`` (:class:`DDIMGrid`)
-B = sqrt(N) blocks     ``blocks`` (default ``round(2 sqrt(N))``: see
-                       :func:`default_blocks`); Parareal ``slices``
-fine solver F          :class:`DDIMSteps`: the block's own DDIM steps
-coarse solver G        :class:`DDIMJump`: one DDIM step across the block
-x_T                    ``x_T``: grid point 0 (``t_span = (0, N)`` in grid units)
-SRDS iteration k       Parareal iteration ``k`` of :func:`parareal.solve`
-pipelined SRDS         ``schedule="pipelined"`` of the engine
-convergence check      change of the final sample between iterations (``tol``)
-=====================  ==============================================================
+It checks the arguments every method shares, builds the grid of the scheduler, the method
+(its class validates its own options: :mod:`.methods`) -- or lets ``method="auto"`` choose one
+(:mod:`.auto`) --, splits the batch into chunks (:mod:`.chunks`) and runs them
+(:mod:`.runner`). Re-exports the public names that lived here before (``METHODS``,
+``METHOD_OPTIONS``, ``DEFAULT_TOL``, ``default_blocks``, ``srds_lookahead``...).
 """
 
 from __future__ import annotations
 
-import math
-import sys
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
-import numpy as np
 import torch
 
-import parareal
-from parareal import Status
-from parareal.backends import Rhs
-from parareal.state import VECTORIZED_HINT, ops_for
-from parareal.validation import check_int, check_tolerance
-
-from .anderson import PrefixAnderson
+from .auto import CANDIDATES, AutoChoice, PlannedRun, choose_method
 from .checks import check_eta, check_x_T
-from .ddim import DDIMJump, DDIMSteps
-from .models import ModelCall, ModelFn, wrap_model
-from .pf_ode import OnGrid, ProbabilityFlowRhs, SigmaGrid, check_scheduler, propagators, sigma_grid
-from .schedule import DDIMGrid, NoiseSchedule
+from .chunks import CALL_BUDGET_BYTES, STORE_BUDGET_BYTES, _auto_max_batch, _chunk_bounds, _Noises
+from .methods import (
+    AUTO,
+    DEFAULT_TOL,
+    METHOD_OPTIONS,
+    METHODS,
+    REGISTRY,
+    STOP_RULES,
+    TOL_MODES,
+    Method,
+    Picard,
+    check_method_options,
+    default_blocks,
+    should_stop,
+    srds_block_options,
+    srds_lookahead,
+)
+from .methods.base import optional_int
+from .models import ModelFn, wrap_model
+from .pf_ode import SigmaGrid, check_scheduler
+from .result import DiffusionResult
+from .runner import Sampling, as_schedule, sampler_grid
 
 __all__ = [
     "CALL_BUDGET_BYTES",
     "DEFAULT_TOL",
     "METHODS",
     "METHOD_OPTIONS",
+    "STOP_RULES",
     "STORE_BUDGET_BYTES",
+    "TOL_MODES",
     "DiffusionResult",
     "check_method_options",
     "default_blocks",
     "sample",
+    "should_stop",
+    "srds_block_options",
     "srds_lookahead",
 ]
-
-METHODS = ("serial", "srds", "picard", "auto")
-TOL_MODES = ("data", "noise")
-#: SRDS stopping rules (``stop=`` of :func:`sample`).
-STOP_RULES = ("update", "estimate")
-#: Default tolerances by (method, tol_mode). SRDS in data units: 1/255, half an 8-bit level of
-#: an image in [-1, 1] (the error at the stop is typically far smaller than the last change).
-DEFAULT_TOL = {
-    ("srds", "data"): 1 / 255,
-    ("srds", "noise"): 0.1,
-    ("picard", "data"): 1e-3,
-    ("picard", "noise"): 0.1,
-}
-#: The methods each method-specific option of :func:`sample` applies to; passing it (not
-#: ``None``) with another method is a ``ValueError``.
-METHOD_OPTIONS: Mapping[str, tuple[str, ...]] = {
-    "blocks": ("srds",),
-    "pipelined": ("srds",),
-    "window": ("picard",),
-    "anderson": ("picard",),
-    "tol": ("srds", "picard"),
-    "tol_mode": ("srds", "picard"),
-    "stop": ("srds",),
-    "max_iters": ("srds", "picard"),
-    "callback": ("srds", "picard"),
-    "backend": ("srds",),
-    "fine": ("serial", "srds"),
-    "coarse": ("srds",),
-    "exact": ("auto",),
-}
-#: Automatic ``max_batch``: bytes of states in the largest batched model call of one chunk.
-#: A network's activations are a model-dependent multiple of its input (about 600x for the
-#: bundled digits UNet: 2048 states of 256 bytes peak near 300 MiB).
-CALL_BUDGET_BYTES = 2**19
-#: Automatic ``max_batch``: bytes of states the sampler keeps between model calls per chunk.
-STORE_BUDGET_BYTES = 2**28
-
-_SEVERITY = {Status.CONVERGED: 0, Status.MAX_ITERS: 1, Status.DIVERGED: 2}
-
-
-@dataclass(frozen=True)
-class DiffusionResult:
-    """Result of :func:`sample`.
-
-    Attributes
-    ----------
-    sample : torch.Tensor
-        The generated sample, shape and dtype of ``x_T``. When the run diverged: for SRDS and
-        Picard the last finite estimate of the final sample, for serial the sampler's output
-        as it is.
-    iterations : int
-        Refinement iterations (SRDS: Parareal iterations; Picard: window iterations; 0 for
-        serial). For a split batch, the most any chunk ran.
-    converged : bool
-        ``status is Status.CONVERGED``.
-    status : parareal.Status
-        ``CONVERGED``: the stopping rule was met (serial: the sample is finite);
-        ``MAX_ITERS``: ``max_iters`` ran out first; ``DIVERGED``: a non-finite value
-        appeared (a non-finite sample is never converged). For a split batch, the worst chunk's.
-    sequential_evals : int
-        Batched model calls on the critical path: the latency in model calls (summed over the
-        chunks of a split batch, which run one after another).
-    total_evals : int
-        Model evaluations per sample (a guided evaluation counts 2). For a split batch, the
-        mean over all samples of their chunk's count, rounded to an integer.
-    residuals : tuple of float
-        The quantity the stopping rule tested, per iteration; for a split batch the largest
-        over the chunks that ran that iteration (the unsplit value when they all ran it).
-    method : str
-        The method that ran (never ``"auto"``: the one ``auto`` chose).
-    wall_time_s : float
-        Seconds of the whole call (with ``method="auto"``, the timing of the model included).
-    stats : parareal.Stats or None
-        The engine's counters (SRDS only, ``None`` for a split batch: see ``chunks``).
-    max_batch : int
-        Samples per chunk: the largest chunk (the whole batch when it was not split).
-    chunks : tuple of DiffusionResult
-        The result of every chunk, in batch order, when the batch was split (their samples are
-        views of ``sample``); empty otherwise.
-    reason : str
-        Why this method ran: ``"requested"``, or with ``method="auto"`` the choice and the
-        predicted seconds of every method.
-    predicted_s : dict of str to float
-        ``method="auto"``: the predicted seconds of each method (empty otherwise).
-    blocks : int
-        SRDS: the blocks it ran (with ``method="auto"``, the ones it chose); 0 otherwise.
-    """
-
-    sample: torch.Tensor
-    iterations: int
-    converged: bool
-    status: Status
-    sequential_evals: int
-    total_evals: int
-    residuals: tuple[float, ...]
-    method: str = "srds"
-    wall_time_s: float = 0.0
-    stats: parareal.Stats | None = None
-    max_batch: int = 0
-    chunks: tuple[DiffusionResult, ...] = ()
-    reason: str = "requested"
-    predicted_s: dict[str, float] = field(default_factory=dict)
-    blocks: int = 0
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.status, Status):
-            raise TypeError(f"status must be a parareal.Status, got {self.status!r}")
-        if self.converged != (self.status is Status.CONVERGED):
-            raise ValueError(f"converged={self.converged} contradicts status {self.status}")
-
-
-def check_method_options(method: str, options: Mapping[str, Any]) -> None:
-    """Refuse options that do not apply to ``method`` (see :data:`METHOD_OPTIONS`).
-
-    Parameters
-    ----------
-    method : {"serial", "srds", "picard", "auto"}
-    options : mapping
-        Option names of :func:`sample` to their values; ``None`` means not passed.
-
-    Raises
-    ------
-    ValueError
-        For an unknown method, or the first option passed that ``method`` does not use,
-        naming the methods it applies to.
-    """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    for name, value in options.items():
-        methods = METHOD_OPTIONS[name]
-        if value is not None and method not in methods:
-            where = (f"method {methods[0]!r} only" if len(methods) == 1
-                     else "methods " + " and ".join(repr(m) for m in methods))
-            raise ValueError(f"{name} applies to {where}, not to method {method!r}")
-
-
-def _schedule(scheduler: Any) -> NoiseSchedule:
-    if isinstance(scheduler, NoiseSchedule):
-        return scheduler
-    return NoiseSchedule.from_scheduler(scheduler)
-
-
-def _optional_int(value: Any, name: str, minimum: int) -> int | None:
-    return None if value is None else check_int(value, name, minimum)
-
-
-#: The default blocks are ``round(BLOCKS_PER_ROOT * sqrt(N))`` (see :func:`default_blocks`).
-BLOCKS_PER_ROOT = 2.0
-
-
-def default_blocks(steps: int) -> int:
-    """SRDS's default number of blocks for ``steps`` sampling steps: ``round(2 sqrt(N))``,
-    at least 1 and at most ``N``.
-
-    The paper's ``sqrt(N)`` minimises the pipelined latency ``K N / B + B - K`` for a fixed
-    iteration count ``K``, but ``K`` barely grows with ``B`` (a shorter block has a better
-    coarse step), so more blocks pay: measured on the bundled digits model (seeds 0-9,
-    ``benchmarks/srds.py --study blocks``, docs/benchmarks.md), ``2 sqrt(N)`` needs fewer
-    sequential model calls than ``sqrt(N)`` at N = 25, 100 and 1000, and its worst seeds far
-    fewer. The pipelined schedule then needs a looser lookahead (:func:`srds_lookahead`).
-
-    Raises
-    ------
-    TypeError, ValueError
-        Unless ``steps`` is an int >= 1.
-    """
-    steps = check_int(steps, "steps", 1)
-    return min(steps, max(1, round(BLOCKS_PER_ROOT * math.sqrt(steps))))
-
-
-def srds_block_options(steps: int) -> tuple[int, ...]:
-    """The blocks ``method="auto"`` predicts SRDS with: the default and the paper's
-    ``round(sqrt(N))`` (fewer model evaluations, more sequential calls: the faster of the two
-    where a model call's cost grows with its rows, as on a CPU)."""
-    return tuple(sorted({default_blocks(steps), min(steps, max(1, round(math.sqrt(steps))))},
-                        reverse=True))
-
-
-def _blocks(steps: int, blocks: int | None) -> int:
-    return blocks if blocks is not None else default_blocks(steps)
-
-
-def _window(steps: int, window: int | None) -> int:
-    p = window if window is not None else 2 * max(1, round(math.sqrt(steps)))
-    return min(p, steps)
-
-
-def _auto_max_batch(
-    x_T: torch.Tensor, method: str, steps: int, blocks: int, window: int, eta: float,
-    evals_per_state: int,
-) -> int:
-    """The automatic ``max_batch``: the largest chunk whose states fit both budgets.
-
-    Per sample, a chunk's largest batched model call holds ``calls`` states (serial 1, SRDS
-    ``B + 4``, Picard ``p``; twice that with guidance) and the sampler keeps ``kept`` states
-    between calls (serial 2, SRDS ``10 (B + 1)``, Picard ``N + 1 + 2 p``; plus ``N`` step
-    noises with ``eta > 0``). The SRDS figures are the largest measured with the default blocks
-    and :func:`srds_lookahead` (N = 16 to 1000): calls of at most ``B + 4`` rows, at most
-    ``9.2 (B + 1)`` stored states. With ``s`` bytes per sample state, the chunk is the largest
-    ``m >= 1`` with ``m * calls * s <= CALL_BUDGET_BYTES`` and
-    ``m * kept * s <= STORE_BUDGET_BYTES``.
-    """
-    state = max(1, x_T[0].numel() * x_T.element_size())
-    calls = {"serial": 1, "srds": blocks + 4, "picard": window}[method] * evals_per_state
-    kept = {"serial": 2, "srds": 10 * (blocks + 1), "picard": steps + 1 + 2 * window}[method]
-    if eta > 0:
-        kept += steps
-    return max(1, min(CALL_BUDGET_BYTES // (calls * state), STORE_BUDGET_BYTES // (kept * state)))
-
-
-def _chunk_bounds(n: int, max_batch: int) -> list[tuple[int, int]]:
-    """``ceil(n / max_batch)`` contiguous chunks of the batch, as equal in size as possible."""
-    count = -(-n // max_batch)
-    sizes = [n // count + (i < n % count) for i in range(count)]
-    bounds = np.concatenate([[0], np.cumsum(sizes)]).tolist()
-    return list(zip(bounds[:-1], bounds[1:]))
-
-
-class _ModelRhs:
-    """The engine's vectorised ``f(s, X)``: the model at grid indices ``s`` for states ``X``."""
-
-    def __init__(
-        self, model: ModelFn, timesteps: np.ndarray, device: torch.device, bar: Any = None
-    ) -> None:
-        self.model = model
-        self.call = ModelCall(model)
-        self.timesteps = torch.as_tensor(timesteps, dtype=torch.long, device=device)
-        self.bar = bar
-
-    def __call__(self, s: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
-        slices, batch = states.shape[0], states.shape[1]
-        index = torch.round(s).long().to(self.timesteps.device)
-        t = self.timesteps[index].repeat_interleave(batch)
-        x = states.reshape(slices * batch, *states.shape[2:])
-        out = self.call(x, t)
-        if self.bar is not None:
-            self.bar.update(1)
-        return out.reshape(states.shape)
-
-
-def _sample_notes(exc: BaseException) -> None:
-    """Drop the engine's note about ``vectorized=`` (an option ``sample`` does not have) from an
-    exception raised in a model call; the model call's own note says what applies."""
-    notes = getattr(exc, "__notes__", None)
-    if notes:
-        notes[:] = [note for note in notes if VECTORIZED_HINT not in note]
-
-
-def _progress_bar(enabled: bool, total: int, method: str) -> Any:
-    """A tqdm bar over sequential model calls (``None`` when disabled or tqdm is missing)."""
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm comes with diffusers
-        return None
-    return tqdm(total=total, desc=f"{method}: sequential model calls", unit="call",
-                file=sys.stderr, leave=False)
-
-
-class _Noises:
-    """The step noises of the whole batch, drawn as diffusers' step loop draws them (one tensor
-    of the batch's shape per step, in step order), served chunk by chunk.
-
-    One chunk: drawn once. Several: each chunk replays the generator from its starting state
-    and keeps its own rows, so that only one chunk's noises are ever held, and the generator
-    ends where the unsplit draw leaves it.
-    """
-
-    def __init__(
-        self, grid: DDIMGrid, x_T: torch.Tensor, eta: float, generator: torch.Generator | None,
-        split: bool,
-    ) -> None:
-        self.steps, self.like, self.eta = grid.steps, x_T, eta
-        self.generator = generator
-        self.all: list[torch.Tensor] | None = None
-        if eta == 0:
-            return
-        if not split:
-            self.all = self._draw()
-            return
-        if self.generator is None:
-            self.generator = _default_generator(x_T.device)
-        self.start = self.generator.get_state()
-
-    def _draw(self) -> list[torch.Tensor]:
-        x = self.like
-        device = self.generator.device if self.generator is not None else x.device
-        return [
-            torch.randn(x.shape, generator=self.generator, device=device, dtype=x.dtype).to(
-                x.device)
-            for _ in range(self.steps)
-        ]
-
-    def rows(self, start: int, stop: int) -> list[torch.Tensor] | None:
-        """The noises of samples ``start:stop``, one tensor per step (``None`` for eta = 0)."""
-        if self.eta == 0:
-            return None
-        if self.all is not None:
-            return [z[start:stop] for z in self.all]
-        assert self.generator is not None
-        self.generator.set_state(self.start)
-        x = self.like
-        device = self.generator.device
-        return [
-            torch.randn(x.shape, generator=self.generator, device=device, dtype=x.dtype)[
-                start:stop].to(x.device, copy=True)
-            for _ in range(self.steps)
-        ]
-
-
-def _default_generator(device: torch.device) -> torch.Generator:
-    """The generator ``torch.randn(..., device=device)`` draws from without one."""
-    if device.type == "cpu":
-        return torch.default_generator
-    if device.type == "cuda":
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        return torch.cuda.default_generators[index]
-    raise ValueError(f"eta > 0 with a batch split into chunks on {device.type} needs a "
-                     "torch.Generator (or max_batch >= the batch size)")
-
-
-def _change(delta: torch.Tensor, mode: str) -> float:
-    """Max-abs change (``data``) or the largest per-sample RMS change (``noise``)."""
-    if mode == "data":
-        return float(delta.abs().max()) if delta.numel() else 0.0
-    per_sample = delta.reshape(delta.shape[0], -1).pow(2).mean(dim=1).sqrt()
-    return float(per_sample.max())
-
-
-def _finite(x: torch.Tensor) -> bool:
-    return bool(torch.isfinite(x).all())
 
 
 def sample(
@@ -427,220 +97,80 @@ def sample(
         a ``UNet2DModel`` or a ``UNet2DConditionModel`` (see :func:`wrap_model`).
     scheduler : DDIMScheduler, DDPMScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler \
 or NoiseSchedule
-        The noise schedule and sampler settings; a diffusers scheduler is only read. DDIM and
-        DDPM are sampled with DDIM steps; Euler and Heun (also with ``use_karras_sigmas``)
-        with their own steps, as the probability-flow ODE in ``sigma`` (:mod:`.pf_ode`).
+        Only read. DDIM and DDPM are sampled with DDIM steps; Euler and Heun (also with
+        ``use_karras_sigmas``) as the probability-flow ODE in ``sigma`` (:mod:`.pf_ode`).
         Multistep and stochastic schedulers are refused (``TypeError``, saying why).
     x_T : torch.Tensor
-        Initial noise, shape ``(batch, ...)``, finite, unit variance: the sampler multiplies
-        it by the scheduler's ``init_noise_sigma`` as diffusers' pipelines do. The batch is
-        sampled together (in chunks of at most ``max_batch`` samples).
+        Finite unit-variance initial noise ``(batch, ...)``, multiplied by the scheduler's
+        ``init_noise_sigma`` as diffusers' pipelines do.
     num_inference_steps : int
-        ``N``, the steps of the serial sampler that SRDS and Picard reproduce (a Heun step
-        makes two model calls, except the last, to ``sigma = 0``, which is an Euler step).
+        ``N``, the steps of the serial sampler that SRDS and Picard reproduce.
     method : {"serial", "srds", "picard", "auto"}
-        ``"auto"`` times a few model calls at the batch sizes each method would use (cached per
-        model, sample shape, dtype and device), predicts the seconds of serial, SRDS and Picard
-        from those costs and each method's sequence of calls, and runs the fastest of serial
-        and SRDS (Picard too with ``exact=False``); ``result.method`` names the method that ran,
-        ``result.reason`` says why and ``result.predicted_s`` holds the predictions (see
-        :mod:`parareal.adapters.diffusion.auto`). It takes no method-specific option: those
-        belong to the method they tune.
-    blocks : int, optional
-        SRDS only: blocks ``B`` (default :func:`default_blocks`: ``round(2 sqrt(N))``;
-        uneven splits allowed; ``B <= N``).
-    tol : float, optional
-        SRDS and Picard: stopping tolerance; defaults in :data:`DEFAULT_TOL`. ``0`` runs SRDS
-        for ``B`` iterations (bitwise the serial sample up to model round-off) and Picard until
-        every step is exact.
-    tol_mode : {"data", "noise"}, optional
-        SRDS and Picard. ``"data"`` (SRDS default): max-abs change, in data units. ``"noise"``
-        (Picard default, ParaDiGMS's rule): per-sample RMS change compared with ``tol`` times a
-        noise level -- for SRDS the noise level of the last denoising step's input, for Picard
-        each step's DDPM posterior standard deviation (floored at the smallest positive one).
-        SRDS tests the final sample; Picard tests every step of its window and slides past
-        the converged prefix.
-    stop : {"update", "estimate"}, optional
-        SRDS only: the stopping rule. ``"update"`` (default): stop at iterate ``k`` when the
-        final sample's change ``d_k = |x^k - x^(k-1)|`` is at most ``tol``; the error left is
-        then about the next change, usually far below ``tol``, but the last iteration only
-        confirms. ``"estimate"``: stop when the error predicted from the convergence history,
-        ``d_k rho / (1 - rho)`` with ``rho = d_k / d_(k-1)`` (Parareal's superlinear
-        convergence: the next change is about ``d_k rho``), is at most ``tol``; it saves an
-        iteration on some samples but the prediction can miss a stall and then leaves an
-        error above ``tol`` (measured in docs/diffusion.md, "Stopping rule").
-    pipelined : bool, optional
-        SRDS only: pipelined schedule (``None``, the default, means True) or synchronous.
-    max_iters : int, optional
-        SRDS and Picard: iteration cap (SRDS: default and maximum ``B``; Picard: default ``N``).
-    window : int, optional
-        Picard only: window ``p`` (default ``min(N, 2 * round(sqrt(N)))``).
+        ``"auto"`` predicts each method's seconds from timed model calls and runs the fastest
+        (:mod:`.auto`; ``result.reason`` says why).
+    blocks, tol, tol_mode, stop, pipelined, max_iters, window, callback, backend, fine, \
+coarse, anderson
+        The options of the method, documented with its class: :class:`~.methods.Serial`,
+        :class:`~.methods.SRDS`, :class:`~.methods.Picard` (:data:`METHOD_OPTIONS`).
     eta : float
-        DDIM eta; ``eta > 0`` is stochastic sampling with noise drawn once up front from
-        ``generator`` (in step order, exactly as diffusers' step loop draws it, for the whole
-        batch however it is split).
+        DDIM eta; ``eta > 0`` draws the step noise once up front from ``generator`` (in step
+        order, as diffusers' step loop, for the whole batch however it is split).
     generator : torch.Generator, optional
         Required for ``eta > 0`` with SRDS and Picard.
     guidance_scale, prompt_embeds, negative_prompt_embeds :
         For ``UNet2DConditionModel``: classifier-free guidance in one batch (finite values).
     max_batch : int, optional
-        Split the batch axis of ``x_T`` into chunks of at most this many samples (as equal as
-        possible), sampled one after another, so that memory is bounded whatever the batch
-        size. ``None`` (default): the largest chunk whose states fit fixed budgets --
-        :data:`CALL_BUDGET_BYTES` for the largest batched model call (per sample: serial 1
-        state, SRDS ``B + 4``, Picard ``p``, twice that with guidance) and
-        :data:`STORE_BUDGET_BYTES` for the states kept between calls (serial 2, SRDS
-        ``10 (B + 1)``, Picard ``N + 1 + 2 p``, plus ``N`` step noises with ``eta > 0``).
-        Serial samples do not depend on the split (up to the model's batch-size round-off);
-        SRDS and Picard test their stopping rule per chunk (with ``tol = 0`` they too give
-        the serial sample).
+        Samples per chunk, sampled one after another (default: the largest chunk that fits
+        :data:`CALL_BUDGET_BYTES` and :data:`STORE_BUDGET_BYTES`; :mod:`.chunks`).
     progress : bool
         Show a progress bar (tqdm) of sequential model calls on standard error.
-    callback : callable, optional
-        SRDS and Picard: ``callback(iteration, sample)`` with the current estimate of the final
-        sample after every SRDS iterate (0 is the coarse sweep) or Picard iteration. It needs
-        the whole batch in one chunk (a ``ValueError`` otherwise: pass ``max_batch``).
-    backend : str or parareal.backends.Backend, optional
-        SRDS only: where the blocks' fine DDIM steps run (default ``"batched"``: all blocks in
-        one batched model call per step). ``"mpi"`` or ``parareal.backends.MPI(device=
-        "cuda:{local_rank}")`` spreads them over the ranks of an MPI job (every rank calls
-        ``sample`` with the same arguments and gets the same result); ``"threads"`` or
-        ``"cuda-streams"`` over workers of this process. The sample is the same.
-    fine : parareal propagator or spec, optional
-        Serial and SRDS: an engine fixed-step propagator (``parareal.Euler()``, ``Heun()``,
-        ``RK4()`` or a spec such as ``"heun"``) that integrates the probability-flow ODE
-        ``dy/dsigma = (y - x0_hat) / sigma`` on every interval of the scheduler's grid of noise
-        levels (``steps`` equal sub-steps per interval). Default: the scheduler's own method
-        (Euler for DDIM, DDPM and Euler schedulers -- Euler in ``sigma`` is DDIM --, Heun for
-        Heun). Passing ``fine`` or ``coarse`` with a DDIM schedule samples it in these
-        variables instead of with DDIM steps.
-    coarse : parareal propagator or spec, optional
-        SRDS only: the propagator taken across a whole block ``[sigma_a, sigma_b]`` in one
-        step (``steps`` sub-steps). Default: one step of the scheduler's own method.
-    anderson : int, optional
-        Picard only: Anderson acceleration of the window's fixed-point iteration with this
-        memory ``m`` (ParaTAA's idea; :mod:`.anderson`): each point mixes its Picard update
-        with the last ``m`` differences, by least squares over the points up to it. It adds no
-        model call and typically saves a quarter of Picard's sequential calls at the same
-        tolerance (docs/benchmarks.md). Default: plain Picard.
     exact : bool, optional
-        ``method="auto"`` only. ``True`` (default): choose between the methods whose result is
-        the serial sample, serial and SRDS. ``False``: Picard too (its default tolerance leaves
-        differences of a few 8-bit levels).
+        ``method="auto"`` only: choose among the methods whose result is the serial sample
+        (default True), or Picard too (False).
 
     Returns
     -------
     DiffusionResult
-        With ``status`` (converged, max_iters or diverged); never converged when the sample is
-        not finite.
+        With ``status``; never converged when the sample is not finite.
 
     Raises
     ------
     ValueError, TypeError
-        Naming the argument: bad values, options that do not apply to ``method``
-        (:data:`METHOD_OPTIONS`), and a model output that is not a tensor of ``x``'s shape.
+        Naming the argument: bad values, options that do not apply to ``method``.
     """
     start = time.perf_counter()
-    check_method_options(method, dict(
-        blocks=blocks, pipelined=pipelined, window=window, tol=tol, tol_mode=tol_mode,
-        stop=stop, max_iters=max_iters, callback=callback, backend=backend, fine=fine,
-        coarse=coarse, exact=exact, anderson=anderson))
+    options = dict(blocks=blocks, pipelined=pipelined, window=window, tol=tol,
+                   tol_mode=tol_mode, stop=stop, max_iters=max_iters, callback=callback,
+                   backend=backend, fine=fine, coarse=coarse, exact=exact, anderson=anderson)
+    check_method_options(method, options)
     family = check_scheduler(scheduler)
     pf = family != "ddim" or fine is not None or coarse is not None
-    schedule = None if pf else _schedule(scheduler)
+    schedule = None if pf else as_schedule(scheduler)
     check_x_T(x_T)
     eta = check_eta(eta)
-    pf_grid = sigma_grid(scheduler, num_inference_steps) if pf else None
-    steps = pf_grid.steps if pf_grid is not None else schedule.check_steps(num_inference_steps)
-    if pf_grid is not None:
+    grid = sampler_grid(scheduler if schedule is None else schedule, num_inference_steps, pf=pf)
+    if pf:
         _check_pf_options(family, method, eta)
-    if exact is not None and not isinstance(exact, bool):
-        raise TypeError(f"exact must be True, False or None, got {exact!r}")
-    if eta > 0 and method not in ("serial", "auto") and generator is None:
-        raise ValueError(
-            f"eta > 0 with method={method!r} needs a torch.Generator: the noise is drawn once up "
-            "front so that the result is the serial stochastic sample for that noise"
-        )
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-    blocks = _optional_int(blocks, "blocks", 1)
-    window = _optional_int(window, "window", 1)
-    anderson = _optional_int(anderson, "anderson", 1)
-    max_iters = _optional_int(max_iters, "max_iters", 1)
-    max_batch = _optional_int(max_batch, "max_batch", 1)
-    if blocks is not None and blocks > steps:
-        raise ValueError(f"blocks must be <= num_inference_steps = {steps}, got {blocks}")
-    if pipelined is not None and not isinstance(pipelined, bool):
-        raise TypeError(f"pipelined must be True, False or None, got {pipelined!r}")
+    _check_randomness(method, eta, generator, exact)
+    chosen = None if method == AUTO else _method(method, grid.steps, options)
+    max_batch = optional_int(max_batch, "max_batch", 1)
     if not isinstance(progress, bool):
         raise TypeError(f"progress must be True or False, got {progress!r}")
-    if tol_mode is not None and tol_mode not in TOL_MODES:
-        raise ValueError(f"tol_mode must be one of {TOL_MODES}, got {tol_mode!r}")
-    if tol is not None:
-        tol = check_tolerance(tol, "tol")
-    if stop is not None and stop not in STOP_RULES:
-        raise ValueError(f"stop must be one of {STOP_RULES}, got {stop!r}")
-    if callback is not None and not callable(callback):
-        raise TypeError(
-            f"callback must be callable as callback(iteration, sample), got {callback!r}")
-
-    fn = wrap_model(
-        model,
-        guidance_scale=guidance_scale,
-        prompt_embeds=prompt_embeds,
-        negative_prompt_embeds=negative_prompt_embeds,
-    )
+    fn = wrap_model(model, guidance_scale=guidance_scale, prompt_embeds=prompt_embeds,
+                    negative_prompt_embeds=negative_prompt_embeds)
     fn.check_sample(x_T)
-    grid = pf_grid if pf_grid is not None else schedule.grid(steps)
-    nblocks, p = _blocks(steps, blocks), _window(steps, window)
-    n = x_T.shape[0]
-
-    def chunk_size(name: str) -> int:
-        size = max_batch if max_batch is not None else _auto_max_batch(
-            x_T, name, steps, nblocks, p, eta, fn.evals_per_state)
-        return min(size, n)
-
     choice = None
-    if method == "auto":
-        from .auto import CANDIDATES, choose_method
-
-        choice = choose_method(
-            model, fn, scheduler, x_T, steps=steps, blocks=srds_block_options(steps), window=p,
-            chunks={m: [b - a for a, b in _chunk_bounds(n, chunk_size(m))] for m in CANDIDATES},
-            timestep=int(grid.timesteps[steps // 2]),
-            exact=True if exact is None else exact, picard_ok=pf_grid is None,
-            parallel_ok=eta == 0 or generator is not None)
-        method = choice.method
-        nblocks = choice.blocks or nblocks
-    mode = tol_mode if tol_mode is not None else ("noise" if method == "picard" else "data")
-    if method != "serial":
-        tol = DEFAULT_TOL[(method, mode)] if tol is None else tol
-    size = chunk_size(method)
+    if chosen is None:
+        choice = _choose(model, fn, scheduler, x_T, grid, eta, generator, max_batch, exact)
+        chosen = _method(choice.method, grid.steps, {"blocks": choice.blocks or None})
+    n, size = x_T.shape[0], _chunk_size(chosen, x_T, max_batch, eta, fn)
     bounds = _chunk_bounds(n, size)
-    if callback is not None and len(bounds) > 1:
+    if chosen.callback is not None and len(bounds) > 1:
         raise ValueError(
             f"callback needs the whole batch in one chunk, but the {n} samples of x_T are split "
-            f"into {len(bounds)} chunks of at most {size}; pass max_batch={n}"
-        )
-    settings = _Settings(grid=grid, method=method, eta=eta, tol=tol or 0.0, mode=mode,
-                         max_iters=max_iters, blocks=nblocks, window=p, anderson=anderson,
-                         stop="update" if stop is None else stop,
-                         pipelined=True if pipelined is None else pipelined, callback=callback,
-                         backend=_check_backend(backend),
-                         propagators=propagators(pf_grid, fine, coarse) if pf_grid else None)
+            f"into {len(bounds)} chunks of at most {size}; pass max_batch={n}")
     noises = _Noises(grid, x_T, eta, generator, split=len(bounds) > 1)
-    calls = settings.propagators[0].calls() if settings.propagators else steps
-    bar = _progress_bar(progress, calls * len(bounds), method)
-    try:
-        with torch.no_grad():
-            parts = [
-                _sample_chunk(settings, fn.rows(a, b), x_T[a:b], noises.rows(a, b), bar)
-                for a, b in bounds
-            ]
-    finally:
-        if bar is not None:
-            bar.close()
-    result = _combine(parts, method, time.perf_counter() - start)
+    result = Sampling.build(chosen, grid, eta).run(fn, x_T, bounds, noises, progress, start)
     if choice is None:
         return result
     if choice.observe is not None and result.converged:
@@ -648,355 +178,62 @@ or NoiseSchedule
     return replace(result, reason=choice.reason, predicted_s=dict(choice.predicted_s))
 
 
+def _method(name: str, steps: int, options: dict[str, Any]) -> Method:
+    """The method ``name`` with the options it takes (the others are ``None``, checked)."""
+    cls = REGISTRY[name]
+    return cls(steps, **{k: v for k, v in options.items() if k in cls.options()})
+
+
 def _check_pf_options(family: str, method: str, eta: float) -> None:
     """Refuse what the probability-flow samplers (Euler, Heun, ``fine=``/``coarse=``) lack."""
     what = (f"the {family.capitalize()} scheduler" if family != "ddim"
             else "fine=/coarse= propagators")
-    if method == "picard":
+    if method in REGISTRY and not REGISTRY[method].sigma_grids:
+        able = " or ".join(repr(name) for name, cls in REGISTRY.items() if cls.sigma_grids)
         raise ValueError(
-            f"method 'picard' runs DDIM steps only (DDIMScheduler, DDPMScheduler, without "
-            f"fine=/coarse=); with {what} use method 'serial' or 'srds'")
+            f"method {method!r} runs DDIM steps only (DDIMScheduler, DDPMScheduler, without "
+            f"fine=/coarse=); with {what} use method {able}")
     if eta > 0:
         raise ValueError(
             f"eta applies to DDIM steps only; {what} integrate the deterministic "
             "probability-flow ODE (eta must be 0)")
 
 
-@dataclass(frozen=True)
-class _Settings:
-    """The sampler's validated settings, shared by every chunk."""
-
-    grid: DDIMGrid | SigmaGrid
-    method: str
-    eta: float
-    tol: float
-    mode: str
-    max_iters: int | None
-    blocks: int
-    window: int
-    pipelined: bool
-    stop: str
-    callback: Callable[[int, torch.Tensor], Any] | None
-    backend: Any = None
-    #: The probability-flow path's (fine, coarse); ``None`` for DDIM steps.
-    propagators: tuple[OnGrid, OnGrid] | None = None
-    #: Picard's Anderson memory (``None``: plain Picard).
-    anderson: int | None = None
-
-
-@dataclass
-class _Run:
-    """What the SRDS and Picard runners of one chunk share."""
-
-    settings: _Settings
-    rhs: Rhs
-    x_T: torch.Tensor
-    fine: DDIMSteps | OnGrid
-    coarse: DDIMJump | OnGrid
-
-
-def _sample_chunk(
-    settings: _Settings, fn: ModelFn, x_T: torch.Tensor, noises: list[torch.Tensor] | None,
-    bar: Any,
-) -> DiffusionResult:
-    """Sample one chunk of the batch."""
-    begin = time.perf_counter()
-    grid, method = settings.grid, settings.method
-    if isinstance(grid, SigmaGrid):  # the probability-flow ODE in sigma (pf_ode)
-        assert settings.propagators is not None
-        rhs = Rhs(ProbabilityFlowRhs(fn, grid, x_T.device, bar), ops_for(x_T), vectorized=True)
-        fine, coarse = settings.propagators
-        run = _Run(settings=settings, rhs=rhs, x_T=x_T * grid.init_scale, fine=fine,
-                   coarse=coarse)
-    else:
-        rhs = Rhs(_ModelRhs(fn, grid.timesteps, x_T.device, bar), ops_for(x_T), vectorized=True)
-        run = _Run(settings=settings, rhs=rhs, x_T=x_T,
-                   fine=DDIMSteps(grid, eta=settings.eta, noises=noises),
-                   coarse=DDIMJump(grid, eta=settings.eta, noises=noises))
-    try:
-        result = _run_method(run)
-    except Exception as exc:
-        _sample_notes(exc)
-        raise
-    if isinstance(grid, SigmaGrid) and grid.final_scale != 1.0:
-        result["sample"] = result["sample"] * grid.final_scale
-    if not _finite(result["sample"]):
-        result["status"] = Status.DIVERGED  # a non-finite sample is never converged
-    return DiffusionResult(
-        converged=result["status"] is Status.CONVERGED,
-        total_evals=rhs.evals * fn.evals_per_state,
-        method=method,
-        wall_time_s=time.perf_counter() - begin,
-        max_batch=x_T.shape[0],
-        **result,
-    )
-
-
-def _run_method(run: _Run) -> dict[str, Any]:
-    """The chunk's sample by ``run.settings.method``, as the fields of a result."""
-    method = run.settings.method
-    if method == "srds":
-        return _srds(run)
-    if method == "picard":
-        return _picard(run)
-    rhs = run.rhs
-    out = run.fine.propagate(rhs.plain, run.x_T, 0.0, float(run.settings.grid.steps))
-    return dict(sample=out, iterations=0, status=Status.CONVERGED,
-                sequential_evals=rhs.calls, residuals=(), stats=None)
-
-
-def _combine(parts: list[DiffusionResult], method: str, wall: float) -> DiffusionResult:
-    """One result from the results of the chunks, in batch order."""
-    if len(parts) == 1:
-        return replace(parts[0], wall_time_s=wall)
-    sample = torch.cat([part.sample for part in parts])
-    sizes = [part.sample.shape[0] for part in parts]
-    views = torch.split(sample, sizes)
-    status = max((part.status for part in parts), key=_SEVERITY.__getitem__)
-    longest = max(len(part.residuals) for part in parts)
-    residuals = tuple(
-        max(part.residuals[k] for part in parts if k < len(part.residuals)) for k in range(longest)
-    )
-    evals = sum(size * part.total_evals for size, part in zip(sizes, parts))
-    return DiffusionResult(
-        sample=sample,
-        iterations=max(part.iterations for part in parts),
-        converged=status is Status.CONVERGED,
-        status=status,
-        sequential_evals=sum(part.sequential_evals for part in parts),
-        total_evals=round(evals / sample.shape[0]),
-        residuals=residuals,
-        method=method,
-        wall_time_s=wall,
-        stats=None,
-        max_batch=max(sizes),
-        chunks=tuple(replace(part, sample=view) for part, view in zip(parts, views)),
-        blocks=parts[0].blocks,
-    )
-
-
-class _FinalSampleRule:
-    """SRDS's stopping rule, the engine's callback: stop when the final sample stops changing.
-
-    A non-finite final sample (or change) is divergence, never convergence: the rule records
-    it and stops the run.
-    """
-
-    def __init__(self, settings: _Settings, scale: float) -> None:
-        self.tol, self.mode, self.scale = settings.tol, settings.mode, scale
-        self.callback = settings.callback
-        self.settings = settings
-        self.residuals: list[float] = []
-        self.last: torch.Tensor | None = None
-        self.diverged = False
-
-    def __call__(self, info: parareal.IterationInfo) -> bool:
-        final = info.y[-1]
-        if not _finite(final):
-            self.diverged = True
-            return True
-        residual = None
-        if self.last is not None:
-            residual = _change(final - self.last, self.mode) / self.scale
-            if not math.isfinite(residual):
-                self.diverged = True
-                return True
-            self.residuals.append(residual)
-        self.last = final
-        if self.callback is not None:
-            # the probability-flow state y is the sample divided by final_scale (DDIM grids)
-            out_scale = getattr(self.settings.grid, "final_scale", 1.0)
-            self.callback(info.iteration, final * out_scale if out_scale != 1.0 else final)
-        return self.tol > 0 and should_stop(self.residuals, self.tol, self.settings.stop)
-
-
-def should_stop(updates: list[float] | tuple[float, ...], tol: float, stop: str) -> bool:
-    """SRDS's stopping decision after an iterate, from the final sample's changes so far.
-
-    Parameters
-    ----------
-    updates : sequence of float
-        ``d_1 .. d_k``: the change of the final sample at each iteration (``d_k`` the latest).
-    tol : float
-        The tolerance (> 0).
-    stop : {"update", "estimate"}
-        ``"update"``: ``d_k <= tol``. ``"estimate"``: with ``rho = d_k / d_(k-1) < 1``, the
-        predicted remaining error ``d_k rho / (1 - rho) <= tol`` (a geometric tail of changes
-        that shrink at least by ``rho``; Parareal's superlinear convergence makes the next
-        change about ``d_k rho``); no decision before two changes, never with ``rho >= 1``.
-        ``d_k = 0`` stops under both.
-
-    Returns
-    -------
-    bool
-        Whether to stop now.
-    """
-    if not updates:
-        return False
-    last = updates[-1]
-    if last == 0.0 or stop == "update":
-        return last <= tol
-    if len(updates) < 2 or updates[-2] <= 0.0:
-        return False
-    rho = last / updates[-2]
-    return rho < 1.0 and last * rho / (1.0 - rho) <= tol
-
-
-def _check_backend(backend: Any) -> Any:
-    """``backend`` for SRDS: a name (checked; made per solve, so that its workers end with it,
-    except ``"mpi"``, whose communicator the sampler needs) or a Backend instance."""
-    if backend is None:
-        return "batched"
-    resolved = parareal.backends.resolve_backend(backend)
-    if isinstance(backend, str) and not getattr(resolved, "spmd", False):
-        resolved.close()
-        return backend
-    return resolved
-
-
-def srds_lookahead(fine_calls: list[int], coarse_calls: list[int]) -> int | None:
-    """The pipelined schedule's ``lookahead`` for SRDS: the smallest bound that keeps the
-    latency of the unbounded pipeline.
-
-    Fine work for iteration ``k + 1`` may start only once iterate ``k - L`` is complete
-    (``docs/algorithm.md``); that costs no latency while ``L (m - g) >= g B``, with ``m`` the
-    calls of the shortest block's fine solve, ``g`` those of the longest coarse step and ``B``
-    the blocks. The engine's default ``L = 2`` is too tight for SRDS's many short blocks: at
-    N = 100 with 16 blocks (``m = 6``, ``g = 1``) it cost 2 sequential calls per iteration from
-    the third on, 4 at N = 100 with 20 blocks.
-
-    Parameters
-    ----------
-    fine_calls, coarse_calls : list of int
-        Model calls of each block's fine solve and coarse step.
-
-    Returns
-    -------
-    int or None
-        ``max(2, ceil(g B / (m - g)))``; ``None`` (no bound) when a fine solve is no longer
-        than a coarse step (then nothing races ahead, and the work is at most ``B`` sweeps).
-
-    Raises
-    ------
-    TypeError, ValueError
-        Unless both are non-empty lists of ints >= 1 of the same length.
-    """
-    if len(fine_calls) != len(coarse_calls) or not fine_calls:
-        raise ValueError(f"fine_calls and coarse_calls must give one count per block, got "
-                         f"{len(fine_calls)} and {len(coarse_calls)}")
-    for name, calls in (("fine_calls", fine_calls), ("coarse_calls", coarse_calls)):
-        for value in calls:
-            check_int(value, name, 1)
-    m, g, blocks = min(fine_calls), max(coarse_calls), len(fine_calls)
-    if m <= g:
-        return None
-    return max(2, math.ceil(g * blocks / (m - g)))
-
-
-def _srds(run: _Run) -> dict[str, Any]:
-    settings = run.settings
-    steps = settings.grid.steps
-    edges = np.round(np.linspace(0, steps, settings.blocks + 1))
-    pairs = list(zip(edges[:-1].astype(int).tolist(), edges[1:].astype(int).tolist()))
-    if isinstance(run.fine, OnGrid):
-        assert isinstance(run.coarse, OnGrid)
-        fine_calls = [run.fine.calls(a, b) for a, b in pairs]
-        coarse_calls = [run.coarse.calls(a, b) for a, b in pairs]
-    else:  # DDIM: one call per step, one per jump
-        fine_calls, coarse_calls = [b - a for a, b in pairs], [1] * len(pairs)
-    scale = settings.grid.noise_level(steps - 1) if settings.mode == "noise" else 1.0
-    rule = _FinalSampleRule(settings, scale)
-    rhs = run.rhs
-    sol = parareal.solve(
-        rhs.f,
-        run.x_T,
-        (0.0, float(steps)),
-        coarse=run.coarse,
-        fine=run.fine,
-        slices=settings.blocks,
-        boundaries=edges,
-        tol=0.0,
-        max_iters=settings.max_iters,
-        backend=settings.backend,
-        schedule="pipelined" if settings.pipelined else "synchronous",
-        lookahead=srds_lookahead(fine_calls, coarse_calls),
-        vectorized=True,
-        callback=rule,
-    )
-    if getattr(settings.backend, "spmd", False):  # the rule ran on the root: share its verdict
-        backend = settings.backend
-        rule.residuals, rule.diverged, rule.last = backend.comm.bcast(
-            (rule.residuals, rule.diverged, rule.last), root=backend.root)
-    rhs.calls, rhs.evals = sol.stats.f_calls, sol.stats.f_evals
-    status, final, iterations = sol.status, sol.y_final, sol.iterations
-    if rule.diverged:  # the rule saw the first non-finite iterate: keep the last finite one
-        status, iterations = Status.DIVERGED, max(iterations - 1, 0)
-        final = rule.last if rule.last is not None else final
-    return dict(
-        sample=final,
-        iterations=iterations,
-        status=status,
-        sequential_evals=sol.stats.critical_path,
-        residuals=tuple(rule.residuals[:iterations]),
-        stats=sol.stats,
-        blocks=settings.blocks,
-    )
-
-
-def _picard(run: _Run) -> dict[str, Any]:
-    """ParaDiGMS: Picard iterations over a sliding window, one batched model call each."""
-    settings, rhs, fine = run.settings, run.rhs, run.fine
-    grid, tol, mode = settings.grid, settings.tol, settings.mode
-    steps, p = grid.steps, settings.window
-    cap = settings.max_iters if settings.max_iters is not None else steps
-    if mode == "noise":
-        variances = np.array([grid.posterior_variance(i) for i in range(steps)])
-        floor = variances[variances > 0].min() if np.any(variances > 0) else 1.0
-        scales = np.sqrt(np.maximum(variances, floor))
-    else:
-        scales = np.ones(steps)
-    xs = [run.x_T] * (steps + 1)
-    accel = PrefixAnderson(settings.anderson) if settings.anderson else None
-    begin, iterations = 0, 0
-    residuals: list[float] = []
-    diverged = False
-    while begin < steps and iterations < cap:
-        end = min(begin + p, steps)
-        outs = rhs.batch([(float(j), xs[j]) for j in range(begin, end)])
-        drifts = torch.stack(
-            [fine.jump(xs[j], out, j, j + 1) - xs[j] for j, out in zip(range(begin, end), outs)]
+def _check_randomness(method: str, eta: float, generator: Any, exact: Any) -> None:
+    """Refuse a bad ``exact``, a missing generator where ``eta > 0`` needs one, a bad one."""
+    if exact is not None and not isinstance(exact, bool):
+        raise TypeError(f"exact must be True, False or None, got {exact!r}")
+    if eta > 0 and method in REGISTRY and REGISTRY[method].needs_generator and generator is None:
+        raise ValueError(
+            f"eta > 0 with method={method!r} needs a torch.Generator: the noise is drawn once up "
+            "front so that the result is the serial stochastic sample for that noise"
         )
-        new = xs[begin] + torch.cumsum(drifts, dim=0)
-        if accel is not None:
-            new = accel.update(begin + 1, torch.stack(xs[begin + 1:end + 1]), new)
-        if not _finite(new):  # stop at once; xs keeps the last finite iterate
-            diverged = True
-            break
-        errors = [
-            _change(new[i] - xs[begin + 1 + i], mode) / scales[begin + i]
-            for i in range(end - begin)
-        ]
-        for i in range(end - begin):
-            xs[begin + 1 + i] = new[i]
-        failing = [i for i, e in enumerate(errors) if not e <= tol]
-        stride = max(failing[0] if failing else end - begin, 1)
-        new_end = min(begin + stride + p, steps)
-        for j in range(end + 1, new_end + 1):
-            xs[j] = xs[end]  # initialise newly covered points with the latest value
-        begin += stride
-        iterations += 1
-        residuals.append(max(errors))
-        if settings.callback is not None:
-            settings.callback(iterations, xs[steps])
-    if diverged:
-        status = Status.DIVERGED
-    else:
-        status = Status.CONVERGED if begin >= steps else Status.MAX_ITERS
-    return dict(
-        sample=xs[steps],
-        iterations=iterations,
-        status=status,
-        sequential_evals=rhs.calls,
-        residuals=tuple(residuals),
-        stats=None,
-    )
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+
+
+def _chunk_size(
+    method: Method, x_T: torch.Tensor, max_batch: int | None, eta: float, fn: ModelFn
+) -> int:
+    """Samples per chunk: ``max_batch``, or the automatic one for ``method``, at most the batch."""
+    size = max_batch if max_batch is not None else _auto_max_batch(
+        x_T, method.rows_per_call, method.states_kept, method.steps, eta, fn.evals_per_state)
+    return min(size, x_T.shape[0])
+
+
+def _choose(
+    model: Any, fn: ModelFn, scheduler: Any, x_T: torch.Tensor, grid: Any, eta: float,
+    generator: torch.Generator | None, max_batch: int | None, exact: bool | None,
+) -> AutoChoice:
+    """``method="auto"``: plan the run for each candidate with its default options, choose."""
+    steps, n = grid.steps, x_T.shape[0]
+    defaults = {name: REGISTRY[name](steps) for name in CANDIDATES}
+    sizes = {name: _chunk_size(m, x_T, max_batch, eta, fn) for name, m in defaults.items()}
+    run = PlannedRun(
+        scheduler=scheduler, x_T=x_T, steps=steps, blocks=srds_block_options(steps),
+        window=Picard(steps).window,
+        chunks={name: [b - a for a, b in _chunk_bounds(n, size)] for name, size in sizes.items()},
+        timestep=int(grid.timesteps[steps // 2]),
+        exact=True if exact is None else exact, picard_ok=not isinstance(grid, SigmaGrid),
+        parallel_ok=eta == 0 or generator is not None)
+    return choose_method(model, fn, run)
