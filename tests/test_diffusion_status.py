@@ -17,9 +17,11 @@ from parareal.adapters.diffusion import (  # noqa: E402
     NoiseSchedule,
     sample,
 )
-from parareal.adapters.diffusion.methods.srds import SRDS, _FinalSampleRule  # noqa: E402
+from parareal.adapters.diffusion.methods.srds import SRDS, srds_rule  # noqa: E402
 
-from parareal import IterationInfo, Status  # noqa: E402
+from parareal import Status  # noqa: E402
+from parareal.state import ops_for  # noqa: E402
+from parareal.stopping import Iterate  # noqa: E402
 
 METHODS = [("serial", {}), ("srds", {"pipelined": True}), ("srds", {"pipelined": False}),
            ("picard", {})]
@@ -137,40 +139,41 @@ def test_srds_all_iterations_is_converged():
     assert capped.status is Status.MAX_ITERS and capped.iterations == 5
 
 
-def settings(tol=1e-3, callback=None):
-    """The SRDS method and its grid, as the stopping rule takes them."""
+def rule_for(tol=1e-3):
+    """SRDS's stopping rule (the engine's FinalChange in SRDS's measure) for a 4-step grid."""
     grid = NoiseSchedule.build().grid(4)
-    return SRDS(4, tol=tol, tol_mode="data", blocks=2, pipelined=True, stop="update",
-                callback=callback), grid
+    return srds_rule(SRDS(4, tol=tol, tol_mode="data", blocks=2, pipelined=True,
+                          stop="update"), grid)
 
 
-def info(k, final):
-    y = torch.stack([torch.zeros_like(final), final])
-    return IterationInfo(iteration=k, residual=0.0, t=np.array([0.0, 4.0]), y=y,
-                         critical_path=k, f_evals=k)
+def iterate(k, final):
+    """What the engine shows a rule of iterate ``k`` with ``final`` at the last boundary."""
+    values = [torch.zeros_like(final), final]
+    return Iterate(iteration=k, update=0.0, t=np.array([0.0, 4.0]), ops=ops_for(final),
+                   _value=values.__getitem__)
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
 def test_srds_stopping_rule_treats_a_non_finite_final_sample_as_divergence(bad):
-    seen = []
-    rule = _FinalSampleRule(*settings(tol=1.0, callback=lambda k, y: seen.append(k)), 1.0)
+    rule = rule_for(tol=1.0)
     good = torch.zeros(2, 3, dtype=torch.float64)
-    assert rule(info(0, good)) is False and not rule.diverged
-    assert rule(info(1, good + 0.5)) is True and rule.residuals == [0.5]  # converged: 0.5 <= 1
-    rule = _FinalSampleRule(*settings(tol=1.0, callback=lambda k, y: seen.append(k)), 1.0)
-    rule(info(0, good))
+    assert rule.check(iterate(0, good)) is None and not rule.diverged
+    # converged: 0.5 <= 1
+    assert rule.check(iterate(1, good + 0.5)) is Status.CONVERGED and rule.changes == [0.5]
+    rule.start()
+    rule.check(iterate(0, good))
     broken = good.clone()
     broken[1, 2] = bad
-    # stop (True) but as divergence; the last finite final sample is kept, no residual added
-    assert rule(info(1, broken)) is True and rule.diverged
-    assert rule.residuals == [] and torch.equal(rule.last, good)
+    # divergence: the engine returns the last finite iterate; no change is added
+    assert rule.check(iterate(1, broken)) is Status.DIVERGED and rule.diverged
+    assert rule.changes == [] and torch.equal(rule.last, good)
 
 
 def test_srds_stopping_rule_treats_an_overflowing_change_as_divergence():
-    rule = _FinalSampleRule(*settings(tol=1.0), 1.0)
+    rule = rule_for(tol=1.0)
     big = torch.full((1, 2), 3e38, dtype=torch.float32)
-    rule(info(0, big))
-    assert rule(info(1, -big)) is True and rule.diverged  # the change overflows to inf
+    rule.check(iterate(0, big))
+    assert rule.check(iterate(1, -big)) is Status.DIVERGED and rule.diverged  # inf change
 
 
 def test_result_status_and_converged_must_agree():

@@ -1,9 +1,9 @@
 """SRDS (Selvam et al. 2024): Parareal over the sampler's grid, as configuration of the engine.
 
-Owns SRDS's options and defaults (blocks, the pipelined schedule's lookahead), its stopping
-rule (the final sample stops changing) and the two places that touch an SPMD backend's
-internals (:func:`_srds_backend`, :func:`_share_rule_state`), each in one small function to
-be replaced by a backend API and an engine stopping-rule object.
+Owns SRDS's options and defaults (blocks, the pipelined schedule's lookahead) and its
+stopping rule: the engine's :class:`parareal.FinalChange` (the final sample stops changing) in
+SRDS's change measure (:func:`srds_rule`), run by the engine like any rule, its state returned
+in ``Solution.stop_state`` on every MPI rank.
 
 Paper-to-code notation (arXiv 2412.08292):
 
@@ -32,13 +32,14 @@ import numpy as np
 import torch
 
 import parareal
-from parareal import Status
+from parareal.backends import using_backend
+from parareal.stopping import FinalChange, change_met
 from parareal.validation import check_int
 
 from ..pf_ode import OnGrid, SigmaGrid
 from ..result import Outcome
 from ..schedule import DDIMGrid
-from .base import Chunk, Refining, change, finite, optional_int, optional_propagator
+from .base import Chunk, Refining, change, optional_int, optional_propagator
 
 __all__ = [
     "BLOCKS_PER_ROOT",
@@ -47,6 +48,7 @@ __all__ = [
     "default_blocks",
     "should_stop",
     "srds_block_options",
+    "srds_rule",
     "srds_lookahead",
 ]
 
@@ -163,7 +165,7 @@ class SRDS(Refining):
         self.blocks = blocks if blocks is not None else default_blocks(steps)
         self.pipelined = True if pipelined is None else pipelined
         self.stop = "update" if stop is None else stop
-        self.backend = _srds_backend(backend)
+        self.backend = _check_backend(backend)
 
     @property
     def rows_per_call(self) -> int:
@@ -186,8 +188,6 @@ class SRDS(Refining):
             coarse_calls = [chunk.coarse.calls(a, b) for a, b in pairs]
         else:  # DDIM: one call per step, one per jump
             fine_calls, coarse_calls = [b - a for a, b in pairs], [1] * len(pairs)
-        scale = chunk.grid.noise_level(steps - 1) if self.mode == "noise" else 1.0
-        rule = _FinalSampleRule(self, chunk.grid, scale)
         sol = parareal.solve(
             chunk.rhs.f,
             chunk.x_T,
@@ -196,119 +196,74 @@ class SRDS(Refining):
             fine=chunk.fine,
             slices=self.blocks,
             boundaries=edges,
-            tol=0.0,
+            stop=srds_rule(self, chunk.grid),
             max_iters=self.max_iters,
             backend=self.backend,
             schedule="pipelined" if self.pipelined else "synchronous",
             lookahead=srds_lookahead(fine_calls, coarse_calls),
             vectorized=True,
-            callback=rule,
+            callback=_final_sample_callback(self.callback, chunk.grid),
         )
-        _share_rule_state(self.backend, rule)
-        status, final, iterations = sol.status, sol.y_final, sol.iterations
-        if rule.diverged:  # the rule saw the first non-finite iterate: keep the last finite one
-            status, iterations = Status.DIVERGED, max(iterations - 1, 0)
-            final = rule.last if rule.last is not None else final
+        iterations = sol.iterations  # diverged: that of the last finite iterate
         return Outcome(
-            sample=final,
+            sample=sol.y_final,
             iterations=iterations,
-            status=status,
+            status=sol.status,
             sequential_evals=sol.stats.critical_path,
             evals=sol.stats.f_evals,
-            residuals=tuple(rule.residuals[:iterations]),
+            residuals=tuple(sol.stop_state["changes"][:iterations]),
             stats=sol.stats,
             blocks=self.blocks,
         )
 
 
-def _srds_backend(backend: Any) -> Any:
-    """``backend`` for SRDS: a name (checked; made per solve, so that its workers end with it,
-    except an SPMD backend such as ``"mpi"``, whose communicator the sampler needs) or a Backend
-    instance. Reads the backend's SPMD internals (``spmd``)."""
+def _check_backend(backend: Any) -> Any:
+    """``backend`` for SRDS (``None``: ``"batched"``), checked by making it once; a name is
+    made again by every solve and closed with it, an instance stays the caller's."""
     if backend is None:
         return "batched"
-    resolved = parareal.backends.resolve_backend(backend)
-    if isinstance(backend, str) and not getattr(resolved, "spmd", False):
-        resolved.close()
+    with using_backend(backend):
         return backend
-    return resolved
 
 
-def _share_rule_state(backend: Any, rule: _FinalSampleRule) -> None:
-    """On an SPMD backend the stopping rule ran on the root: broadcast its verdict (residuals,
-    divergence, last finite sample) to every rank. Reads the backend's SPMD internals
-    (``spmd``, ``comm``, ``root``)."""
-    if getattr(backend, "spmd", False):
-        rule.residuals, rule.diverged, rule.last = backend.comm.bcast(
-            (rule.residuals, rule.diverged, rule.last), root=backend.root)
+def _data_change(delta: torch.Tensor) -> float:
+    """Max-abs change of the final sample, in data units."""
+    return change(delta, "data")
 
 
-class _FinalSampleRule:
-    """SRDS's stopping rule, the engine's callback: stop when the final sample stops changing.
+def _noise_change(delta: torch.Tensor) -> float:
+    """The largest per-sample RMS change of the final sample."""
+    return change(delta, "noise")
 
-    A non-finite final sample (or change) is divergence, never convergence: the rule records
-    it and stops the run.
-    """
 
-    def __init__(self, settings: SRDS, grid: DDIMGrid | SigmaGrid, scale: float) -> None:
-        self.tol, self.mode, self.scale = settings.tol, settings.mode, scale
-        self.callback = settings.callback
-        self.settings = settings
-        self.grid = grid
-        self.residuals: list[float] = []
-        self.last: torch.Tensor | None = None
-        self.diverged = False
+def srds_rule(method: SRDS, grid: DDIMGrid | SigmaGrid) -> FinalChange:
+    """SRDS's stopping rule for ``grid``: the engine's :class:`~parareal.FinalChange` with the
+    method's ``tol`` and ``stop``, measuring the final sample's change in ``tol_mode``'s units
+    (``"noise"``: divided by the noise level of the last denoising step's input). A non-finite
+    final sample or change is divergence, never convergence."""
+    scale = grid.noise_level(grid.steps - 1) if method.mode == "noise" else 1.0
+    norm = _noise_change if method.mode == "noise" else _data_change
+    return FinalChange(method.tol, norm=norm, scale=scale, how=method.stop)
 
-    def __call__(self, info: parareal.IterationInfo) -> bool:
+
+def _final_sample_callback(callback: Callable[[int, torch.Tensor], Any] | None,
+                           grid: DDIMGrid | SigmaGrid) -> Callable[[Any], None] | None:
+    """The engine's callback that shows the user's ``callback(iteration, sample)`` the current
+    final sample (the probability-flow state times ``final_scale`` on DDIM grids)."""
+    if callback is None:
+        return None
+    out_scale = getattr(grid, "final_scale", 1.0)
+
+    def show(info: parareal.IterationInfo) -> None:
         final = info.y[-1]
-        if not finite(final):
-            self.diverged = True
-            return True
-        residual = None
-        if self.last is not None:
-            residual = change(final - self.last, self.mode) / self.scale
-            if not math.isfinite(residual):
-                self.diverged = True
-                return True
-            self.residuals.append(residual)
-        self.last = final
-        if self.callback is not None:
-            # the probability-flow state y is the sample divided by final_scale (DDIM grids)
-            out_scale = getattr(self.grid, "final_scale", 1.0)
-            self.callback(info.iteration, final * out_scale if out_scale != 1.0 else final)
-        return self.tol > 0 and should_stop(self.residuals, self.tol, self.settings.stop)
+        callback(info.iteration, final * out_scale if out_scale != 1.0 else final)
+
+    return show
 
 
-def should_stop(updates: list[float] | tuple[float, ...], tol: float, stop: str) -> bool:
-    """SRDS's stopping decision after an iterate, from the final sample's changes so far.
-
-    Parameters
-    ----------
-    updates : sequence of float
-        ``d_1 .. d_k``: the change of the final sample at each iteration (``d_k`` the latest).
-    tol : float
-        The tolerance (> 0).
-    stop : {"update", "estimate"}
-        ``"update"``: ``d_k <= tol``. ``"estimate"``: with ``rho = d_k / d_(k-1) < 1``, the
-        predicted remaining error ``d_k rho / (1 - rho) <= tol`` (a geometric tail of changes
-        that shrink at least by ``rho``; Parareal's superlinear convergence makes the next
-        change about ``d_k rho``); no decision before two changes, never with ``rho >= 1``.
-        ``d_k = 0`` stops under both.
-
-    Returns
-    -------
-    bool
-        Whether to stop now.
-    """
-    if not updates:
-        return False
-    last = updates[-1]
-    if last == 0.0 or stop == "update":
-        return last <= tol
-    if len(updates) < 2 or updates[-2] <= 0.0:
-        return False
-    rho = last / updates[-2]
-    return rho < 1.0 and last * rho / (1.0 - rho) <= tol
+#: SRDS's stopping decision from the final sample's changes so far: the engine's
+#: :func:`parareal.stopping.change_met` (``should_stop(updates, tol, stop)``).
+should_stop = change_met
 
 
 def srds_lookahead(fine_calls: list[int], coarse_calls: list[int]) -> int | None:
