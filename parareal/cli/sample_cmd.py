@@ -160,14 +160,13 @@ def run_sample(args: argparse.Namespace) -> int:
     check_method_options(args.method, options)
     if args.backend is not None and args.method != "srds":
         raise ValueError(f"--backend applies to --method srds, not {args.method}")
-    from ..backends import resolve_backend
+    reporter = True  # MPI: only the root writes and prints
+    if args.backend is not None:  # passed by name: every run makes it and closes it
+        from ..backends import using_backend
 
-    backend = None if args.backend is None else resolve_backend(args.backend)
-    reporter = backend is None or backend.drives()
-    if backend is not None and args.backend != "mpi":
-        backend = args.backend  # made per run, so that its workers end with it
-    if backend is not None:
-        options["backend"] = backend
+        with using_backend(args.backend) as backend:
+            reporter = backend.drives()
+        options["backend"] = args.backend
     image_format(args.out)
     check_writable(args.out, "the image")
     _check_steps(args.steps, load_digits_scheduler(args.weights))
