@@ -65,18 +65,6 @@ def _progress_bar(enabled: bool, total: int, method: str) -> Any:
                 file=sys.stderr, leave=False)
 
 
-def _progress_bar(enabled: bool, total: int, method: str) -> Any:
-    """A tqdm bar over sequential model calls (``None`` when disabled or tqdm is missing)."""
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm comes with diffusers
-        return None
-    return tqdm(total=total, desc=f"{method}: sequential model calls", unit="call",
-                file=sys.stderr, leave=False)
-
-
 @dataclass(frozen=True)
 class Sampling:
     """What every chunk of one sampling call shares: the method, the grid, DDIM's ``eta`` and
