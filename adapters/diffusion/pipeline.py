@@ -310,7 +310,11 @@ def sample_pipeline(
     step order, as the pipeline's loop draws it. So ``method="serial"`` gives the images of
     ``pipe(prompt, num_inference_steps=..., guidance_scale=..., generator=<same seed>, ...)``
     (to within round-off: one 8-bit level), and ``"srds"`` reproduces them (to its
-    tolerance; ``tol=0``: to round-off).
+    tolerance; ``tol=0``: to round-off). ``StableDiffusion3Pipeline`` (flow matching,
+    :mod:`.pipeline_sd3`): its prompt encoding (both CLIP encoders, T5 when it has one), its
+    latents, ``mu`` (``calculate_shift`` of the image size when the scheduler shifts
+    dynamically; ``mu=`` overrides it, as in ``pipe(..., mu=)``), guidance and decoding; its
+    default size, without skip-layer guidance or IP adapters.
 
     Like ``pipe(...)``, it sets the timesteps of ``pipe.scheduler`` (``set_timesteps``); the
     pipeline is otherwise only read. The sampler is :func:`sample` with ``pipe.scheduler``
@@ -322,7 +326,7 @@ def sample_pipeline(
 
     Parameters
     ----------
-    pipe : StableDiffusionPipeline, DDIMPipeline or DDPMPipeline
+    pipe : StableDiffusionPipeline, StableDiffusion3Pipeline, DDIMPipeline or DDPMPipeline
         A diffusers pipeline (see :data:`PIPELINES`); images have the UNet's ``sample_size``
         (the pipeline's default height and width).
     prompt : str or list of str, optional
@@ -332,7 +336,8 @@ def sample_pipeline(
     method : {"serial", "srds", "picard"}
         As for :func:`sample`.
     guidance_scale : float, optional
-        Stable Diffusion: classifier-free guidance scale (default 7.5, the pipeline's);
+        Stable Diffusion: classifier-free guidance scale (default 7.5, the pipeline's; 7.0
+        for Stable Diffusion 3);
         guidance runs when it is ``> 1``, as in the pipeline. Unconditional pipelines: must
         be ``None``.
     negative_prompt : str or list of str, optional
@@ -347,7 +352,8 @@ def sample_pipeline(
         As for the pipeline: ``"latent"`` for Stable Diffusion only.
     **sample_kwargs
         Passed to :func:`sample` (``blocks``, ``tol``, ``max_iters``, ``eta``, ``max_batch``,
-        ``progress``...); ``eta`` is refused with a ``DDPMScheduler`` (its step is ``eta = 1``).
+        ``progress``, ``mu``...); ``eta`` is refused with a ``DDPMScheduler`` (its step is
+        ``eta = 1``).
 
     Returns
     -------
