@@ -244,3 +244,25 @@ def test_sd3_pipeline_latents_negative_prompt_and_mu(sd3_folder):
     assert float((default.images - ref).abs().max()) > 0  # the pipeline's own mu differs
     with pytest.raises(ValueError, match="mu applies with use_dynamic_shifting=True only"):
         sample_pipeline(sd3(sd3_folder), "a cat", method="serial", mu=0.3, **kwargs)
+
+
+def test_flow_training_script_tiny_run(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from parareal.adapters.diffusion.digits import load_digits_flow_model
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "model"
+    proc = subprocess.run(
+        [sys.executable, str(root / "examples" / "train_digits_flow.py"), "--quick", "--steps",
+         "2", "--out", str(out)], capture_output=True, text=True, cwd=tmp_path, timeout=600,
+        env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stderr
+    assert {p.name for p in out.iterdir()} == {"digits_flow.safetensors", "digits_flow.json"}
+    config = json.loads((out / "digits_flow.json").read_text())
+    assert "serial_euler20_64" in config["training"]["sample_quality"]
+    unet, scheduler = load_digits_flow_model(out / "digits_flow.safetensors")
+    assert type(scheduler).__name__ == "FlowMatchEulerDiscreteScheduler"
