@@ -234,13 +234,15 @@ def test_sd3_pipeline_equals_its_own_call(sd3_folder, config, guidance_scale):
 
 def test_sd3_pipeline_latents_negative_prompt_and_mu(sd3_folder):
     pipe = sd3(sd3_folder, use_dynamic_shifting=True)
-    kwargs = dict(num_inference_steps=6, negative_prompt="red", generator=seeded(1))
-    ref = pipe("a cat", output_type="latent", mu=0.3, **kwargs).images
+    kwargs = dict(num_inference_steps=6, negative_prompt="red", num_images_per_prompt=2)
+    ref = pipe("a cat", output_type="latent", mu=0.3, generator=seeded(1), **kwargs).images
     out = sample_pipeline(pipe, "a cat", method="serial", output_type="latent", mu=0.3,
-                          **kwargs)
+                          generator=seeded(1), **kwargs)
+    assert ref.shape[0] == 2
     torch.testing.assert_close(out.images, ref, rtol=0, atol=0)
     assert out.result.sequential_evals == 6 and out.result.total_evals == 12
-    default = sample_pipeline(pipe, "a cat", method="serial", output_type="latent", **kwargs)
+    default = sample_pipeline(pipe, "a cat", method="serial", output_type="latent",
+                              generator=seeded(1), **kwargs)
     assert float((default.images - ref).abs().max()) > 0  # the pipeline's own mu differs
     with pytest.raises(ValueError, match="mu applies with use_dynamic_shifting=True only"):
         sample_pipeline(sd3(sd3_folder), "a cat", method="serial", mu=0.3, **kwargs)
