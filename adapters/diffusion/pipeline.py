@@ -25,8 +25,8 @@ from .schedule import NoiseSchedule
 __all__ = ["PIPELINES", "PipelineResult", "sample_pipeline"]
 
 #: The diffusers pipelines :func:`sample_pipeline` runs (by class, subclasses included).
-PIPELINES = ("StableDiffusionPipeline", "StableDiffusion3Pipeline", "DDIMPipeline",
-             "DDPMPipeline")
+PIPELINES = ("StableDiffusionPipeline", "DDIMPipeline", "DDPMPipeline",
+             "StableDiffusion3Pipeline")
 #: The pipelines that take a prompt.
 _TEXT_PIPELINES = ("StableDiffusionPipeline", "StableDiffusion3Pipeline")
 _CONDITIONAL_OUTPUTS = ("pil", "np", "pt", "latent")

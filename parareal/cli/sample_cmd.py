@@ -160,7 +160,7 @@ def run_sample(args: argparse.Namespace) -> int:
     )
 
     if args.karras and args.scheduler == "ddim":
-        raise ValueError("--karras applies to --scheduler euler, heun or flow, not ddim")
+        raise ValueError("--karras applies to --scheduler euler or heun (or flow), not ddim")
     flow = args.scheduler == "flow"
     for flag, value in (("--shift", args.shift), ("--mu", args.mu)):
         if value is not None and not flow:
@@ -191,7 +191,7 @@ def run_sample(args: argparse.Namespace) -> int:
     import torch
 
     unet, scheduler = (load_digits_flow_model if flow else load_digits_model)(args.weights)
-    scheduler = _scheduler(args, scheduler)
+    scheduler = _scheduler(args.scheduler, args.karras, scheduler, args.shift, args.mu)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     x_T = torch.randn((args.n, 1, 8, 8), generator=torch.Generator().manual_seed(args.seed))
     noise_seed = (args.seed + NOISE_SEED_OFFSET) % 2**64
@@ -262,14 +262,14 @@ def run_sample(args: argparse.Namespace) -> int:
     return 1 if diverged else 0
 
 
-def _scheduler(args: argparse.Namespace, bundled: Any) -> Any:
-    """The bundled DDIMScheduler, or the diffusers scheduler ``--scheduler`` made from its
-    config; the flow model's scheduler with ``--karras``, ``--shift`` and ``--mu``."""
-    name, karras = args.scheduler, args.karras
+def _scheduler(name: str, karras: bool, bundled: Any, shift: float | None = None,
+               mu: float | None = None) -> Any:
+    """The bundled DDIMScheduler, or the diffusers scheduler ``name`` made from its config;
+    for ``flow`` the flow model's scheduler with ``karras``, ``shift`` and (dynamic) ``mu``."""
     if name == "flow":
-        extra = {} if args.shift is None else {"shift": args.shift}
+        extra = {} if shift is None else {"shift": shift}
         return type(bundled).from_config(bundled.config, use_karras_sigmas=karras,
-                                         use_dynamic_shifting=args.mu is not None, **extra)
+                                         use_dynamic_shifting=mu is not None, **extra)
     if name == "ddim":
         return bundled
     ddim = bundled
