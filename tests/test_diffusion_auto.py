@@ -285,7 +285,7 @@ def test_cli_has_no_prompt_and_says_why(capsys):
         main(["sample", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert "There is no --prompt" in help_text and "no text model ships" in help_text
-    assert "--scheduler {ddim,euler,heun}" in help_text and "--karras" in help_text
+    assert "--scheduler {ddim,euler,heun,flow}" in help_text and "--karras" in help_text
 
 
 def _sampler_takes(scheduler) -> bool:

@@ -228,7 +228,7 @@ def test_assets_are_package_data():
     patterns = config["package-data"]["parareal.adapters.diffusion"]
     shipped = {p.name for pattern in patterns for p in digits.ASSETS.parent.glob(pattern)}
     assert {"digits_unet.safetensors", "digits_unet.json", "digits_classifier.safetensors",
-            "digits_classifier.json"} <= shipped
+            "digits_classifier.json", "digits_flow.safetensors", "digits_flow.json"} <= shipped
 
 
 # ------------------------------------------------------------------ image formats (item 9)

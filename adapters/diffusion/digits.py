@@ -5,7 +5,9 @@ The assets (``assets/``, shipped as package data) hold a DDPM-trained ``UNet2DMo
 ``digits_unet.json``: UNet config, scheduler config, training metadata) and a small classifier
 (``digits_classifier.safetensors`` / ``.json``) whose penultimate features give a Frechet
 distance between sets of samples, the FID recipe on a scale that runs in milliseconds. Both are
-made by ``examples/train_digits.py``; see ``docs/model_card.md``.
+made by ``examples/train_digits.py``; see ``docs/model_card.md``. The same UNet trained by flow
+matching (``digits_flow.safetensors`` / ``.json``, :func:`load_digits_flow_model`, sampled with
+``FlowMatchEulerDiscreteScheduler``) is made by ``examples/train_digits_flow.py``.
 
 Weights are read with :func:`safetensors.torch.load_file` (no pickle). scikit-learn, scipy and
 Pillow are imported only inside the functions that need them; a missing one (or a missing
@@ -27,6 +29,7 @@ True
 from .digits_data import (
     ASSETS,
     CLASSIFIER_WEIGHTS,
+    FLOW_WEIGHTS,
     HELDOUT_FRACTION,
     SPLIT_SEED,
     SPLITS,
@@ -36,6 +39,8 @@ from .digits_data import (
     _split_index,  # noqa: F401
     load_classifier,
     load_digits_data,
+    load_digits_flow_model,
+    load_digits_flow_scheduler,
     load_digits_labels,
     load_digits_model,
     load_digits_scheduler,
@@ -52,6 +57,7 @@ from .digits_quality import (
 __all__ = [
     "ASSETS",
     "CLASSIFIER_WEIGHTS",
+    "FLOW_WEIGHTS",
     "HELDOUT_FRACTION",
     "IMAGE_EXTENSIONS",
     "SPLIT_SEED",
@@ -62,6 +68,8 @@ __all__ = [
     "image_format",
     "load_classifier",
     "load_digits_data",
+    "load_digits_flow_model",
+    "load_digits_flow_scheduler",
     "load_digits_labels",
     "load_digits_model",
     "load_digits_scheduler",

@@ -23,7 +23,7 @@ try:  # before diffusers, which needs it too
 except ImportError as _error:
     raise missing("safetensors", "parareal.adapters.diffusion.digits", _error) from _error
 try:
-    from diffusers import DDIMScheduler, UNet2DModel
+    from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler, UNet2DModel
 except (ImportError, RuntimeError) as _error:
     # diffusers' lazy loader wraps a missing dependency's ImportError in RuntimeError
     if import_failure(_error) is None:
@@ -33,6 +33,7 @@ except (ImportError, RuntimeError) as _error:
 __all__ = [
     "ASSETS",
     "CLASSIFIER_WEIGHTS",
+    "FLOW_WEIGHTS",
     "HELDOUT_FRACTION",
     "SPLIT_SEED",
     "SPLITS",
@@ -40,6 +41,8 @@ __all__ = [
     "DigitsClassifier",
     "load_classifier",
     "load_digits_data",
+    "load_digits_flow_model",
+    "load_digits_flow_scheduler",
     "load_digits_labels",
     "load_digits_model",
     "load_digits_scheduler",
@@ -49,6 +52,8 @@ __all__ = [
 ASSETS: pathlib.Path = pathlib.Path(__file__).resolve().parent / "assets"
 #: The bundled diffusion model's weights (its config is ``digits_unet.json`` beside it).
 UNET_WEIGHTS: pathlib.Path = ASSETS / "digits_unet.safetensors"
+#: The bundled flow-matching model's weights (its config is ``digits_flow.json`` beside it).
+FLOW_WEIGHTS: pathlib.Path = ASSETS / "digits_flow.safetensors"
 #: The bundled classifier's weights (its config is ``digits_classifier.json`` beside it).
 CLASSIFIER_WEIGHTS: pathlib.Path = ASSETS / "digits_classifier.safetensors"
 
@@ -184,9 +189,14 @@ def load_digits_model(
         ``"cannot load digits model weights from <path>: <reason>"`` for a corrupt or
         unreadable file or weights that do not fit the architecture.
     """
-    path = _check_file(weights, UNET_WEIGHTS)
-    config = _read_json(path, ASSETS / "digits_unet.json")
     scheduler = load_digits_scheduler(weights)
+    return _load_unet(weights, UNET_WEIGHTS), scheduler
+
+
+def _load_unet(weights: str | os.PathLike[str] | None, default: pathlib.Path) -> UNet2DModel:
+    """The ``UNet2DModel`` of ``weights`` (default ``default``) and its JSON config."""
+    path = _check_file(weights, default)
+    config = _read_json(path, default.with_suffix(".json"))
     try:
         unet = UNet2DModel.from_config(config["unet"])
     except Exception as err:
@@ -194,7 +204,36 @@ def load_digits_model(
             f"cannot build the digits model from the config for {path}: {err}"
         ) from err
     _load_state(unet, path, "digits model")
-    return unet.float().eval(), scheduler
+    return unet.float().eval()
+
+
+def load_digits_flow_model(
+    weights: str | os.PathLike[str] | None = None,
+) -> tuple[UNet2DModel, FlowMatchEulerDiscreteScheduler]:
+    """The bundled flow-matching digits model and its ``FlowMatchEulerDiscreteScheduler``.
+
+    The same UNet as :func:`load_digits_model`, trained by rectified flow matching
+    (``examples/train_digits_flow.py``): at timestep ``t = 1000 sigma`` it predicts the
+    velocity ``noise - x0`` of ``x = (1 - sigma) x0 + sigma noise``. Parameters, return value
+    and errors as :func:`load_digits_model` (default weights ``assets/digits_flow.safetensors``,
+    config ``digits_flow.json``; the scheduler: 1000 training timesteps, ``shift=1``).
+    """
+    scheduler = load_digits_flow_scheduler(weights)
+    return _load_unet(weights, FLOW_WEIGHTS), scheduler
+
+
+def load_digits_flow_scheduler(
+    weights: str | os.PathLike[str] | None = None,
+) -> FlowMatchEulerDiscreteScheduler:
+    """The scheduler of :func:`load_digits_flow_model`, from the config alone (cheap)."""
+    path = _check_file(weights, FLOW_WEIGHTS)
+    config = _read_json(path, ASSETS / "digits_flow.json")
+    try:
+        return FlowMatchEulerDiscreteScheduler.from_config(config["scheduler"])
+    except Exception as err:
+        raise ValueError(
+            f"cannot build the digits model from the config for {path}: {err}"
+        ) from err
 
 
 def load_digits_scheduler(weights: str | os.PathLike[str] | None = None) -> DDIMScheduler:

@@ -39,6 +39,7 @@ from .models import ModelFn
 from .schedule import DDIMGrid, NoiseSchedule
 
 __all__ = [
+    "FLOW_SCHEDULERS",
     "KARRAS_SCHEDULERS",
     "SUPPORTED_SCHEDULERS",
     "OnGrid",
@@ -53,7 +54,9 @@ __all__ = [
 DDIM_SCHEDULERS = ("DDIMScheduler", "DDPMScheduler")
 #: Schedulers whose own step loop is an Euler or Heun method in ``sigma``.
 KARRAS_SCHEDULERS = {"EulerDiscreteScheduler": "euler", "HeunDiscreteScheduler": "heun"}
-SUPPORTED_SCHEDULERS = DDIM_SCHEDULERS + tuple(KARRAS_SCHEDULERS)
+#: Flow-matching schedulers (:mod:`.flow`; ``FlowSchedule`` is one bound to its ``mu``).
+FLOW_SCHEDULERS = ("FlowMatchEulerDiscreteScheduler", "FlowSchedule")
+SUPPORTED_SCHEDULERS = DDIM_SCHEDULERS + tuple(KARRAS_SCHEDULERS) + FLOW_SCHEDULERS[:1]
 _MULTISTEP = (
     "DPMSolverMultistepScheduler", "DPMSolverMultistepInverseScheduler",
     "UniPCMultistepScheduler", "DEISMultistepScheduler", "PNDMScheduler",
@@ -71,7 +74,7 @@ _SUPPORTED_TEXT = (
 
 
 def check_scheduler(scheduler: Any) -> str:
-    """The sampler family of ``scheduler``: ``"ddim"``, ``"euler"`` or ``"heun"``.
+    """The sampler family of ``scheduler``: ``"ddim"``, ``"euler"``, ``"heun"`` or ``"flow"``.
 
     Raises
     ------
@@ -85,6 +88,8 @@ def check_scheduler(scheduler: Any) -> str:
         return "ddim"
     if name in KARRAS_SCHEDULERS:
         return KARRAS_SCHEDULERS[name]
+    if name in FLOW_SCHEDULERS:
+        return "flow"
     if name in _MULTISTEP:
         why = (f"{name} is a multistep (or multi-stage stateful) solver: its step uses model "
                "outputs of earlier steps, so it is not a map of the current latent alone")
@@ -227,9 +232,15 @@ def _ddim_grid(schedule: NoiseSchedule, steps: int) -> SigmaGrid:
 def sigma_grid(scheduler: Any, num_inference_steps: int) -> SigmaGrid:
     """The :class:`SigmaGrid` of ``scheduler`` for ``num_inference_steps`` steps.
 
-    The scheduler is only read (``set_timesteps`` runs on a copy).
+    The scheduler is only read (``set_timesteps`` runs on a copy). A flow-matching scheduler
+    comes bound to its ``mu`` (:func:`.flow.with_mu`, as :func:`~.sampler.sample` binds it).
     """
     method = check_scheduler(scheduler)
+    if method == "flow":
+        if not hasattr(scheduler, "grid"):
+            raise TypeError(f"bind {type(scheduler).__name__} to its mu first: "
+                            "flow.with_mu(scheduler, mu) (sample does)")
+        return scheduler.grid(num_inference_steps)  # type: ignore[no-any-return]
     if method == "ddim":
         schedule = (scheduler if isinstance(scheduler, NoiseSchedule)
                     else NoiseSchedule.from_scheduler(scheduler))

@@ -17,6 +17,7 @@ import torch
 from parareal.validation import check_int, check_real
 
 from .models import ModelFn, wrap_model
+from .pipeline_sd3 import stable_diffusion_3
 from .prediction import clip_x0, predicted_x0
 from .sampler import METHOD_OPTIONS, DiffusionResult, check_method_options, sample
 from .schedule import NoiseSchedule
@@ -24,7 +25,10 @@ from .schedule import NoiseSchedule
 __all__ = ["PIPELINES", "PipelineResult", "sample_pipeline"]
 
 #: The diffusers pipelines :func:`sample_pipeline` runs (by class, subclasses included).
-PIPELINES = ("StableDiffusionPipeline", "DDIMPipeline", "DDPMPipeline")
+PIPELINES = ("StableDiffusionPipeline", "DDIMPipeline", "DDPMPipeline",
+             "StableDiffusion3Pipeline")
+#: The pipelines that take a prompt.
+_TEXT_PIPELINES = ("StableDiffusionPipeline", "StableDiffusion3Pipeline")
 _CONDITIONAL_OUTPUTS = ("pil", "np", "pt", "latent")
 _UNCONDITIONAL_OUTPUTS = ("pil", "np", "pt")
 #: The arguments of :func:`sample` that ``sample_pipeline`` sets itself.
@@ -118,11 +122,11 @@ class _Sampler:
     options: dict[str, Any]
     clipped: NoiseSchedule | None = None  # DDPM: the model gives the clipped-x0 noise
 
-    def run(self, fn: ModelFn, x_T: torch.Tensor) -> DiffusionResult:
+    def run(self, fn: ModelFn, x_T: torch.Tensor, **extra: Any) -> DiffusionResult:
         if self.clipped is not None:
             fn = _ClippedEpsilon(fn, self.clipped)
         return sample(fn, self.scheduler, x_T, num_inference_steps=self.steps,
-                      method=self.method, generator=self.generator, **self.options)
+                      method=self.method, generator=self.generator, **{**self.options, **extra})
 
 
 def _sampler(
@@ -186,7 +190,7 @@ def _check_generator(generator: Any) -> torch.Generator | None:
 
 def _check_prompt(prompt: Any, kind: str) -> int:
     """The number of prompts (1 for an unconditional pipeline, which takes none)."""
-    if kind != "StableDiffusionPipeline":
+    if kind not in _TEXT_PIPELINES:
         if prompt is not None:
             raise ValueError(f"{kind} is unconditional: prompt must be None, got {prompt!r}")
         return 1
@@ -199,8 +203,7 @@ def _check_prompt(prompt: Any, kind: str) -> int:
 
 
 def _check_output_type(output_type: Any, kind: str) -> str:
-    allowed = (_CONDITIONAL_OUTPUTS if kind == "StableDiffusionPipeline"
-               else _UNCONDITIONAL_OUTPUTS)
+    allowed = _CONDITIONAL_OUTPUTS if kind in _TEXT_PIPELINES else _UNCONDITIONAL_OUTPUTS
     if output_type not in allowed:
         raise ValueError(f"output_type for {kind} must be one of {allowed}, got {output_type!r}")
     return output_type
@@ -307,7 +310,11 @@ def sample_pipeline(
     step order, as the pipeline's loop draws it. So ``method="serial"`` gives the images of
     ``pipe(prompt, num_inference_steps=..., guidance_scale=..., generator=<same seed>, ...)``
     (to within round-off: one 8-bit level), and ``"srds"`` reproduces them (to its
-    tolerance; ``tol=0``: to round-off).
+    tolerance; ``tol=0``: to round-off). ``StableDiffusion3Pipeline`` (flow matching,
+    :mod:`.pipeline_sd3`): its prompt encoding (both CLIP encoders, T5 when it has one), its
+    latents, ``mu`` (``calculate_shift`` of the image size when the scheduler shifts
+    dynamically; ``mu=`` overrides it, as in ``pipe(..., mu=)``), guidance and decoding; its
+    default size, without skip-layer guidance or IP adapters.
 
     Like ``pipe(...)``, it sets the timesteps of ``pipe.scheduler`` (``set_timesteps``); the
     pipeline is otherwise only read. The sampler is :func:`sample` with ``pipe.scheduler``
@@ -319,7 +326,7 @@ def sample_pipeline(
 
     Parameters
     ----------
-    pipe : StableDiffusionPipeline, DDIMPipeline or DDPMPipeline
+    pipe : StableDiffusionPipeline, StableDiffusion3Pipeline, DDIMPipeline or DDPMPipeline
         A diffusers pipeline (see :data:`PIPELINES`); images have the UNet's ``sample_size``
         (the pipeline's default height and width).
     prompt : str or list of str, optional
@@ -329,7 +336,8 @@ def sample_pipeline(
     method : {"serial", "srds", "picard"}
         As for :func:`sample`.
     guidance_scale : float, optional
-        Stable Diffusion: classifier-free guidance scale (default 7.5, the pipeline's);
+        Stable Diffusion: classifier-free guidance scale (default 7.5, the pipeline's; 7.0
+        for Stable Diffusion 3);
         guidance runs when it is ``> 1``, as in the pipeline. Unconditional pipelines: must
         be ``None``.
     negative_prompt : str or list of str, optional
@@ -344,7 +352,8 @@ def sample_pipeline(
         As for the pipeline: ``"latent"`` for Stable Diffusion only.
     **sample_kwargs
         Passed to :func:`sample` (``blocks``, ``tol``, ``max_iters``, ``eta``, ``max_batch``,
-        ``progress``...); ``eta`` is refused with a ``DDPMScheduler`` (its step is ``eta = 1``).
+        ``progress``, ``mu``...); ``eta`` is refused with a ``DDPMScheduler`` (its step is
+        ``eta = 1``).
 
     Returns
     -------
@@ -368,16 +377,24 @@ def sample_pipeline(
     per_prompt = check_int(num_images_per_prompt, "num_images_per_prompt")
     output_type = _check_output_type(output_type, kind)
     generator = _check_generator(generator)
-    if kind != "StableDiffusionPipeline":
+    if kind not in _TEXT_PIPELINES:
         for name, value in (("guidance_scale", guidance_scale),
                             ("negative_prompt", negative_prompt)):
             if value is not None:
-                raise ValueError(f"{name} applies to StableDiffusionPipeline, not to {kind}")
+                raise ValueError(f"{name} applies to {' and '.join(_TEXT_PIPELINES)}, "
+                                 f"not to {kind}")
         sampler = _sampler(pipe.scheduler, num_inference_steps, method, generator, sample_kwargs)
         return _unconditional(pipe, sampler, prompts * per_prompt, output_type)
-    scale = 7.5 if guidance_scale is None else check_real(guidance_scale, "guidance_scale")
+    default_scale = 7.0 if kind == "StableDiffusion3Pipeline" else 7.5  # the pipelines' own
+    scale = (default_scale if guidance_scale is None
+             else check_real(guidance_scale, "guidance_scale"))
     if negative_prompt is not None and scale <= 1:
         raise ValueError("negative_prompt applies with guidance (guidance_scale > 1) only")
+    if kind == "StableDiffusion3Pipeline":
+        sampler = _sampler(pipe.scheduler, num_inference_steps, method, generator, sample_kwargs)
+        images, result = stable_diffusion_3(pipe, sampler, prompt,  # type: ignore[arg-type]
+                                            negative_prompt, scale, per_prompt, output_type)
+        return PipelineResult(images=images, result=result)
     if pipe.unet.config.get("time_cond_proj_dim") is not None:
         raise ValueError(
             "UNets with a guidance embedding (time_cond_proj_dim, e.g. LCM) are not supported"

@@ -19,6 +19,7 @@ from parareal.state import VECTORIZED_HINT, ops_for
 
 from .chunks import _combine, _Noises
 from .ddim import DDIMJump, DDIMSteps
+from .flow import FlowGrid, FlowRhs, with_mu
 from .methods.base import Chunk, Method, finite
 from .model_rhs import GridTimesteps, ModelRhs
 from .models import ModelFn
@@ -40,7 +41,7 @@ def sampler_grid(scheduler: Any, num_inference_steps: int, *, pf: bool) -> DDIMG
     """The grid the sampler runs on: the DDIM grid, or (``pf``) the probability-flow ODE's
     grid of noise levels (:mod:`.pf_ode`)."""
     if pf:
-        return sigma_grid(scheduler, num_inference_steps)
+        return sigma_grid(with_mu(scheduler, None), num_inference_steps)
     schedule = as_schedule(scheduler)
     return schedule.grid(schedule.check_steps(num_inference_steps))
 
@@ -118,8 +119,8 @@ class Sampling:
         grid = self.grid
         if isinstance(grid, SigmaGrid):  # the probability-flow ODE in sigma (pf_ode)
             assert self.propagators is not None
-            rhs = Rhs(ProbabilityFlowRhs(fn, grid, x_T.device, bar), ops_for(x_T),
-                      vectorized=True)
+            ode = FlowRhs if isinstance(grid, FlowGrid) else ProbabilityFlowRhs
+            rhs = Rhs(ode(fn, grid, x_T.device, bar), ops_for(x_T), vectorized=True)
             fine, coarse = self.propagators
             chunk = Chunk(grid=grid, rhs=rhs, x_T=x_T * grid.init_scale, fine=fine,
                           coarse=coarse)

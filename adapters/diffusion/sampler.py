@@ -19,6 +19,7 @@ import torch
 from .auto import CANDIDATES, AutoChoice, PlannedRun, choose_method
 from .checks import check_eta, check_x_T
 from .chunks import CALL_BUDGET_BYTES, STORE_BUDGET_BYTES, _auto_max_batch, _chunk_bounds, _Noises
+from .flow import with_mu
 from .methods import (
     AUTO,
     DEFAULT_TOL,
@@ -86,6 +87,7 @@ def sample(
     coarse: Any = None,
     exact: bool | None = None,
     anderson: int | None = None,
+    mu: float | None = None,
 ) -> DiffusionResult:
     """Sample a diffusion model: serially, with SRDS, with Picard iterations, or with whichever
     of them is predicted fastest (``method="auto"``).
@@ -95,11 +97,11 @@ def sample(
     model : callable or diffusers UNet
         ``model(x, t)`` returning the schedule's prediction type as a tensor of ``x``'s shape,
         a ``UNet2DModel`` or a ``UNet2DConditionModel`` (see :func:`wrap_model`).
-    scheduler : DDIMScheduler, DDPMScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler \
-or NoiseSchedule
+    scheduler : DDIMScheduler, DDPMScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler, \
+FlowMatchEulerDiscreteScheduler or NoiseSchedule
         Only read. DDIM and DDPM are sampled with DDIM steps; Euler and Heun (also with
-        ``use_karras_sigmas``) as the probability-flow ODE in ``sigma`` (:mod:`.pf_ode`).
-        Multistep and stochastic schedulers are refused (``TypeError``, saying why).
+        ``use_karras_sigmas``) as the probability-flow ODE in ``sigma`` (:mod:`.pf_ode`);
+        flow matching as the velocity ODE in ``sigma`` (:mod:`.flow`). Others: ``TypeError``.
     x_T : torch.Tensor
         Finite unit-variance initial noise ``(batch, ...)``, multiplied by the scheduler's
         ``init_noise_sigma`` as diffusers' pipelines do.
@@ -112,6 +114,8 @@ or NoiseSchedule
 coarse, anderson
         The options of the method, documented with its class: :class:`~.methods.Serial`,
         :class:`~.methods.SRDS`, :class:`~.methods.Picard` (:data:`METHOD_OPTIONS`).
+    mu : float, optional
+        ``set_timesteps``'s ``mu``: for a flow scheduler with ``use_dynamic_shifting`` only.
     eta : float
         DDIM eta; ``eta > 0`` draws the step noise once up front from ``generator`` (in step
         order, as diffusers' step loop, for the whole batch however it is split).
@@ -143,7 +147,7 @@ coarse, anderson
                    tol_mode=tol_mode, stop=stop, max_iters=max_iters, callback=callback,
                    backend=backend, fine=fine, coarse=coarse, exact=exact, anderson=anderson)
     check_method_options(method, options)
-    family = check_scheduler(scheduler)
+    family, scheduler = check_scheduler(scheduler), with_mu(scheduler, mu)
     pf = family != "ddim" or fine is not None or coarse is not None
     schedule = None if pf else as_schedule(scheduler)
     check_x_T(x_T)

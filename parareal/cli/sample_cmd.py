@@ -15,8 +15,8 @@ from .paths import atomic_path, check_writable
 __all__ = ["MAX_SAMPLES", "SCHEDULERS", "add_sample_parser", "run_sample"]
 
 #: ``--scheduler`` names: the bundled model's DDIMScheduler, or a diffusers scheduler built
-#: from its config.
-SCHEDULERS = ("ddim", "euler", "heun")
+#: from its config; ``flow``: the bundled flow-matching model's FlowMatchEulerDiscreteScheduler.
+SCHEDULERS = ("ddim", "euler", "heun", "flow")
 _SCHEDULER_CLASSES = {"euler": "EulerDiscreteScheduler", "heun": "HeunDiscreteScheduler"}
 
 _EPILOG = (
@@ -55,9 +55,14 @@ def add_sample_parser(sub: Any) -> None:
     p.add_argument("--scheduler", choices=SCHEDULERS, default="ddim",
                    help="sampler: ddim (the bundled DDIMScheduler, default), euler or heun "
                         "(diffusers' EulerDiscreteScheduler / HeunDiscreteScheduler built from "
-                        "its config)")
+                        "its config), flow (the bundled flow-matching model with diffusers' "
+                        "FlowMatchEulerDiscreteScheduler)")
     p.add_argument("--karras", action="store_true",
-                   help="euler/heun: Karras sigmas (use_karras_sigmas=True)")
+                   help="euler/heun/flow: Karras sigmas (use_karras_sigmas=True)")
+    p.add_argument("--shift", type=float, default=None,
+                   help="flow: the scheduler's shift of the noise levels (default 1)")
+    p.add_argument("--mu", type=float, default=None,
+                   help="flow: dynamic shifting (use_dynamic_shifting=True) with this mu")
     p.add_argument("--blocks", type=int, default=None,
                    help="SRDS blocks (default round(2 sqrt(N)))")
     p.add_argument("--tol", type=float, default=None,
@@ -90,7 +95,9 @@ def add_sample_parser(sub: Any) -> None:
                         ".jpeg, .bmp, .gif, .tif, .tiff, .webp (default samples.png)")
     p.add_argument("--compare-serial", action="store_true",
                    help="also sample serially and report the difference")
-    p.add_argument("--weights", default=None, help="model weights file (default: bundled)")
+    p.add_argument("--weights", default=None,
+                   help="model weights file (default: the bundled model; for --scheduler flow "
+                        "the bundled flow-matching model)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
@@ -144,6 +151,8 @@ def run_sample(args: argparse.Namespace) -> int:
     from ..adapters.diffusion import check_method_options, sample
     from ..adapters.diffusion.digits import (
         image_format,
+        load_digits_flow_model,
+        load_digits_flow_scheduler,
         load_digits_model,
         load_digits_scheduler,
         save_grid,
@@ -151,7 +160,15 @@ def run_sample(args: argparse.Namespace) -> int:
     )
 
     if args.karras and args.scheduler == "ddim":
-        raise ValueError("--karras applies to --scheduler euler or heun, not ddim")
+        raise ValueError("--karras applies to --scheduler euler or heun (or flow), not ddim")
+    flow = args.scheduler == "flow"
+    for flag, value in (("--shift", args.shift), ("--mu", args.mu)):
+        if value is not None and not flow:
+            raise ValueError(f"{flag} applies to --scheduler flow, not {args.scheduler}")
+    if args.shift is not None and not (math.isfinite(args.shift) and args.shift > 0):
+        raise ValueError(f"--shift must be a finite number > 0, got {args.shift}")
+    if args.mu is not None and not math.isfinite(args.mu):
+        raise ValueError(f"--mu must be finite, got {args.mu}")
     options: dict[str, Any] = dict(
         blocks=args.blocks, pipelined=args.pipelined, window=args.window, tol=args.tol,
         tol_mode=args.tol_mode, max_iters=args.max_iters, exact=args.exact,
@@ -169,11 +186,12 @@ def run_sample(args: argparse.Namespace) -> int:
         options["backend"] = args.backend
     image_format(args.out)
     check_writable(args.out, "the image")
-    _check_steps(args.steps, load_digits_scheduler(args.weights))
+    _check_steps(args.steps, (load_digits_flow_scheduler if flow
+                              else load_digits_scheduler)(args.weights))
     import torch
 
-    unet, scheduler = load_digits_model(args.weights)
-    scheduler = _scheduler(args.scheduler, args.karras, scheduler)
+    unet, scheduler = (load_digits_flow_model if flow else load_digits_model)(args.weights)
+    scheduler = _scheduler(args.scheduler, args.karras, scheduler, args.shift, args.mu)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     x_T = torch.randn((args.n, 1, 8, 8), generator=torch.Generator().manual_seed(args.seed))
     noise_seed = (args.seed + NOISE_SEED_OFFSET) % 2**64
@@ -184,7 +202,7 @@ def run_sample(args: argparse.Namespace) -> int:
         try:
             return sample(unet, scheduler, x_T, num_inference_steps=args.steps, method=method,
                           eta=args.eta, generator=generator, progress=progress,
-                          max_batch=args.max_batch, **kwargs)
+                          max_batch=args.max_batch, mu=args.mu, **kwargs)
         except TypeError as exc:
             if args.scheduler == "ddim" or "unsupported scheduler" not in str(exc):
                 raise
@@ -207,6 +225,8 @@ def run_sample(args: argparse.Namespace) -> int:
         "predicted_s": result.predicted_s,
         "scheduler": args.scheduler,
         "karras": args.karras,
+        "shift": args.shift,
+        "mu": args.mu,
         "steps": args.steps,
         "n": args.n,
         "status": result.status.value,
@@ -242,10 +262,17 @@ def run_sample(args: argparse.Namespace) -> int:
     return 1 if diverged else 0
 
 
-def _scheduler(name: str, karras: bool, ddim: Any) -> Any:
-    """The bundled DDIMScheduler, or the diffusers scheduler ``name`` made from its config."""
+def _scheduler(name: str, karras: bool, bundled: Any, shift: float | None = None,
+               mu: float | None = None) -> Any:
+    """The bundled DDIMScheduler, or the diffusers scheduler ``name`` made from its config;
+    for ``flow`` the flow model's scheduler with ``karras``, ``shift`` and (dynamic) ``mu``."""
+    if name == "flow":
+        extra = {} if shift is None else {"shift": shift}
+        return type(bundled).from_config(bundled.config, use_karras_sigmas=karras,
+                                         use_dynamic_shifting=mu is not None, **extra)
     if name == "ddim":
-        return ddim
+        return bundled
+    ddim = bundled
     import diffusers
     from diffusers.utils import logging as diffusers_logging
 
@@ -265,7 +292,8 @@ def _print_summary(s: dict[str, Any]) -> None:
     if s["chunks"] > 1:
         chunks = f" in {s['chunks']} chunks of at most {s['max_batch']}"
     per_chunk = " per chunk" if s["chunks"] > 1 else ""
-    steps_name = {"ddim": "DDIM", "euler": "Euler", "heun": "Heun"}[s["scheduler"]]
+    steps_name = {"ddim": "DDIM", "euler": "Euler", "heun": "Heun",
+                  "flow": "flow-matching Euler"}[s["scheduler"]]
     # a Heun step calls the model twice, except the last one (an Euler step to sigma = 0)
     serial_calls = 2 * s["steps"] - 1 if s["scheduler"] == "heun" else s["steps"]
     print(

@@ -1,0 +1,270 @@
+"""Flow matching (issue 20): ``FlowMatchEulerDiscreteScheduler`` in ``sample``,
+``sample_pipeline`` (Stable Diffusion 3) and ``parareal sample --scheduler flow``, checked
+against diffusers' own loops with real diffusers objects."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+diffusers = pytest.importorskip("diffusers")
+
+from diffusers import (  # noqa: E402
+    DDIMScheduler,
+    DPMSolverMultistepScheduler,
+    FlowMatchEulerDiscreteScheduler,
+)
+
+from parareal.adapters.diffusion import sample, sample_pipeline  # noqa: E402
+from parareal.adapters.diffusion.flow import FlowGrid, FlowSchedule, with_mu  # noqa: E402
+
+from .conftest import tiny_unet  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def unet():
+    return tiny_unet(3)
+
+
+def diffusers_loop(model, scheduler, x, steps, mu=None):
+    """diffusers' own sampling loop on a fresh copy of ``scheduler``."""
+    sch = FlowMatchEulerDiscreteScheduler.from_config(scheduler.config)
+    sch.set_timesteps(steps, **({} if mu is None else {"mu": mu}))
+    with torch.no_grad():
+        for t in sch.timesteps:
+            x = sch.step(model(x, t.expand(x.shape[0])).sample, t, x).prev_sample
+    return x
+
+
+def noise(n=3, seed=0):
+    return torch.randn(n, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
+
+
+CONFIGS = [
+    ({}, None),
+    ({"shift": 3.0}, None),
+    ({"use_dynamic_shifting": True}, 0.8),
+    ({"use_dynamic_shifting": True, "time_shift_type": "linear"}, 1.5),
+    ({"shift": 3.0, "shift_terminal": 0.1}, None),
+    ({"use_karras_sigmas": True}, None),
+]
+
+
+@pytest.mark.parametrize("config, mu", CONFIGS)
+@pytest.mark.parametrize("steps", [7, 28])
+def test_serial_and_srds_equal_diffusers_loop(unet, config, mu, steps):
+    scheduler = FlowMatchEulerDiscreteScheduler(**config)
+    x_T = noise()
+    ref = diffusers_loop(unet, scheduler, x_T.clone(), steps, mu)
+    serial = sample(unet, scheduler, x_T, num_inference_steps=steps, method="serial", mu=mu)
+    assert serial.sequential_evals == steps
+    assert float((serial.sample - ref).abs().max() / ref.abs().max()) <= 1e-5
+    exact = sample(unet, scheduler, x_T, num_inference_steps=steps, method="srds", tol=0,
+                   mu=mu)
+    torch.testing.assert_close(exact.sample, serial.sample, rtol=0, atol=1e-5)
+
+
+def test_the_grid_is_the_schedulers(unet):
+    scheduler = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True)
+    grid = with_mu(scheduler, 0.6).grid(10)
+    assert isinstance(grid, FlowGrid) and grid.steps == 10
+    reference = FlowMatchEulerDiscreteScheduler.from_config(scheduler.config)
+    reference.set_timesteps(10, mu=0.6)
+    assert grid.sigmas.tolist() == reference.sigmas.double().tolist()
+    assert grid.sigmas[-1] == 0 and grid.init_scale == 1 and grid.final_scale == 1
+    for i, t in enumerate(reference.timesteps):
+        assert grid.timestep(grid.sigmas[i]) == float(t)
+    assert grid.timestep(0.25) == pytest.approx(250.0)  # off the grid: 1000 sigma
+    assert scheduler.timesteps.shape[0] == 1000  # only read: set_timesteps ran on a copy
+
+
+@pytest.mark.parametrize("fine, coarse", [("heun", None), ("rk4", "heun"), (None, "rk4")])
+def test_higher_order_propagators_on_the_flow_grid(unet, fine, coarse):
+    scheduler, x_T = FlowMatchEulerDiscreteScheduler(shift=2.0), noise(2)
+    serial = sample(unet, scheduler, x_T, num_inference_steps=12, method="serial", fine=fine)
+    exact = sample(unet, scheduler, x_T, num_inference_steps=12, method="srds", tol=0,
+                   fine=fine, coarse=coarse)
+    torch.testing.assert_close(exact.sample, serial.sample, rtol=0, atol=1e-5)
+    euler = sample(unet, scheduler, x_T, num_inference_steps=12, method="serial")
+    if fine is not None:
+        assert serial.sequential_evals > 12
+        assert float((serial.sample - euler.sample).abs().max()) > 0
+
+
+def test_errors_name_the_argument(unet):
+    x_T = noise(1)
+    flow = FlowMatchEulerDiscreteScheduler()
+    dynamic = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True)
+    with pytest.raises(ValueError, match="mu is required"):
+        sample(unet, dynamic, x_T, num_inference_steps=4, method="serial")
+    with pytest.raises(ValueError, match="mu applies with use_dynamic_shifting=True only"):
+        sample(unet, flow, x_T, num_inference_steps=4, method="serial", mu=0.5)
+    with pytest.raises(ValueError, match="mu applies to FlowMatchEulerDiscreteScheduler"):
+        sample(unet, DDIMScheduler(), x_T, num_inference_steps=4, method="serial", mu=0.5)
+    with pytest.raises(ValueError, match="mu must be finite"):
+        sample(unet, dynamic, x_T, num_inference_steps=4, method="serial", mu=float("nan"))
+    with pytest.raises(TypeError, match="mu must be"):
+        sample(unet, dynamic, x_T, num_inference_steps=4, method="serial", mu="1")
+    for option in ("stochastic_sampling", "invert_sigmas"):
+        with pytest.raises(ValueError, match=option):
+            sample(unet, FlowMatchEulerDiscreteScheduler(**{option: True}), x_T,
+                   num_inference_steps=4, method="serial")
+    with pytest.raises(ValueError, match="method 'picard' runs DDIM steps only"):
+        sample(unet, flow, x_T, num_inference_steps=4, method="picard")
+    with pytest.raises(ValueError, match="eta"):
+        sample(unet, flow, x_T, num_inference_steps=4, method="serial", eta=0.5)
+    with pytest.raises(TypeError, match="FlowMatchEulerDiscreteScheduler") as info:
+        sample(unet, DPMSolverMultistepScheduler(), x_T, num_inference_steps=4)
+    assert "DDIMScheduler" in str(info.value) and "EulerDiscreteScheduler" in str(info.value)
+    with pytest.raises(ValueError, match="bound to mu"):
+        with_mu(FlowSchedule.from_scheduler(dynamic, 0.5), 0.7)
+
+
+def test_auto_runs_on_a_dynamically_shifted_flow_scheduler(unet):
+    scheduler = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True)
+    x_T = noise(2)
+    out = sample(unet, scheduler, x_T, num_inference_steps=9, method="auto", mu=0.9)
+    serial = sample(unet, scheduler, x_T, num_inference_steps=9, method="serial", mu=0.9)
+    assert out.method in ("serial", "srds") and out.reason
+    torch.testing.assert_close(out.sample, serial.sample, rtol=0, atol=1e-2)
+
+
+# -- the bundled flow-matching digits model --------------------------------------------------
+
+@pytest.fixture(scope="module")
+def flow_model():
+    pytest.importorskip("safetensors")
+    from parareal.adapters.diffusion.digits import load_digits_flow_model
+
+    return load_digits_flow_model()
+
+
+@pytest.mark.parametrize("steps", [28, 100])
+def test_srds_needs_fewer_sequential_calls_than_steps(flow_model, steps):
+    unet, scheduler = flow_model
+    x_T = noise(8, seed=1)
+    serial = sample(unet, scheduler, x_T, num_inference_steps=steps, method="serial")
+    srds = sample(unet, scheduler, x_T, num_inference_steps=steps, method="srds")
+    assert srds.converged and srds.sequential_evals < steps
+    assert float((srds.sample - serial.sample).abs().max()) <= 2 / 255
+
+
+def test_the_bundled_flow_model_draws_digits(flow_model):
+    from parareal.adapters.diffusion.digits import sample_quality
+
+    unet, scheduler = flow_model
+    out = sample(unet, scheduler, noise(64, seed=2), num_inference_steps=28, method="serial")
+    quality = sample_quality(out.sample)
+    assert quality["confidence"] > 0.8 and quality["frechet_distance"] < 40
+    assert min(quality["predicted_classes"]) >= 1  # every digit appears
+
+
+def test_cli_samples_the_flow_model(tmp_path, capsys):
+    from parareal.cli import main
+
+    out = tmp_path / "flow.png"
+    argv = ["sample", "--scheduler", "flow", "--method", "srds", "--steps", "20", "--n", "4",
+            "--shift", "2", "--out", str(out), "--compare-serial", "--json"]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["scheduler"] == "flow" and summary["shift"] == 2.0 and out.is_file()
+    assert summary["sequential_evals"] < 20 and summary["max_abs_diff_vs_serial"] < 2 / 255
+    assert main(["sample", "--scheduler", "flow", "--method", "serial", "--steps", "5",
+                 "--n", "2", "--mu", "0.5", "--out", str(out)]) == 0
+    assert "flow-matching Euler steps" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--scheduler", "ddim", "--mu", "1"], "--mu applies to --scheduler flow"),
+    (["--scheduler", "euler", "--shift", "2"], "--shift applies to --scheduler flow"),
+    (["--scheduler", "flow", "--shift", "0"], "--shift must be a finite number > 0"),
+    (["--scheduler", "flow", "--method", "picard"], "runs DDIM steps only"),
+])
+def test_cli_flow_errors(tmp_path, capsys, argv, message):
+    from parareal.cli import main
+
+    assert main(["sample", *argv, "--out", str(tmp_path / "x.png")]) == 2
+    assert message in capsys.readouterr().err
+
+
+# -- Stable Diffusion 3 ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sd3_folder(tmp_path_factory):
+    pytest.importorskip("transformers")
+    return tmp_path_factory.mktemp("sd3")
+
+
+def sd3(folder, **config):
+    from .tiny_pipelines import tiny_sd3_pipeline
+
+    return tiny_sd3_pipeline(folder, **config)
+
+
+def seeded(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize("config", [{}, {"use_dynamic_shifting": True}])
+@pytest.mark.parametrize("guidance_scale", [7.0, 1.0])
+def test_sd3_pipeline_equals_its_own_call(sd3_folder, config, guidance_scale):
+    pipe = sd3(sd3_folder, **config)
+    prompt, steps = ["a photo of a cat", "a blue dog"], 10
+    ref = pipe(prompt, num_inference_steps=steps, guidance_scale=guidance_scale,
+               generator=seeded(), output_type="np").images
+    for method, options in (("serial", {}), ("srds", {"tol": 0}), ("srds", {})):
+        out = sample_pipeline(pipe, prompt, num_inference_steps=steps, method=method,
+                              guidance_scale=guidance_scale, generator=seeded(),
+                              output_type="np", **options)
+        assert out.images.shape == ref.shape
+        limit = 0 if method == "serial" else 1e-5
+        assert float(np.abs(out.images - ref).max()) <= limit, (method, options)
+
+
+def test_sd3_pipeline_latents_negative_prompt_and_mu(sd3_folder):
+    pipe = sd3(sd3_folder, use_dynamic_shifting=True)
+    kwargs = dict(num_inference_steps=6, negative_prompt="red", num_images_per_prompt=2)
+    ref = pipe("a cat", output_type="latent", mu=0.3, generator=seeded(1), **kwargs).images
+    out = sample_pipeline(pipe, "a cat", method="serial", output_type="latent", mu=0.3,
+                          generator=seeded(1), **kwargs)
+    assert ref.shape[0] == 2
+    torch.testing.assert_close(out.images, ref, rtol=0, atol=0)
+    assert out.result.sequential_evals == 6 and out.result.total_evals == 12
+    default = sample_pipeline(pipe, "a cat", method="serial", output_type="latent",
+                              generator=seeded(1), **kwargs)
+    assert float((default.images - ref).abs().max()) > 0  # the pipeline's own mu differs
+    with pytest.raises(ValueError, match="mu applies with use_dynamic_shifting=True only"):
+        sample_pipeline(sd3(sd3_folder), "a cat", method="serial", mu=0.3, **kwargs)
+
+
+def test_flow_training_script_tiny_run(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from parareal.adapters.diffusion.digits import load_digits_flow_model
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "model"
+    proc = subprocess.run(
+        [sys.executable, str(root / "examples" / "train_digits_flow.py"), "--quick", "--steps",
+         "2", "--out", str(out)], capture_output=True, text=True, cwd=tmp_path, timeout=600,
+        env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stderr
+    assert {p.name for p in out.iterdir()} == {"digits_flow.safetensors", "digits_flow.json"}
+    config = json.loads((out / "digits_flow.json").read_text())
+    assert "serial_euler20_64" in config["training"]["sample_quality"]
+    unet, scheduler = load_digits_flow_model(out / "digits_flow.safetensors")
+    assert type(scheduler).__name__ == "FlowMatchEulerDiscreteScheduler"
