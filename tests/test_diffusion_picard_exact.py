@@ -62,7 +62,7 @@ def test_tol_zero_reproduces_serial_on_the_digits_model_to_its_own_round_off(dig
     assert float((out.sample - ser).abs().max()) <= 4 * own
 
 
-# -- the data-unit guarantee ------------------------------------------------------------------------
+# -- the data-unit guarantee ----------------------------------------------------------------------
 
 
 def test_error_shrinks_with_tol_on_the_mixture():
@@ -108,7 +108,7 @@ def test_a_chunked_batch_agrees_with_the_whole_batch():
         assert float((whole.sample - split.sample).abs().max()) <= bound
 
 
-# -- the secant update ------------------------------------------------------------------------------
+# -- the secant update ----------------------------------------------------------------------------
 
 
 def test_first_point_is_its_step_and_a_fixed_point_is_kept():
@@ -137,7 +137,7 @@ def test_slopes_are_secants_clipped():
     assert lam[1].item() == LAMBDA_MAX and lam[2].item() == 0.0
 
 
-# -- auto -------------------------------------------------------------------------------------------
+# -- auto -----------------------------------------------------------------------------------------
 
 
 def test_auto_considers_it_among_the_exact_methods(monkeypatch):
@@ -170,7 +170,7 @@ def test_auto_plan():
     assert min(rows) >= 1
 
 
-# -- bad options ------------------------------------------------------------------------------------
+# -- bad options ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
