@@ -68,6 +68,7 @@ def check_method_options(method: str, options: Mapping[str, Any]) -> None:
     for name, value in options.items():
         methods = METHOD_OPTIONS[name]
         if value is not None and method not in methods:
-            where = (f"method {methods[0]!r} only" if len(methods) == 1
-                     else "methods " + " and ".join(repr(m) for m in methods))
+            names = [repr(m) for m in methods]
+            where = (f"method {names[0]} only" if len(names) == 1
+                     else "methods " + ", ".join(names[:-1]) + " and " + names[-1])
             raise ValueError(f"{name} applies to {where}, not to method {method!r}")
