@@ -12,6 +12,7 @@ method); and two plots.
     python benchmarks/diffusion.py                      # the full run (several minutes)
     python benchmarks/diffusion.py --quick              # a smoke run (seconds)
     python benchmarks/diffusion.py --json out.json --plots docs
+    python benchmarks/diffusion.py --only-exact --seeds 0,1,2,3,4,5,6,7,8,9   # SRDS, exact Picard
 
 Threads: ``--threads N`` (default 2, the setting of the published figures in
 docs/benchmarks.md) applies ``parareal.cli.threads.set_threads(N)`` before the work: torch's
@@ -63,6 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="only the Euler/Heun samplers table (and its JSON)")
     p.add_argument("--only-auto", action="store_true",
                    help="only the table of auto's predictions against measured times")
+    p.add_argument("--only-exact", action="store_true",
+                   help="only the table of methods at equal exactness (SRDS, exact Picard)")
     p.add_argument("--threads", type=int, default=2, help="torch/BLAS threads (default 2)")
     p.add_argument("--json", help="write every raw number to this file")
     p.add_argument("--plots", help="folder for the plots (PNG)")
@@ -358,6 +361,59 @@ def auto_accuracy(unet: Any, scheduler: Any, steps_list: list[int], n_list: list
     return rows
 
 
+def exact_variants(steps: int) -> list[tuple[str, dict[str, Any]]]:
+    """The methods compared at equal exactness (the serial sample to 8-bit pixels)."""
+    return [
+        ("srds", dict(method="srds")),
+        ("picard-exact", dict(method="picard-exact")),
+        ("picard-exact anderson=3", dict(method="picard-exact", anderson=3)),
+        ("picard window=N anderson=3 tol=1e-4 (data)",
+         dict(method="picard", window=steps, anderson=3, tol=1e-4, tol_mode="data")),
+    ]
+
+
+def exact_rows(unet: Any, scheduler: Any, steps_list: list[int], n_list: list[int],
+               seeds: list[int]) -> list[dict[str, Any]]:
+    """Per (N, n, method): sequential calls (min / median / max over the seeds), model
+    evaluations per sample (median), 8-bit pixels equal to the serial sample's (pooled over
+    the seeds, and the worst seed) and the largest difference in 8-bit levels."""
+    rows = []
+    for steps in steps_list:
+        for n in n_list:
+            refs = []
+            for seed in seeds:
+                x_T = torch.randn((n, 1, 8, 8), generator=torch.Generator().manual_seed(seed))
+                ser = sample(unet, scheduler, x_T, num_inference_steps=steps, method="serial")
+                refs.append((x_T, to_uint8(ser.sample).astype(int), ser.sample))
+            for name, kwargs in exact_variants(steps):
+                calls, evals, same, worst, levels, err = [], [], 0, 1.0, 0, 0.0
+                for x_T, ref8, ref in refs:
+                    res = sample(unet, scheduler, x_T, num_inference_steps=steps, max_batch=n,
+                                 **kwargs)
+                    out8 = to_uint8(res.sample).astype(int)
+                    calls.append(res.sequential_evals)
+                    evals.append(res.total_evals)  # model evaluations per sample
+                    same += int((out8 == ref8).sum())
+                    worst = min(worst, float((out8 == ref8).mean()))
+                    levels = max(levels, int(np.abs(out8 - ref8).max()))
+                    err = max(err, float((res.sample - ref).abs().max()))
+                rows.append(dict(
+                    steps=steps, n=n, method=name,
+                    calls=f"{min(calls)} / {statistics.median(calls):g} / {max(calls)}",
+                    evals=statistics.median(evals),
+                    identical=same / (len(refs) * refs[0][1].size), worst=worst,
+                    levels=levels, max_abs_diff=err))
+                print("  " + " | ".join(str(v) for v in rows[-1].values()), file=sys.stderr)
+    return rows
+
+
+EXACT_COLUMNS = [("steps", "N", "d"), ("n", "n", "d"), ("method", "method", "s"),
+                 ("calls", "sequential calls (min / median / max)", "s"),
+                 ("evals", "evaluations per sample", ".0f"),
+                 ("identical", "8-bit same (pooled)", ".4f"), ("worst", "worst seed", ".4f"),
+                 ("levels", "max levels", "d"), ("max_abs_diff", "max abs diff", ".1e")]
+
+
 SAMPLER_COLUMNS = [("sampler", "sampler", "s"), ("steps", "N", "d"), ("n", "n", "d"),
                    ("method", "method", "s"), ("iterations", "iters", "g"),
                    ("sequential_evals", "sequential calls", "g"),
@@ -399,6 +455,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.only_samplers:
         rows = sampler_rows(unet, scheduler, args.steps, args.n, args.seeds)
         return one_table(args, "Euler and Heun samplers", "samplers", rows, SAMPLER_COLUMNS,
+                         begin)
+    if args.only_exact:
+        rows = exact_rows(unet, scheduler, args.steps, args.n, args.seeds)
+        return one_table(args, "Methods at equal exactness", "exact", rows, EXACT_COLUMNS,
                          begin)
     if args.only_auto:
         rows = auto_accuracy(unet, scheduler, args.steps, args.n, args.seeds)

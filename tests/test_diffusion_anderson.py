@@ -104,7 +104,8 @@ def test_no_history_or_non_finite_mixing_falls_back_to_picard():
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        (dict(method="srds", anderson=2), ValueError, "anderson applies to method 'picard' only"),
+        (dict(method="srds", anderson=2), ValueError,
+         "anderson applies to methods 'picard' and 'picard-exact'"),
         (dict(method="picard", anderson=0), ValueError, "anderson"),
         (dict(method="picard", anderson=1.5), TypeError, "anderson"),
     ],

@@ -29,6 +29,10 @@ How a prediction is made (see also ``docs/diffusion.md``, section "method='auto'
    result is the serial sample (SRDS stops when its final sample changes by at most half an
    8-bit level, and converges to the serial sample). Picard, whose default noise-scaled
    tolerance leaves differences of several 8-bit levels, competes only with ``exact=False``.
+   Exact Picard (``"picard-exact"``: the whole grid per call, a data-unit rule; DDIM steps
+   only) is exact too, and is predicted -- ``exact_picard_iterations(N)`` calls of
+   ``exact_picard_rows`` rows -- and so a candidate only with :data:`PREDICT_EXACT_PICARD`
+   (off until issue 20 decides: it changes ``auto``'s predictions and reasons).
 """
 
 from __future__ import annotations
@@ -60,6 +64,8 @@ __all__ = [
     "choose_method",
     "clear_cache",
     "decide",
+    "exact_picard_iterations",
+    "exact_picard_rows",
     "interpolate_cost",
     "picard_iterations",
     "predict",
@@ -71,6 +77,10 @@ __all__ = [
 SRDS_ITERATIONS = 3
 #: Timed calls per batch size, after one warm-up call (1 when the warm-up took over a second).
 TIMING_REPEATS = 5
+#: Whether ``auto`` predicts exact Picard (``"picard-exact"``) beside serial, SRDS and Picard.
+#: Off until decided (issue 20): on, it adds a prediction to every DDIM ``auto`` run and changes
+#: its reason, and it is chosen wherever its calls of ``N`` rows are predicted fastest.
+PREDICT_EXACT_PICARD = False
 #: The methods ``auto`` chooses from, and which of them give the serial sample.
 EXACT_METHODS = tuple(name for name, cls in REGISTRY.items() if cls.exact)
 CANDIDATES = tuple(REGISTRY)
@@ -87,6 +97,22 @@ def srds_iterations(steps: int, blocks: int) -> int:
 def picard_iterations(steps: int, window: int) -> int:
     """The estimate of Picard's iterations: ``min(N, ceil(2 N / p) + 4)``."""
     return min(steps, math.ceil(2 * steps / window) + 4)
+
+
+def exact_picard_iterations(steps: int) -> int:
+    """The estimate of exact Picard's iterations (one model call each):
+    ``min(N, round(10 + 2 max(0, log10(N / 100))))``, from the medians measured on the digits
+    model (10 at N = 25 and 100, 12 at N = 1000; docs/benchmarks.md)."""
+    return min(steps, round(10 + 2 * max(0.0, math.log10(steps / 100))))
+
+
+def exact_picard_rows(steps: int, iterations: int) -> tuple[int, ...]:
+    """Rows of exact Picard's calls for one sample: the window (the whole grid) shrinks as its
+    converged prefix grows; assumed to cover all ``N`` steps for the first half of the
+    iterations, then to lose ``N / iterations`` steps per call."""
+    half = (iterations + 1) // 2
+    drop = steps / max(iterations, 1)
+    return tuple(max(1, round(steps - max(0, k - half + 1) * drop)) for k in range(iterations))
 
 
 @dataclass(frozen=True)
@@ -364,6 +390,12 @@ def choose_method(model: Any, fn: ModelFn, run: PlannedRun) -> AutoChoice:
                         serial_s * k_picard * window / max(len(serial_rows), 1), 0))
     else:
         notes.pop("picard")
+    if picard_ok and PREDICT_EXACT_PICARD and "picard-exact" in chunks:
+        k_exact = exact_picard_iterations(steps)
+        rows_exact = exact_picard_rows(steps, k_exact)
+        methods.append(("picard-exact", rows_exact,
+                        serial_s * sum(rows_exact) / max(len(serial_rows), 1), 0))
+        notes["picard-exact"] = f"{k_exact} calls over the whole grid (estimate)"
     plans: dict[str, CallPlan] = {}
     anchors: set[tuple[int, int]] = set()  # (chunk size, rows)
     for name, pattern, overhead, b in methods:

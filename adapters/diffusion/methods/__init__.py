@@ -1,8 +1,10 @@
-"""The diffusion methods, one module each (:mod:`.serial`, :mod:`.srds`, :mod:`.picard`), their
-common base (:mod:`.base`) and the registry derived from their classes (:mod:`.registry`)."""
+"""The diffusion methods, one module each (:mod:`.serial`, :mod:`.srds`, :mod:`.picard`,
+:mod:`.picard_exact`), their common base (:mod:`.base`) and the registry derived from their
+classes (:mod:`.registry`)."""
 
 from .base import TOL_MODES, Chunk, Method
 from .picard import Picard
+from .picard_exact import ExactPicard
 from .registry import (
     AUTO,
     DEFAULT_TOL,
@@ -31,6 +33,7 @@ __all__ = [
     "STOP_RULES",
     "TOL_MODES",
     "Chunk",
+    "ExactPicard",
     "Method",
     "Picard",
     "Serial",

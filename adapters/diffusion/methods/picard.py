@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -16,7 +16,31 @@ from ..anderson import PrefixAnderson
 from ..result import Outcome
 from .base import Chunk, Refining, change, finite, optional_int
 
-__all__ = ["Picard"]
+__all__ = ["Picard", "PicardSweep", "Sweep"]
+
+
+class Sweep(Protocol):
+    """A window update: the new points from the current ones and their DDIM steps."""
+
+    def update(self, begin: int, x: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
+        """Points ``begin + 1 .. begin + w`` from ``x_b .. x_{e-1}`` and ``phi_j``."""
+        ...
+
+    def moves(self, begin: int, delta: torch.Tensor) -> None:
+        """The changes the run made to points ``begin + 1 .. begin + w``."""
+        ...
+
+
+class PicardSweep:
+    """Picard's update: ``x'_{j+1} = x_b + sum_{i=b}^{j} (phi_i - x_i)`` (the identity as
+    each step's Jacobian)."""
+
+    def update(self, begin: int, x: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
+        """``x_b + cumsum(phi - x)``."""
+        return x[0] + torch.cumsum(phi - x, dim=0)
+
+    def moves(self, begin: int, delta: torch.Tensor) -> None:
+        """Nothing to keep."""
 
 
 class Picard(Refining):
@@ -80,6 +104,10 @@ class Picard(Refining):
         """``N + 1 + 2 p``: the trajectory, the window's update and its model outputs."""
         return self.steps + 1 + 2 * self.window
 
+    def _sweep(self, steps: int) -> Sweep:
+        """The window update of one run: Picard's (:class:`PicardSweep`)."""
+        return PicardSweep()
+
     def run(self, chunk: Chunk) -> Outcome:
         rhs, fine, grid = chunk.rhs, chunk.fine, chunk.grid
         tol, mode = self.tol, self.mode
@@ -93,25 +121,25 @@ class Picard(Refining):
             scales = np.ones(steps)
         xs = [chunk.x_T] * (steps + 1)
         accel = PrefixAnderson(self.anderson) if self.anderson else None
+        sweep = self._sweep(steps)
         begin, iterations = 0, 0
         residuals: list[float] = []
         diverged = False
         while begin < steps and iterations < cap:
             end = min(begin + p, steps)
             outs = rhs.batch([(float(j), xs[j]) for j in range(begin, end)])
-            drifts = torch.stack(
-                [fine.jump(xs[j], out, j, j + 1) - xs[j] for j, out in zip(range(begin, end), outs)]
-            )
-            new = xs[begin] + torch.cumsum(drifts, dim=0)
+            x = torch.stack(xs[begin:end])
+            phi = torch.stack([fine.jump(xs[j], out, j, j + 1)
+                               for j, out in zip(range(begin, end), outs)])
+            new = sweep.update(begin, x, phi)
             if accel is not None:
                 new = accel.update(begin + 1, torch.stack(xs[begin + 1:end + 1]), new)
             if not finite(new):  # stop at once; xs keeps the last finite iterate
                 diverged = True
                 break
-            errors = [
-                change(new[i] - xs[begin + 1 + i], mode) / scales[begin + i]
-                for i in range(end - begin)
-            ]
+            delta = new - torch.stack(xs[begin + 1:end + 1])
+            sweep.moves(begin, delta)
+            errors = [change(delta[i], mode) / scales[begin + i] for i in range(end - begin)]
             for i in range(end - begin):
                 xs[begin + 1 + i] = new[i]
             failing = [i for i, e in enumerate(errors) if not e <= tol]

@@ -9,6 +9,7 @@ from typing import Any
 
 from .base import Method
 from .picard import Picard
+from .picard_exact import ExactPicard
 from .serial import Serial
 from .srds import SRDS
 
@@ -16,7 +17,8 @@ __all__ = ["AUTO", "DEFAULT_TOL", "METHODS", "METHOD_OPTIONS", "REGISTRY",
            "check_method_options"]
 
 #: The methods by name, in the order they are listed and predicted.
-REGISTRY: Mapping[str, type[Method]] = {"serial": Serial, "srds": SRDS, "picard": Picard}
+REGISTRY: Mapping[str, type[Method]] = {
+    "serial": Serial, "srds": SRDS, "picard": Picard, "picard-exact": ExactPicard}
 #: The method that runs whichever of :data:`REGISTRY` is predicted fastest (:mod:`..auto`).
 AUTO = "auto"
 #: ``auto``'s own options: choose among the :attr:`~.base.Method.exact` methods only.
@@ -38,8 +40,9 @@ def _method_options() -> dict[str, tuple[str, ...]]:
 #: keyword-only arguments of each method's class, and ``auto``'s ``exact``); passing it (not
 #: ``None``) with another method is a ``ValueError``.
 METHOD_OPTIONS: Mapping[str, tuple[str, ...]] = _method_options()
-#: Default tolerances by (method, tol_mode). SRDS in data units: 1/255, half an 8-bit level of
-#: an image in [-1, 1] (the error at the stop is typically far smaller than the last change).
+#: Default tolerances by (method, tol_mode). SRDS and exact Picard in data units: 1/255, half an
+#: 8-bit level of an image in [-1, 1] (the error at the stop is typically far smaller than the
+#: last change).
 DEFAULT_TOL: Mapping[tuple[str, str], float] = {
     (name, mode): tol for name, cls in REGISTRY.items() for mode, tol in cls.default_tol.items()
 }
@@ -50,7 +53,7 @@ def check_method_options(method: str, options: Mapping[str, Any]) -> None:
 
     Parameters
     ----------
-    method : {"serial", "srds", "picard", "auto"}
+    method : {"serial", "srds", "picard", "picard-exact", "auto"}
     options : mapping
         Option names of :func:`~..sampler.sample` to their values; ``None`` means not passed.
 
@@ -65,6 +68,7 @@ def check_method_options(method: str, options: Mapping[str, Any]) -> None:
     for name, value in options.items():
         methods = METHOD_OPTIONS[name]
         if value is not None and method not in methods:
-            where = (f"method {methods[0]!r} only" if len(methods) == 1
-                     else "methods " + " and ".join(repr(m) for m in methods))
+            names = [repr(m) for m in methods]
+            where = (f"method {names[0]} only" if len(names) == 1
+                     else "methods " + ", ".join(names[:-1]) + " and " + names[-1])
             raise ValueError(f"{name} applies to {where}, not to method {method!r}")
