@@ -17,7 +17,6 @@ from diffusers import (  # noqa: E402
     DPMSolverMultistepScheduler,
     FlowMatchEulerDiscreteScheduler,
 )
-
 from parareal.adapters.diffusion import sample, sample_pipeline  # noqa: E402
 from parareal.adapters.diffusion.flow import FlowGrid, FlowSchedule, with_mu  # noqa: E402
 
