@@ -7,8 +7,6 @@ conditional UNet. Nothing is downloaded. Images are compared in 8-bit levels.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
@@ -30,6 +28,8 @@ from parareal.adapters.diffusion import (  # noqa: E402
 
 from parareal import Status  # noqa: E402
 
+from .tiny_pipelines import write_tokenizer_files  # noqa: E402
+
 STEPS = 10
 PROMPT = "a photo of a red cat"
 
@@ -44,25 +44,6 @@ def _one_thread():
 
 def seeded(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
-
-
-def write_tokenizer_files(folder):
-    """A CLIP BPE vocabulary and merges for a few words: every word is one token."""
-    words = ["a", "photo", "of", "red", "cat", "dog", "blue"]
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for char in sorted(set("".join(words))):
-        vocab.setdefault(char, len(vocab))
-        vocab.setdefault(char + "</w>", len(vocab))
-    merges = ["#version: 0.2"]
-    for word in words:
-        parts = list(word[:-1]) + [word[-1] + "</w>"]
-        while len(parts) > 1:
-            merges.append(f"{parts[0]} {parts[1]}")
-            parts = [parts[0] + parts[1]] + parts[2:]
-            vocab.setdefault(parts[0], len(vocab))
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("\n".join(merges) + "\n")
-    return len(vocab)
 
 
 @pytest.fixture(scope="module")
