@@ -226,14 +226,7 @@ def load_digits_flow_scheduler(
     weights: str | os.PathLike[str] | None = None,
 ) -> FlowMatchEulerDiscreteScheduler:
     """The scheduler of :func:`load_digits_flow_model`, from the config alone (cheap)."""
-    path = _check_file(weights, FLOW_WEIGHTS)
-    config = _read_json(path, ASSETS / "digits_flow.json")
-    try:
-        return FlowMatchEulerDiscreteScheduler.from_config(config["scheduler"])
-    except Exception as err:
-        raise ValueError(
-            f"cannot build the digits model from the config for {path}: {err}"
-        ) from err
+    return _scheduler(FlowMatchEulerDiscreteScheduler, weights, FLOW_WEIGHTS, "digits_flow.json")
 
 
 def load_digits_scheduler(weights: str | os.PathLike[str] | None = None) -> DDIMScheduler:
@@ -245,10 +238,17 @@ def load_digits_scheduler(weights: str | os.PathLike[str] | None = None) -> DDIM
     FileNotFoundError, ValueError
         As :func:`load_digits_model` for a missing weights file or an unreadable config.
     """
-    path = _check_file(weights, UNET_WEIGHTS)
-    config = _read_json(path, ASSETS / "digits_unet.json")
+    return _scheduler(DDIMScheduler, weights, UNET_WEIGHTS, "digits_unet.json")
+
+
+def _scheduler(cls: Any, weights: str | os.PathLike[str] | None, default: pathlib.Path,
+               config_name: str) -> Any:
+    """The scheduler ``cls`` from the config beside ``weights`` (``default``: the bundled one),
+    without reading the weights; ``ValueError`` for an unreadable config."""
+    path = _check_file(weights, default)
+    config = _read_json(path, ASSETS / config_name)
     try:
-        return DDIMScheduler.from_config(config["scheduler"])
+        return cls.from_config(config["scheduler"])
     except Exception as err:
         raise ValueError(
             f"cannot build the digits model from the config for {path}: {err}"
