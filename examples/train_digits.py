@@ -169,6 +169,22 @@ def denoising_loss(
     return total / count
 
 
+def optimise(unet: torch.nn.Module, ema: torch.nn.Module, optimizer: torch.optim.Optimizer,
+             loss: torch.Tensor, lr: float, step: int, ema_decay: float) -> None:
+    """One training step: learning rate ``lr``, a gradient step clipped to norm 1, and the
+    exponential moving average of the weights (decay warming up to ``ema_decay``)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+    optimizer.step()
+    decay = min(ema_decay, (1 + step) / (10 + step))
+    with torch.no_grad():
+        for p_ema, p in zip(ema.parameters(), unet.parameters()):
+            p_ema.lerp_(p, 1 - decay)
+
+
 def train_diffusion(args: argparse.Namespace) -> tuple[UNet2DModel, dict[str, Any]]:
     """DDPM training with AdamW, warmup + cosine LR and an EMA; returns the EMA model."""
     torch.manual_seed(args.seed)
@@ -208,16 +224,7 @@ def train_diffusion(args: argparse.Namespace) -> tuple[UNet2DModel, dict[str, An
         t = torch.randint(0, alphas.shape[0], (x0.shape[0],), generator=gen)
         noise = torch.randn(x0.shape, generator=gen)
         loss = torch.nn.functional.mse_loss(unet(noisy(x0, t, noise, alphas), t).sample, noise)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        optimizer.step()
-        decay = min(ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for p_ema, p in zip(ema.parameters(), unet.parameters()):
-                p_ema.lerp_(p, 1 - decay)
+        optimise(unet, ema, optimizer, loss, lr_at(step), step, ema_decay)
         value = loss.item()
         smooth = value if smooth is None else 0.99 * smooth + 0.01 * value
         if (step + 1) % report == 0 or step + 1 == args.steps:

@@ -44,7 +44,7 @@ from parareal.adapters.diffusion.digits import ASSETS, load_digits_data, sample_
 from safetensors.torch import save_file
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from train_digits import UNET_CONFIG, inside, quality_line, yardsticks  # noqa: E402
+from train_digits import UNET_CONFIG, inside, optimise, quality_line, yardsticks  # noqa: E402
 
 DEFAULT_OUT = pathlib.Path("digits_flow_model")
 #: The sampling scheduler's config (diffusers' defaults: 1000 training timesteps, no shift).
@@ -135,16 +135,7 @@ def train_flow(args: argparse.Namespace) -> tuple[UNet2DModel, dict[str, Any]]:
         sigma = torch.rand(x0.shape[0], generator=gen)
         x, v = flow_pair(x0, sigma, torch.randn(x0.shape, generator=gen))
         loss = torch.nn.functional.mse_loss(unet(x, sigma * 1000).sample, v)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        optimizer.step()
-        decay = min(ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for p_ema, p in zip(ema.parameters(), unet.parameters()):
-                p_ema.lerp_(p, 1 - decay)
+        optimise(unet, ema, optimizer, loss, lr_at(step), step, ema_decay)
         smooth = loss.item() if smooth is None else 0.99 * smooth + 0.01 * loss.item()
         if (step + 1) % report == 0 or step + 1 == args.steps:
             elapsed = time.perf_counter() - start
