@@ -70,7 +70,9 @@ def test_a_rank_that_never_enters_solve_ends_the_job_quickly_named_once(how, mis
     assert proc.returncode != 0
     assert elapsed < 30  # entry_timeout = 2 s, and the sleeping rank would sleep 60 s
     lines = [line for line in proc.stderr.splitlines() if "did not enter solve" in line]
-    assert len(lines) == 1, proc.stderr[-3000:]
+    # one rank speaks: one distinct line (MPICH's mpiexec, killing the job on Abort, has been
+    # seen to forward a rank's last output twice on a loaded machine; that is not two ranks)
+    assert len(set(lines)) == 1 and len(lines) <= 2, (proc.stdout[-2000:], proc.stderr[-3000:])
     assert f"MPI rank {missing} did not enter solve within entry_timeout = 2 s" in lines[0]
     assert "returned" not in proc.stdout
 

@@ -41,6 +41,7 @@ DEFAULT_ENTRY_TIMEOUT = 60.0
 DIGEST_BYTE_LIMIT = 256 * 2**20
 TAG_ENTRY = 7731
 TAG_VERDICT = 7732
+TAG_END = 7733
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]+")
 _SHOWN = 60  # characters of a value shown in a message
 #: cloudpickle's functions that rebuild a class defined in a script -> where their arguments
@@ -250,6 +251,11 @@ def check_timeout(value: Any) -> float:
 #: Longest sleep between two probes while waiting for a message (seconds).
 MAX_POLL_SECONDS = 0.002
 
+#: Pause between printing the last words of a rank and ``Abort`` (seconds). MPICH's Hydra
+#: kills the job's processes as soon as one calls ``Abort``, and output still on its way to
+#: ``mpiexec`` was then lost, or sent twice, on a loaded machine.
+ABORT_GRACE_S = 1.0
+
 
 def backoff() -> Any:
     """A ``sleep()`` for polling loops: 50 us, doubling up to :data:`MAX_POLL_SECONDS`.
@@ -296,10 +302,10 @@ def _enter_root(comm: Any, root: int, fields: dict[str, Any], timeout: float) ->
             continue
         if time.monotonic() > deadline:
             missing = [r for r in range(comm.Get_size()) if r != root and r not in others]
-            message = _missing_message(missing, f"the root (rank {root})", timeout)
             for rank in others:
-                comm.send(("missing", message), dest=rank, tag=TAG_VERDICT)
-            _end_job(comm, message)
+                comm.send(("missing", None), dest=rank, tag=TAG_VERDICT)
+            _end_job(comm, _missing_message(missing, f"the root (rank {root})", timeout),
+                     tell=[])
         sleep()
     message = disagreement(root, fields, others)
     for rank in others:
@@ -310,13 +316,19 @@ def _enter_root(comm: Any, root: int, fields: dict[str, Any], timeout: float) ->
 
 
 def _enter_worker(comm: Any, root: int, fields: dict[str, Any], timeout: float) -> None:
+    from mpi4py import MPI as mpi
+
     request = comm.isend(fields, dest=root, tag=TAG_ENTRY)
     # rank r waits 0.2 r s longer than the first: the first to time out ends the job alone
     deadline = time.monotonic() + timeout + 0.2 * min(comm.Get_rank(), 25)
     sleep = backoff()
     while not comm.Iprobe(source=root, tag=TAG_VERDICT):
+        if comm.Iprobe(source=mpi.ANY_SOURCE, tag=TAG_END):
+            _await_abort(comm)  # another rank, which waited less, is ending the job
         if time.monotonic() > deadline:
-            _end_job(comm, _missing_message([root], f"rank {comm.Get_rank()}", timeout))
+            rank = comm.Get_rank()
+            _end_job(comm, _missing_message([root], f"rank {rank}", timeout),
+                     tell=[r for r in range(comm.Get_size()) if r not in (root, rank)])
         sleep()
     reply = comm.recv(source=root, tag=TAG_VERDICT)  # "here": the root has entered
     sleep = backoff()
@@ -328,9 +340,7 @@ def _enter_worker(comm: Any, root: int, fields: dict[str, Any], timeout: float) 
     if verdict == "mismatch":
         raise ValueError(message)
     if verdict == "missing":
-        from .mpi import RankAborted
-
-        raise RankAborted(message)  # silent: the root prints and ends the job
+        _await_abort(comm)  # silent: the root prints and ends the job
 
 
 def _missing_message(missing: list[int], waiter: str, timeout: float) -> str:
@@ -343,8 +353,24 @@ def _missing_message(missing: list[int], waiter: str, timeout: float) -> str:
             "longer to get there")
 
 
-def _end_job(comm: Any, message: str) -> None:
-    """Print ``message`` once (here) and end every process of the job."""
+def _end_job(comm: Any, message: str, tell: list[int]) -> None:
+    """Print ``message`` once (here) and end every process of the job; the ranks in ``tell``
+    are first asked to stay silent (they may be waiting, with later deadlines, for the same
+    missing rank)."""
+    for rank in tell:
+        try:
+            comm.isend(None, dest=rank, tag=TAG_END)
+        except Exception:  # noqa: BLE001 - that rank may be gone; the Abort ends it anyway
+            pass
     print(f"RuntimeError: {message}", file=sys.stderr, flush=True)
     sys.stdout.flush()
+    time.sleep(ABORT_GRACE_S)  # let mpiexec forward the line before the job is killed
+    comm.Abort(1)
+
+
+def _await_abort(comm: Any) -> None:
+    """Wait, silently, for the rank that ends the job; end it here if that never comes. A rank
+    that exited instead (``SystemExit``) could make ``mpiexec`` kill the job before the other
+    rank's message was forwarded."""
+    time.sleep(10 * ABORT_GRACE_S)
     comm.Abort(1)
