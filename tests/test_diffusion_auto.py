@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -83,25 +83,17 @@ def test_srds_iterations_estimate():
     assert auto.srds_iterations(1000, 63) == 3 and auto.srds_iterations(4, 2) == 2  # <= B
 
 
-class Sleeping:
-    """An exact mixture model whose calls cost ``per_call + per_row * rows`` seconds."""
-
-    def __init__(self, schedule: NoiseSchedule, per_call: float, per_row: float) -> None:
-        self.model = GaussianMixture.random(4, 3, seed=0).model(schedule)
-        self.per_call, self.per_row = per_call, per_row
-
-    def __call__(self, x, t):
-        time.sleep(self.per_call + self.per_row * x.shape[0])
-        return self.model(x, t)
-
-
 @pytest.mark.parametrize(("per_call", "per_row", "blocks"), [(3e-3, 0.0, 20), (0.0, 3e-4, 10)])
-def test_auto_picks_srds_blocks_by_the_cost_of_a_call(per_call, per_row, blocks):
+def test_auto_picks_srds_blocks_by_the_cost_of_a_call(per_call, per_row, blocks, monkeypatch):
     """Flat call costs (a GPU with room to spare) favour 2 sqrt(N) blocks (fewer sequential
-    calls); costs that grow with the rows (a CPU) favour sqrt(N) blocks (fewer evaluations)."""
+    calls); costs that grow with the rows (a CPU) favour sqrt(N) blocks (fewer evaluations).
+    The costs are given (``auto._time_call`` returns ``per_call + per_row * rows`` and auto's
+    clock stands still), so the choice cannot depend on the load of the machine."""
+    monkeypatch.setattr(auto, "_time_call", lambda fn, x, t: per_call + per_row * x.shape[0])
+    monkeypatch.setattr(auto, "time", SimpleNamespace(perf_counter=lambda: 0.0))
     auto.clear_cache()
     scheduler = DDIMScheduler(num_train_timesteps=1000, clip_sample=False)
-    model = Sleeping(NoiseSchedule.from_scheduler(scheduler), per_call, per_row)
+    model = GaussianMixture.random(4, 3, seed=0).model(NoiseSchedule.from_scheduler(scheduler))
     x_T = torch.randn(1, 4, generator=torch.Generator().manual_seed(0))
     result = sample(model, scheduler, x_T, num_inference_steps=100, method="auto",
                     exact=True)
