@@ -20,11 +20,14 @@ How a prediction is made (see also ``docs/diffusion.md``, section "method='auto'
    sqrt(N)``). After ``auto`` has run SRDS or Picard, the iterations it observed for that model,
    shape and N replace the estimate.
 3. **Costs.** The model is timed at the batch sizes the patterns use most (the serial chunk,
-   the smallest and largest SRDS call and its most frequent one, the Picard window): a warm-up
-   call, then the fastest of :data:`TIMING_REPEATS` calls (the least disturbed by other work
-   on the machine). Other sizes are interpolated linearly.
-   Timings are cached per (model object, sample shape, dtype, device, conditioning) for the
-   life of the model: later calls time nothing.
+   the smallest and largest SRDS call and its most frequent one, the Picard window), smallest
+   first, until the choice is clear or timing would cost more than a small part of the serial
+   prediction (:mod:`.auto_timing`): per size, the fastest of a few calls (the least disturbed
+   by other work on the machine; at most ``1 +`` :data:`TIMING_REPEATS`). Other sizes are
+   interpolated linearly (extrapolated beyond the largest timed one).
+   Timings and stub runs are cached in memory and on disk (:mod:`.auto_cache`: per model
+   fingerprint, sample shape, dtype, device, threads and conditioning): later calls, in this
+   process or the next, time nothing.
 4. **Decision.** The smallest prediction among the *exact* methods: serial and SRDS, whose
    result is the serial sample (SRDS stops when its final sample changes by at most half an
    8-bit level, and converges to the serial sample). Picard, whose default noise-scaled
@@ -44,6 +47,9 @@ from typing import Any
 
 import torch
 
+from .auto_cache import CostSlot, clear_disk, clear_memory, load_pattern, machine_key, save_pattern
+from .auto_timing import TIMING_REPEATS, choice_is_clear, time_anchors
+from .auto_timing import time_call as _time_call  # the golden-result script replaces it here
 from .methods.registry import REGISTRY
 from .methods.serial import Serial
 from .methods.srds import SRDS
@@ -69,8 +75,6 @@ __all__ = [
 #: SRDS iterations assumed before ``auto`` has seen SRDS run on a model (capped at ``B``), with
 #: the default ``2 sqrt(N)`` blocks; one more with fewer blocks (:func:`srds_iterations`).
 SRDS_ITERATIONS = 3
-#: Timed calls per batch size, after one warm-up call (1 when the warm-up took over a second).
-TIMING_REPEATS = 5
 #: The methods ``auto`` chooses from, and which of them give the serial sample.
 EXACT_METHODS = tuple(name for name, cls in REGISTRY.items() if cls.exact)
 CANDIDATES = tuple(REGISTRY)
@@ -194,18 +198,19 @@ def decide(
 # Caches: model timings per (model, key), SRDS/serial call patterns, observed iterations.
 
 _LOCK = threading.Lock()
-_COSTS: weakref.WeakKeyDictionary[Any, dict[Hashable, dict[int, float]]] = (
-    weakref.WeakKeyDictionary())
 _ITERATIONS: weakref.WeakKeyDictionary[Any, dict[Hashable, int]] = weakref.WeakKeyDictionary()
 _PATTERNS: dict[Hashable, tuple[tuple[int, ...], float]] = {}
 
 
-def clear_cache() -> None:
-    """Forget every timing, call pattern and observed iteration count (e.g. to re-time)."""
+def clear_cache(*, disk: bool = True) -> None:
+    """Forget every timing, call pattern and observed iteration count (e.g. to re-time); with
+    ``disk`` (the default) the files of :mod:`.auto_cache` too."""
     with _LOCK:
-        _COSTS.clear()
         _ITERATIONS.clear()
         _PATTERNS.clear()
+    clear_memory()
+    if disk:
+        clear_disk()
 
 
 def _slot(table: weakref.WeakKeyDictionary, model: Any) -> dict | None:
@@ -222,25 +227,12 @@ def _model_key(fn: ModelFn, x_T: torch.Tensor) -> Hashable:
             None if embeds is None else tuple(embeds.shape[1:]))
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _time_call(fn: ModelFn, x: torch.Tensor, t: torch.Tensor) -> float:
-    """The fastest of :data:`TIMING_REPEATS` calls ``fn(x, t)``, after a warm-up call."""
-    _sync(x.device)
-    begin = time.perf_counter()
-    fn(x, t)
-    _sync(x.device)
-    repeats = TIMING_REPEATS if time.perf_counter() - begin < 1.0 else 1
-    times = []
-    for _ in range(repeats):
-        begin = time.perf_counter()
-        fn(x, t)
-        _sync(x.device)
-        times.append(time.perf_counter() - begin)
-    return min(times)
+def _cost_key(fn: ModelFn, x_T: torch.Tensor) -> dict[str, Any]:
+    """What the cost of a call depends on besides the model (:class:`.auto_cache.CostSlot`)."""
+    embeds = getattr(fn, "prompt_embeds", None)
+    return {"shape": list(x_T.shape[1:]), "dtype": str(x_T.dtype), **machine_key(x_T.device),
+            "evals_per_state": fn.evals_per_state,
+            "embeds": None if embeds is None else list(embeds.shape[1:])}
 
 
 def _pattern(scheduler: Any, steps: int, method: str, iterations: int, blocks: int
@@ -250,23 +242,24 @@ def _pattern(scheduler: Any, steps: int, method: str, iterations: int, blocks: i
     with _LOCK:
         if key in _PATTERNS:
             return _PATTERNS[key]
+    saved = load_pattern(key)
+    if saved is not None:
+        with _LOCK:
+            _PATTERNS[key] = saved
+        return saved
     rows: list[int] = []
 
     def stub(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         rows.append(x.shape[0])
         return torch.zeros_like(x)
 
-    x = torch.zeros(1, 1)
-    seconds = math.inf
-    for _ in range(2):  # the faster of two runs: the first one may pay for lazy imports
-        rows.clear()
-        begin = time.perf_counter()
-        grid = sampler_grid(scheduler, steps, pf=check_scheduler(scheduler) != "ddim")
-        runner = (SRDS(grid.steps, blocks=blocks, tol=0.0, max_iters=min(iterations + 1, blocks))
-                  if method == "srds" else Serial(grid.steps))
-        with torch.no_grad():
-            result = Sampling.build(runner, grid).run_chunk(wrap_model(stub), x, None)
-        seconds = min(seconds, time.perf_counter() - begin)
+    begin = time.perf_counter()
+    grid = sampler_grid(scheduler, steps, pf=check_scheduler(scheduler) != "ddim")
+    runner = (SRDS(grid.steps, blocks=blocks, tol=0.0, max_iters=min(iterations + 1, blocks))
+              if method == "srds" else Serial(grid.steps))
+    with torch.no_grad():
+        result = Sampling.build(runner, grid).run_chunk(wrap_model(stub), torch.zeros(1, 1), None)
+    seconds = time.perf_counter() - begin
     out = tuple(rows)
     if method == "srds":  # cut where iterate K completes, as the stopping rule does
         path = result.stats.critical_path_per_iteration
@@ -274,6 +267,7 @@ def _pattern(scheduler: Any, steps: int, method: str, iterations: int, blocks: i
     seconds *= len(out) / max(len(rows), 1)
     with _LOCK:
         _PATTERNS[key] = (out, seconds)
+    save_pattern(key, out, seconds)
     return out, seconds
 
 
@@ -375,21 +369,24 @@ def choose_method(model: Any, fn: ModelFn, run: PlannedRun) -> AutoChoice:
         common = Counter(pattern).most_common(1)[0][0]
         for m in set(sizes):
             anchors.update((m, r * m) for r in {min(pattern), max(pattern), common})
-    with _LOCK:
-        slot = _slot(_COSTS, model)
-        costs = dict(slot.get(model_key, {})) if slot is not None else {}
+    slot = CostSlot(model, _cost_key(fn, x_T))
     t = torch.full((1,), int(timestep), dtype=torch.long, device=x_T.device)
+
+    def measure(m: int, rows: int) -> float:
+        x = x_T[:m][torch.arange(rows, device=x_T.device) % m]
+        return _time_call(fn.rows(0, m), x, t.expand(rows))
+
+    allowed = {name for name in plans if not exact or name.split()[0] in EXACT_METHODS}
+    pattern_of = {name: plan.rows for name, plan in plans.items()}
+    overhead_of = {name: plan.overhead_s for name, plan in plans.items()}
     with torch.no_grad():
-        for m, rows in sorted(anchors):
-            if rows in costs:
-                continue
-            index = torch.arange(rows, device=x_T.device) % m
-            x = x_T[:m][index]
-            costs[rows] = _time_call(fn.rows(0, m), x, t.expand(rows))
-    with _LOCK:
-        slot = _slot(_COSTS, model)
-        if slot is not None:
-            slot.setdefault(model_key, {}).update(costs)
+        got = time_anchors(
+            {rows: m for m, rows in sorted(anchors, reverse=True)}, slot.costs, slot.declined,
+            measure, lambda costs: predict(plans, costs),
+            lambda costs, pred: choice_is_clear(pattern_of, overhead_of, pred, allowed, costs),
+            lambda: time.perf_counter() - begin)
+    slot.update(got.timed)
+    costs = got.costs
     variants = predict(plans, costs)
     # SRDS stands for its fastest blocks; the others are mentioned in its note
     srds_names = [name for name, *_ in methods if name.startswith("srds")]
@@ -402,6 +399,11 @@ def choose_method(model: Any, fn: ModelFn, run: PlannedRun) -> AutoChoice:
         for name, *_, b in methods if name in srds_names and name != best)
     method, reason = decide(predicted, exact=exact, notes=notes)
     run_key = (model_key, steps, chosen_blocks if method == "srds" else options[0], window)
+    if got.untimed:
+        why = ("the choice was clear" if got.stopped == "clear"
+               else "timing the rest would cost more than the choice is worth")
+        reason += (f"; calls of {len(got.costs)} batch sizes timed, "
+                   f"{len(got.untimed)} extrapolated ({why})")
     timing = time.perf_counter() - begin
     reason += f"; predictions took {timing:.2g} s"
 
