@@ -257,7 +257,7 @@ def _pattern(scheduler: Any, steps: int, method: str, iterations: int, blocks: i
     grid = sampler_grid(scheduler, steps, pf=check_scheduler(scheduler) != "ddim")
     runner = (SRDS(grid.steps, blocks=blocks, tol=0.0, max_iters=min(iterations + 1, blocks))
               if method == "srds" else Serial(grid.steps))
-    with torch.no_grad():
+    with torch.inference_mode():
         result = Sampling.build(runner, grid).run_chunk(wrap_model(stub), torch.zeros(1, 1), None)
     seconds = time.perf_counter() - begin
     out = tuple(rows)

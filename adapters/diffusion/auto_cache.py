@@ -214,13 +214,15 @@ def _read(kind: str, key: Mapping[str, Any]) -> tuple[float, Any] | None:
                                                  "checksum"}:
         return None
     created, now = doc["created"], time.time()
-    if (doc["version"] != CACHE_VERSION or type(doc["version"]) is not int
-            or doc["kind"] != kind or doc["key"] != json.loads(_canonical(key))
-            or type(created) is not float or not math.isfinite(created)
-            or not now - MAX_AGE_S <= created <= now + 60.0
-            or doc["checksum"] != _checksum(kind, doc["key"], created, doc["data"])):
+    try:
+        trusted = (type(doc["version"]) is int and doc["version"] == CACHE_VERSION
+                   and doc["kind"] == kind and doc["key"] == json.loads(_canonical(key))
+                   and type(created) is float and math.isfinite(created)
+                   and now - MAX_AGE_S <= created <= now + 60.0
+                   and doc["checksum"] == _checksum(kind, doc["key"], created, doc["data"]))
+    except (ValueError, TypeError, RecursionError):  # e.g. NaN: no checksum can match
         return None
-    return created, doc["data"]
+    return (created, doc["data"]) if trusted else None
 
 
 def _write(kind: str, key: Mapping[str, Any], data: Any, created: float | None = None) -> None:

@@ -17,7 +17,8 @@ anchors are timed from the smallest up (:func:`time_anchors`), and before each o
   exceed what is left is declined (and not retried in this process): the choice is then made on
   the extrapolated costs.
 
-The smallest anchor is always timed. With :data:`TIME_EVERY_ANCHOR` (the golden-result script
+The two smallest anchors are always timed (one size alone tells nothing of what batching
+saves). With :data:`TIME_EVERY_ANCHOR` (the golden-result script
 sets it) neither rule applies: every anchor is timed, as before this module.
 """
 
@@ -57,7 +58,7 @@ SLOPE_FLOOR = 0.5
 #: The calls an anchor's timing is expected to make (:func:`time_call`).
 CALLS_PER_ANCHOR = 2.5
 #: The most calls per batch size after the first (:func:`time_call`).
-TIMING_REPEATS = 5
+TIMING_REPEATS = 2
 #: Timing a batch size stops once its two fastest calls agree within this fraction.
 AGREEMENT = 0.1
 
@@ -177,7 +178,7 @@ def time_anchors(
     stopped = ""
     while pending:
         rows = pending[0]
-        if costs and not TIME_EVERY_ANCHOR:
+        if len(costs) >= 2 and not TIME_EVERY_ANCHOR:
             predicted = predict(costs)
             if is_clear(costs, predicted):
                 stopped = "clear"
