@@ -7,10 +7,10 @@ How a prediction is made (see also ``docs/diffusion.md``, section "method='auto'
    batch run one after another). Serial and SRDS are *counted*, not modelled: the methods
    themselves (:mod:`.methods`, run through :mod:`.runner`, not through ``sample``) run on a
    one-element state with a stub model that returns zeros, which costs only the sampler's own
-   work (milliseconds); SRDS runs for an estimated ``K`` iterations and is cut
-   where iterate ``K`` completes on the pipelined schedule
-   (``Stats.critical_path_per_iteration``), which is where the stopping rule ends a real run.
-   The stub run's wall time is the sampler's overhead in the prediction. Picard's calls depend
+   work (milliseconds); SRDS runs for an estimated ``K`` iterations: its callback ends the
+   stub run where iterate ``K`` completes on the pipelined schedule, which is where the
+   stopping rule ends a real run. The stub run's wall time is the sampler's overhead in the
+   prediction; patterns are cached in memory and on disk (:mod:`.auto_cache`). Picard's calls depend
    on how far its window slides each iteration, so they are estimated (below).
 2. **Iterations.** SRDS: ``K = min(B, 3)`` (:data:`SRDS_ITERATIONS`; with the default
    ``2 sqrt(N)`` blocks the bundled digits model stops after 3 iterations at N = 25 and 100
@@ -235,6 +235,10 @@ def _cost_key(fn: ModelFn, x_T: torch.Tensor) -> dict[str, Any]:
             "embeds": None if embeds is None else list(embeds.shape[1:])}
 
 
+class _IterateDone(Exception):
+    """Ends a stub run of SRDS where iterate ``K`` completes."""
+
+
 def _pattern(scheduler: Any, steps: int, method: str, iterations: int, blocks: int
              ) -> tuple[tuple[int, ...], float]:
     """Rows per sequential call of a one-sample run, and its seconds, from a stub-model run."""
@@ -253,18 +257,21 @@ def _pattern(scheduler: Any, steps: int, method: str, iterations: int, blocks: i
         rows.append(x.shape[0])
         return torch.zeros_like(x)
 
+    def cut(k: int, _: torch.Tensor) -> None:
+        if k >= iterations:  # where iterate K completes, as the stopping rule ends a run
+            raise _IterateDone
+
     begin = time.perf_counter()
     grid = sampler_grid(scheduler, steps, pf=check_scheduler(scheduler) != "ddim")
-    runner = (SRDS(grid.steps, blocks=blocks, tol=0.0, max_iters=min(iterations + 1, blocks))
-              if method == "srds" else Serial(grid.steps))
-    with torch.inference_mode():
-        result = Sampling.build(runner, grid).run_chunk(wrap_model(stub), torch.zeros(1, 1), None)
+    runner = (SRDS(grid.steps, blocks=blocks, tol=0.0, max_iters=min(iterations + 1, blocks),
+                   callback=cut) if method == "srds" else Serial(grid.steps))
+    try:
+        with torch.inference_mode():
+            Sampling.build(runner, grid).run_chunk(wrap_model(stub), torch.zeros(1, 1), None)
+    except _IterateDone:
+        pass
     seconds = time.perf_counter() - begin
     out = tuple(rows)
-    if method == "srds":  # cut where iterate K completes, as the stopping rule does
-        path = result.stats.critical_path_per_iteration
-        out = out[: path[min(iterations, len(path) - 1)]]
-    seconds *= len(out) / max(len(rows), 1)
     with _LOCK:
         _PATTERNS[key] = (out, seconds)
     save_pattern(key, out, seconds)
