@@ -47,10 +47,9 @@ changes are then listed as notes).
 
 The script reaches into two private names of ``adapters/diffusion/auto.py`` (``_time_call``,
 ``_pattern``) and its ``time`` module, sets ``auto_timing.TIME_EVERY_ANCHOR`` and turns the
-disk cache off (``PARAREAL_AUTO_CACHE=off``, for the whole process): a refactor that moves them
-must adapt
-:func:`fixed_costs` and :func:`auto_cases` so that the same values are produced, not change the
-recorded file.
+disk cache off (``PARAREAL_AUTO_CACHE=off``: in :func:`fixed_costs`, and for the whole run
+in :func:`main`): a refactor that moves them must adapt :func:`fixed_costs` and
+:func:`auto_cases` so that the same values are produced, not change the recorded file.
 """
 
 from __future__ import annotations
@@ -69,8 +68,6 @@ from typing import Any
 
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
-# auto's disk cache holds real timings and stub runs: never read (nor written) here
-os.environ["PARAREAL_AUTO_CACHE"] = "off"
 
 import numpy as np  # noqa: E402
 
@@ -580,6 +577,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="--check: report changed f_calls as notes, not differences")
     parser.add_argument("--verbose", "-v", action="store_true", help="the time of every run")
     args = parser.parse_args(argv)
+    # auto's disk cache holds real timings and stub runs: never read (nor written) here
+    os.environ["PARAREAL_AUTO_CACHE"] = "off"
     if args.record and (args.quick or args.match):
         parser.error("--record records every run (no --quick or --match)")
     results = run_all(quick=args.quick, match=args.match, verbose=args.verbose)
