@@ -256,6 +256,25 @@ def test_choice_s(cache):
     assert "predictions took" in chosen.reason
 
 
+@pytest.mark.parametrize("forced", ["serial", None])
+def test_cli_reports_choice_s_and_an_honest_serial_time(cache, tmp_path, capsys, monkeypatch,
+                                                        forced):
+    """``serial_wall_time_s`` leaves out auto's choosing, also when auto ran serial itself."""
+    from parareal.cli import main
+
+    if forced:
+        decide = auto.decide
+        monkeypatch.setattr(auto, "decide", lambda *a, **k: (forced, decide(*a, **k)[1]))
+    argv = ["sample", "--steps", "9", "--n", "2", "--json", "--compare-serial", "--threads", "1"]
+    assert main([*argv, "--out", str(tmp_path / "a.png")]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert 0 < got["choice_s"] < got["wall_time_s"]
+    if got["method"] == "serial":  # the same run, without the choosing
+        assert got["serial_wall_time_s"] == pytest.approx(got["wall_time_s"] - got["choice_s"])
+    assert main([*argv, "--method", "srds", "--out", str(tmp_path / "b.png")]) == 0
+    assert json.loads(capsys.readouterr().out)["choice_s"] == 0.0
+
+
 # -- the timing rule ----------------------------------------------------------------------------
 
 
