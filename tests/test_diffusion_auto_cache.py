@@ -309,8 +309,8 @@ def test_time_anchors_stops_when_the_choice_is_clear(per_row):
     rows, cost, predict, clear = _plans(per_row)
     anchors = {r: 16 for r in (16, 64, 128, 256, 512)}
     measured = []
-    got = time_anchors(anchors, {}, set(), lambda m, r: measured.append(r) or cost(r),
-                       predict, clear, lambda: 0.0)
+    got = time_anchors(anchors, {}, lambda m, r: measured.append(r) or cost(r), predict,
+                       clear)
     assert measured[:2] == [16, 64]  # the two smallest, always
     full = predict({r: cost(r) for r in anchors})
     winner = min(full, key=full.__getitem__)
@@ -325,15 +325,15 @@ def test_time_anchors_stops_when_the_choice_is_clear(per_row):
 def test_time_anchors_budget_and_every_anchor(monkeypatch):
     rows, cost, predict, clear = _plans(1e-6)
     anchors = {r: 16 for r in (16, 64, 128, 256, 512)}
-    declined: set[int] = set()
-    got = time_anchors(anchors, {}, declined, lambda m, r: cost(r), predict,
-                       lambda c, p: False, lambda: 1e9)  # the budget is spent
-    assert got.stopped == "budget" and set(got.timed) == {16, 64}
-    assert declined == {128, 256, 512}
-    again = time_anchors(anchors, got.costs, declined, lambda m, r: cost(r), predict,
-                         lambda c, p: False, lambda: 0.0)
-    assert again.timed == {}  # declined sizes are not retried in the process
+    serial = predict({16: cost(16)})["serial"]
+    stub_s = auto_timing.BUDGET_FRACTION * serial  # the stub runs took the whole budget
+    got = time_anchors(anchors, {}, lambda m, r: cost(r), predict, lambda c, p: False, stub_s)
+    assert got.stopped == "budget" and set(got.timed) == {16, 64}  # the two smallest, always
+    assert got.untimed == (128, 256, 512)
+    # a later call (or process) with these costs cached declines the same: nothing timed
+    again = time_anchors(anchors, got.costs, lambda m, r: cost(r), predict, lambda c, p: False,
+                         stub_s)
+    assert again.timed == {} and again.stopped == "budget"
     monkeypatch.setattr(auto_timing, "TIME_EVERY_ANCHOR", True)
-    every = time_anchors(anchors, {}, set(), lambda m, r: cost(r), predict, clear,
-                         lambda: 1e9)
+    every = time_anchors(anchors, {}, lambda m, r: cost(r), predict, clear, stub_s)
     assert set(every.timed) == set(anchors) and every.untimed == ()

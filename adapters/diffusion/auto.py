@@ -351,11 +351,13 @@ def choose_method(model: Any, fn: ModelFn, run: PlannedRun) -> AutoChoice:
                        + ("(seen in the last auto run)" if "picard" in picard_seen
                           else "(estimate)")}
     serial_rows, serial_s = _pattern(scheduler, steps, "serial", 0, options[0])
+    stub_s = serial_s
     methods: list[tuple[str, tuple[int, ...], float, int]] = [
         ("serial", serial_rows, serial_s, 0)]
     for b in options:
         k = min(seen[b].get("srds", srds_iterations(steps, b)), b)
         rows, seconds = _pattern(scheduler, steps, "srds", k, b)
+        stub_s += seconds
         note = f"B = {b} blocks, K = {k} iterations " + (
             "(seen in the last auto run)" if "srds" in seen[b] else "(estimate)")
         methods.append((f"srds B={b}", rows, seconds, b))
@@ -388,10 +390,10 @@ def choose_method(model: Any, fn: ModelFn, run: PlannedRun) -> AutoChoice:
     overhead_of = {name: plan.overhead_s for name, plan in plans.items()}
     with torch.no_grad():
         got = time_anchors(
-            {rows: m for m, rows in sorted(anchors, reverse=True)}, slot.costs, slot.declined,
-            measure, lambda costs: predict(plans, costs),
+            {rows: m for m, rows in sorted(anchors, reverse=True)}, slot.costs, measure,
+            lambda costs: predict(plans, costs),
             lambda costs, pred: choice_is_clear(pattern_of, overhead_of, pred, allowed, costs),
-            lambda: time.perf_counter() - begin)
+            stub_s)
     slot.update(got.timed)
     costs = got.costs
     variants = predict(plans, costs)

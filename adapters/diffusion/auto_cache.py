@@ -267,11 +267,10 @@ def _costs_from(data: Any) -> dict[int, float] | None:
 
 
 class _Entry:
-    """The memory of one cost key: seconds by rows, and the rows declined in this process."""
+    """The memory of one cost key: seconds by rows."""
 
     def __init__(self) -> None:
         self.costs: dict[int, float] = {}
-        self.declined: set[int] = set()
 
 
 class CostSlot:
@@ -289,8 +288,6 @@ class CostSlot:
     ----------
     costs : dict of int to float
         Seconds of one call of ``rows`` rows (a copy: :meth:`update` keeps new ones).
-    declined : set of int
-        Rows whose timing this process declined (too costly for its budget): not retried.
     on_disk : bool
         Whether the costs are kept on disk too.
     """
@@ -316,7 +313,6 @@ class CostSlot:
                 entry.costs.update(_costs_from(found[1] if found else None) or {})
         with _LOCK:
             self.costs = dict(entry.costs)
-        self.declined = entry.declined
 
     def update(self, new: Mapping[int, float]) -> None:
         """Keep ``new`` costs (in memory; on disk too, merged with what the file holds)."""

@@ -13,9 +13,11 @@ anchors are timed from the smallest up (:func:`time_anchors`), and before each o
   bound times :data:`MARGIN` (timing noise), still below every other method's lower bound,
   nothing left to time could change the choice: timing stops.
 * **Is it worth it?** Choosing may take :data:`BUDGET_FRACTION` of the predicted serial
-  seconds. An anchor whose timing (:data:`CALLS_PER_ANCHOR` calls at its predicted cost) would
-  exceed what is left is declined (and not retried in this process): the choice is then made on
-  the extrapolated costs.
+  seconds. What it takes is counted as if the cache were cold: the stub runs' seconds plus
+  :data:`CALLS_PER_ANCHOR` calls of every anchor timed so far (cached or not), so that a later
+  call, or a process that finds the costs on disk, declines the same anchors and times nothing
+  new. An anchor whose timing would exceed the budget is declined, and so are the larger ones:
+  the choice is then made on the extrapolated costs.
 
 The two smallest anchors are always timed (one size alone tells nothing of what batching
 saves). With :data:`TIME_EVERY_ANCHOR` (the golden-result script
@@ -145,11 +147,11 @@ def choice_is_clear(
 
 
 def time_anchors(
-    anchors: Mapping[int, int], known: Mapping[int, float], declined: set[int],
+    anchors: Mapping[int, int], known: Mapping[int, float],
     measure: Callable[[int, int], float], predict: Callable[[Mapping[int, float]],
                                                               Mapping[str, float]],
     is_clear: Callable[[Mapping[int, float], Mapping[str, float]], bool],
-    elapsed: Callable[[], float], serial: str = "serial",
+    stub_s: float = 0.0, serial: str = "serial",
 ) -> TimedCosts:
     """Time the anchors not known yet, smallest first, until the choice is clear or the budget
     is spent (module docstring).
@@ -160,16 +162,14 @@ def time_anchors(
         Rows to time, each with the chunk size whose rows it repeats.
     known : mapping of int to float
         Costs already known (cached).
-    declined : set of int
-        Rows declined before in this process (updated with the newly declined ones).
     measure : callable
         ``measure(chunk, rows)``: the seconds of one call.
     predict : callable
         Each method's predicted seconds from given costs.
     is_clear : callable
         ``is_clear(costs, predicted)``: :func:`choice_is_clear` for the planned run.
-    elapsed : callable
-        Seconds spent choosing so far.
+    stub_s : float
+        Seconds of the stub runs that counted the call patterns (cached or not).
     serial : str
         The prediction that the budget is a fraction of.
     """
@@ -184,12 +184,10 @@ def time_anchors(
                 stopped = "clear"
                 break
             budget = BUDGET_FRACTION * predicted.get(serial, 0.0)
-            expected = CALLS_PER_ANCHOR * cost_bounds(costs, rows)[1]
-            if rows in declined or elapsed() + expected > budget:
-                declined.add(rows)
+            spent = stub_s + CALLS_PER_ANCHOR * sum(c for r, c in costs.items() if r in anchors)
+            if spent + CALLS_PER_ANCHOR * cost_bounds(costs, rows)[1] > budget:
                 stopped = "budget"
-                pending.pop(0)
-                continue
+                break
         timed[rows] = costs[rows] = measure(anchors[rows], rows)
         pending.pop(0)
     untimed = tuple(r for r in sorted(anchors) if r not in costs)
