@@ -337,3 +337,20 @@ def test_time_anchors_budget_and_every_anchor(monkeypatch):
     monkeypatch.setattr(auto_timing, "TIME_EVERY_ANCHOR", True)
     every = time_anchors(anchors, {}, lambda m, r: cost(r), predict, clear, stub_s)
     assert set(every.timed) == set(anchors) and every.untimed == ()
+
+
+@pytest.mark.slow
+def test_the_choice_benchmark_runs(tmp_path):
+    """benchmarks/auto_choice.py (smoke settings): its table, the goal line, its JSON."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "auto_choice.py"), "--cases", "8x1",
+         "--repeats", "1", "--json", str(tmp_path / "r.json")],
+        capture_output=True, text=True, cwd=root, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "| N | n | serial predicted s | cold s |" in proc.stdout and "goals (" in proc.stdout
+    rows = json.loads((tmp_path / "r.json").read_text())["rows"]
+    assert rows[0]["steps"] == 8 and rows[0]["second_s"] >= 0
