@@ -37,6 +37,14 @@ def cache(tmp_path, monkeypatch):
     auto.clear_cache()
 
 
+@pytest.fixture
+def serial_choice(monkeypatch):
+    """``auto`` decides for serial (as predicted or not): no SRDS run whose iterations would
+    change the next plan, so a repeated call needs no new timing."""
+    decide = auto.decide
+    monkeypatch.setattr(auto, "decide", lambda *a, **k: ("serial", decide(*a, **k)[1]))
+
+
 class Calls:
     """Counts the forward calls of a module (a hook: the module stays the one sampled)."""
 
@@ -127,7 +135,7 @@ def test_clear_cache_removes_the_files(cache):
     assert not any(cache.iterdir())
 
 
-def test_off_writes_nothing(cache, monkeypatch):
+def test_off_writes_nothing(cache, serial_choice, monkeypatch):
     monkeypatch.setenv(auto_cache.ENV_VAR, "off")
     model = tiny_unet(0)
     calls = Calls(model)
@@ -213,7 +221,7 @@ def test_a_bad_pattern_file_is_ignored(cache):
         assert json.loads(path.read_text())["data"]["rows"] == list(rows)  # and rewritten
 
 
-def test_a_folder_where_the_file_should_be(cache):
+def test_a_folder_where_the_file_should_be(cache, serial_choice):
     model = tiny_unet(0)
     calls = Calls(model)
     _run(model, method="auto")
@@ -241,7 +249,7 @@ def test_an_unwritable_cache_works_and_warns_once(cache, tmp_path, monkeypatch):
         warnings.simplefilter("error", RuntimeWarning)  # once per process, not once per call
         auto.clear_cache(disk=False)
         again = _run(model, method="auto")
-    assert torch.equal(first.sample, again.sample) and calls.n > 0
+    assert first.converged and again.converged and calls.n > 0  # it works, just uncached
 
 
 # -- choice_s and honest times -----------------------------------------------------------------
