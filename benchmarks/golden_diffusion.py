@@ -46,9 +46,10 @@ too unless ``--allow-calls`` is given (a change in how calls are batched may jus
 changes are then listed as notes).
 
 The script reaches into two private names of ``adapters/diffusion/auto.py`` (``_time_call``,
-``_pattern``) and its ``time`` module: a refactor that moves them must adapt
-:func:`fixed_costs` and :func:`auto_cases` so that the same values are produced, not change the
-recorded file.
+``_pattern``) and its ``time`` module, sets ``auto_timing.TIME_EVERY_ANCHOR`` and turns the
+disk cache off (``PARAREAL_AUTO_CACHE=off``: in :func:`fixed_costs`, and for the whole run
+in :func:`main`): a refactor that moves them must adapt :func:`fixed_costs` and
+:func:`auto_cases` so that the same values are produced, not change the recorded file.
 """
 
 from __future__ import annotations
@@ -140,22 +141,32 @@ def fixed_costs(table: str) -> Iterator[None]:
     ``auto._time_call`` returns the table's cost for the rows of the call instead of timing
     the model, and ``auto``'s ``time.perf_counter`` always returns 0 (so the stub runs'
     overheads and the time the predictions took are 0): the predictions, the choice and the
-    reason are then functions of the table. Caches are cleared before and after.
+    reason are then functions of the table. Every anchor is timed
+    (``auto_timing.TIME_EVERY_ANCHOR``: no early stop, no budget) and the disk cache is off
+    (``PARAREAL_AUTO_CACHE=off``), as when the file was recorded. Caches are cleared before
+    and after.
     """
     from types import SimpleNamespace
 
-    from parareal.adapters.diffusion import auto
+    from parareal.adapters.diffusion import auto, auto_cache, auto_timing
 
     cost = COSTS[table]
-    saved = auto._time_call, auto.time
+    saved = auto._time_call, auto.time, auto_timing.TIME_EVERY_ANCHOR
+    saved_env = os.environ.get(auto_cache.ENV_VAR)
+    os.environ[auto_cache.ENV_VAR] = "off"
     auto.clear_cache()
     auto._time_call = lambda fn, x, t: cost(int(x.shape[0]))
     auto.time = SimpleNamespace(perf_counter=lambda: 0.0)
+    auto_timing.TIME_EVERY_ANCHOR = True
     try:
         yield
     finally:
-        auto._time_call, auto.time = saved
+        auto._time_call, auto.time, auto_timing.TIME_EVERY_ANCHOR = saved
         auto.clear_cache()
+        if saved_env is None:
+            os.environ.pop(auto_cache.ENV_VAR)
+        else:
+            os.environ[auto_cache.ENV_VAR] = saved_env
 
 
 # ------------------------------------------------------------------------------ diffusion runs
@@ -566,6 +577,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="--check: report changed f_calls as notes, not differences")
     parser.add_argument("--verbose", "-v", action="store_true", help="the time of every run")
     args = parser.parse_args(argv)
+    # auto's disk cache holds real timings and stub runs: never read (nor written) here
+    os.environ["PARAREAL_AUTO_CACHE"] = "off"
     if args.record and (args.quick or args.match):
         parser.error("--record records every run (no --quick or --match)")
     results = run_all(quick=args.quick, match=args.match, verbose=args.verbose)

@@ -2,8 +2,28 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+
 import numpy as np
 import pytest
+
+_CACHE_HOME: list[str] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Point ``XDG_CACHE_HOME`` at a temporary folder for the whole run (child processes
+    included): ``method="auto"``'s disk cache (``adapters/diffusion/auto_cache.py``) and any
+    other cache must never write to the user's real one."""
+    _CACHE_HOME.append(tempfile.mkdtemp(prefix="parareal-test-cache-"))
+    os.environ["XDG_CACHE_HOME"] = _CACHE_HOME[0]
+    os.environ.pop("PARAREAL_AUTO_CACHE", None)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for folder in _CACHE_HOME:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def diagonal_rhs(lam: np.ndarray, forcing: float = 0.0):

@@ -7,10 +7,10 @@ How a prediction is made (see also ``docs/diffusion.md``, section "method='auto'
    batch run one after another). Serial and SRDS are *counted*, not modelled: the methods
    themselves (:mod:`.methods`, run through :mod:`.runner`, not through ``sample``) run on a
    one-element state with a stub model that returns zeros, which costs only the sampler's own
-   work (milliseconds); SRDS runs for an estimated ``K`` iterations and is cut
-   where iterate ``K`` completes on the pipelined schedule
-   (``Stats.critical_path_per_iteration``), which is where the stopping rule ends a real run.
-   The stub run's wall time is the sampler's overhead in the prediction. Picard's calls depend
+   work (milliseconds); SRDS runs for an estimated ``K`` iterations: its callback ends the
+   stub run where iterate ``K`` completes on the pipelined schedule, which is where the
+   stopping rule ends a real run. The stub run's wall time is the sampler's overhead in the
+   prediction; patterns are cached in memory and on disk (:mod:`.auto_cache`). Picard's calls depend
    on how far its window slides each iteration, so they are estimated (below).
 2. **Iterations.** SRDS: ``K = min(B, 3)`` (:data:`SRDS_ITERATIONS`; with the default
    ``2 sqrt(N)`` blocks the bundled digits model stops after 3 iterations at N = 25 and 100
@@ -20,11 +20,14 @@ How a prediction is made (see also ``docs/diffusion.md``, section "method='auto'
    sqrt(N)``). After ``auto`` has run SRDS or Picard, the iterations it observed for that model,
    shape and N replace the estimate.
 3. **Costs.** The model is timed at the batch sizes the patterns use most (the serial chunk,
-   the smallest and largest SRDS call and its most frequent one, the Picard window): a warm-up
-   call, then the fastest of :data:`TIMING_REPEATS` calls (the least disturbed by other work
-   on the machine). Other sizes are interpolated linearly.
-   Timings are cached per (model object, sample shape, dtype, device, conditioning) for the
-   life of the model: later calls time nothing.
+   the smallest and largest SRDS call and its most frequent one, the Picard window), smallest
+   first, until the choice is clear or timing would cost more than a small part of the serial
+   prediction (:mod:`.auto_timing`): per size, the fastest of a few calls (the least disturbed
+   by other work on the machine; at most ``1 +`` :data:`TIMING_REPEATS`). Other sizes are
+   interpolated linearly (extrapolated beyond the largest timed one).
+   Timings and stub runs are cached in memory and on disk (:mod:`.auto_cache`: per model
+   fingerprint, sample shape, dtype, device, threads and conditioning): later calls, in this
+   process or the next, time nothing.
 4. **Decision.** The smallest prediction among the *exact* methods: serial and SRDS, whose
    result is the serial sample (SRDS stops when its final sample changes by at most half an
    8-bit level, and converges to the serial sample). Picard, whose default noise-scaled
@@ -37,7 +40,6 @@ How a prediction is made (see also ``docs/diffusion.md``, section "method='auto'
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 import weakref
@@ -48,6 +50,19 @@ from typing import Any
 
 import torch
 
+from .auto_cache import CostSlot, clear_disk, clear_memory, load_pattern, machine_key, save_pattern
+from .auto_estimates import (
+    SRDS_ITERATIONS,
+    CallPlan,
+    exact_picard_iterations,
+    exact_picard_rows,
+    interpolate_cost,
+    picard_iterations,
+    predict,
+    srds_iterations,
+)
+from .auto_timing import TIMING_REPEATS, choice_is_clear, time_anchors
+from .auto_timing import time_call as _time_call  # the golden-result script replaces it here
 from .methods.registry import REGISTRY
 from .methods.serial import Serial
 from .methods.srds import SRDS
@@ -72,11 +87,6 @@ __all__ = [
     "srds_iterations",
 ]
 
-#: SRDS iterations assumed before ``auto`` has seen SRDS run on a model (capped at ``B``), with
-#: the default ``2 sqrt(N)`` blocks; one more with fewer blocks (:func:`srds_iterations`).
-SRDS_ITERATIONS = 3
-#: Timed calls per batch size, after one warm-up call (1 when the warm-up took over a second).
-TIMING_REPEATS = 5
 #: Whether ``auto`` predicts exact Picard (``"picard-exact"``) beside serial, SRDS and Picard.
 #: Off until decided (issue 20): on, it adds a prediction to every DDIM ``auto`` run and changes
 #: its reason, and it is chosen wherever its calls of ``N`` rows are predicted fastest.
@@ -84,56 +94,6 @@ PREDICT_EXACT_PICARD = False
 #: The methods ``auto`` chooses from, and which of them give the serial sample.
 EXACT_METHODS = tuple(name for name, cls in REGISTRY.items() if cls.exact)
 CANDIDATES = tuple(REGISTRY)
-
-
-def srds_iterations(steps: int, blocks: int) -> int:
-    """The estimate of SRDS's iterations with ``blocks`` blocks: :data:`SRDS_ITERATIONS` from
-    ``1.5 sqrt(N)`` blocks up, one more below (the digits model needs about one more with the
-    paper's ``sqrt(N)``: docs/benchmarks.md), at most ``blocks``."""
-    extra = 0 if blocks >= 1.5 * math.sqrt(steps) else 1
-    return min(blocks, SRDS_ITERATIONS + extra)
-
-
-def picard_iterations(steps: int, window: int) -> int:
-    """The estimate of Picard's iterations: ``min(N, ceil(2 N / p) + 4)``."""
-    return min(steps, math.ceil(2 * steps / window) + 4)
-
-
-def exact_picard_iterations(steps: int) -> int:
-    """The estimate of exact Picard's iterations (one model call each):
-    ``min(N, round(10 + 2 max(0, log10(N / 100))))``, from the medians measured on the digits
-    model (10 at N = 25 and 100, 12 at N = 1000; docs/benchmarks.md)."""
-    return min(steps, round(10 + 2 * max(0.0, math.log10(steps / 100))))
-
-
-def exact_picard_rows(steps: int, iterations: int) -> tuple[int, ...]:
-    """Rows of exact Picard's calls for one sample: the window (the whole grid) shrinks as its
-    converged prefix grows; assumed to cover all ``N`` steps for the first half of the
-    iterations, then to lose ``N / iterations`` steps per call."""
-    half = (iterations + 1) // 2
-    drop = steps / max(iterations, 1)
-    return tuple(max(1, round(steps - max(0, k - half + 1) * drop)) for k in range(iterations))
-
-
-@dataclass(frozen=True)
-class CallPlan:
-    """One method's predicted run: the rows of every sequential model call, in order.
-
-    Attributes
-    ----------
-    method : str
-    rows : tuple of int
-        Rows of ``x`` per sequential model call, over all chunks.
-    overhead_s : float
-        The sampler's own seconds besides the model calls (measured with a stub model).
-    note : str
-        How the pattern was obtained (e.g. the iterations assumed).
-    """
-
-    method: str
-    rows: tuple[int, ...]
-    overhead_s: float = 0.0
-    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -147,38 +107,6 @@ class AutoChoice:
     observe: Callable[[int], None] | None = field(default=None, repr=False, compare=False)
     #: SRDS's blocks, when SRDS was chosen (the faster of the candidates); 0 otherwise.
     blocks: int = 0
-
-
-def interpolate_cost(costs: Mapping[int, float], rows: int) -> float:
-    """Seconds of one model call of ``rows`` rows, linear between the timed batch sizes.
-
-    Outside the timed range the line through the two nearest points is extended (never below
-    zero); with a single timed size, the cost is that size's, scaled up in proportion beyond it.
-    """
-    if not costs:
-        raise ValueError("no timed batch sizes to interpolate from")
-    points = sorted(costs.items())
-    if rows in costs:
-        return costs[rows]
-    if len(points) == 1:
-        (b, c), = points
-        return c * max(1.0, rows / b)
-    if rows < points[0][0]:
-        (b0, c0), (b1, c1) = points[0], points[1]
-    elif rows > points[-1][0]:
-        (b0, c0), (b1, c1) = points[-2], points[-1]
-    else:
-        i = next(i for i, (b, _) in enumerate(points) if b > rows)
-        (b0, c0), (b1, c1) = points[i - 1], points[i]
-    return max(0.0, c0 + (c1 - c0) * (rows - b0) / (b1 - b0))
-
-
-def predict(plans: Mapping[str, CallPlan], costs: Mapping[int, float]) -> dict[str, float]:
-    """Predicted seconds of each plan: the interpolated cost of its calls plus its overhead."""
-    return {
-        name: plan.overhead_s + sum(interpolate_cost(costs, r) for r in plan.rows)
-        for name, plan in plans.items()
-    }
 
 
 def decide(
@@ -220,18 +148,19 @@ def decide(
 # Caches: model timings per (model, key), SRDS/serial call patterns, observed iterations.
 
 _LOCK = threading.Lock()
-_COSTS: weakref.WeakKeyDictionary[Any, dict[Hashable, dict[int, float]]] = (
-    weakref.WeakKeyDictionary())
 _ITERATIONS: weakref.WeakKeyDictionary[Any, dict[Hashable, int]] = weakref.WeakKeyDictionary()
 _PATTERNS: dict[Hashable, tuple[tuple[int, ...], float]] = {}
 
 
-def clear_cache() -> None:
-    """Forget every timing, call pattern and observed iteration count (e.g. to re-time)."""
+def clear_cache(*, disk: bool = True) -> None:
+    """Forget every timing, call pattern and observed iteration count (e.g. to re-time); with
+    ``disk`` (the default) the files of :mod:`.auto_cache` too."""
     with _LOCK:
-        _COSTS.clear()
         _ITERATIONS.clear()
         _PATTERNS.clear()
+    clear_memory()
+    if disk:
+        clear_disk()
 
 
 def _slot(table: weakref.WeakKeyDictionary, model: Any) -> dict | None:
@@ -248,25 +177,16 @@ def _model_key(fn: ModelFn, x_T: torch.Tensor) -> Hashable:
             None if embeds is None else tuple(embeds.shape[1:]))
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def _cost_key(fn: ModelFn, x_T: torch.Tensor) -> dict[str, Any]:
+    """What the cost of a call depends on besides the model (:class:`.auto_cache.CostSlot`)."""
+    embeds = getattr(fn, "prompt_embeds", None)
+    return {"shape": list(x_T.shape[1:]), "dtype": str(x_T.dtype), **machine_key(x_T.device),
+            "evals_per_state": fn.evals_per_state,
+            "embeds": None if embeds is None else list(embeds.shape[1:])}
 
 
-def _time_call(fn: ModelFn, x: torch.Tensor, t: torch.Tensor) -> float:
-    """The fastest of :data:`TIMING_REPEATS` calls ``fn(x, t)``, after a warm-up call."""
-    _sync(x.device)
-    begin = time.perf_counter()
-    fn(x, t)
-    _sync(x.device)
-    repeats = TIMING_REPEATS if time.perf_counter() - begin < 1.0 else 1
-    times = []
-    for _ in range(repeats):
-        begin = time.perf_counter()
-        fn(x, t)
-        _sync(x.device)
-        times.append(time.perf_counter() - begin)
-    return min(times)
+class _IterateDone(Exception):
+    """Ends a stub run of SRDS where iterate ``K`` completes."""
 
 
 def _pattern(scheduler: Any, steps: int, method: str, iterations: int, blocks: int
@@ -276,30 +196,35 @@ def _pattern(scheduler: Any, steps: int, method: str, iterations: int, blocks: i
     with _LOCK:
         if key in _PATTERNS:
             return _PATTERNS[key]
+    saved = load_pattern(key)
+    if saved is not None:
+        with _LOCK:
+            _PATTERNS[key] = saved
+        return saved
     rows: list[int] = []
 
     def stub(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         rows.append(x.shape[0])
         return torch.zeros_like(x)
 
-    x = torch.zeros(1, 1)
-    seconds = math.inf
-    for _ in range(2):  # the faster of two runs: the first one may pay for lazy imports
-        rows.clear()
-        begin = time.perf_counter()
-        grid = sampler_grid(scheduler, steps, pf=check_scheduler(scheduler) != "ddim")
-        runner = (SRDS(grid.steps, blocks=blocks, tol=0.0, max_iters=min(iterations + 1, blocks))
-                  if method == "srds" else Serial(grid.steps))
-        with torch.no_grad():
-            result = Sampling.build(runner, grid).run_chunk(wrap_model(stub), x, None)
-        seconds = min(seconds, time.perf_counter() - begin)
+    def cut(k: int, _: torch.Tensor) -> None:
+        if k >= iterations:  # where iterate K completes, as the stopping rule ends a run
+            raise _IterateDone
+
+    begin = time.perf_counter()
+    grid = sampler_grid(scheduler, steps, pf=check_scheduler(scheduler) != "ddim")
+    runner = (SRDS(grid.steps, blocks=blocks, tol=0.0, max_iters=min(iterations + 1, blocks),
+                   callback=cut) if method == "srds" else Serial(grid.steps))
+    try:
+        with torch.inference_mode():
+            Sampling.build(runner, grid).run_chunk(wrap_model(stub), torch.zeros(1, 1), None)
+    except _IterateDone:
+        pass
+    seconds = time.perf_counter() - begin
     out = tuple(rows)
-    if method == "srds":  # cut where iterate K completes, as the stopping rule does
-        path = result.stats.critical_path_per_iteration
-        out = out[: path[min(iterations, len(path) - 1)]]
-    seconds *= len(out) / max(len(rows), 1)
     with _LOCK:
         _PATTERNS[key] = (out, seconds)
+    save_pattern(key, out, seconds)
     return out, seconds
 
 
@@ -376,11 +301,13 @@ def choose_method(model: Any, fn: ModelFn, run: PlannedRun) -> AutoChoice:
                        + ("(seen in the last auto run)" if "picard" in picard_seen
                           else "(estimate)")}
     serial_rows, serial_s = _pattern(scheduler, steps, "serial", 0, options[0])
+    stub_s = serial_s
     methods: list[tuple[str, tuple[int, ...], float, int]] = [
         ("serial", serial_rows, serial_s, 0)]
     for b in options:
         k = min(seen[b].get("srds", srds_iterations(steps, b)), b)
         rows, seconds = _pattern(scheduler, steps, "srds", k, b)
+        stub_s += seconds
         note = f"B = {b} blocks, K = {k} iterations " + (
             "(seen in the last auto run)" if "srds" in seen[b] else "(estimate)")
         methods.append((f"srds B={b}", rows, seconds, b))
@@ -407,21 +334,24 @@ def choose_method(model: Any, fn: ModelFn, run: PlannedRun) -> AutoChoice:
         common = Counter(pattern).most_common(1)[0][0]
         for m in set(sizes):
             anchors.update((m, r * m) for r in {min(pattern), max(pattern), common})
-    with _LOCK:
-        slot = _slot(_COSTS, model)
-        costs = dict(slot.get(model_key, {})) if slot is not None else {}
+    slot = CostSlot(model, _cost_key(fn, x_T))
     t = torch.full((1,), int(timestep), dtype=torch.long, device=x_T.device)
+
+    def measure(m: int, rows: int) -> float:
+        x = x_T[:m][torch.arange(rows, device=x_T.device) % m]
+        return _time_call(fn.rows(0, m), x, t.expand(rows))
+
+    allowed = {name for name in plans if not exact or name.split()[0] in EXACT_METHODS}
+    pattern_of = {name: plan.rows for name, plan in plans.items()}
+    overhead_of = {name: plan.overhead_s for name, plan in plans.items()}
     with torch.no_grad():
-        for m, rows in sorted(anchors):
-            if rows in costs:
-                continue
-            index = torch.arange(rows, device=x_T.device) % m
-            x = x_T[:m][index]
-            costs[rows] = _time_call(fn.rows(0, m), x, t.expand(rows))
-    with _LOCK:
-        slot = _slot(_COSTS, model)
-        if slot is not None:
-            slot.setdefault(model_key, {}).update(costs)
+        got = time_anchors(
+            {rows: m for m, rows in sorted(anchors, reverse=True)}, slot.costs, measure,
+            lambda costs: predict(plans, costs),
+            lambda costs, pred: choice_is_clear(pattern_of, overhead_of, pred, allowed, costs),
+            stub_s)
+    slot.update(got.timed)
+    costs = got.costs
     variants = predict(plans, costs)
     # SRDS stands for its fastest blocks; the others are mentioned in its note
     srds_names = [name for name, *_ in methods if name.startswith("srds")]
@@ -434,6 +364,11 @@ def choose_method(model: Any, fn: ModelFn, run: PlannedRun) -> AutoChoice:
         for name, *_, b in methods if name in srds_names and name != best)
     method, reason = decide(predicted, exact=exact, notes=notes)
     run_key = (model_key, steps, chosen_blocks if method == "srds" else options[0], window)
+    if got.untimed:
+        why = ("the choice was clear" if got.stopped == "clear"
+               else "timing the rest would cost more than the choice is worth")
+        reason += (f"; calls of {len(got.costs)} batch sizes timed, "
+                   f"{len(got.untimed)} extrapolated ({why})")
     timing = time.perf_counter() - begin
     reason += f"; predictions took {timing:.2g} s"
 

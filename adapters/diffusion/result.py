@@ -45,7 +45,8 @@ class DiffusionResult:
     method : str
         The method that ran (never ``"auto"``: the one ``auto`` chose).
     wall_time_s : float
-        Seconds of the whole call (with ``method="auto"``, the timing of the model included).
+        Seconds of the whole call. With ``method="auto"`` choosing is included: ``choice_s``
+        of them; ``wall_time_s - choice_s`` is the run of the chosen method.
     stats : parareal.Stats or None
         The engine's counters (SRDS only, ``None`` for a split batch: see ``chunks``).
     max_batch : int
@@ -60,6 +61,9 @@ class DiffusionResult:
         ``method="auto"``: the predicted seconds of each method (empty otherwise).
     blocks : int
         SRDS: the blocks it ran (with ``method="auto"``, the ones it chose); 0 otherwise.
+    choice_s : float
+        ``method="auto"``: the seconds spent choosing the method (timing the model, counting
+        call patterns, predicting; part of ``wall_time_s``); 0 for a named method.
     """
 
     sample: torch.Tensor
@@ -77,6 +81,7 @@ class DiffusionResult:
     reason: str = "requested"
     predicted_s: dict[str, float] = field(default_factory=dict)
     blocks: int = 0
+    choice_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.status, Status):

@@ -109,7 +109,7 @@ FlowMatchEulerDiscreteScheduler or NoiseSchedule
         ``N``, the steps of the serial sampler that SRDS and Picard reproduce.
     method : {"serial", "srds", "picard", "auto"}
         ``"auto"`` predicts each method's seconds from timed model calls and runs the fastest
-        (:mod:`.auto`; ``result.reason`` says why).
+        (:mod:`.auto`; ``result.reason`` says why, ``result.choice_s`` how long choosing took).
     blocks, tol, tol_mode, stop, pipelined, max_iters, window, callback, backend, fine, \
 coarse, anderson
         The options of the method, documented with its class: :class:`~.methods.Serial`,
@@ -163,23 +163,32 @@ coarse, anderson
     fn = wrap_model(model, guidance_scale=guidance_scale, prompt_embeds=prompt_embeds,
                     negative_prompt_embeds=negative_prompt_embeds)
     fn.check_sample(x_T)
-    choice = None
+    choice, choice_s = None, 0.0
     if chosen is None:
-        choice = _choose(model, fn, scheduler, x_T, grid, eta, generator, max_batch, exact)
+        choice, choice_s = _choose(model, fn, scheduler, x_T, grid, eta, generator, max_batch,
+                                   exact)
         chosen = _method(choice.method, grid.steps, {"blocks": choice.blocks or None})
-    n, size = x_T.shape[0], _chunk_size(chosen, x_T, max_batch, eta, fn)
-    bounds = _chunk_bounds(n, size)
-    if chosen.callback is not None and len(bounds) > 1:
-        raise ValueError(
-            f"callback needs the whole batch in one chunk, but the {n} samples of x_T are split "
-            f"into {len(bounds)} chunks of at most {size}; pass max_batch={n}")
+    bounds = _bounds(chosen, x_T, max_batch, eta, fn)
     noises = _Noises(grid, x_T, eta, generator, split=len(bounds) > 1)
     result = Sampling.build(chosen, grid, eta).run(fn, x_T, bounds, noises, progress, start)
     if choice is None:
         return result
     if choice.observe is not None and result.converged:
         choice.observe(result.iterations)
-    return replace(result, reason=choice.reason, predicted_s=dict(choice.predicted_s))
+    return replace(result, reason=choice.reason, predicted_s=dict(choice.predicted_s),
+                   choice_s=choice_s)
+
+
+def _bounds(chosen: Method, x_T: torch.Tensor, max_batch: int | None, eta: float,
+            fn: ModelFn) -> list[tuple[int, int]]:
+    """The chunks of the batch, sampled one after another (:mod:`.chunks`)."""
+    n, size = x_T.shape[0], _chunk_size(chosen, x_T, max_batch, eta, fn)
+    bounds = _chunk_bounds(n, size)
+    if chosen.callback is not None and len(bounds) > 1:
+        raise ValueError(
+            f"callback needs the whole batch in one chunk, but the {n} samples of x_T are split "
+            f"into {len(bounds)} chunks of at most {size}; pass max_batch={n}")
+    return bounds
 
 
 def _method(name: str, steps: int, options: dict[str, Any]) -> Method:
@@ -228,8 +237,10 @@ def _chunk_size(
 def _choose(
     model: Any, fn: ModelFn, scheduler: Any, x_T: torch.Tensor, grid: Any, eta: float,
     generator: torch.Generator | None, max_batch: int | None, exact: bool | None,
-) -> AutoChoice:
-    """``method="auto"``: plan the run for each candidate with its default options, choose."""
+) -> tuple[AutoChoice, float]:
+    """``method="auto"``: plan the run for each candidate with its default options, choose;
+    the choice and the seconds it took."""
+    begin = time.perf_counter()
     steps, n = grid.steps, x_T.shape[0]
     defaults = {name: REGISTRY[name](steps) for name in CANDIDATES}
     sizes = {name: _chunk_size(m, x_T, max_batch, eta, fn) for name, m in defaults.items()}
@@ -240,4 +251,4 @@ def _choose(
         timestep=int(grid.timesteps[steps // 2]),
         exact=True if exact is None else exact, picard_ok=not isinstance(grid, SigmaGrid),
         parallel_ok=eta == 0 or generator is not None)
-    return choose_method(model, fn, run)
+    return choose_method(model, fn, run), time.perf_counter() - begin
