@@ -319,7 +319,7 @@ def test_time_anchors_stops_when_the_choice_is_clear(per_row):
     measured = []
     got = time_anchors(anchors, {}, lambda m, r: measured.append(r) or cost(r), predict,
                        clear)
-    assert measured[:2] == [16, 64]  # the two smallest, always
+    assert measured[:2] == [16, 64]  # the smallest and one of >= 4 times its rows, always
     full = predict({r: cost(r) for r in anchors})
     winner = min(full, key=full.__getitem__)
     assert min(predict(got.costs), key=predict(got.costs).__getitem__) == winner
@@ -336,7 +336,7 @@ def test_time_anchors_budget_and_every_anchor(monkeypatch):
     serial = predict({16: cost(16)})["serial"]
     stub_s = auto_timing.BUDGET_FRACTION * serial  # the stub runs took the whole budget
     got = time_anchors(anchors, {}, lambda m, r: cost(r), predict, lambda c, p: False, stub_s)
-    assert got.stopped == "budget" and set(got.timed) == {16, 64}  # the two smallest, always
+    assert got.stopped == "budget" and set(got.timed) == {16, 64}  # the first two, always
     assert got.untimed == (128, 256, 512)
     # a later call (or process) with these costs cached declines the same: nothing timed
     again = time_anchors(anchors, got.costs, lambda m, r: cost(r), predict, lambda c, p: False,
@@ -345,6 +345,30 @@ def test_time_anchors_budget_and_every_anchor(monkeypatch):
     monkeypatch.setattr(auto_timing, "TIME_EVERY_ANCHOR", True)
     every = time_anchors(anchors, {}, lambda m, r: cost(r), predict, clear, stub_s)
     assert set(every.timed) == set(anchors) and every.untimed == ()
+
+
+def test_the_second_size_timed_is_far_from_the_first():
+    """1 and 2 rows differ by the timing's noise: the second size timed has >= 4x the rows."""
+    measured = []
+    time_anchors({r: 1 for r in (1, 2, 3, 8, 20)}, {},
+                 lambda m, r: measured.append(r) or 0.01 + 1e-3 * r,
+                 lambda costs: {"serial": 1e9}, lambda c, p: False)
+    assert measured == [1, 8, 2, 3, 20]
+    measured.clear()  # no size far enough: from the smallest up
+    time_anchors({r: 1 for r in (4, 5, 6)}, {}, lambda m, r: measured.append(r) or 0.01,
+                 lambda costs: {"serial": 1e9}, lambda c, p: False)
+    assert measured == [4, 5, 6]
+
+
+def test_costs_that_contradict_batching_are_capped_by_larger_batches():
+    # measured under load: one row 31 ms, two rows 12 ms; a larger batch never costs less
+    costs = {1: 0.031, 2: 0.012, 8: 0.015}
+    assert auto_timing.monotone(costs) == {1: 0.012, 2: 0.012, 8: 0.015}
+    assert auto.interpolate_cost({1: 0.031, 2: 0.012}, 20) == pytest.approx(0.012)  # was 0
+    assert auto_timing.cost_bounds({1: 0.031, 2: 0.012}, 1) == (0.012, 0.012)
+    for rows in (1, 2, 5, 8, 40):
+        low, high = auto_timing.cost_bounds(costs, rows)
+        assert 0 < low <= auto.interpolate_cost(costs, rows) <= high or rows > 8
 
 
 @pytest.mark.slow

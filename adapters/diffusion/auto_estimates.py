@@ -9,6 +9,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .auto_timing import monotone
+
 __all__ = ["SRDS_ITERATIONS", "CallPlan", "exact_picard_iterations", "exact_picard_rows",
            "interpolate_cost", "picard_iterations", "predict", "srds_iterations"]
 
@@ -69,11 +71,13 @@ class CallPlan:
 def interpolate_cost(costs: Mapping[int, float], rows: int) -> float:
     """Seconds of one model call of ``rows`` rows, linear between the timed batch sizes.
 
-    Outside the timed range the line through the two nearest points is extended (never below
-    zero); with a single timed size, the cost is that size's, scaled up in proportion beyond it.
+    Costs are first made non-decreasing in the rows (:func:`.auto_timing.monotone`). Outside
+    the timed range the line through the two nearest points is extended (never below zero);
+    with a single timed size, the cost is that size's, scaled up in proportion beyond it.
     """
     if not costs:
         raise ValueError("no timed batch sizes to interpolate from")
+    costs = monotone(costs)
     points = sorted(costs.items())
     if rows in costs:
         return costs[rows]

@@ -19,13 +19,16 @@ anchors are timed from the smallest up (:func:`time_anchors`), and before each o
   new. An anchor whose timing would exceed the budget is declined, and so are the larger ones:
   the choice is then made on the extrapolated costs.
 
-The two smallest anchors are always timed (one size alone tells nothing of what batching
-saves). With :data:`TIME_EVERY_ANCHOR` (the golden-result script
-sets it) neither rule applies: every anchor is timed, as before this module.
+The smallest anchor and one of at least :data:`SPREAD` times its rows are always timed (one
+size alone tells nothing of what batching saves, and two nearly equal sizes tell only the
+noise); costs that contradict "a larger batch never costs less" are capped (:func:`monotone`).
+With :data:`TIME_EVERY_ANCHOR` (the golden-result script sets it) neither rule applies: every
+anchor is timed, as before this module.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -40,9 +43,11 @@ __all__ = [
     "SLOPE_FLOOR",
     "TIME_EVERY_ANCHOR",
     "TIMING_REPEATS",
+    "SPREAD",
     "TimedCosts",
     "choice_is_clear",
     "cost_bounds",
+    "monotone",
     "time_anchors",
     "time_call",
 ]
@@ -63,6 +68,8 @@ CALLS_PER_ANCHOR = 2.5
 TIMING_REPEATS = 2
 #: Timing a batch size stops once its two fastest calls agree within this fraction.
 AGREEMENT = 0.1
+#: The second size timed has at least this many times the rows of the first, where one does.
+SPREAD = 4
 
 
 @dataclass(frozen=True)
@@ -109,8 +116,29 @@ def time_call(fn: Callable[..., Any], x: torch.Tensor, t: torch.Tensor) -> float
     return min(times)
 
 
+def _timing_order(pending: list[int]) -> list[int]:
+    """The smallest anchor first, then the smallest of at least :data:`SPREAD` times its rows
+    (two nearly equal small sizes, e.g. 1 and 2 rows, tell the noise of the timing, not what a
+    row costs), then the rest from the smallest up."""
+    far = next((r for r in pending[1:] if r >= SPREAD * pending[0]), None)
+    if far is None:
+        return pending
+    return [pending[0], far, *(r for r in pending[1:] if r != far)]
+
+
+def monotone(costs: Mapping[int, float]) -> dict[int, float]:
+    """``costs`` with each size's cost capped by every larger size's: a larger batch never
+    costs less, and timing noise only adds (a call slowed by other work measured 31 ms for one
+    row against 12 ms for two), so the smaller of two contradicting costs is kept."""
+    out, low = {}, math.inf
+    for rows in sorted(costs, reverse=True):
+        low = out[rows] = min(low, costs[rows])
+    return out
+
+
 def cost_bounds(costs: Mapping[int, float], rows: int) -> tuple[float, float]:
     """Lower and upper bound of the seconds of a call of ``rows`` rows (module docstring)."""
+    costs = monotone(costs)
     if rows in costs:
         return costs[rows], costs[rows]
     sizes = sorted(costs)
@@ -174,7 +202,7 @@ def time_anchors(
         The prediction that the budget is a fraction of.
     """
     costs, timed = dict(known), {}
-    pending = sorted(r for r in anchors if r not in costs)
+    pending = _timing_order(sorted(r for r in anchors if r not in costs))
     stopped = ""
     while pending:
         rows = pending[0]
