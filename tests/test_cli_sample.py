@@ -24,7 +24,7 @@ def run_json(capsys, *argv):
     return json.loads(capsys.readouterr().out)
 
 
-@pytest.mark.parametrize("method", ["srds", "serial", "picard"])
+@pytest.mark.parametrize("method", ["srds", "serial", "picard", "picard-exact"])
 def test_sample_end_to_end(tmp_path, capsys, method):
     out = tmp_path / "grid.png"
     got = run_json(capsys, "--steps", "9", "--n", "3", "--method", method, "--out", str(out),
@@ -38,6 +38,8 @@ def test_sample_end_to_end(tmp_path, capsys, method):
     else:
         assert got["converged"] and got["sequential_evals"] <= 9
         assert got["max_abs_diff_vs_serial"] < 0.05
+    if method in ("srds", "picard-exact"):  # exact methods: the serial sample's pixels
+        assert got["uint8_identical_fraction"] >= 0.99
 
 
 def test_sample_tol_zero_reproduces_serial(tmp_path, capsys):

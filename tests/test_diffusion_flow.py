@@ -101,6 +101,34 @@ def test_higher_order_propagators_on_the_flow_grid(unet, fine, coarse):
         assert float((serial.sample - euler.sample).abs().max()) > 0
 
 
+@pytest.mark.parametrize("method", ["picard", "picard-exact"])
+@pytest.mark.parametrize("config, mu", [CONFIGS[0], CONFIGS[2], CONFIGS[5]])
+def test_picard_with_tol_0_equals_serial_sampling(unet, method, config, mu):
+    scheduler, x_T = FlowMatchEulerDiscreteScheduler(**config), noise(2)
+    serial = sample(unet, scheduler, x_T, num_inference_steps=9, method="serial", mu=mu)
+    exact = sample(unet, scheduler, x_T, num_inference_steps=9, method=method, tol=0,
+                   window=4, mu=mu)
+    assert exact.converged and exact.sequential_evals <= 9
+    torch.testing.assert_close(exact.sample, serial.sample, rtol=0, atol=1e-5)
+    default = sample(unet, scheduler, x_T, num_inference_steps=9, method=method, mu=mu)
+    assert default.converged and default.sequential_evals < 9  # noise or data units
+    assert float((default.sample - serial.sample).abs().max()) < 0.1
+
+
+def test_flow_posterior_variance_is_the_ve_one_in_flow_units():
+    """Picard's noise-unit tolerance on a flow grid: the variance of an ancestral step between
+    the equivalent variance-exploding levels s = sigma / (1 - sigma), times (1 - sigma)^2."""
+    grid = with_mu(FlowMatchEulerDiscreteScheduler(shift=3.0), None).grid(8)
+    variances = [grid.posterior_variance(i) for i in range(8)]
+    assert variances[0] == pytest.approx(float(grid.sigmas[1]) ** 2)  # from pure noise
+    assert variances[-1] == 0  # to sigma = 0
+    for i in range(1, 7):
+        s0, s1 = (float(v) for v in grid.sigmas[i:i + 2])
+        v0, v1 = s0 / (1 - s0), s1 / (1 - s1)
+        assert variances[i] == pytest.approx((1 - s1) ** 2 * v1**2 * (v0**2 - v1**2) / v0**2)
+        assert 0 < variances[i] < s1**2
+
+
 def test_errors_name_the_argument(unet):
     x_T = noise(1)
     flow = FlowMatchEulerDiscreteScheduler()
@@ -119,8 +147,6 @@ def test_errors_name_the_argument(unet):
         with pytest.raises(ValueError, match=option):
             sample(unet, FlowMatchEulerDiscreteScheduler(**{option: True}), x_T,
                    num_inference_steps=4, method="serial")
-    with pytest.raises(ValueError, match="method 'picard' runs DDIM steps only"):
-        sample(unet, flow, x_T, num_inference_steps=4, method="picard")
     with pytest.raises(ValueError, match="eta"):
         sample(unet, flow, x_T, num_inference_steps=4, method="serial", eta=0.5)
     with pytest.raises(TypeError, match="FlowMatchEulerDiscreteScheduler") as info:
@@ -188,7 +214,7 @@ def test_cli_samples_the_flow_model(tmp_path, capsys):
     (["--scheduler", "ddim", "--mu", "1"], "--mu applies to --scheduler flow"),
     (["--scheduler", "euler", "--shift", "2"], "--shift applies to --scheduler flow"),
     (["--scheduler", "flow", "--shift", "0"], "--shift must be a finite number > 0"),
-    (["--scheduler", "flow", "--method", "picard"], "runs DDIM steps only"),
+    (["--scheduler", "heun", "--method", "picard"], "one model call per step"),
 ])
 def test_cli_flow_errors(tmp_path, capsys, argv, message):
     from parareal.cli import main

@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from diffusers import DDIMScheduler, EulerDiscreteScheduler  # noqa: E402
+from diffusers import DDIMScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler  # noqa: E402
 from parareal.adapters.diffusion import GaussianMixture, NoiseSchedule, auto, sample  # noqa: E402
 from parareal.adapters.diffusion.digits import load_digits_model, to_uint8  # noqa: E402
 from parareal.adapters.diffusion.methods import REGISTRY, ExactPicard  # noqa: E402
@@ -192,11 +192,20 @@ def test_bad_options(kwargs, error, message):
         sample(model, sch, noise((1, 5)), num_inference_steps=10, method="picard-exact", **kwargs)
 
 
-def test_ddim_steps_only():
+def test_one_model_call_per_step_only():
     model, _ = mixture()
-    with pytest.raises(ValueError, match="method 'picard-exact' runs DDIM steps only"):
-        sample(model, EulerDiscreteScheduler(), noise((1, 5)), num_inference_steps=10,
+    with pytest.raises(ValueError, match="Picard iterations need one model call per step"):
+        sample(model, HeunDiscreteScheduler(), noise((1, 5)), num_inference_steps=10,
                method="picard-exact")
+
+
+def test_euler_steps_with_tol_0_give_the_serial_sample():
+    model, _ = mixture()
+    scheduler, x_T = EulerDiscreteScheduler(), noise((2, 5))
+    serial = sample(model, scheduler, x_T, num_inference_steps=12, method="serial")
+    exact = sample(model, scheduler, x_T, num_inference_steps=12, method="picard-exact", tol=0)
+    assert exact.converged and exact.sequential_evals <= 12
+    torch.testing.assert_close(exact.sample, serial.sample, rtol=0, atol=1e-5)
 
 
 def test_options_and_defaults():

@@ -261,7 +261,8 @@ def test_unsupported_schedulers_say_why_and_what_is_supported(unet, cls, why):
 
 
 @pytest.mark.parametrize("kwargs,exc,match", [
-    (dict(method="picard"), ValueError, "picard.*DDIM steps only"),
+    (dict(method="picard", scheduler=HeunDiscreteScheduler()), ValueError,
+     "Picard iterations need one model call per step"),
     (dict(eta=0.5, method="serial"), ValueError, "eta applies to DDIM steps only"),
     (dict(method="serial", coarse="euler"), ValueError, "coarse applies to method 'srds'"),
     (dict(method="picard", fine="euler", scheduler=DDIMScheduler()), ValueError,

@@ -138,6 +138,17 @@ class FlowGrid(SigmaGrid):
             return float(self.timesteps[hits[0]])
         return float(np.float32(sigma) * np.float32(self.num_train_timesteps))
 
+    def posterior_variance(self, i: int) -> float:
+        """:meth:`SigmaGrid.posterior_variance` of the equivalent variance-exploding levels
+        ``s = sigma / (1 - sigma)`` (the state ``(1 - sigma) x0 + sigma eps`` is ``1 - sigma``
+        times ``x0 + s eps``), in the state's units."""
+        s0, s1 = float(self.sigmas[i]), float(self.sigmas[i + 1])
+        if s1 <= 0:
+            return 0.0
+        ve1 = s1 / (1 - s1)
+        ratio = 1.0 if s0 >= 1 else 1 - (ve1 / (s0 / (1 - s0))) ** 2
+        return (1 - s1) ** 2 * ve1**2 * ratio
+
 
 class FlowTimesteps:
     """The model's input on a flow grid: the state itself at timestep ``t(sigma)``

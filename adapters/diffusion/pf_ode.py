@@ -167,6 +167,13 @@ class SigmaGrid:
         """``sigma_i``: the noise of the model's input ``i`` in the units of the state ``y``."""
         return float(self.sigmas[i])
 
+    def posterior_variance(self, i: int) -> float:
+        """The variance an ancestral step from ``sigma_i`` to ``sigma_{i+1}`` adds (the DDPM
+        posterior's, as Euler ancestral's ``sigma_up**2``):
+        ``sigma_{i+1}**2 (sigma_i**2 - sigma_{i+1}**2) / sigma_i**2``."""
+        s0, s1 = float(self.sigmas[i]), float(self.sigmas[i + 1])
+        return s1**2 * (s0**2 - s1**2) / s0**2 if s0 > 0 else 0.0
+
 
 def _train_log_sigmas(alphas_cumprod: torch.Tensor) -> np.ndarray:
     sigmas = ((1 - alphas_cumprod) / alphas_cumprod) ** 0.5

@@ -47,8 +47,11 @@ def add_sample_parser(sub: Any) -> None:
         epilog=_EPILOG,
     )
     p.add_argument("--steps", type=int, default=100, help="DDIM steps N (default 100)")
-    p.add_argument("--method", choices=("auto", "srds", "serial", "picard"), default="auto",
-                   help="auto (default): the method predicted fastest on this machine")
+    p.add_argument("--method", choices=("auto", "srds", "serial", "picard", "picard-exact"),
+                   default="auto",
+                   help="auto (default): the method predicted fastest on this machine; "
+                        "picard-exact: Picard over the whole grid with a data-unit tolerance, "
+                        "whose sample is the serial one, as SRDS's")
     p.add_argument("--exact", action=argparse.BooleanOptionalAction, default=None,
                    help="auto: choose between serial and SRDS, whose sample is the serial one "
                         "(the default); --no-exact lets auto pick Picard too")
@@ -69,7 +72,8 @@ def add_sample_parser(sub: Any) -> None:
                    help="SRDS/Picard stopping tolerance (method default)")
     p.add_argument("--tol-mode", choices=("data", "noise"), default=None,
                    help="SRDS/Picard: tolerance in data units or noise-scaled (method default)")
-    p.add_argument("--window", type=int, default=None, help="Picard window (default 2 sqrt(N))")
+    p.add_argument("--window", type=int, default=None,
+                   help="Picard window (default 2 sqrt(N); picard-exact: N)")
     p.add_argument("--anderson", type=int, default=None, metavar="M",
                    help="Picard: Anderson acceleration with memory M (default: plain Picard)")
     p.add_argument("--max-iters", type=int, default=None, help="SRDS/Picard iteration cap")

@@ -16,7 +16,7 @@ from ..anderson import PrefixAnderson
 from ..result import Outcome
 from .base import Chunk, Refining, change, finite, optional_int
 
-__all__ = ["Picard", "PicardSweep", "Sweep"]
+__all__ = ["Picard", "PicardSweep", "Sweep", "check_one_call_steps"]
 
 
 class Sweep(Protocol):
@@ -44,10 +44,11 @@ class PicardSweep:
 
 
 class Picard(Refining):
-    """ParaDiGMS: Picard iterations over a sliding window of ``p`` DDIM steps, all evaluated
+    """ParaDiGMS: Picard iterations over a sliding window of ``p`` sampler steps, all evaluated
     in one batched model call per iteration; the window slides past the steps that converged.
     Its result is not the serial sample (its default tolerance leaves differences of a few
-    8-bit levels; ``tol = 0`` runs until every step is exact). DDIM steps only.
+    8-bit levels; ``tol = 0`` runs until every step is exact). DDIM steps, and the Euler steps
+    of Euler and flow-matching schedulers (one model call per step; not Heun).
 
     Parameters
     ----------
@@ -66,7 +67,8 @@ class Picard(Refining):
     tol_mode : {"data", "noise"}, optional
         ``"noise"`` (default, ParaDiGMS's rule): per-sample RMS change compared with ``tol``
         times the step's DDPM posterior standard deviation (floored at the smallest positive
-        one). ``"data"``: max-abs change, in data units. Every step of the window is tested.
+        one; on a grid of noise levels, that of an ancestral step between its levels).
+        ``"data"``: max-abs change, in data units. Every step of the window is tested.
     max_iters : int, optional
         Iteration cap (default ``N``).
     callback : callable, optional
@@ -76,7 +78,8 @@ class Picard(Refining):
 
     name = "picard"
     exact = False
-    sigma_grids = False
+    #: On a grid of noise levels (Euler, flow matching): steps of one model call only.
+    sigma_grids = True
     default_tol = {"data": 1e-3, "noise": 0.1}
     default_tol_mode = "noise"
 
@@ -110,6 +113,7 @@ class Picard(Refining):
 
     def run(self, chunk: Chunk) -> Outcome:
         rhs, fine, grid = chunk.rhs, chunk.fine, chunk.grid
+        check_one_call_steps(fine, grid)
         tol, mode = self.tol, self.mode
         steps, p = grid.steps, self.window
         cap = self.max_iters if self.max_iters is not None else steps
@@ -127,10 +131,8 @@ class Picard(Refining):
         diverged = False
         while begin < steps and iterations < cap:
             end = min(begin + p, steps)
-            outs = rhs.batch([(float(j), xs[j]) for j in range(begin, end)])
             x = torch.stack(xs[begin:end])
-            phi = torch.stack([fine.jump(xs[j], out, j, j + 1)
-                               for j, out in zip(range(begin, end), outs)])
+            phi = _steps(rhs, fine, xs, begin, end)
             new = sweep.update(begin, x, phi)
             if accel is not None:
                 new = accel.update(begin + 1, torch.stack(xs[begin + 1:end + 1]), new)
@@ -164,3 +166,36 @@ class Picard(Refining):
             evals=rhs.evals,
             residuals=tuple(residuals),
         )
+
+
+def check_one_call_steps(fine: Any, grid: Any) -> None:
+    """Refuse a sampler whose steps need more than one model call (Heun): a Picard window
+    evaluates each of its steps with one batched call."""
+    calls = getattr(fine, "calls", None)
+    if calls is not None and any(calls(j, j + 1) != 1 for j in range(grid.steps)):
+        raise ValueError(
+            f"Picard iterations need one model call per step; {fine!r} takes more "
+            "(Heun): use EulerDiscreteScheduler, FlowMatchEulerDiscreteScheduler or DDIM, "
+            "or method 'serial' or 'srds'")
+
+
+def _steps(rhs: Any, fine: Any, xs: list[torch.Tensor], begin: int, end: int) -> torch.Tensor:
+    """``phi_j``, the sampler's step from every point ``j`` of the window ``begin .. end - 1``,
+    with one batched model call: DDIM jumps, or the fine propagator's own one-call step on a
+    grid of noise levels (its stepper answered with the call's output, so that each step is
+    the serial sampler's, bit for bit)."""
+    if hasattr(fine, "jump"):
+        outs = rhs.batch([(float(j), xs[j]) for j in range(begin, end)])
+        return torch.stack([fine.jump(xs[j], out, j, j + 1)
+                            for j, out in zip(range(begin, end), outs)])
+    steppers = [fine.stepper(xs[j], j, j + 1) for j in range(begin, end)]
+    outs = rhs.batch([next(stepper) for stepper in steppers])
+    phi = []
+    for stepper, out in zip(steppers, outs):
+        try:
+            stepper.send(out)
+        except StopIteration as stop:
+            phi.append(stop.value)
+        else:  # check_one_call_steps refuses such steps before any call
+            raise AssertionError("a Picard step asked for a second model call")
+    return torch.stack(phi)
