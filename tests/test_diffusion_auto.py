@@ -116,6 +116,10 @@ def test_picard_estimate():
 # -- real runs ----------------------------------------------------------------------------------
 
 
+#: The methods whose sample is the serial one: auto's candidates by default.
+EXACT = ("serial", "srds", "picard-exact")
+
+
 class Counting:
     """A real epsilon model (an exact Gaussian mixture) that counts its calls."""
 
@@ -152,9 +156,9 @@ def test_auto_runs_the_chosen_method_and_caches_its_timings(setup):
 
     first = sample(model, scheduler, x_T, num_inference_steps=36, method="auto")
     timed = model.calls
-    assert first.method in ("serial", "srds")
-    assert set(first.predicted_s) == {"serial", "srds", "picard"}
-    assert first.method == min(("serial", "srds"), key=first.predicted_s.__getitem__)
+    assert first.method in EXACT
+    assert set(first.predicted_s) == {"serial", "srds", "picard", "picard-exact"}
+    assert first.method == min(EXACT, key=first.predicted_s.__getitem__)
     assert "predicted" in first.reason and f"{first.predicted_s['serial']:.3g} s" in first.reason
     assert timed > calls_of_the_method(first)  # the first auto call timed the model
 
@@ -162,7 +166,7 @@ def test_auto_runs_the_chosen_method_and_caches_its_timings(setup):
     again = sample(model, scheduler, x_T, num_inference_steps=36, method="auto")
     # (the method may change: an SRDS run's observed iterations replace the estimate)
     assert model.calls == calls_of_the_method(again)  # cache hit: no call besides the run
-    assert again.method == min(("serial", "srds"), key=again.predicted_s.__getitem__)
+    assert again.method == min(EXACT, key=again.predicted_s.__getitem__)
     assert "predictions took" in again.reason
 
     auto.clear_cache()
@@ -217,7 +221,7 @@ def test_eta_without_generator_runs_serial(setup):
     assert result.predicted_s == {} and model.calls == 8  # nothing timed
     with_gen = sample(model, scheduler, x_T, num_inference_steps=8, method="auto", eta=1.0,
                       generator=torch.Generator().manual_seed(1))
-    assert set(with_gen.predicted_s) == {"serial", "srds", "picard"}
+    assert set(with_gen.predicted_s) == {"serial", "srds", "picard", "picard-exact"}
 
 
 @pytest.mark.parametrize(
@@ -251,8 +255,8 @@ def test_cli_default_is_auto(tmp_path, capsys):
     assert main(["sample", "--steps", "9", "--n", "2", "--out", str(tmp_path / "a.png"),
                  "--json", "--threads", "1"]) == 0
     got = json.loads(capsys.readouterr().out)
-    assert got["requested_method"] == "auto" and got["method"] in ("serial", "srds")
-    assert got["method"] == min(("serial", "srds"), key=got["predicted_s"].__getitem__)
+    assert got["requested_method"] == "auto" and got["method"] in EXACT
+    assert got["method"] == min(EXACT, key=got["predicted_s"].__getitem__)
     assert "predicted" in got["reason"]
 
     assert main(["sample", "--steps", "9", "--n", "2", "--out", str(tmp_path / "b.png"),

@@ -1,4 +1,5 @@
-"""``method="auto"``: predict the wall-clock of serial, SRDS and Picard, and run the fastest.
+"""``method="auto"``: predict the wall-clock of serial, SRDS and Picard (also exact Picard), and
+run the fastest.
 
 How a prediction is made (see also ``docs/diffusion.md``, section "method='auto'"):
 
@@ -28,14 +29,13 @@ How a prediction is made (see also ``docs/diffusion.md``, section "method='auto'
    Timings and stub runs are cached in memory and on disk (:mod:`.auto_cache`: per model
    fingerprint, sample shape, dtype, device, threads and conditioning): later calls, in this
    process or the next, time nothing.
-4. **Decision.** The smallest prediction among the *exact* methods: serial and SRDS, whose
-   result is the serial sample (SRDS stops when its final sample changes by at most half an
-   8-bit level, and converges to the serial sample). Picard, whose default noise-scaled
-   tolerance leaves differences of several 8-bit levels, competes only with ``exact=False``.
-   Exact Picard (``"picard-exact"``: the whole grid per call, a data-unit rule; DDIM steps
-   only) is exact too, and is predicted -- ``exact_picard_iterations(N)`` calls of
-   ``exact_picard_rows`` rows -- and so a candidate only with :data:`PREDICT_EXACT_PICARD`
-   (off until issue 20 decides: it changes ``auto``'s predictions and reasons).
+4. **Decision.** The smallest prediction among the *exact* methods, whose result is the serial
+   sample: serial, SRDS (it stops when its final sample changes by at most half an 8-bit
+   level, and converges to the serial sample) and exact Picard (``"picard-exact"``: the whole
+   grid per call, a data-unit rule; predicted as ``exact_picard_iterations(N)`` calls of
+   ``exact_picard_rows`` rows; on DDIM grids, :data:`PREDICT_EXACT_PICARD`). Picard, whose
+   default noise-scaled tolerance leaves differences of several 8-bit levels, competes only
+   with ``exact=False``.
 """
 
 from __future__ import annotations
@@ -87,10 +87,9 @@ __all__ = [
     "srds_iterations",
 ]
 
-#: Whether ``auto`` predicts exact Picard (``"picard-exact"``) beside serial, SRDS and Picard.
-#: Off until decided (issue 20): on, it adds a prediction to every DDIM ``auto`` run and changes
-#: its reason, and it is chosen wherever its calls of ``N`` rows are predicted fastest.
-PREDICT_EXACT_PICARD = False
+#: Whether ``auto`` predicts exact Picard (``"picard-exact"``) beside serial, SRDS and Picard
+#: (DDIM grids): it is chosen wherever its calls of up to ``N`` rows are predicted fastest.
+PREDICT_EXACT_PICARD = True
 #: The methods ``auto`` chooses from, and which of them give the serial sample.
 EXACT_METHODS = tuple(name for name, cls in REGISTRY.items() if cls.exact)
 CANDIDATES = tuple(REGISTRY)

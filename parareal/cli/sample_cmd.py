@@ -39,7 +39,8 @@ def add_sample_parser(sub: Any) -> None:
         help="sample the bundled digits diffusion model (auto, serial, SRDS or Picard)",
         description="Generate digits with the bundled diffusion model and write an image grid. "
                     "--method auto (the default) times a few model calls, predicts the "
-                    "wall-clock of serial, SRDS and Picard, runs the fastest of serial and SRDS "
+                    "wall-clock of serial, SRDS and Picard, runs the fastest of serial, SRDS and "
+                    "exact Picard "
                     "(Picard too with --no-exact) and prints which method ran and why. "
                     "Options that do not apply to --method are errors (auto takes none of the "
                     "method-specific ones). Exit status: 0, or 1 when the run diverged "
@@ -53,7 +54,8 @@ def add_sample_parser(sub: Any) -> None:
                         "picard-exact: Picard over the whole grid with a data-unit tolerance, "
                         "whose sample is the serial one, as SRDS's")
     p.add_argument("--exact", action=argparse.BooleanOptionalAction, default=None,
-                   help="auto: choose between serial and SRDS, whose sample is the serial one "
+                   help="auto: choose among serial, SRDS and picard-exact, whose sample is the "
+                        "serial one "
                         "(the default); --no-exact lets auto pick Picard too")
     p.add_argument("--scheduler", choices=SCHEDULERS, default="ddim",
                    help="sampler: ddim (the bundled DDIMScheduler, default), euler or heun "
