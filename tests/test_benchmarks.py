@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -129,6 +130,22 @@ def test_diffusion_benchmark_exact_and_flow_quick(tmp_path):
     text = doc.read_text()
     assert text.startswith("text\n") and text.endswith("\nmore\n") and "old" not in text
     assert "| 16 | 2 | 0 | srds tol=0 | 16 / 16 / 16 |" in text and data["command"] in text
+
+
+def test_diffusion_doc_tables_are_the_committed_json():
+    """The generated tables of docs/diffusion.md are what the renderer makes of the JSON they
+    name (benchmarks/results/, committed): regenerate both with the command they show."""
+    spec = importlib.util.spec_from_file_location(
+        "diffusion_tables", ROOT / "benchmarks" / "diffusion_tables.py")
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    found = tables.doc_tables((ROOT / "docs" / "diffusion.md").read_text())
+    assert set(found) == set(tables.DOC_TABLES)
+    for name, block in found.items():
+        (path,) = set(re.findall(r"Generated from `([^`]+)`", block))
+        data = json.loads((ROOT / path).read_text())
+        assert path.startswith("benchmarks/results/") and data["json_path"] == path
+        assert block == tables.render_doc_table(data, name), f"{name}: regenerate it"
 
 
 def test_lookahead_benchmark_quick(tmp_path):
