@@ -13,6 +13,13 @@ method); and two plots.
     python benchmarks/diffusion.py --quick              # a smoke run (seconds)
     python benchmarks/diffusion.py --json out.json --plots docs
     python benchmarks/diffusion.py --only-exact --seeds 0,1,2,3,4,5,6,7,8,9   # SRDS, exact Picard
+    python benchmarks/diffusion.py --only-flow          # the flow-matching model: serial, SRDS
+    python benchmarks/diffusion.py --tables RUN.json --update-doc docs/diffusion.md
+
+The exact and flow tables of docs/diffusion.md are generated: ``--update-doc docs/diffusion.md``
+rewrites them (between ``<!-- benchmarks/diffusion.py exact-table begin -->`` and its ``end``
+marker, likewise ``flow-table``) from the run's data, with the command that made it; the
+command is in the file, and ``--tables JSON`` redoes the rendering alone.
 
 Threads: ``--threads N`` (default 2, the setting of the published figures in
 docs/benchmarks.md) applies ``parareal.cli.threads.set_threads(N)`` before the work: torch's
@@ -28,6 +35,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -35,6 +43,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from diffusion_tables import (
+    DOC_TABLES,
+    EXACT_COLUMNS,
+    display_rows,
+    render_doc_table,
+    table,
+    update_doc,
+)
 from parareal.adapters.diffusion import sample
 from parareal.adapters.diffusion.digits import (
     load_digits_data,
@@ -66,6 +82,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="only the table of auto's predictions against measured times")
     p.add_argument("--only-exact", action="store_true",
                    help="only the table of methods at equal exactness (SRDS, exact Picard)")
+    p.add_argument("--only-flow", action="store_true",
+                   help="only the table of the flow-matching model (serial, SRDS)\n"
+                        "(--only-exact --only-flow: both tables, one JSON)")
+    p.add_argument("--large-seeds", type=_ints,
+                   help="seeds at N >= 1000 in the exact and flow tables (default: --seeds)")
+    p.add_argument("--machine", help="the machine as the generated tables name it "
+                                     "(default: CPU count, torch version, threads)")
+    p.add_argument("--update-doc", metavar="MD",
+                   help="rewrite the generated tables of this Markdown file (between\n"
+                        "'<!-- benchmarks/diffusion.py NAME begin/end -->') from the run's data")
+    p.add_argument("--tables", metavar="JSON",
+                   help="run nothing: --update-doc (or print) the tables of a --json file")
     p.add_argument("--threads", type=int, default=2, help="torch/BLAS threads (default 2)")
     p.add_argument("--json", help="write every raw number to this file")
     p.add_argument("--plots", help="folder for the plots (PNG)")
@@ -74,8 +102,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.threads < 1:
         p.error("--threads must be >= 1")
+    if args.update_doc and not (args.json or args.tables):
+        p.error("--update-doc names the JSON it renders: give --json (or --tables)")
     if args.quick:
-        args.steps, args.seeds, args.n = [16], [0], [2]
+        args.steps, args.seeds, args.n, args.large_seeds = [16], [0], [2], None
         args.quality_n, args.quality_steps = 32, 16
         args.batch_sizes = [1, 4, 16]
     return args
@@ -224,19 +254,6 @@ def clip_ablation(unet: Any, scheduler: Any, steps_list: list[int], n: int) -> l
     return rows
 
 
-def table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
-    head = "| " + " | ".join(title for _, title, _ in columns) + " |"
-    sep = "|" + "|".join("---" if fmt == "s" else "---:" for _, _, fmt in columns) + "|"
-    lines = [head, sep]
-    for row in rows:
-        cells = []
-        for key, _, fmt in columns:
-            value = row.get(key, "")
-            cells.append(format(value, fmt) if value != "" else "-")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 GRID_COLUMNS = [
     ("method", "method", "s"), ("iterations", "iters", "g"),
     ("sequential_evals", "sequential evals", "g"), ("total_evals", "total evals", "g"),
@@ -361,7 +378,7 @@ def auto_accuracy(unet: Any, scheduler: Any, steps_list: list[int], n_list: list
     return rows
 
 
-def exact_variants(steps: int) -> list[tuple[str, dict[str, Any]]]:
+def exact_variants(steps: int, n: int) -> list[tuple[str, dict[str, Any]]]:
     """The methods compared at equal exactness (the serial sample to 8-bit pixels)."""
     return [
         ("srds", dict(method="srds")),
@@ -372,46 +389,88 @@ def exact_variants(steps: int) -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
-def exact_rows(unet: Any, scheduler: Any, steps_list: list[int], n_list: list[int],
-               seeds: list[int]) -> list[dict[str, Any]]:
-    """Per (N, n, method): sequential calls (min / median / max over the seeds), model
-    evaluations per sample (median), 8-bit pixels equal to the serial sample's (pooled over
-    the seeds, and the worst seed) and the largest difference in 8-bit levels."""
+def flow_variants(steps: int, n: int) -> list[tuple[str, dict[str, Any]]]:
+    """The flow-matching model's methods: serial, SRDS, exact Picard and Picard on its Euler
+    steps; each Heun row is compared with serial Heun (Picard needs one model call per step:
+    no Heun row). Kept small: SRDS with ``tol=0`` (every iteration, about N * sqrt(N)
+    evaluations) at N * n <= 1000, the Heun rows at N <= 100."""
+    variants: list[tuple[str, dict[str, Any]]] = [
+        ("serial", dict(method="serial")), ("srds", dict(method="srds")),
+        ("picard-exact", dict(method="picard-exact")), ("picard", dict(method="picard"))]
+    if steps * n <= 1000:
+        variants.append(("srds tol=0", dict(method="srds", tol=0.0)))
+    if steps <= 100:
+        variants += [("serial fine=heun", dict(method="serial", fine="heun")),
+                     ("srds fine=heun", dict(method="srds", fine="heun"))]
+    return variants
+
+
+def seeds_at(steps: int, seeds: list[int], large_seeds: list[int] | None) -> list[int]:
+    """``--large-seeds`` at N >= 1000 (where one run takes seconds), ``--seeds`` below."""
+    return large_seeds if large_seeds is not None and steps >= 1000 else seeds
+
+
+def compare_rows(unet: Any, scheduler: Any, steps_list: list[int], n_list: list[int],
+                 seeds: list[int], large_seeds: list[int] | None,
+                 variants: Any) -> list[dict[str, Any]]:
+    """Per (N, n, method), every seed's sequential calls, model evaluations per sample and
+    wall time; 8-bit pixels equal to the serial sample's (pooled over the seeds, and the
+    worst seed) and the largest difference in 8-bit levels. The reference of a method is
+    the serial sample of the same ``fine`` step (a serial row reuses its reference run)."""
     rows = []
     for steps in steps_list:
         for n in n_list:
-            refs = []
-            for seed in seeds:
-                x_T = torch.randn((n, 1, 8, 8), generator=torch.Generator().manual_seed(seed))
-                ser = sample(unet, scheduler, x_T, num_inference_steps=steps, method="serial")
-                refs.append((x_T, to_uint8(ser.sample).astype(int), ser.sample))
-            for name, kwargs in exact_variants(steps):
-                calls, evals, same, worst, levels, err = [], [], 0, 1.0, 0, 0.0
-                for x_T, ref8, ref in refs:
-                    res = sample(unet, scheduler, x_T, num_inference_steps=steps, max_batch=n,
-                                 **kwargs)
+            used = seeds_at(steps, seeds, large_seeds)
+            refs: dict[str | None, list[tuple[torch.Tensor, np.ndarray, Any]]] = {}
+            for name, kwargs in variants(steps, n):
+                fine = kwargs.get("fine")
+                if fine not in refs:
+                    refs[fine] = []
+                    extra = {"fine": fine} if fine else {}
+                    for seed in used:
+                        x_T = torch.randn((n, 1, 8, 8),
+                                          generator=torch.Generator().manual_seed(seed))
+                        ser = sample(unet, scheduler, x_T, num_inference_steps=steps,
+                                     max_batch=n, method="serial", **extra)
+                        refs[fine].append((x_T, to_uint8(ser.sample).astype(int), ser))
+                calls, evals, walls, same, worst, levels, err = [], [], [], 0, 1.0, 0, 0.0
+                for x_T, ref8, ref in refs[fine]:
+                    serial_row = kwargs == {"method": "serial", **({"fine": fine} if fine
+                                                                   else {})}
+                    res = ref if serial_row else sample(
+                        unet, scheduler, x_T, num_inference_steps=steps, max_batch=n, **kwargs)
                     out8 = to_uint8(res.sample).astype(int)
                     calls.append(res.sequential_evals)
                     evals.append(res.total_evals)  # model evaluations per sample
+                    walls.append(res.wall_time_s)
                     same += int((out8 == ref8).sum())
                     worst = min(worst, float((out8 == ref8).mean()))
                     levels = max(levels, int(np.abs(out8 - ref8).max()))
-                    err = max(err, float((res.sample - ref).abs().max()))
+                    err = max(err, float((res.sample - ref.sample).abs().max()))
                 rows.append(dict(
-                    steps=steps, n=n, method=name,
-                    calls=f"{min(calls)} / {statistics.median(calls):g} / {max(calls)}",
-                    evals=statistics.median(evals),
-                    identical=same / (len(refs) * refs[0][1].size), worst=worst,
-                    levels=levels, max_abs_diff=err))
-                print("  " + " | ".join(str(v) for v in rows[-1].values()), file=sys.stderr)
+                    steps=steps, n=n, method=name, seeds=used, calls=calls, evals=evals,
+                    wall_time_s=walls, identical=same / (len(used) * refs[fine][0][1].size),
+                    worst=worst, levels=levels, max_abs_diff=err))
+                print(f"  N={steps} n={n} {name}: calls {calls}, identical "
+                      f"{rows[-1]['identical']:.4f}, {sum(walls):.1f} s", file=sys.stderr)
+                sys.stderr.flush()
     return rows
 
 
-EXACT_COLUMNS = [("steps", "N", "d"), ("n", "n", "d"), ("method", "method", "s"),
-                 ("calls", "sequential calls (min / median / max)", "s"),
-                 ("evals", "evaluations per sample", ".0f"),
-                 ("identical", "8-bit same (pooled)", ".4f"), ("worst", "worst seed", ".4f"),
-                 ("levels", "max levels", "d"), ("max_abs_diff", "max abs diff", ".1e")]
+def exact_rows(unet: Any, scheduler: Any, steps_list: list[int], n_list: list[int],
+               seeds: list[int], large_seeds: list[int] | None = None) -> list[dict[str, Any]]:
+    """SRDS and the Picards at equal exactness on the DDPM digits model (DDIM steps)."""
+    return compare_rows(unet, scheduler, steps_list, n_list, seeds, large_seeds,
+                        exact_variants)
+
+
+def flow_rows(steps_list: list[int], n_list: list[int], seeds: list[int],
+              large_seeds: list[int] | None = None) -> list[dict[str, Any]]:
+    """Serial and SRDS on the bundled flow-matching digits model (Euler and Heun steps)."""
+    from parareal.adapters.diffusion.digits import load_digits_flow_model
+
+    unet, scheduler = load_digits_flow_model()
+    return compare_rows(unet, scheduler, steps_list, n_list, seeds, large_seeds, flow_variants)
 
 
 SAMPLER_COLUMNS = [("sampler", "sampler", "s"), ("steps", "N", "d"), ("n", "n", "d"),
@@ -427,23 +486,48 @@ AUTO_COLUMNS = [("steps", "N", "d"), ("n", "n", "d"), ("method", "method", "s"),
                 ("measured_s", "measured s", ".3f"), ("error", "prediction error", "+.0%")]
 
 
-def one_table(args: argparse.Namespace, title: str, key: str, rows: list[dict[str, Any]],
-              columns: list[tuple[str, str, str]], begin: float) -> int:
-    """``--only-samplers`` / ``--only-auto``: one table (and its JSON under ``key``) alone."""
-    print(f"# {title} on the bundled digits model: N = {args.steps}, n = {args.n}, seeds "
-          f"{args.seeds}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{os.cpu_count()} CPUs\n")
-    print(table(rows, columns))
+def only_tables(args: argparse.Namespace, argv: list[str] | None,
+                parts: list[tuple[str, str, list[dict[str, Any]], list]], begin: float) -> int:
+    """``--only-*``: the tables asked for (and their JSON, one key each) alone."""
+    print(f"# On the bundled digits models: N = {args.steps}, n = {args.n}, seeds "
+          f"{args.seeds} (at N >= 1000: {args.large_seeds or args.seeds}); "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{os.cpu_count()} CPUs")
+    data: dict[str, Any] = {}
+    for title, key, rows, columns in parts:
+        print(f"\n## {title}\n")
+        shown = display_rows(rows) if columns is EXACT_COLUMNS else rows
+        print(table(shown, columns))
+        data[key] = rows
+    env = " ".join(f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS",) if k in os.environ)
+    command = " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    data.update(
+        args=vars(args), threads=torch.get_num_threads(),
+        command=f"{env + ' ' if env else ''}python benchmarks/diffusion.py {command}",
+        machine=args.machine or (f"{os.cpu_count()}-CPU {platform.machine()}, torch "
+                                 f"{torch.__version__}, {torch.get_num_threads()} thread(s)"),
+        date=time.strftime("%Y-%m-%d"), json_path=args.json, seconds=time.perf_counter() - begin)
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({key: rows, "args": vars(args), "threads": torch.get_num_threads()}, fh,
-                      indent=1)
-    print(f"\ntotal benchmark time {time.perf_counter() - begin:.1f} s")
+            json.dump(data, fh, indent=1)
+            fh.write("\n")
+    if args.update_doc:
+        print(f"\n{args.update_doc}: rewrote {update_doc(args.update_doc, data)}")
+    print(f"\ntotal benchmark time {data['seconds']:.1f} s")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.tables:
+        with open(args.tables) as fh:
+            data = json.load(fh)
+        if args.update_doc:
+            print(f"{args.update_doc}: rewrote {update_doc(args.update_doc, data)}")
+        else:
+            print("\n\n".join(render_doc_table(data, name) for name, (key, _) in
+                                DOC_TABLES.items() if key in data))
+        return 0
     if args.replot:
         with open(args.replot) as fh:
             data = json.load(fh)
@@ -452,17 +536,21 @@ def main(argv: list[str] | None = None) -> int:
     set_threads(args.threads)
     unet, scheduler = load_digits_model()
     begin = time.perf_counter()
+    parts = []
     if args.only_samplers:
         rows = sampler_rows(unet, scheduler, args.steps, args.n, args.seeds)
-        return one_table(args, "Euler and Heun samplers", "samplers", rows, SAMPLER_COLUMNS,
-                         begin)
+        parts.append(("Euler and Heun samplers", "samplers", rows, SAMPLER_COLUMNS))
     if args.only_exact:
-        rows = exact_rows(unet, scheduler, args.steps, args.n, args.seeds)
-        return one_table(args, "Methods at equal exactness", "exact", rows, EXACT_COLUMNS,
-                         begin)
+        rows = exact_rows(unet, scheduler, args.steps, args.n, args.seeds, args.large_seeds)
+        parts.append((DOC_TABLES["exact-table"][1], "exact", rows, EXACT_COLUMNS))
+    if args.only_flow:
+        rows = flow_rows(args.steps, args.n, args.seeds, args.large_seeds)
+        parts.append((DOC_TABLES["flow-table"][1], "flow", rows, EXACT_COLUMNS))
     if args.only_auto:
         rows = auto_accuracy(unet, scheduler, args.steps, args.n, args.seeds)
-        return one_table(args, "method='auto'", "auto_accuracy", rows, AUTO_COLUMNS, begin)
+        parts.append(("method='auto'", "auto_accuracy", rows, AUTO_COLUMNS))
+    if parts:
+        return only_tables(args, argv, parts, begin)
     print("# SRDS benchmark on the bundled digits model\n")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
           f"Python {platform.python_version()}, torch {torch.__version__} "
@@ -507,6 +595,13 @@ def main(argv: list[str] | None = None) -> int:
                            ("max_abs_diff", "max abs diff", ".1e"),
                            ("uint8_identical", "uint8 identical", ".4f"),
                            ("serial_wall_s", "serial s", ".2f"), ("srds_wall_s", "srds s", ".2f")]))
+    print(f"\n## {DOC_TABLES['exact-table'][1]}: seeds {args.seeds}\n")
+    exact = exact_rows(unet, scheduler, args.steps, args.n, args.seeds, args.large_seeds)
+    print(table(display_rows(exact), EXACT_COLUMNS))
+    print(f"\n## {DOC_TABLES['flow-table'][1]}: seeds {args.seeds}\n")
+    flow = flow_rows(args.steps, args.n, args.seeds, args.large_seeds)
+    print(table(display_rows(flow), EXACT_COLUMNS))
+    sys.stdout.flush()
     if args.plots:
         plots(args.plots, grids, summaries)
         print(f"\nplots written to {args.plots}")
@@ -514,7 +609,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.json, "w") as fh:
             json.dump({"batch_cost": costs, "grids": grids, "summaries": summaries,
                        "quality": qual, "clip_ablation": ablation, "auto_accuracy": accuracy,
-                       "samplers": samplers,
+                       "samplers": samplers, "exact": exact, "flow": flow,
                        "args": vars(args),
                        "threads": torch.get_num_threads()}, fh, indent=1)
     print(f"\ntotal benchmark time {time.perf_counter() - begin:.1f} s")

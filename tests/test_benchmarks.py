@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -99,6 +100,52 @@ def test_diffusion_benchmark_quick(tmp_path):
     assert rows["srds pipelined"]["uint8_identical_min"] >= 63 / 64
     assert (tmp_path / "srds_error_per_iteration.png").stat().st_size > 0
     assert (tmp_path / "srds_speedup_vs_n.png").stat().st_size > 0
+
+
+def test_diffusion_benchmark_exact_and_flow_quick(tmp_path):
+    """--only-exact --only-flow: both tables, one JSON; SRDS with tol=0 is the serial sample
+    on the flow model, Picard has no flow row; --tables rewrites a document's tables."""
+    pytest.importorskip("diffusers")
+    out = run("diffusion.py", "--quick", "--only-exact", "--only-flow", "--threads", "1",
+              "--json", str(tmp_path / "r.json"))
+    assert "## Methods at equal exactness" in out and "## Flow-matching digits model" in out
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["threads"] == 1 and "--only-flow" in data["command"]
+    exact = {row["method"]: row for row in data["exact"]}
+    assert set(exact) == {"srds", "picard-exact", "picard-exact anderson=3",
+                          "picard window=N anderson=3 tol=1e-4 (data)"}
+    flow = {row["method"]: row for row in data["flow"]}
+    assert not any("picard" in name for name in flow)
+    assert flow["serial"]["calls"] == [16] and flow["serial"]["evals"] == [16]
+    assert flow["srds tol=0"]["identical"] == flow["srds tol=0"]["worst"] == 1.0
+    assert flow["srds"]["calls"][0] < 16 and flow["serial fine=heun"]["calls"] == [31]
+    for row in data["exact"] + data["flow"]:
+        assert (row["steps"], row["n"], row["seeds"]) == (16, 2, [0])
+        assert row["levels"] <= 1 and row["identical"] >= 63 / 64
+    doc = tmp_path / "doc.md"
+    doc.write_text("text\n<!-- benchmarks/diffusion.py flow-table begin -->\nold\n"
+                   "<!-- benchmarks/diffusion.py flow-table end -->\nmore\n")
+    out = run("diffusion.py", "--tables", str(tmp_path / "r.json"), "--update-doc", str(doc))
+    assert "rewrote ['flow-table']" in out
+    text = doc.read_text()
+    assert text.startswith("text\n") and text.endswith("\nmore\n") and "old" not in text
+    assert "| 16 | 2 | 0 | srds tol=0 | 16 / 16 / 16 |" in text and data["command"] in text
+
+
+def test_diffusion_doc_tables_are_the_committed_json():
+    """The generated tables of docs/diffusion.md are what the renderer makes of the JSON they
+    name (benchmarks/results/, committed): regenerate both with the command they show."""
+    spec = importlib.util.spec_from_file_location(
+        "diffusion_tables", ROOT / "benchmarks" / "diffusion_tables.py")
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    found = tables.doc_tables((ROOT / "docs" / "diffusion.md").read_text())
+    assert set(found) == set(tables.DOC_TABLES)
+    for name, block in found.items():
+        (path,) = set(re.findall(r"Generated from `([^`]+)`", block))
+        data = json.loads((ROOT / path).read_text())
+        assert path.startswith("benchmarks/results/") and data["json_path"] == path
+        assert block == tables.render_doc_table(data, name), f"{name}: regenerate it"
 
 
 def test_lookahead_benchmark_quick(tmp_path):
