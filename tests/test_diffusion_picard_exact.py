@@ -146,10 +146,11 @@ def test_auto_considers_it_among_the_exact_methods(monkeypatch):
     x = noise((2, 5))
     # a fixed cost per call: the fewest sequential calls win
     monkeypatch.setattr(auto, "_time_call", lambda fn, xx, t: 1.0 + 1e-6 * xx.shape[0])
+    monkeypatch.setattr(auto, "PREDICT_EXACT_PICARD", False)
     auto.clear_cache()
     off = sample(model, sch, x, num_inference_steps=100, method="auto")
-    assert "picard-exact" not in off.predicted_s  # off until decided (PREDICT_EXACT_PICARD)
-    monkeypatch.setattr(auto, "PREDICT_EXACT_PICARD", True)
+    assert "picard-exact" not in off.predicted_s and off.method == "srds"  # switched off
+    monkeypatch.setattr(auto, "PREDICT_EXACT_PICARD", True)  # the default
     auto.clear_cache()
     on = sample(model, sch, x, num_inference_steps=100, method="auto")
     assert "picard-exact" in on.predicted_s and on.method == "picard-exact"
