@@ -18,6 +18,7 @@ __all__ = ["SRDS_ITERATIONS", "CallPlan", "exact_picard_iterations", "exact_pica
 #: the default ``2 sqrt(N)`` blocks; one more with fewer blocks (:func:`srds_iterations`).
 SRDS_ITERATIONS = 3
 
+
 def srds_iterations(steps: int, blocks: int) -> int:
     """The estimate of SRDS's iterations with ``blocks`` blocks: :data:`SRDS_ITERATIONS` from
     ``1.5 sqrt(N)`` blocks up, one more below (the digits model needs about one more with the
