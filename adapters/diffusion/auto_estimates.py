@@ -76,9 +76,13 @@ def interpolate_cost(costs: Mapping[int, float], rows: int) -> float:
     the timed range the line through the two nearest points is extended (never below zero);
     with a single timed size, the cost is that size's, scaled up in proportion beyond it.
     """
+    return _interpolate(monotone(costs), rows)
+
+
+def _interpolate(costs: Mapping[int, float], rows: int) -> float:
+    """:func:`interpolate_cost` on costs already made non-decreasing."""
     if not costs:
         raise ValueError("no timed batch sizes to interpolate from")
-    costs = monotone(costs)
     points = sorted(costs.items())
     if rows in costs:
         return costs[rows]
@@ -96,8 +100,9 @@ def interpolate_cost(costs: Mapping[int, float], rows: int) -> float:
 
 
 def predict(plans: Mapping[str, CallPlan], costs: Mapping[int, float]) -> dict[str, float]:
-    """Predicted seconds of each plan: the interpolated cost of its calls plus its overhead."""
-    return {
-        name: plan.overhead_s + sum(interpolate_cost(costs, r) for r in plan.rows)
-        for name, plan in plans.items()
-    }
+    """Predicted seconds of each plan: the interpolated cost of its calls plus its overhead
+    (each batch size's cost found once: a plan repeats a few sizes hundreds of times)."""
+    line = monotone(costs)
+    cost = {r: _interpolate(line, r) for plan in plans.values() for r in set(plan.rows)}
+    return {name: plan.overhead_s + sum(cost[r] for r in plan.rows)
+            for name, plan in plans.items()}

@@ -138,7 +138,11 @@ def monotone(costs: Mapping[int, float]) -> dict[int, float]:
 
 def cost_bounds(costs: Mapping[int, float], rows: int) -> tuple[float, float]:
     """Lower and upper bound of the seconds of a call of ``rows`` rows (module docstring)."""
-    costs = monotone(costs)
+    return _bounds(monotone(costs), rows)
+
+
+def _bounds(costs: Mapping[int, float], rows: int) -> tuple[float, float]:
+    """:func:`cost_bounds` on costs already made non-decreasing."""
     if rows in costs:
         return costs[rows], costs[rows]
     sizes = sorted(costs)
@@ -166,9 +170,11 @@ def choice_is_clear(
     if len(names) < 2:
         return True
     best = min(names, key=lambda name: predicted_s[name])
+    line = monotone(costs)
+    each = {r: _bounds(line, r) for name in names for r in set(rows[name])}
     bounds = {}
     for name in names:
-        pairs = [cost_bounds(costs, r) for r in rows[name]]
+        pairs = [each[r] for r in rows[name]]
         bounds[name] = (overhead_s[name] + sum(p[0] for p in pairs),
                         overhead_s[name] + sum(p[1] for p in pairs))
     return all(bounds[best][1] * MARGIN < bounds[name][0] for name in names if name != best)
