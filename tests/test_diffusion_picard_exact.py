@@ -9,20 +9,13 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from diffusers import DDIMScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler  # noqa: E402
-from parareal.adapters.diffusion import GaussianMixture, NoiseSchedule, auto, sample  # noqa: E402
+from diffusers import EulerDiscreteScheduler, HeunDiscreteScheduler  # noqa: E402
+from parareal.adapters.diffusion import auto, sample  # noqa: E402
 from parareal.adapters.diffusion.digits import load_digits_model, to_uint8  # noqa: E402
 from parareal.adapters.diffusion.methods import REGISTRY, ExactPicard  # noqa: E402
 from parareal.adapters.diffusion.secant import LAMBDA_MAX, SecantSweep  # noqa: E402
 
-
-def mixture(seed: int = 4, dim: int = 5):
-    sch = DDIMScheduler(clip_sample=False, timestep_spacing="linspace")
-    return GaussianMixture.random(dim, 3, seed=seed).model(NoiseSchedule.from_scheduler(sch)), sch
-
-
-def noise(shape, seed=0, dtype=torch.float64):
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+from .test_diffusion_anderson import mixture, noise  # noqa: E402  (the same mixture model)
 
 
 @pytest.fixture(scope="module")
