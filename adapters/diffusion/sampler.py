@@ -107,7 +107,7 @@ FlowMatchEulerDiscreteScheduler or NoiseSchedule
         ``init_noise_sigma`` as diffusers' pipelines do.
     num_inference_steps : int
         ``N``, the steps of the serial sampler that SRDS and Picard reproduce.
-    method : {"serial", "srds", "picard", "auto"}
+    method : {"serial", "srds", "picard", "picard-exact", "auto"}
         ``"auto"`` predicts each method's seconds from timed model calls and runs the fastest
         (:mod:`.auto`; ``result.reason`` says why, ``result.choice_s`` how long choosing took).
     blocks, tol, tol_mode, stop, pipelined, max_iters, window, callback, backend, fine, \
