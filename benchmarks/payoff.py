@@ -14,7 +14,7 @@ the input). ``n = 2000`` neurons, each with ``k = 100`` inputs from randomly cho
 (``W`` a scipy CSR matrix with 200 000 entries drawn from ``N(0, g^2 / k)``, ``g = 0.9``:
 spectral radius about 0.92, the contracting "echo state" regime) and an input weight
 ``w_in ~ U(-1, 1)``; seed 0. ``f`` costs one sparse product and a ``tanh`` on 2000 values,
-about 0.3 ms, nearly all of it in compiled code that releases the GIL, so threads run it in
+about 0.2 ms here, nearly all of it in compiled code that releases the GIL, so threads run it in
 parallel. Fine propagator: classic RK4 with step ``h = 0.01`` (200 steps on each of 16
 slices, 12 800 calls of ``f`` in all). ``coarse`` is left out, so ``coarse="auto"`` chooses
 it (with 2000 unknowns and no Jacobian its candidates are RK4 with 1 to 8 steps per slice and
@@ -44,12 +44,15 @@ Variants, interleaved in every repeat (the order rotates) after one untimed warm
 
 The ratio is the faster serial variant's median over Parareal's median, both from the same
 run; the per-repeat ratios (serial fine over Parareal of the same repeat) and the spread of
-every variant (``(max - min) / median``) show the noise of a shared machine. The error is the
-largest difference over all 17 boundary values between Parareal and the serial fine solve
-(the exit status is 1 if it exceeds ``tol``). The threads of BLAS/OpenMP are set explicitly
-(``--threads``, default 1, per process: set in the environment before numpy loads, and with
-threadpoolctl where installed); ``f`` uses no BLAS (scipy's sparse product and numpy's
-``tanh`` are single-threaded), so the serial solve could not use the second core that way.
+every variant (``(max - min) / median``) show the noise of a shared machine, and so does the
+median of each run's CPU seconds (this process, all its threads) over its wall seconds: about
+1 for the serial solves, up to 2 for Parareal on 2 workers when no other job holds a core.
+The error is the largest difference over all 17 boundary values between Parareal and the
+serial fine solve (the exit status is 1 if it exceeds ``tol``). The threads of BLAS/OpenMP are
+set explicitly (``--threads``, default 1, per process: in the environment before numpy loads,
+and with threadpoolctl where installed); ``f`` uses no BLAS (scipy's sparse product and
+numpy's ``tanh`` are single-threaded), so the serial solve could not use the second core
+that way.
 """
 
 # The BLAS thread count must be set before numpy is imported, hence imports after code:
@@ -78,6 +81,7 @@ if __name__ == "__main__":
 
 import datetime
 import json
+import shlex
 import statistics
 import time
 from collections.abc import Callable
@@ -157,6 +161,13 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, out
 
 
+def timed_cpu(fn: Callable[[], Any]) -> tuple[float, float, Any]:
+    """Wall-clock and CPU seconds (this process, all its threads) of ``fn()``, and its result."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = fn()
+    return time.perf_counter() - wall, time.process_time() - cpu, out
+
+
 def summary(times: list[float]) -> dict[str, float]:
     median = statistics.median(times)
     return {"median": median, "min": min(times), "max": max(times),
@@ -196,13 +207,15 @@ def run(case: Case, *, backend_kind: str, workers: int, repeats: int) -> dict[st
         first_call_s, _ = timed(parareal_run)  # warm-up; starts the pool, if any
         outputs = {name: fn() for name, fn in variants.items() if name != "parareal"}
         times: dict[str, list[float]] = {name: [] for name in variants}
+        cpu: dict[str, list[float]] = {name: [] for name in variants}
         last: dict[str, Any] = {}
         names = list(variants)
         for r in range(repeats):
             order = names[r % len(names):] + names[:r % len(names)]
             for name in order:
-                seconds, last[name] = timed(variants[name])
+                seconds, cpu_seconds, last[name] = timed_cpu(variants[name])
                 times[name].append(seconds)
+                cpu[name].append(cpu_seconds)
     finally:
         if pool is not None:
             pool.close()
@@ -227,6 +240,9 @@ def run(case: Case, *, backend_kind: str, workers: int, repeats: int) -> dict[st
         },
         "repeats": repeats,
         "times_s": times,
+        "cpu_s": cpu,
+        "cores_busy": {name: statistics.median(c / w for c, w in zip(cpu[name], times[name]))
+                       for name in variants},
         "stats_s": stats,
         "serial_baseline": baseline,
         "serial_median_s": stats[baseline]["median"],
@@ -259,11 +275,11 @@ def report(result: dict[str, Any]) -> str:
              f"repeats {result['repeats']}, load average {result['load_start']} -> "
              f"{result['load_end']}",
              "",
-             "| variant | median s | min s | max s | spread |",
-             "|---|---|---|---|---|"]
+             "| variant | median s | min s | max s | spread | CPU s / wall s |",
+             "|---|---|---|---|---|---|"]
     for name, s in result["stats_s"].items():
         lines.append(f"| {name} | {s['median']:.3f} | {s['min']:.3f} | {s['max']:.3f} | "
-                     f"{100 * s['spread']:.0f} % |")
+                     f"{100 * s['spread']:.0f} % | {result['cores_busy'][name]:.2f} |")
     per = result["ratio_per_repeat"]
     lines += [
         "",
@@ -316,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         case = Case(**{**asdict(case), "tol": args.tol})
     repeats = 1 if args.quick else args.repeats
 
-    command = "python benchmarks/payoff.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python benchmarks/payoff.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     load_start = load()
     started = time.perf_counter()
     result = run(case, backend_kind=args.backend, workers=args.workers, repeats=repeats)
