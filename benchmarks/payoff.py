@@ -12,7 +12,7 @@ The case: a driven network of rate neurons (an echo-state or reservoir network i
 time), ``dx/dt = -x + tanh(W x + w_in sin t)``, ``x(0) = 0``, on ``[0, 32]`` (five periods of
 the input). ``n = 2000`` neurons, each with ``k = 100`` inputs from randomly chosen neurons
 (``W`` a scipy CSR matrix with 200 000 entries drawn from ``N(0, g^2 / k)``, ``g = 0.9``:
-spectral radius about 0.92, the contracting "echo state" regime) and an input weight
+spectral radius 0.91, the contracting "echo state" regime) and an input weight
 ``w_in ~ U(-1, 1)``; seed 0. ``f`` costs one sparse product and a ``tanh`` on 2000 values,
 about 0.2 ms here, nearly all of it in compiled code that releases the GIL, so threads run it in
 parallel. Fine propagator: classic RK4 with step ``h = 0.01`` (200 steps on each of 16
@@ -39,20 +39,20 @@ Variants, interleaved in every repeat (the order rotates) after one untimed warm
   slices=1)``, one RK4 solve over the span with the same step: the same work;
 - ``parareal``: ``parareal.solve(f, y0, span, fine=RK4(steps=200), slices=16, tol=1e-3,
   backend=Threads(2))`` (a new ``Threads(2)`` per run, as ``backend="threads"`` makes);
-  ``--backend processes`` uses one ``Processes(2)`` pool made before the timed runs (its
-  start-up is reported apart).
+  ``--backend processes`` uses one ``Processes(2)`` pool for all runs (it starts in the
+  untimed warm-up run, whose time is reported as ``first_call_s``).
 
 The ratio is the faster serial variant's median over Parareal's median, both from the same
-run; the per-repeat ratios (serial fine over Parareal of the same repeat) and the spread of
-every variant (``(max - min) / median``) show the noise of a shared machine, and so does the
-median of each run's CPU seconds (this process, all its threads) over its wall seconds: about
-1 for the serial solves, up to 2 for Parareal on 2 workers when no other job holds a core.
-The error is the largest difference over all 17 boundary values between Parareal and the
-serial fine solve (the exit status is 1 if it exceeds ``tol``). The threads of BLAS/OpenMP are
-set explicitly (``--threads``, default 1, per process: in the environment before numpy loads,
-and with threadpoolctl where installed); ``f`` uses no BLAS (scipy's sparse product and
-numpy's ``tanh`` are single-threaded), so the serial solve could not use the second core
-that way.
+run. The noise of a shared machine shows in the per-repeat ratios (that serial variant over
+Parareal, repeat by repeat), in the spread of every variant (``(max - min) / median``) and in
+the median of each run's CPU seconds (this process, all its threads) over its wall seconds:
+about 1 for the serial solves, up to 2 for Parareal on 2 threads when no other job holds a
+core (with ``--backend processes`` the workers' CPU seconds are not in it). The error is the
+largest difference over all 17 boundary values between Parareal and the serial fine solve
+(the exit status is 1 if it exceeds ``tol``). The threads of BLAS/OpenMP are set explicitly
+(``--threads``, default 1, per process: in the environment before numpy loads, and with
+threadpoolctl where installed); ``f`` uses no BLAS (scipy's sparse product and numpy's
+``tanh`` are single-threaded), so the serial solve could not use the second core that way.
 """
 
 # The BLAS thread count must be set before numpy is imported, hence imports after code:
@@ -296,6 +296,8 @@ def report(result: dict[str, Any]) -> str:
         f"{result['first_call_s']:.2f} s" + (" (with the pool's start-up)" if result["pool"]
                                              else ""),
     ]
+    if result["pool"]:
+        lines.append("CPU s / wall s counts this process only, not the pool's workers")
     return "\n".join(lines)
 
 
