@@ -5,8 +5,10 @@ printed, and ``sample`` writes no image); 2 bad input or a missing optional depe
 line ``parareal: error: ...`` on standard error, before any long work where it can be checked
 first; a malformed command line, one line ``parareal solve: error: ... (try 'parareal solve
 --help')`` from the parser); 130 interrupted (Ctrl-C: one line ``parareal: interrupted``, no
-partial output file); 141 standard output closed early (``parareal ... | head``: the usual
-128 + SIGPIPE, quietly).
+partial output file); 141 standard output closed while the command was still writing to it
+(128 + SIGPIPE, quietly: ``parareal ... --json | head -c 10`` with an output larger than the
+pipe's buffer; a small one is usually written whole before ``head`` exits, and the command
+exits 0).
 """
 
 from __future__ import annotations
