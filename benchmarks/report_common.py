@@ -81,8 +81,21 @@ class Results:
 
 
 def command(name: str, data: dict[str, Any]) -> str:
-    """The command that wrote result file ``name``: its own ``command`` (or ``meta.command``),
-    else ``benchmarks/core.py`` with its stored ``argv``, else the documented one."""
+    """The command that wrote a result file.
+
+    Parameters
+    ----------
+    name : str
+        The file's name under ``benchmarks/results/``.
+    data : dict
+        Its contents.
+
+    Returns
+    -------
+    str
+        Its own ``command`` (or ``meta.command``), else ``benchmarks/core.py`` with its stored
+        ``argv``, else the one in :data:`DOCUMENTED_COMMANDS`.
+    """
     stored = data.get("command") or data.get("meta", {}).get("command")
     if stored:
         return stored
@@ -102,7 +115,18 @@ def _threads(data: dict[str, Any]) -> Any:
 
 
 def machine(data: dict[str, Any]) -> str:
-    """What the result file says of its machine: CPUs, threads, date, load ("" if nothing)."""
+    """What a result file says of its machine.
+
+    Parameters
+    ----------
+    data : dict
+        The file's contents.
+
+    Returns
+    -------
+    str
+        CPUs (and model), threads, date and load average where recorded; ``""`` if none is.
+    """
     info = data.get("machine")
     if isinstance(info, str):
         return info
@@ -125,7 +149,20 @@ def machine(data: dict[str, Any]) -> str:
 
 def sources(results: Results, *names: str) -> str:
     """A shell block: per result file, its machine (a comment, where the file records it) and
-    the command that wrote it."""
+    the command that wrote it.
+
+    Parameters
+    ----------
+    results : Results
+        The result files.
+    *names : str
+        The files of the section, in order.
+
+    Returns
+    -------
+    str
+        The fenced ``bash`` block.
+    """
     lines = ["```bash"]
     for name in names:
         data = results(name)
@@ -137,8 +174,20 @@ def sources(results: Results, *names: str) -> str:
 
 
 def grid(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
-    """A Markdown table of text cells (``diffusion_tables.table``): ``columns`` are (key,
-    title); the first column is left-aligned, the others right-aligned."""
+    """A Markdown table of text cells, through ``diffusion_tables.table``.
+
+    Parameters
+    ----------
+    rows : list of dict
+        The cells of each row by key; ``None`` or a missing key shows as ``-``.
+    columns : list of (str, str)
+        (key, title) of each column; the first is left-aligned, the others right-aligned.
+
+    Returns
+    -------
+    str
+        The table.
+    """
     specs = [(key, title, "s" if i == 0 else ">") for i, (key, title) in enumerate(columns)]
     return table([{k: ("" if v is None else str(v)) for k, v in r.items()} for r in rows], specs)
 
@@ -159,5 +208,22 @@ def pct(share: float) -> str:
 
 
 def section(title: str, intro: str, *parts: str, level: int = 2) -> str:
-    """A heading, its introduction and its parts, separated by blank lines."""
+    """A heading, its introduction and its parts, separated by blank lines.
+
+    Parameters
+    ----------
+    title : str
+        The heading's text.
+    intro : str
+        What is measured.
+    *parts : str
+        Commands, tables, subsections; empty ones are left out.
+    level : int
+        The heading's level (2: ``##``).
+
+    Returns
+    -------
+    str
+        The Markdown of the section.
+    """
     return "\n\n".join([f"{'#' * level} {title}", intro, *[p for p in parts if p]])

@@ -1,6 +1,7 @@
 """The diffusion sections of docs/benchmarks.md (SRDS and Picard, samplers, ``method="auto"``,
 the SRDS studies, the exact methods), rendered from ``benchmarks/results/*.json`` by
-``benchmarks/report.py``.
+``benchmarks/report.py``. Each section function takes the :class:`report_common.Results` and
+returns the section's Markdown.
 """
 
 from __future__ import annotations
@@ -29,7 +30,21 @@ def _window_label(method: str, steps: int) -> str:
 
 
 def pivot(cells: list[tuple[str, str, str]], corner: str) -> str:
-    """A table from (row label, column label, cell) triples, in order of first appearance."""
+    """A table from (row label, column label, cell) triples.
+
+    Parameters
+    ----------
+    cells : list of (str, str, str)
+        Row label, column label and cell text; rows and columns keep their first appearance's
+        order.
+    corner : str
+        The title of the row labels' column.
+
+    Returns
+    -------
+    str
+        The table (``-`` where a row has no cell in a column).
+    """
     rows: dict[str, dict[str, str]] = {}
     columns: list[str] = []
     for row, column, cell in cells:
@@ -171,6 +186,12 @@ def study(results: Results, name: str, study_: str) -> list[dict[str, Any]]:
     return summarise([r for r in results(name)["rows"] if r["study"] == study_])
 
 
+def _tol_text(tol: float) -> str:
+    """``1/255`` for the default tolerance, else the number."""
+    inverse = round(1 / tol)
+    return f"1/{inverse}" if abs(tol * inverse - 1) < 1e-12 else f"{tol:g}"
+
+
 def srds_studies(results: Results) -> str:
     """Blocks, stopping rule, coarse step, Picard at equal exactness."""
     blocks = pivot(*_blocks(study(results, "srds-blocks-2cpu.json", "blocks")))
@@ -187,7 +208,8 @@ def srds_studies(results: Results) -> str:
     intro = (
         "Pipelined SRDS on the digits model (and a 64-dimensional Gaussian mixture), compared "
         f"with the serial sample of the same `x_T`. Calls: {CALLS}; 8-bit same: share of "
-        "8-bit pixels equal to serial's, pooled over the seeds; tol = 1/255.")
+        "8-bit pixels equal to serial's, pooled over the seeds; tol = "
+        f"{_tol_text(results('srds-blocks-2cpu.json')['tol'])}.")
     return section(
         "SRDS beyond the paper", intro,
         section("Blocks", "Block counts around the default `2·sqrt(N)`, in ascending order; "

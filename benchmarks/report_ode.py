@@ -1,6 +1,7 @@
 """The ODE sections of docs/benchmarks.md (core problems, cost per tick, test sets, lookahead,
 memory, concurrency, MPI), rendered from ``benchmarks/results/*.json`` by
-``benchmarks/report.py``.
+``benchmarks/report.py``. Each section function takes the :class:`report_common.Results` and
+returns the section's Markdown.
 """
 
 from __future__ import annotations
