@@ -72,7 +72,7 @@ LIMITATIONS = """## Known limitations
   the critical path is the latency with a worker per slice.
 - Adaptive scipy beats fixed-step serial RK4 on one core; stiff problems want an implicit
   method.
-- A pipelined tick costs more than a synchronous one, and keeps more memory.
+- The pipelined schedule's ticks cost more than synchronous ones, and it keeps more memory.
 - The heat benchmark starts from one eigenmode: it converges trivially.
 - Stacked batches of large states cost memory traffic on a CPU.
 - Two workers on two cores miss the concurrency target; threads are GIL-bound.

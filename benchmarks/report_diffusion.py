@@ -99,7 +99,7 @@ def per_n(results: Results) -> str:
                 " Fréchet distance in the digits classifier's feature space against the "
                 "held-out digits, and mean classifier confidence.", quality, level=3),
         section("`clip_sample` ablation", "SRDS with the scheduler's `clip_sample` on and off "
-                "(one seed, 8 samples).", clip, level=3),
+                f"(one seed, {args['n'][-1]} samples).", clip, level=3),
         section("Plots", "Drawn from the same run (`--plots docs`).",
                 "![error to the serial sample per iteration](srds_error_per_iteration.png)\n\n"
                 "![speedup against N](srds_speedup_vs_n.png)", level=3)])
