@@ -359,3 +359,28 @@ def test_testset_benchmark_counts(tmp_path):
         assert row["speedup_bound"] == pytest.approx(
             row["serial_fine_cost"] / row["critical_path"])
         assert row["coarse_chosen"]
+
+
+def test_benchmarks_page_is_generated_from_the_json():
+    """docs/benchmarks.md is exactly what benchmarks/report.py makes of benchmarks/results/
+    (regenerate it with ``python benchmarks/report.py``), within the page's word budget."""
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "report.py"), "--check"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert len((ROOT / "docs" / "benchmarks.md").read_text().split()) <= 5000
+
+
+def test_benchmarks_page_check_reports_a_stale_page(tmp_path):
+    """--check exits 1 with a diff summary on a stale page; without it the page is rewritten."""
+    expected = (ROOT / "docs" / "benchmarks.md").read_text()
+    page = tmp_path / "benchmarks.md"
+    page.write_text(expected.replace("## How to run", "## How to run\n\nedited by hand", 1))
+    script = str(ROOT / "benchmarks" / "report.py")
+    proc = subprocess.run([sys.executable, script, "--check", "--out", str(page)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 1
+    assert "out of date" in proc.stderr and "2 lines differ from the page" in proc.stderr
+    assert "-edited by hand" in proc.stderr
+    proc = subprocess.run([sys.executable, script, "--out", str(page)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0 and page.read_text() == expected
