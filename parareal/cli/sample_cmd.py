@@ -151,7 +151,39 @@ def _check_steps(steps: int, scheduler: Any) -> None:
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    """Handler of ``parareal sample``: every argument is checked before the model is loaded."""
+    """Handler of ``parareal sample``: every argument is checked before the model is loaded.
+
+    The initial noise is ``torch.randn((n, 1, 8, 8))`` from a generator seeded with ``--seed``;
+    with ``--eta > 0`` the step noise comes from a second generator seeded with ``--seed +``
+    :data:`NOISE_SEED_OFFSET` (modulo ``2**64``), the same for the method and its serial
+    comparison. ``--out`` picks the image format by its extension (``.png``, ``.jpg``/``.jpeg``
+    at quality 95, ``.bmp``, ``.gif``, ``.tif``/``.tiff``, lossless ``.webp``) and is written
+    atomically. ``--scheduler euler|heun`` builds diffusers' scheduler from the bundled
+    ``DDIMScheduler``'s config; ``--scheduler flow`` loads the bundled flow-matching model
+    (``--weights`` then names flow weights). Under ``--backend mpi`` every rank runs the
+    command and only the root prints and writes the image.
+
+    The summary gives the method that ran (with ``--method auto``, first why), the status,
+    iterations, sequential model calls against serial's, model evaluations per sample, the
+    wall time, and with ``--compare-serial`` the max-abs difference to the serial sample and
+    the fraction of identical 8-bit pixels. ``--json`` prints one object instead, with the
+    keys ``method`` (the method that ran), ``requested_method``, ``reason``, ``predicted_s``
+    (with ``auto``), ``scheduler``, ``karras``, ``shift``, ``mu``, ``steps``, ``n``,
+    ``status`` (``converged``, ``max_iters`` or ``diverged``), ``iterations``, ``converged``,
+    ``sequential_evals``, ``total_evals``, ``wall_time_s`` (``auto``'s choosing included),
+    ``choice_s``, ``image`` (its absolute path; ``null`` when the run diverged), ``seed``,
+    ``eta``, ``max_batch``, ``chunks``; ``pipelined`` and ``blocks`` for SRDS; and with
+    ``--compare-serial`` ``max_abs_diff_vs_serial`` (data units), ``uint8_identical_fraction``,
+    ``serial_wall_time_s`` (never including a choice: when ``auto`` ran serial itself, that
+    run's ``wall_time_s - choice_s``) and ``serial_sequential_evals``.
+
+    Returns
+    -------
+    int
+        The exit status: 0, or 1 when the run diverged (no image is written). Bad input raises
+        (``ValueError``, ``TypeError``...), which the command line reports in one line with
+        exit status 2.
+    """
     _check_numbers(args)
     # the adapter's ImportError names the extra to install when torch & co. are missing
     from ..adapters.diffusion import check_method_options, sample
