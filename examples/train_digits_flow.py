@@ -214,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.eval_only:
         unet, meta = train_flow(args)
         save_model(unet, meta, args.out)
-    n, steps = (64, 20) if args.quick else (500, 100)
+    n, steps = (16, 5) if args.quick else (500, 100)
     evaluate(args.out, n, steps, args.seed)
     return 0
 

@@ -16,7 +16,8 @@ _CACHE_HOME: list[str] = []
 def pytest_cmdline_main(config: pytest.Config) -> None:
     """Run on every CPU with pytest-xdist when it is installed and ``-n`` was not given
     (``-n 0`` or ``-p no:xdist`` runs in one process)."""
-    if (config.pluginmanager.hasplugin("xdist")
+    worker = hasattr(config, "workerinput") or "PYTEST_XDIST_WORKER" in os.environ
+    if (config.pluginmanager.hasplugin("xdist") and not worker
             and getattr(config.option, "numprocesses", 0) is None
             and not getattr(config.option, "collectonly", False)):
         config.option.numprocesses = "auto"
