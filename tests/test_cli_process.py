@@ -17,6 +17,8 @@ import pytest
 HANG_GUARD_S = 180
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+#: A thread count above this machine's CPUs (torch takes it from set_num_threads only).
+THREADS_OVER_CORES = (os.cpu_count() or 1) + 1
 #: Optional dependencies that the numpy-only tests make unimportable.
 EXTRAS = ("torch", "torchdiffeq", "scipy", "matplotlib", "diffusers", "sklearn", "threadpoolctl")
 
@@ -195,6 +197,59 @@ def test_threads_option_limits_blas_already_loaded():
                           timeout=HANG_GUARD_S, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.split() == ["0", "1"]
+
+
+#: Command lines that need neither torch nor diffusers (not even with --threads).
+NO_TORCH_ARGV = [
+    ["solve", "brusselator", "--slices", "4", "--threads", "1", "--json"],
+    ["solve", "dahlquist", "--backend", "threads", "--workers", "2", "--threads", "2",
+     "--schedule", "pipelined", "--json"],
+    ["solve", "nosuch", "--threads", "1"],
+    ["sample", "--steps", "0", "--threads", "1"],
+    ["--help"],
+    ["solve", "--help"],
+    ["sample", "--help"],
+]
+
+
+@pytest.mark.parametrize("argv", NO_TORCH_ARGV, ids=" ".join)
+def test_commands_that_need_no_torch_do_not_import_it(argv):
+    # --threads used to import torch (2.5 s) only to set its thread count
+    code = (
+        "import sys\n"
+        "from parareal.cli import main\n"
+        "try:\n"
+        f"    rc = main({argv!r})\n"
+        "except SystemExit as exc:\n"
+        "    rc = exc.code\n"
+        "print(rc, *[m for m in ('torch', 'diffusers') if m in sys.modules], file=sys.stderr)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=_env(), timeout=HANG_GUARD_S, check=False)
+    status = proc.stderr.splitlines()[-1].split()
+    assert status[0] in ("0", "2"), proc.stderr
+    assert status[1:] == [], f"{argv} imported {status[1:]}"
+
+
+def test_sample_sets_torch_threads_once_it_loads_torch(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("diffusers")
+    pytest.importorskip("safetensors")
+    # torch is loaded after main() applies --threads: sample applies it to torch itself
+    # (from OMP_NUM_THREADS alone torch would cap the count at the machine's cores)
+    code = (
+        "import sys\n"
+        "from parareal.cli import main\n"
+        "rc = main(['sample', '--steps', '2', '--n', '1', '--method', 'serial', "
+        f"'--threads', '{THREADS_OVER_CORES}', '--out', {str(tmp_path / 'g.png')!r}])\n"
+        "import torch\n"
+        "print(rc, torch.get_num_threads(), file=sys.stderr)\n"
+    )
+    env = {k: v for k, v in _env().items() if k not in THREAD_VARS}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=HANG_GUARD_S, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.split()[-2:] == ["0", str(THREADS_OVER_CORES)]
 
 
 # -- the reference of a stiff problem ------------------------------------------------------------

@@ -171,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with contextlib.redirect_stderr(io.StringIO()) if quiet else contextlib.nullcontext():
             args = _parse(build_parser(), argv)
-        if args.threads is not None:
+        if args.threads is not None:  # torch only if loaded: sample sets it once it loads it
             set_threads(args.threads)
         status = int(args.handler(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, inside the handlers below

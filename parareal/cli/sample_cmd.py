@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from .paths import atomic_path, check_writable
+from .threads import set_threads
 
 __all__ = ["MAX_SAMPLES", "SCHEDULERS", "add_sample_parser", "run_sample"]
 
@@ -196,6 +197,8 @@ def run_sample(args: argparse.Namespace) -> int:
                               else load_digits_scheduler)(args.weights))
     import torch
 
+    if args.threads is not None:  # main() set the environment; torch is loaded only now
+        set_threads(args.threads, torch=True)
     unet, scheduler = (load_digits_flow_model if flow else load_digits_model)(args.weights)
     scheduler = _scheduler(args.scheduler, args.karras, scheduler, args.shift, args.mu)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
