@@ -344,6 +344,15 @@ def test_srds_benchmark_blocks_and_coarse_configurations():
     assert coarse["euler:2"] == {"coarse": "euler:2"} and coarse["ddim jump"] == {}
 
 
+def test_testset_benchmark_refuses_an_unknown_problem_before_any_work():
+    pytest.importorskip("scipy")
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "testset.py"), "--no-wall",
+                           "--only", "Robertson,nosuch"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300, check=False)
+    assert proc.returncode == 2 and "unknown problem 'nosuch'" in proc.stderr
+    assert proc.stdout == ""  # 'Robertson' was accepted (any case), and nothing ran
+
+
 def test_testset_benchmark_counts(tmp_path):
     pytest.importorskip("scipy")
     out = tmp_path / "testset.json"

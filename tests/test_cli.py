@@ -103,6 +103,29 @@ def test_argparse_errors(argv):
     assert info.value.code == 2
 
 
+@pytest.mark.parametrize(("given", "key"), [("ROBERTSON", "robertson"), ("Dahlquist", "dahlquist"),
+                                             ("Vanderpol-Stiff", "vanderpol-stiff")])
+def test_problem_names_in_any_case(capsys, given, key):
+    out = run_json(capsys, given, "--max-iters", "1", "--slices", "2", "--t-end", "0.1")
+    assert out["problem"] == key and out["slices"] == 2
+
+
+def test_unknown_problem_is_a_usage_error_listing_the_names(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["solve", "Brusellator"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("parareal solve: error: argument PROBLEM: unknown problem 'Brusellator'")
+    assert all(name in err for name in parareal.problems.PROBLEMS) and len(err.splitlines()) == 1
+
+
+def test_help_lists_the_problem_names(capsys):
+    with pytest.raises(SystemExit):
+        main(["solve", "--help"])
+    out = capsys.readouterr().out
+    assert "one of (in any case): arenstorf, brusselator" in " ".join(out.split())
+
+
 def test_console_script_runs():
     proc = subprocess.run(
         [sys.executable, "-m", "parareal", "solve", "dahlquist", "--json"],

@@ -133,6 +133,34 @@ def test_common_overrides(name):
     assert p.fine == RK4(steps=7)
 
 
+@pytest.mark.parametrize(("given", "key"), [("Robertson", "robertson"), ("HEAT", "heat"),
+                                             (" Dahlquist-Complex ", "dahlquist-complex"),
+                                             ("brusselator-1D", "brusselator-1d")])
+def test_problem_names_are_case_insensitive(given, key):
+    # as propagator specs are ("RK4:20"); the problem built carries the registry name
+    assert P.problem_name(given) == key
+    assert P.parameters(given) == P.parameters(key)
+    p = P.get(given, slices=3)
+    assert p.name == key and p.slices == 3
+    assert np.array_equal(p.y0, P.get(key, slices=3).y0)
+
+
+def test_heat_in_capitals_takes_its_parameters():
+    p = P.get("HEAT", points=50)
+    assert p.y0.shape == (50,)
+    with pytest.raises(TypeError, match="for problem 'heat'; valid: points"):
+        P.get("HEAT", nu=1)
+
+
+@pytest.mark.parametrize("name", ["brusellator", "robertson_long", "", "heat2"])
+def test_problem_name_refuses_unknown_names(name):
+    with pytest.raises(ValueError, match="unknown problem") as info:
+        P.problem_name(name)
+    assert all(known in str(info.value) for known in NAMES)
+    with pytest.raises(TypeError, match="str"):
+        P.problem_name(b"heat")
+
+
 def test_unknown_name_lists_the_known_ones():
     with pytest.raises(ValueError, match="brusselator") as info:
         P.get("brusellator")
