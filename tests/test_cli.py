@@ -83,9 +83,9 @@ def test_plot_is_written(tmp_path, capsys):
     "argv,message",
     [
         (["solve", "dahlquist", "--fine", "RK9:2"], "unknown propagator"),
-        (["solve", "dahlquist", "--slices", "0"], "slices"),
-        (["solve", "dahlquist", "--tol", "-1"], "tol must be >= 0"),
-        (["solve", "dahlquist", "--max-iters", "-1"], "max_iters"),
+        (["solve", "dahlquist", "--slices", "0"], "--slices"),
+        (["solve", "dahlquist", "--tol", "-1"], "--tol must be >= 0"),
+        (["solve", "dahlquist", "--max-iters", "-1"], "--max-iters"),
         (["solve", "dahlquist", "--plot", "/nonexistent/dir/x.png"], "cannot write the plot"),
     ],
 )
@@ -203,4 +203,4 @@ def test_cuda_streams_without_cuda_is_a_usage_error(capsys):
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")
     assert main(["solve", "dahlquist", "--backend", "cuda-streams"]) == 2
-    assert "backend='threads'" in capsys.readouterr().err
+    assert "use --backend threads" in capsys.readouterr().err
