@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -10,6 +11,25 @@ import numpy as np
 import pytest
 
 _CACHE_HOME: list[str] = []
+
+#: The extra (``pip install 'parareal[EXTRA]'``) that brings each optional module.
+EXTRAS = {"torch": "torch", "torchdiffeq": "torch", "safetensors": "torch", "scipy": "scipy",
+          "mpi4py": "mpi", "diffusers": "diffusion", "transformers": "diffusion",
+          "sklearn": "diffusion", "threadpoolctl": "diffusion", "matplotlib": "plot",
+          "dask": "dask", "distributed": "dask"}
+
+
+def needs(*modules: str) -> pytest.MarkDecorator:
+    """Skip the test (or parameter) unless every one of ``modules`` is installed, naming the
+    missing ones and their extra; for the tests of a module that need an optional dependency
+    when the module's other tests need none (``pytest.importorskip`` at module level would
+    skip them all)."""
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    extras = sorted({EXTRAS.get(name, name) for name in missing})
+    return pytest.mark.skipif(
+        bool(missing),
+        reason=f"needs {', '.join(missing)} (pip install 'parareal[{','.join(extras)}]')",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
