@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import shutil
@@ -57,6 +58,37 @@ def diagonal_rhs(lam: np.ndarray, forcing: float = 0.0):
         return lam * y + forcing * np.cos(t)[..., None] if t.ndim else lam * y + forcing * np.cos(t)
 
     return f
+
+
+@functools.cache
+def _scipy_uses(name: str) -> frozenset[str]:
+    """What of the bundled problem ``name`` needs scipy: ``"propagators"`` (its default fine
+    or coarse is a ScipyIVP), ``"reference"`` (no closed form: ``reference(t)`` integrates),
+    ``"final"`` (``reference_final()`` too: neither closed form nor published value)."""
+    from parareal.problems import get
+    from parareal.propagators import ScipyIVP
+
+    p = get(name)  # made without scipy; only running its ScipyIVP needs it
+    uses = set()
+    if isinstance(p.fine, ScipyIVP) or isinstance(p.coarse, ScipyIVP):
+        uses.add("propagators")
+    if p.exact is None:
+        uses.add("reference")
+        if p.published_final is None:
+            uses.add("final")
+    return frozenset(uses)
+
+
+def problem_params(names, *uses: str, slow=()):
+    """``names`` as parameters: marked ``needs("scipy")`` where one of ``uses`` (see
+    :func:`_scipy_uses`) needs scipy for that problem, and ``slow`` where in ``slow``."""
+    params = []
+    for name in names:
+        marks = [needs("scipy")] if _scipy_uses(name) & set(uses) else []
+        if name in slow:
+            marks.append(pytest.mark.slow)
+        params.append(pytest.param(name, marks=marks, id=name))
+    return params
 
 
 @pytest.fixture

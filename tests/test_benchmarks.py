@@ -151,6 +151,7 @@ def test_diffusion_doc_tables_are_the_committed_json():
 
 
 def test_lookahead_benchmark_quick(tmp_path):
+    pytest.importorskip("scipy")  # the problems' references
     out = run("lookahead.py", "--quick", "--json", str(tmp_path / "r.json"))
     assert "#### brusselator" in out and "unbounded" in out
     data = json.loads((tmp_path / "r.json").read_text())

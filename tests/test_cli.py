@@ -13,6 +13,8 @@ import parareal
 from parareal.cli import main
 from parareal.problems import CORE, get
 
+from .conftest import needs, problem_params
+
 JSON_KEYS = {
     "problem", "backend", "slices", "iterations", "converged", "status", "residuals", "t_final",
     "y_final", "wall_time_s", "fine_calls", "coarse_calls", "f_evals", "critical_path",
@@ -28,7 +30,8 @@ def run_json(capsys, *argv):
 
 
 # the classic test set's references take long: two fast ones of it stand in for the rest
-@pytest.mark.parametrize("name", sorted({*CORE, "robertson", "kepler"}))
+@pytest.mark.parametrize("name", problem_params(sorted({*CORE, "robertson", "kepler"}),
+                                                "propagators", "reference"))
 def test_every_problem_runs_and_reports_contract_keys(capsys, name):
     out = run_json(capsys, name, "--max-iters", "2", "--slices", "4")
     assert JSON_KEYS <= set(out)
@@ -103,8 +106,10 @@ def test_argparse_errors(argv):
     assert info.value.code == 2
 
 
-@pytest.mark.parametrize(("given", "key"), [("ROBERTSON", "robertson"), ("Dahlquist", "dahlquist"),
-                                             ("Vanderpol-Stiff", "vanderpol-stiff")])
+@pytest.mark.parametrize(("given", "key"), [
+    pytest.param("ROBERTSON", "robertson", marks=needs("scipy")),  # its fine is Radau
+    ("Dahlquist", "dahlquist"), ("HEAT", "heat"),
+    pytest.param("Vanderpol-Stiff", "vanderpol-stiff", marks=needs("scipy"))])
 def test_problem_names_in_any_case(capsys, given, key):
     out = run_json(capsys, given, "--max-iters", "1", "--slices", "2", "--t-end", "0.1")
     assert out["problem"] == key and out["slices"] == 2

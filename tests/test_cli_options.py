@@ -15,6 +15,8 @@ from parareal.cli.paths import atomic_path, check_extension, check_writable
 from parareal.cli.threads import set_threads
 from parareal.problems import PROBLEMS, parameters
 
+from .conftest import needs
+
 #: A solve that takes minutes: an option error must come before it starts.
 SLOW = ["solve", "heat", "--param", "points=1000", "--progress"]
 
@@ -32,8 +34,9 @@ def run_json(capsys, *argv):
 @pytest.mark.parametrize(
     ("plot", "message"),
     [
-        ("p.xyz", "unknown format 'xyz'"),
-        ("noext", "has no file extension"),
+        # the formats are matplotlib's
+        pytest.param("p.xyz", "unknown format 'xyz'", marks=needs("matplotlib")),
+        pytest.param("noext", "has no file extension", marks=needs("matplotlib")),
         ("", "empty"),
         (".", "it is a folder"),
         ("/nonexistent/dir/x.png", "does not exist or is not writable"),
@@ -200,6 +203,7 @@ def test_unavailable_reference_keeps_the_table(capsys):
     assert "n/a" in text and "reference unavailable: lorenz:" in text
 
 
+@needs("scipy")
 def test_available_reference_is_said(capsys):
     out = run_json(capsys, "brusselator")
     assert out["reference"] == "available" and 0 < out["error"] < 1e-5
@@ -234,10 +238,7 @@ def test_set_threads_validates():
 # -- errors name the flag, not the Python argument -----------------------------------------------
 
 #: The sample checks that need the adapter (torch, diffusers): after it is imported.
-DIFFUSION = pytest.mark.skipif(
-    not all(importlib.util.find_spec(name) for name in ("torch", "diffusers", "safetensors")),
-    reason="needs the diffusion extra (torch, diffusers, safetensors)",
-)
+DIFFUSION = needs("torch", "diffusers", "safetensors")
 
 
 def _flag_case(argv, flag, keyword, *marks):

@@ -14,6 +14,8 @@ import threading
 
 import pytest
 
+from .conftest import needs
+
 HANG_GUARD_S = 180
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -38,6 +40,7 @@ def parareal(*argv: str, env: dict[str, str] | None = None, **kwargs):
 # -- Ctrl-C --------------------------------------------------------------------------------------
 
 
+@needs("matplotlib")  # the plot is the file that must not be left half-written
 def test_ctrl_c_exits_130_with_one_line_and_no_file(tmp_path):
     plot = tmp_path / "conv.png"
     # The heat equation with 1000 points: iteration 0 takes a second or two, the whole run
@@ -68,7 +71,10 @@ def test_ctrl_c_exits_130_with_one_line_and_no_file(tmp_path):
 
 
 def test_stdout_closed_before_output_exits_quietly():
-    proc = subprocess.Popen([sys.executable, "-m", "parareal", "solve", "brusselator", "--json"],
+    # --coarse problem: a run that warns about nothing, with or without scipy (coarse="auto"
+    # without scipy warns that this one cannot be faster than serial)
+    proc = subprocess.Popen([sys.executable, "-m", "parareal", "solve", "brusselator",
+                             "--coarse", "problem", "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
     proc.stdout.close()  # the reader is gone before the JSON is written
     try:
@@ -227,7 +233,7 @@ def test_commands_that_need_no_torch_do_not_import_it(argv):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=_env(), timeout=HANG_GUARD_S, check=False)
     status = proc.stderr.splitlines()[-1].split()
-    assert status[0] in ("0", "2"), proc.stderr
+    assert status[0] in ("0", "1", "2"), proc.stderr  # ran (1: it diverged), or refused
     assert status[1:] == [], f"{argv} imported {status[1:]}"
 
 
@@ -255,6 +261,7 @@ def test_sample_sets_torch_threads_once_it_loads_torch(tmp_path):
 # -- the reference of a stiff problem ------------------------------------------------------------
 
 
+@needs("scipy")
 def test_stiff_vanderpol_reference_does_not_hang():
     # It used to spend minutes in DOP853 after the (diverged) solve.
     proc = parareal("solve", "vanderpol", "--param", "mu=1e6", "--json")
@@ -265,6 +272,7 @@ def test_stiff_vanderpol_reference_does_not_hang():
     assert proc.stderr == ""  # no overflow warnings from the reference either
 
 
+@needs("scipy")
 def test_stiff_vanderpol_with_implicit_propagators_matches_the_reference():
     proc = parareal("solve", "vanderpol", "--param", "mu=1e6", "--fine", "scipy:Radau",
                     "--coarse", "scipy:Radau", "--json")
