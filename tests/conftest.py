@@ -26,7 +26,10 @@ def needs(*modules: str) -> pytest.MarkDecorator:
     when the module's other tests need none (``pytest.importorskip`` at module level would
     skip them all)."""
     missing = [name for name in modules if importlib.util.find_spec(name) is None]
-    extras = sorted({EXTRAS.get(name, name) for name in missing})
+    extras = {EXTRAS.get(name, name) for name in missing}
+    if "diffusion" in extras:  # it brings torch too
+        extras.discard("torch")
+    extras = sorted(extras)
     return pytest.mark.skipif(
         bool(missing),
         reason=f"needs {', '.join(missing)} (pip install 'parareal[{','.join(extras)}]')",
