@@ -11,7 +11,7 @@ import contextlib
 import re
 from collections.abc import Iterator, Sequence
 
-__all__ = ["CUDA_FLAGS", "in_flags", "named"]
+__all__ = ["CUDA_FLAGS", "in_flags", "in_flags_raised", "named"]
 
 #: ``cuda-streams`` without CUDA: the library's words for the backends, as flags.
 CUDA_FLAGS: tuple[tuple[str, str], ...] = (
@@ -40,6 +40,25 @@ def in_flags(message: str, replacements: Sequence[tuple[str, str]]) -> str:
     for pattern, replacement in replacements:
         message = re.sub(pattern, replacement, message)
     return message
+
+
+@contextlib.contextmanager
+def in_flags_raised(replacements: Sequence[tuple[str, str]]) -> Iterator[None]:
+    """Re-raise a ValueError raised inside with its message :func:`in_flags` (unchanged when
+    no pattern matches).
+
+    Parameters
+    ----------
+    replacements : sequence of (pattern, replacement)
+        As for :func:`in_flags`.
+    """
+    try:
+        yield
+    except ValueError as exc:
+        message = in_flags(str(exc), replacements)
+        if message == str(exc):
+            raise
+        raise ValueError(message) from exc
 
 
 @contextlib.contextmanager

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import ast
-import contextlib
 import dataclasses
 import json
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -22,7 +20,7 @@ from ..result import IterationInfo, Solution, Status
 from ..solve import solve, solve_serial
 from ..theory import dahlquist_bounds
 from ..validation import MAX_SLICES, check_int, check_positive, check_tolerance
-from .flags import CUDA_FLAGS, in_flags, named
+from .flags import CUDA_FLAGS, in_flags, in_flags_raised, named
 from .paths import atomic_path, check_extension, check_writable
 
 __all__ = ["run_solve"]
@@ -167,7 +165,7 @@ def run_solve(args: argparse.Namespace) -> int:
     if isinstance(backend, (Threads, Processes)):  # a run uses at most one per slice
         args.used_workers = run_workers(backend.workers, problem.slices)
     iterates: list[IterationInfo] = []
-    with backend, np.errstate(over="ignore", invalid="ignore"), _flags(_RUN_FLAGS):
+    with backend, np.errstate(over="ignore", invalid="ignore"), in_flags_raised(_RUN_FLAGS):
         sol = solve(  # divergence: in the status
             problem.f,
             problem.y0,
@@ -208,18 +206,6 @@ def run_solve(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"plot written to {args.plot}")
     return 1 if sol.status is Status.DIVERGED else 0
-
-
-@contextlib.contextmanager
-def _flags(replacements: Any) -> Iterator[None]:
-    """Re-raise a ValueError of the library in flags (:func:`.flags.in_flags`)."""
-    try:
-        yield
-    except ValueError as exc:
-        message = in_flags(str(exc), replacements)
-        if message == str(exc):
-            raise
-        raise ValueError(message) from exc
 
 
 def _backend(args: argparse.Namespace) -> Backend:
