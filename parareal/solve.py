@@ -22,7 +22,7 @@ from .checkpoint import (
 from .engine import DEFAULT_LOOKAHEAD, SCHEDULES, RunSpec, run_parareal
 from .engine.auto import AutoCoarse
 from .errors import NoSpeedupWarning
-from .propagators import JacobianSource, Propagator, resolve
+from .propagators import JacobianSource, Propagator, ScipyIVP, resolve
 from .result import IterationInfo, Solution, Status
 from .state import ArrayOps, is_torch
 from .stopping import MaxUpdate, StopRule, check_stop
@@ -64,9 +64,19 @@ def resolve_coarse(coarse: Any) -> Propagator | AutoCoarse:
 
 def _balancer(y0: Any, jac: Any, jac_sparsity: Any) -> Propagator:
     """The loose solve that places ``boundaries="work"`` (LSODA; RK45 or BDF for large
-    states without a Jacobian, see :meth:`AutoCoarse.for_state`)."""
+    states without a Jacobian, see :meth:`AutoCoarse.for_state`).
+
+    Raises
+    ------
+    ImportError
+        Without scipy, whose solver it is.
+    """
     size = int(np.prod(tuple(y0.shape)))
-    return AutoCoarse().with_jacobian(jac, jac_sparsity).for_state(size).initial
+    balancer = AutoCoarse().with_jacobian(jac, jac_sparsity).for_state(size).initial
+    if not isinstance(balancer, ScipyIVP):  # AutoCoarse's initial solve without scipy
+        raise ImportError('boundaries="work" needs scipy (one loose LSODA solve places the '
+                          "slices): pip install 'parareal[scipy]'")
+    return balancer
 
 
 def with_jacobian(prop: Propagator, jac: Any, jac_sparsity: Any) -> Propagator:
@@ -302,12 +312,12 @@ def solve(
     boundaries : sequence of float or "work", optional
         Explicit slice boundaries instead of equal slices: ``slices + 1`` strictly increasing
         values from ``t0`` to ``t1`` (uneven slices, e.g. SRDS blocks of unequal length).
-        ``"work"`` chooses them from the work: one loose LSODA solve over the span (its calls
-        count in ``Stats``) places them so that every slice holds an equal share of its
-        steps, which balances the fine propagations of stiff problems whose transients make
-        equal slices very unequal in cost; ``Solution.t`` gives the boundaries used. With
-        ``coarse="auto"`` the same solve is iterate 0. Not with ``initial``, ``checkpoint``
-        or ``resume``.
+        ``"work"`` chooses them from the work: one loose LSODA solve over the span (scipy's:
+        an ImportError without scipy; its calls count in ``Stats``) places them so that
+        every slice holds an equal share of its steps, which balances the fine propagations
+        of stiff problems whose transients make equal slices very unequal in cost;
+        ``Solution.t`` gives the boundaries used. With ``coarse="auto"`` the same solve is
+        iterate 0. Not with ``initial``, ``checkpoint`` or ``resume``.
     checkpoint : str or os.PathLike, optional
         Write the newest iterate to this file after every complete iterate (0 included) and
         when the run stops, atomically (a temporary file in the same folder, then a rename):

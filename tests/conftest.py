@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -10,6 +12,28 @@ import numpy as np
 import pytest
 
 _CACHE_HOME: list[str] = []
+
+#: The extra (``pip install 'parareal[EXTRA]'``) that brings each optional module.
+EXTRAS = {"torch": "torch", "torchdiffeq": "torch", "safetensors": "torch", "scipy": "scipy",
+          "mpi4py": "mpi", "diffusers": "diffusion", "transformers": "diffusion",
+          "sklearn": "diffusion", "threadpoolctl": "diffusion", "matplotlib": "plot",
+          "dask": "dask", "distributed": "dask"}
+
+
+def needs(*modules: str) -> pytest.MarkDecorator:
+    """Skip the test (or parameter) unless every one of ``modules`` is installed, naming the
+    missing ones and their extra; for the tests of a module that need an optional dependency
+    when the module's other tests need none (``pytest.importorskip`` at module level would
+    skip them all)."""
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    extras = {EXTRAS.get(name, name) for name in missing}
+    if "diffusion" in extras:  # it brings torch too
+        extras.discard("torch")
+    extras = sorted(extras)
+    return pytest.mark.skipif(
+        bool(missing),
+        reason=f"needs {', '.join(missing)} (pip install 'parareal[{','.join(extras)}]')",
+    )
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -53,6 +77,37 @@ def diagonal_rhs(lam: np.ndarray, forcing: float = 0.0):
         return lam * y + forcing * np.cos(t)[..., None] if t.ndim else lam * y + forcing * np.cos(t)
 
     return f
+
+
+@functools.cache
+def _scipy_uses(name: str) -> frozenset[str]:
+    """What of the bundled problem ``name`` needs scipy: ``"propagators"`` (its default fine
+    or coarse is a ScipyIVP), ``"reference"`` (no closed form: ``reference(t)`` integrates),
+    ``"final"`` (``reference_final()`` too: neither closed form nor published value)."""
+    from parareal.problems import get
+    from parareal.propagators import ScipyIVP
+
+    p = get(name)  # made without scipy; only running its ScipyIVP needs it
+    uses = set()
+    if isinstance(p.fine, ScipyIVP) or isinstance(p.coarse, ScipyIVP):
+        uses.add("propagators")
+    if p.exact is None:
+        uses.add("reference")
+        if p.published_final is None:
+            uses.add("final")
+    return frozenset(uses)
+
+
+def problem_params(names, *uses: str, slow=()):
+    """``names`` as parameters: marked ``needs("scipy")`` where one of ``uses`` (see
+    :func:`_scipy_uses`) needs scipy for that problem, and ``slow`` where in ``slow``."""
+    params = []
+    for name in names:
+        marks = [needs("scipy")] if _scipy_uses(name) & set(uses) else []
+        if name in slow:
+            marks.append(pytest.mark.slow)
+        params.append(pytest.param(name, marks=marks, id=name))
+    return params
 
 
 @pytest.fixture

@@ -151,6 +151,7 @@ def test_diffusion_doc_tables_are_the_committed_json():
 
 
 def test_lookahead_benchmark_quick(tmp_path):
+    pytest.importorskip("scipy")  # the problems' references
     out = run("lookahead.py", "--quick", "--json", str(tmp_path / "r.json"))
     assert "#### brusselator" in out and "unbounded" in out
     data = json.loads((tmp_path / "r.json").read_text())
@@ -345,6 +346,15 @@ def test_srds_benchmark_blocks_and_coarse_configurations():
     assert default_blocks(100) == 20
     coarse = dict(srds_bench._configs("coarse", 100))
     assert coarse["euler:2"] == {"coarse": "euler:2"} and coarse["ddim jump"] == {}
+
+
+def test_testset_benchmark_refuses_an_unknown_problem_before_any_work():
+    pytest.importorskip("scipy")
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "testset.py"), "--no-wall",
+                           "--only", "Robertson,nosuch"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300, check=False)
+    assert proc.returncode == 2 and "unknown problem 'nosuch'" in proc.stderr
+    assert proc.stdout == ""  # 'Robertson' was accepted (any case), and nothing ran
 
 
 def test_testset_benchmark_counts(tmp_path):

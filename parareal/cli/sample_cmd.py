@@ -8,11 +8,15 @@ import json
 import math
 import os
 import sys
+from collections.abc import Mapping
 from typing import Any
 
+from .flags import CUDA_FLAGS, in_flags, named
 from .paths import atomic_path, check_writable
+from .threads import set_threads
 
-__all__ = ["MAX_SAMPLES", "SCHEDULERS", "add_sample_parser", "run_sample"]
+__all__ = ["MAX_MU", "MAX_SAMPLES", "METHOD_FLAGS", "SCHEDULERS", "add_sample_parser",
+           "run_sample"]
 
 #: ``--scheduler`` names: the bundled model's DDIMScheduler, or a diffusers scheduler built
 #: from its config; ``flow``: the bundled flow-matching model's FlowMatchEulerDiscreteScheduler.
@@ -113,6 +117,15 @@ def add_sample_parser(sub: Any) -> None:
 #: Counts that must be >= 1 when given: option -> the flag named in errors.
 _COUNTS = {"blocks": "--blocks", "window": "--window", "anderson": "--anderson",
            "max_iters": "--max-iters", "max_batch": "--max-batch"}
+#: The method-specific options of ``sample()`` -> their flags (when true, when false).
+METHOD_FLAGS: dict[str, tuple[str, str]] = {
+    "blocks": ("--blocks", "--blocks"), "window": ("--window", "--window"),
+    "tol": ("--tol", "--tol"), "tol_mode": ("--tol-mode", "--tol-mode"),
+    "max_iters": ("--max-iters", "--max-iters"), "anderson": ("--anderson", "--anderson"),
+    "pipelined": ("--pipelined", "--no-pipelined"), "exact": ("--exact", "--no-exact"),
+}
+#: The largest ``--mu``: diffusers' flow scheduler takes ``exp(mu)`` (a float up to 1.8e308).
+MAX_MU = 709.0
 
 
 def _check_numbers(args: argparse.Namespace) -> None:
@@ -141,6 +154,54 @@ def _check_numbers(args: argparse.Namespace) -> None:
     if not 0 <= args.seed < 2**64:
         raise ValueError(f"--seed must be in [0, 2**64 - 1] = [0, {2**64 - 1}] (the seeds a "
                          f"torch.Generator holds), got {args.seed}")
+
+
+def _check_scheduler(args: argparse.Namespace) -> None:
+    """The options that depend on ``--scheduler`` (neither torch nor the model needed).
+
+    Raises
+    ------
+    ValueError
+        Naming the flags.
+    """
+    if args.karras and args.scheduler == "ddim":
+        raise ValueError("--karras applies to --scheduler euler or heun (or flow), not ddim")
+    for flag, value in (("--shift", args.shift), ("--mu", args.mu)):
+        if value is not None and args.scheduler != "flow":
+            raise ValueError(f"{flag} applies to --scheduler flow, not {args.scheduler}")
+    if args.shift is not None and not (math.isfinite(args.shift) and args.shift > 0):
+        raise ValueError(f"--shift must be a finite number > 0, got {args.shift}")
+    if args.mu is not None and not (math.isfinite(args.mu) and args.mu <= MAX_MU):
+        raise ValueError(f"--mu must be a finite number <= {MAX_MU:g} (the scheduler takes "
+                         f"its exponential), got {args.mu}")
+    if args.scheduler != "ddim" and args.eta > 0:
+        raise ValueError(f"--eta applies to --scheduler ddim only: the {args.scheduler} sampler "
+                         "integrates a deterministic ODE (--eta must be 0)")
+    if args.scheduler == "heun" and args.method in ("picard", "picard-exact"):
+        # a Picard window evaluates each step with one batched model call; a Heun step is two
+        raise ValueError(f"--method {args.method} needs one model call per step, and a "
+                         "--scheduler heun step takes two: use --scheduler euler, flow or ddim, "
+                         "or --method serial, srds or auto")
+
+
+def _check_method_flags(method: str, options: dict[str, Any],
+                        applies: Mapping[str, tuple[str, ...]]) -> None:
+    """Refuse the flags that do not apply to ``--method`` (``applies``: the adapter's
+    ``METHOD_OPTIONS``, the methods each option of ``sample()`` applies to).
+
+    Raises
+    ------
+    ValueError
+        Naming the first such flag and the methods it applies to.
+    """
+    for name, value in options.items():
+        if value is None or method in applies[name]:
+            continue
+        flag = METHOD_FLAGS[name][0 if value is not False else 1]
+        methods = list(applies[name])
+        where = methods[0] if len(methods) == 1 else (
+            ", ".join(methods[:-1]) + " or " + methods[-1])
+        raise ValueError(f"{flag} applies to --method {where}, not {method}")
 
 
 def _check_steps(steps: int, scheduler: Any) -> None:
@@ -185,8 +246,9 @@ def run_sample(args: argparse.Namespace) -> int:
         exit status 2.
     """
     _check_numbers(args)
+    _check_scheduler(args)
     # the adapter's ImportError names the extra to install when torch & co. are missing
-    from ..adapters.diffusion import check_method_options, sample
+    from ..adapters.diffusion import METHOD_OPTIONS, sample
     from ..adapters.diffusion.digits import (
         image_format,
         load_digits_flow_model,
@@ -197,37 +259,34 @@ def run_sample(args: argparse.Namespace) -> int:
         to_uint8,
     )
 
-    if args.karras and args.scheduler == "ddim":
-        raise ValueError("--karras applies to --scheduler euler or heun (or flow), not ddim")
     flow = args.scheduler == "flow"
-    for flag, value in (("--shift", args.shift), ("--mu", args.mu)):
-        if value is not None and not flow:
-            raise ValueError(f"{flag} applies to --scheduler flow, not {args.scheduler}")
-    if args.shift is not None and not (math.isfinite(args.shift) and args.shift > 0):
-        raise ValueError(f"--shift must be a finite number > 0, got {args.shift}")
-    if args.mu is not None and not math.isfinite(args.mu):
-        raise ValueError(f"--mu must be finite, got {args.mu}")
     options: dict[str, Any] = dict(
         blocks=args.blocks, pipelined=args.pipelined, window=args.window, tol=args.tol,
         tol_mode=args.tol_mode, max_iters=args.max_iters, exact=args.exact,
         anderson=args.anderson,
     )
-    check_method_options(args.method, options)
+    _check_method_flags(args.method, options, METHOD_OPTIONS)
     if args.backend is not None and args.method != "srds":
         raise ValueError(f"--backend applies to --method srds, not {args.method}")
     reporter = True  # MPI: only the root writes and prints
     if args.backend is not None:  # passed by name: every run makes it and closes it
         from ..backends import using_backend
 
-        with using_backend(args.backend) as backend:
-            reporter = backend.drives()
+        try:
+            with using_backend(args.backend) as backend:
+                reporter = backend.drives()
+        except RuntimeError as exc:  # cuda-streams without CUDA
+            raise ValueError(in_flags(str(exc), CUDA_FLAGS)) from exc
         options["backend"] = args.backend
-    image_format(args.out)
-    check_writable(args.out, "the image")
+    with named("--out"):
+        image_format(args.out)
+        check_writable(args.out, "the image")
     _check_steps(args.steps, (load_digits_flow_scheduler if flow
                               else load_digits_scheduler)(args.weights))
     import torch
 
+    if args.threads is not None:  # main() set the environment; torch is loaded only now
+        set_threads(args.threads, torch=True)
     unet, scheduler = (load_digits_flow_model if flow else load_digits_model)(args.weights)
     scheduler = _scheduler(args.scheduler, args.karras, scheduler, args.shift, args.mu)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
