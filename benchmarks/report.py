@@ -24,7 +24,7 @@ from report_diffusion import (
     samplers,
     srds_studies,
 )
-from report_ode import concurrency, core, lookahead, memory, mpi, testset
+from report_ode import concurrency, core, lookahead, memory, mpi, payoff, testset
 
 PAGE = ROOT / "docs" / "benchmarks.md"
 
@@ -52,6 +52,7 @@ HOW_TO_RUN = """## How to run
 Smoke runs (each section gives the exact command of its JSON file):
 
 ```bash
+python benchmarks/payoff.py --quick
 python benchmarks/core.py --quick
 python benchmarks/testset.py --no-wall
 python benchmarks/lookahead.py --quick
@@ -70,11 +71,6 @@ LIMITATIONS = """## Known limitations
 
 - Without parallel workers Parareal does more work than the serial fine solve and is slower;
   the critical path is the latency with a worker per slice.
-- Adaptive scipy beats fixed-step serial RK4 on one core; stiff problems want an implicit
-  method.
-- The pipelined schedule's ticks cost more than synchronous ones, and it keeps more memory.
-- The heat benchmark starts from one eigenmode: it converges trivially.
-- Stacked batches of large states cost memory traffic on a CPU.
 - Two workers on two cores miss the concurrency target; threads are GIL-bound.
 - `method="auto"` with a cold cache takes longer than its goal to choose.
 - On a CPU, SRDS's fewer sequential calls gain little wall-clock time; ParaDiGMS' Picard rule
@@ -105,8 +101,9 @@ def render(results: Results | None = None) -> str:
         The Markdown of docs/benchmarks.md, ending with a newline.
     """
     results = results or Results()
-    parts = [HEADER, HOW_TO_RUN, core(results), testset(results), lookahead(results),
-             memory(results), concurrency(results), mpi(results), per_n(results),
+    parts = [HEADER, HOW_TO_RUN, payoff(results), core(results), testset(results),
+             lookahead(results), memory(results), concurrency(results), mpi(results),
+             per_n(results),
              samplers(results), auto_accuracy(results), auto_choice_time(results),
              srds_studies(results), exact_tables(results), LIMITATIONS, not_shown(results)]
     return "\n\n".join(parts) + "\n"

@@ -108,8 +108,11 @@ def _threads(data: dict[str, Any]) -> Any:
     for where in (data, data.get("meta", {}), data.get("machine", {})
                   if isinstance(data.get("machine"), dict) else {}):
         for key in ("threads", "threads_per_rank"):
-            if where.get(key) is not None:
-                return where[key]
+            value = where.get(key)
+            if isinstance(value, dict):  # {"per_process": 1, "environment": {...}}
+                value = value.get("per_process")
+            if value is not None:
+                return value
     return data.get("machine", {}).get("blas_threads") if isinstance(
         data.get("machine"), dict) else None
 

@@ -236,3 +236,25 @@ def mpi(results: Results) -> str:
         ("backend", "vs serial backend"), ("iters", "K"), ("model", "model"),
         ("eff", "efficiency"), ("same", "bitwise = serial backend")]))
 
+
+
+def payoff(results: Results) -> str:
+    """Wall-clock against the serial fine solve on the machine's own workers
+    (``benchmarks/payoff.py``)."""
+    name = "payoff-2cpu.json"
+    data = results(name)
+    case = data["case"]
+    medians = {variant: f"{s['median']:.2f}" for variant, s in data["stats_s"].items()}
+    summary = grid([dict(
+        **medians, backend=case["backend"], iterations=data["iterations"],
+        coarse=f"`{data['coarse_chosen']}`", bound=f"{data['speedup_bound']:.2f}",
+        ratio=times(data["ratio"]), error=f"{data['error_vs_serial_fine']:.1e}",
+        tol=f"{case['tol']:g}")],
+        [(variant, f"{variant} s") for variant in medians]
+        + [("backend", "backend"), ("iterations", "K"),
+         ("coarse", "coarse chosen"), ("bound", "speed-up bound"),
+         ("ratio", "serial / Parareal (medians)"), ("error", "max error vs serial fine"),
+         ("tol", "tol")])
+    intro = (f"{case['description']}. Medians of {data['repeats']} repeats; Parareal "
+             "against the faster of `solve_serial` and a plain loop of the same fine steps.")
+    return section("Where it pays on two cores", intro, sources(results, name), summary)

@@ -397,3 +397,33 @@ def test_benchmarks_page_check_reports_a_stale_page(tmp_path):
     proc = subprocess.run([sys.executable, script, "--out", str(page)],
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0 and page.read_text() == expected
+
+
+def test_payoff_benchmark_quick(tmp_path):
+    """--quick: the JSON holds every figure, and Parareal's answer is the serial fine one to
+    within the stated tolerance (the timing is not checked)."""
+    pytest.importorskip("scipy")
+    out = run("payoff.py", "--quick", "--json", str(tmp_path / "p.json"), "--machine", "test")
+    assert "threads: BLAS/OpenMP 1 per process (OMP_NUM_THREADS=1" in out
+    assert "| parareal |" in out and "ratio (" in out
+    data = json.loads((tmp_path / "p.json").read_text())
+    assert {"command", "machine", "threads", "load_start", "load_end", "case", "repeats",
+            "times_s", "stats_s", "serial_baseline", "serial_median_s", "parareal_median_s",
+            "ratio", "ratio_per_repeat", "iterations", "status", "residuals",
+            "speedup_bound", "coarse_chosen", "error_vs_serial_fine", "within_tol",
+            "plain_vs_serial_fine"} <= set(data)
+    assert "--quick" in data["command"] and data["machine"]["description"] == "test"
+    assert data["machine"]["python"] and data["machine"]["numpy"]
+    assert data["threads"]["environment"]["OMP_NUM_THREADS"] == "1"
+    case = data["case"]
+    assert case["backend"] == "threads(2)" and case["tol"] == 1e-3 and data["repeats"] == 1
+    assert set(data["times_s"]) == {"serial fine", "plain fine", "parareal"}
+    assert all(len(ts) == 1 for ts in data["times_s"].values())
+    assert data["ratio"] == pytest.approx(
+        data["serial_median_s"] / data["parareal_median_s"])
+    assert data["status"] == "converged" and 1 <= data["iterations"] == len(data["residuals"])
+    assert data["residuals"][-1] <= case["tol"]
+    assert data["coarse_chosen"] and data["speedup_bound"] > 0
+    # the answer: within the stated tolerance of the serial fine solution, at every boundary
+    assert data["within_tol"] is True and data["error_vs_serial_fine"] <= case["tol"]
+    assert data["plain_vs_serial_fine"] < 1e-12  # the plain solve is the same computation
