@@ -427,3 +427,17 @@ def test_payoff_benchmark_quick(tmp_path):
     # the answer: within the stated tolerance of the serial fine solution, at every boundary
     assert data["within_tol"] is True and data["error_vs_serial_fine"] <= case["tol"]
     assert data["plain_vs_serial_fine"] < 1e-12  # the plain solve is the same computation
+
+
+def test_readme_states_the_payoff_figures_of_the_json():
+    """The README's measured ODE result is the one in benchmarks/results/payoff-2cpu.json."""
+    data = json.loads((ROOT / "benchmarks" / "results" / "payoff-2cpu.json").read_text())
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    stats = data["stats_s"]
+    plain = min(stats["serial fine"]["median"], stats["plain fine"]["median"])
+    assert f"**{data['parareal_median_s']:.2f} s against {plain:.2f} s**" in readme
+    assert f"(**{data['ratio']:.2f}x**, medians of {data['repeats']} runs" in readme
+    assert f"chose `{data['coarse_chosen']}`" in readme
+    assert f"after {data['iterations']} iteration at `tol={data['case']['tol']:g}`" in readme
+    assert f"speed-up bound of {data['speedup_bound']:.2f}" in readme
+    assert f"solution {data['error_vs_serial_fine']:.1e})" in readme
