@@ -64,7 +64,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help=f"write the package's bundled flow model in {ASSETS}")
     parser.add_argument("--eval-only", action="store_true",
                         help="measure the sample quality of the weights in --out only")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 300 steps, losses over one noising, 16 samples at 5 steps")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 300 steps, losses over one noising, 16 samples at 5 "
+                             "steps")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args(argv)
     if args.steps is None:
