@@ -6,6 +6,8 @@ import functools
 import importlib.util
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 
 import numpy as np
@@ -108,6 +110,17 @@ def problem_params(names, *uses: str, slow=()):
             marks.append(pytest.mark.slow)
         params.append(pytest.param(name, marks=marks, id=name))
     return params
+
+
+def run_without(module: str, code: str, folder) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter where importing ``module`` fails (a package of that
+    name under ``folder`` raises ``ImportError``), as in an install without its extra."""
+    blocked = folder / "blocked"
+    (blocked / module).mkdir(parents=True, exist_ok=True)
+    (blocked / module / "__init__.py").write_text("raise ImportError('blocked by the test')\n")
+    path = os.pathsep.join([str(blocked), os.environ.get("PYTHONPATH", "")])
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=path), timeout=120, check=False)
 
 
 @pytest.fixture

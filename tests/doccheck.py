@@ -39,6 +39,7 @@ class Block:
 
     lang: str
     code: str
+    start: int
     end: int
 
 
@@ -54,7 +55,15 @@ class Command:
 
 def blocks(path: Path) -> list[Block]:
     """Every fenced block of a Markdown file, in order."""
-    return [Block(m.group(1), m.group(2), m.end()) for m in BLOCK.finditer(path.read_text())]
+    return [Block(m.group(1), m.group(2), m.start(), m.end())
+            for m in BLOCK.finditer(path.read_text())]
+
+
+def _output_of_python(text: str, found: list[Block], i: int) -> bool:
+    """Whether block ``i`` is a ``text`` block right after a ``python`` block (its output)."""
+    if found[i].lang != "text" or i == 0 or found[i - 1].lang != "python":
+        return False
+    return not text[found[i - 1].end : found[i].start].strip()
 
 
 def python_snippets() -> list[tuple[str, int, str, str | None]]:
@@ -67,12 +76,8 @@ def python_snippets() -> list[tuple[str, int, str, str | None]]:
         for i, block in enumerate(found):
             if block.lang != "python":
                 continue
-            expected = None
-            if i + 1 < len(found) and found[i + 1].lang == "text":
-                between = text[block.end : BLOCK.search(text, block.end).start()]
-                if not between.strip():
-                    expected = found[i + 1].code
-            out.append((path.name, index, block.code, expected))
+            shown = i + 1 < len(found) and _output_of_python(text, found, i + 1)
+            out.append((path.name, index, block.code, found[i + 1].code if shown else None))
             index += 1
     return out
 
@@ -81,15 +86,8 @@ def orphan_text_blocks(path: Path) -> int:
     """How many ``text`` blocks of ``path`` are not the output of a python block."""
     text = path.read_text()
     found = blocks(path)
-    orphans = 0
-    for i, block in enumerate(found):
-        if block.lang != "text":
-            continue
-        prev = found[i - 1] if i else None
-        start = BLOCK.search(text, prev.end).start() if prev else 0
-        if prev is None or prev.lang != "python" or text[prev.end : start].strip():
-            orphans += 1
-    return orphans
+    return sum(1 for i, block in enumerate(found)
+               if block.lang == "text" and not _output_of_python(text, found, i))
 
 
 def console_commands(path: Path) -> list[Command]:

@@ -5,9 +5,6 @@ references, Jacobian sources, backend invariance, exactness, bad input and failu
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 import warnings
 
 import numpy as np
@@ -18,7 +15,7 @@ from parareal import Status
 from parareal.propagators import from_spec
 from parareal.testing import check_propagator
 
-from .conftest import needs
+from .conftest import needs, run_without
 
 IMPLICIT = [
     parareal.BackwardEuler,
@@ -235,17 +232,12 @@ def test_jacobian_sources_agree(cls, source):
 
 def test_jac_sparsity_without_scipy_names_the_extra(tmp_path):
     # a numpy-only install: the error comes when the propagator is made, not mid-run
-    blocked = tmp_path / "blocked"
-    (blocked / "scipy").mkdir(parents=True)
-    (blocked / "scipy" / "__init__.py").write_text("raise ImportError('blocked by the test')\n")
     code = ("import numpy as np, parareal\n"
             "try:\n"
             "    parareal.BackwardEuler(2, jac_sparsity=np.eye(3))\n"
             "except ImportError as exc:\n"
             "    print(exc)\n")
-    path = os.pathsep.join([str(blocked), os.environ.get("PYTHONPATH", "")])
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=path), timeout=120, check=False)
+    proc = run_without("scipy", code, tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == ("jac_sparsity needs scipy (the Jacobians it gives are scipy "
                                    "sparse matrices): pip install 'parareal[scipy]'")

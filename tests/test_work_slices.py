@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import warnings
 
 import numpy as np
@@ -13,7 +10,7 @@ import pytest
 import parareal
 from parareal import Status, problems
 
-from .conftest import needs
+from .conftest import needs, run_without
 
 #: The loose solve that places the slices is scipy's, and so is the fine solver here.
 SCIPY = needs("scipy")
@@ -84,9 +81,6 @@ def test_bad_work_slices_arguments(kw, exc, match):
 def test_work_slices_without_scipy_name_the_extra(tmp_path):
     # a numpy-only install (scipy made unimportable): a clear ImportError before any work,
     # not an AttributeError from inside the run
-    blocked = tmp_path / "blocked"
-    (blocked / "scipy").mkdir(parents=True)
-    (blocked / "scipy" / "__init__.py").write_text("raise ImportError('blocked by the test')\n")
     code = ("import numpy as np, parareal\n"
             "calls = []\n"
             "def f(t, y):\n"
@@ -97,9 +91,7 @@ def test_work_slices_without_scipy_name_the_extra(tmp_path):
             "                   boundaries='work')\n"
             "except ImportError as exc:\n"
             "    print(len(calls), exc)\n")
-    path = os.pathsep.join([str(blocked), os.environ.get("PYTHONPATH", "")])
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=path), timeout=120, check=False)
+    proc = run_without("scipy", code, tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == ("0 boundaries=\"work\" needs scipy (one loose LSODA solve "
                                    "places the slices): pip install 'parareal[scipy]'")
