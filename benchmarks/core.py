@@ -877,7 +877,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--threads must be >= 1")
     if args.tick_repeats < 1:
         parser.error("--tick-repeats must be >= 1")
-    threads = set_threads(args.threads)
+    threads = set_threads(args.threads, torch=True)  # the header states torch's count
     repeats = 1 if args.quick else args.repeats
     builders: dict[str, Callable[[], Case]] = {
         "brusselator": brusselator_case,

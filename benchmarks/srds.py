@@ -27,6 +27,7 @@ import json
 import math
 import os
 import statistics
+import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -42,8 +43,10 @@ from parareal.adapters.diffusion import (  # noqa: E402
 )
 from parareal.adapters.diffusion.digits import load_digits_model  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from srds_tables import TOL, summarise  # noqa: E402, I001
+
 LEVEL = 2 / 255  # one 8-bit level in [-1, 1] data units
-TOL = 1 / 255  # SRDS's default tolerance (data units)
 STUDIES = ("stop", "blocks", "coarse", "picard")
 #: Picard tolerances tried with the default window (data units, max-abs change of every point
 #: of the window).
@@ -139,28 +142,18 @@ def run(study: str, models: Iterable[str], steps: list[int], sizes: list[int],
 def table(rows: list[dict[str, Any]]) -> str:
     """Per (model, N, n, configuration): sequential calls and iterations (min / median / max
     over seeds), the worst error, the pooled share of identical 8-bit pixels, the worst run's
-    share, and the largest difference in 8-bit levels."""
+    share, and the largest difference in 8-bit levels (``srds_tables.summarise``)."""
     head = (f"{'model':>7} {'N':>5} {'n':>2} {'configuration':>22}  seq min/med/max  "
             f"iters min/med/max  max err  >tol  8-bit same (pooled / worst)  max levels")
     lines = [head]
-    keys: list[tuple[Any, ...]] = []
-    for r in rows:
-        key = (r["model"], r["N"], r["n"], r["config"])
-        if key not in keys:
-            keys.append(key)
-    for key in keys:
-        sel = [r for r in rows if (r["model"], r["N"], r["n"], r["config"]) == key]
-        seq = [r["sequential"] for r in sel]
-        its = [r["iterations"] for r in sel]
-        errs = [r["max_abs_err"] for r in sel]
-        pooled = sum(r["identical"] for r in sel) / sum(r["pixels"] for r in sel)
-        worst = min(r["identical"] / r["pixels"] for r in sel)
+    for s in summarise(rows):
+        seq, its = s["seq"], s["iters"]
         lines.append(
-            f"{key[0]:>7} {key[1]:>5} {key[2]:>2} {key[3]:>22}  {min(seq):>3} "
+            f"{s['model']:>7} {s['N']:>5} {s['n']:>2} {s['config']:>22}  {min(seq):>3} "
             f"{statistics.median(seq):>5g} {max(seq):>4}    {min(its):>3} "
-            f"{statistics.median(its):>4g} {max(its):>3}    {max(errs):.1e}  "
-            f"{sum(e > TOL for e in errs):>2}/{len(errs):<3} {pooled:>8.4f} / {worst:.4f}"
-            f"  {max(r['max_levels'] for r in sel):>5}")
+            f"{statistics.median(its):>4g} {max(its):>3}    {s['max_err']:.1e}  "
+            f"{s['above_tol']:>2}/{s['seeds']:<3} {s['pooled']:>8.4f} / {s['worst']:.4f}"
+            f"  {s['levels']:>5}")
     return "\n".join(lines)
 
 

@@ -190,7 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", default="")
     args = parser.parse_args(argv)
     set_threads(args.threads)
-    names = [n for n in args.only.split(",") if n] or list(TEST_SET)
+    try:  # in any case, as parareal.problems.get takes them; checked before any work
+        names = [problems.problem_name(n) for n in args.only.split(",") if n] or list(TEST_SET)
+    except ValueError as exc:
+        parser.error(str(exc))
     rows = []
     for name in names:
         start = time.perf_counter()

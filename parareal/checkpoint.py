@@ -174,13 +174,21 @@ def _stat(path: str, name: str) -> os.stat_result | None:
         raise ValueError(f"{name} {path!r} cannot be used: {exc.strerror}") from exc
 
 
-def check_checkpoint_path(value: Any) -> str | None:
+def check_checkpoint_path(value: Any, *, name: str = "checkpoint") -> str | None:
     """Return the checkpoint path as a str, or raise before any work is done.
 
     The path must name a regular file, a symbolic link to one (written through: the file it
     points to is replaced and the link stays), or nothing yet, in an existing folder where
     files can be created: the temporary file of the atomic write is created and removed here,
     so a read-only or special place (``/proc``) fails now, not after the coarse sweep.
+
+    Parameters
+    ----------
+    value : str, os.PathLike or None
+        The path (None: no checkpoint, returned as is).
+    name : str, optional
+        What the messages call it: the argument (default ``"checkpoint"``), or a command
+        line's flag (``"--checkpoint"``).
 
     Raises
     ------
@@ -193,34 +201,42 @@ def check_checkpoint_path(value: Any) -> str | None:
     """
     if value is None:
         return None
-    path = _path(value, "checkpoint")
-    _check_name(path, "checkpoint")
-    info = _stat(path, "checkpoint")
+    path = _path(value, name)
+    _check_name(path, name)
+    info = _stat(path, name)
     if info is not None and not stat.S_ISREG(info.st_mode):
         hint = "give a file name" if stat.S_ISDIR(info.st_mode) else "give a regular file"
-        raise ValueError(f"checkpoint {path!r} is {_kind(info.st_mode)}; {hint}")
+        raise ValueError(f"{name} {path!r} is {_kind(info.st_mode)}; {hint}")
     target = write_target(path)
-    _check_name(target, "checkpoint")
+    _check_name(target, name)
     folder = os.path.dirname(target)
     if not os.path.isdir(folder):
-        raise ValueError(f"checkpoint {path!r}: folder {folder!r} does not exist")
+        raise ValueError(f"{name} {path!r}: folder {folder!r} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f"checkpoint {path!r}: folder {folder!r} is not writable")
+        raise ValueError(f"{name} {path!r}: folder {folder!r} is not writable")
     try:
         probe_writable(path)
     except OSError as exc:
         raise ValueError(
-            f"checkpoint {path!r}: cannot create a file in folder {folder!r} "
+            f"{name} {path!r}: cannot create a file in folder {folder!r} "
             f"({exc.strerror}); give a path in a writable folder"
         ) from exc
     return path
 
 
-def check_resume_path(value: Any) -> str | None:
+def check_resume_path(value: Any, *, name: str = "resume") -> str | None:
     """Return the path to resume from as a str (or None).
 
     It must name a regular file or a symbolic link to one; nothing is opened here (a FIFO or
     a device is refused without reading from it).
+
+    Parameters
+    ----------
+    value : str, os.PathLike or None
+        The path (None: a new run, returned as is).
+    name : str, optional
+        What the messages call it: the argument (default ``"resume"``), or a command line's
+        flag (``"--resume"``).
 
     Raises
     ------
@@ -234,20 +250,20 @@ def check_resume_path(value: Any) -> str | None:
     """
     if value is None:
         return None
-    path = _path(value, "resume")
-    _check_name(path, "resume")
-    info = _stat(path, "resume")
+    path = _path(value, name)
+    _check_name(path, name)
+    info = _stat(path, name)
     if info is None:
         raise FileNotFoundError(
-            f"resume: no checkpoint at {path!r}; resuming needs an existing checkpoint file "
-            "(to start a new run, do not resume: resume=None)"
+            f"{name}: no checkpoint at {path!r}; resuming needs an existing checkpoint file "
+            f"(to start a new run, do not pass {name})"
         )
     if stat.S_ISDIR(info.st_mode):
-        raise ValueError(f"resume {path!r} is a folder; give the checkpoint file")
+        raise ValueError(f"{name} {path!r} is a folder; give the checkpoint file")
     if not stat.S_ISREG(info.st_mode):
         raise ValueError(
-            f"resume {path!r} is {_kind(info.st_mode)}, not a checkpoint file; give the file "
-            "that checkpoint= wrote"
+            f"{name} {path!r} is {_kind(info.st_mode)}, not a checkpoint file; give the file "
+            "that a checkpointing run wrote"
         )
     return path
 

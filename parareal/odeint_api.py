@@ -534,13 +534,18 @@ def odeint(
         Gradients flow to ``y0``, to ``func``'s parameters (through the torch operations of
         the solve) and to a ``t`` that requires grad (``dy(t_i)/dt_i = func(t_i, y_i)``, and
         ``t_0`` through ``y0``; ``len(t) - 1`` extra calls of ``func``; first derivatives
-        only).
+        only). Gradients equal torchdiffeq's for fixed-grid methods and agree to the solver
+        tolerance for adaptive ones; for a ``t`` that requires grad, torchdiffeq's fixed-grid
+        methods differentiate their scheme instead, which differs by its truncation error.
     rtol, atol : float
         Tolerances of the default and adaptive methods (torchdiffeq's defaults); positional
         in torchdiffeq's order.
     method : str, optional
         ``None`` (the default method above), ``"euler"``, ``"midpoint"``, ``"heun"``,
-        ``"rk4"``, or any torchdiffeq method (``"dopri5"``... torch inputs only).
+        ``"rk4"``, or any torchdiffeq method (``"dopri5"``... torch inputs only). ``"heun"``
+        is this library's Heun method (torchdiffeq has none by that name). scipy's names
+        (``"RK45"``, ``"LSODA"``...) are refused with a pointer to
+        ``parareal.solve(..., fine=parareal.ScipyIVP(name))``.
     options : dict, optional
         As ``torchdiffeq.odeint`` takes them (``norm`` receives the tuple for a tuple
         ``y0``). For fixed-grid methods ``options`` may hold ``step_size`` and ``interp`` (no
@@ -557,7 +562,9 @@ def odeint(
         first slice whose end value changes the sign holds the event, which torchdiffeq's
         event search locates on the fine method from that slice's converged start. A sign
         change undone within one slice is not seen. Torch states and torchdiffeq methods only
-        (fixed-grid ones need ``options["step_size"]``).
+        (fixed-grid ones need ``options["step_size"]``). As with ``torchdiffeq.odeint``,
+        ``event_t`` carries no gradient (``torchdiffeq.odeint_event`` adds one); ``solution``
+        does.
     coarse_method : str or Propagator
         ``"euler"``, ``"midpoint"``, ``"heun"`` or ``"rk4"``, one step per slice, or
         ``"name:steps"`` (``"rk4:4"``: four RK4 steps per slice), or any
@@ -592,7 +599,12 @@ def odeint(
     DivergenceError
         The run produced NaN or inf; ``.solution`` holds the run's result.
     TypeError, ValueError
-        On invalid arguments, unsupported torchdiffeq features (step callbacks) included.
+        On invalid arguments, unsupported torchdiffeq features (step callbacks,
+        ``grid_constructor``, ``perturb=True``) included: an unknown method (the message
+        lists the existing ones), an adaptive method with a numpy ``y0``, a ``t`` that is not
+        monotonic, ``event_fn`` with ``len(t) != 2``, more fixed-grid ``slices`` than steps,
+        ``options["step_size"]`` asking for more than 100 000 000 steps, or bad ``options``
+        values (``TypeError`` for a value of the wrong type, naming the option).
     RuntimeError
         With ``event_fn``, when no event is found.
     """

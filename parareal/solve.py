@@ -22,7 +22,7 @@ from .checkpoint import (
 from .engine import DEFAULT_LOOKAHEAD, SCHEDULES, RunSpec, run_parareal
 from .engine.auto import AutoCoarse
 from .errors import NoSpeedupWarning
-from .propagators import JacobianSource, Propagator, resolve
+from .propagators import JacobianSource, Propagator, ScipyIVP, resolve
 from .result import IterationInfo, Solution, Status
 from .state import ArrayOps, is_torch
 from .stopping import MaxUpdate, StopRule, check_stop
@@ -64,9 +64,19 @@ def resolve_coarse(coarse: Any) -> Propagator | AutoCoarse:
 
 def _balancer(y0: Any, jac: Any, jac_sparsity: Any) -> Propagator:
     """The loose solve that places ``boundaries="work"`` (LSODA; RK45 or BDF for large
-    states without a Jacobian, see :meth:`AutoCoarse.for_state`)."""
+    states without a Jacobian, see :meth:`AutoCoarse.for_state`).
+
+    Raises
+    ------
+    ImportError
+        Without scipy, whose solver it is.
+    """
     size = int(np.prod(tuple(y0.shape)))
-    return AutoCoarse().with_jacobian(jac, jac_sparsity).for_state(size).initial
+    balancer = AutoCoarse().with_jacobian(jac, jac_sparsity).for_state(size).initial
+    if not isinstance(balancer, ScipyIVP):  # AutoCoarse's initial solve without scipy
+        raise ImportError('boundaries="work" needs scipy (one loose LSODA solve places the '
+                          "slices): pip install 'parareal[scipy]'")
+    return balancer
 
 
 def with_jacobian(prop: Propagator, jac: Any, jac_sparsity: Any) -> Propagator:
@@ -230,7 +240,8 @@ def solve(
         0-d tensor of the state's real dtype for torch states. See ``vectorized``.
     y0 : numpy.ndarray or torch.Tensor
         Initial state, any shape, floating or complex dtype. Results keep its kind, dtype and
-        device.
+        device. Array-likes and Python or numpy scalars (a state of shape ``()``) are taken
+        too; integer arrays are converted to float64. Must be finite.
     t_span : (float, float)
         ``(t0, t1)`` with ``t0 < t1``.
     coarse : Propagator, str or AutoCoarse
@@ -296,21 +307,28 @@ def solve(
     initial : array, optional
         Iterate 0 instead of the coarse sweep: the boundary values, shape
         ``(slices + 1, *y0.shape)`` (a warm start; ``initial[0]`` is replaced by ``y0``).
+        Must be finite, of ``y0``'s kind; a complex ``initial`` for a real ``y0`` is refused
+        (its imaginary part would be lost).
     boundaries : sequence of float or "work", optional
         Explicit slice boundaries instead of equal slices: ``slices + 1`` strictly increasing
         values from ``t0`` to ``t1`` (uneven slices, e.g. SRDS blocks of unequal length).
-        ``"work"`` chooses them from the work: one loose LSODA solve over the span (its calls
-        count in ``Stats``) places them so that every slice holds an equal share of its
-        steps, which balances the fine propagations of stiff problems whose transients make
-        equal slices very unequal in cost; ``Solution.t`` gives the boundaries used. With
-        ``coarse="auto"`` the same solve is iterate 0. Not with ``initial``, ``checkpoint``
-        or ``resume``.
+        ``"work"`` chooses them from the work: one loose LSODA solve over the span (scipy's:
+        an ImportError without scipy; its calls count in ``Stats``) places them so that
+        every slice holds an equal share of its steps, which balances the fine propagations
+        of stiff problems whose transients make equal slices very unequal in cost;
+        ``Solution.t`` gives the boundaries used. With ``coarse="auto"`` the same solve is
+        iterate 0. Not with ``initial``, ``checkpoint`` or ``resume``.
     checkpoint : str or os.PathLike, optional
         Write the newest iterate to this file after every complete iterate (0 included) and
         when the run stops, atomically (a temporary file in the same folder, then a rename):
-        an ``.npz`` archive for numpy states, a safetensors file for torch states. Its folder
-        must exist and be writable (checked before any work). See "Checkpoint and restart"
-        in ``docs/guide.md``.
+        an ``.npz`` archive for numpy states, a safetensors file for torch states (the format
+        is in :mod:`parareal.checkpoint`). A run killed mid-write may leave a
+        ``.NAME.*.part.EXT`` file behind, never a partial checkpoint. Checked before any call
+        of ``f``: the path must name a regular file, a symbolic link to one (written through:
+        the file it points to is replaced and the link stays a link) or nothing yet; its name
+        must be valid (no NUL byte, no part longer than the file system allows) and its folder
+        must exist and accept new files (a temporary file is really created and removed).
+        See "Checkpoint and restart" in ``docs/guide.md``.
     resume : str or os.PathLike, optional
         Continue from a checkpoint written by a run with the same ``f``, ``y0``, span,
         slices/boundaries, propagators, ``tol``, ``rtol`` and ``initial`` (checked, except
@@ -318,7 +336,18 @@ def solve(
         ``lookahead``, ``vectorized``, ``callback`` and ``progress`` may differ, and
         ``max_iters`` may grow (a run stopped at ``max_iters`` then goes on). The callback
         sees only the new iterates. May be the same path as ``checkpoint``. A missing file
-        raises ``FileNotFoundError``; a corrupt or mismatched one ``ValueError``.
+        raises ``FileNotFoundError``; a corrupt or mismatched one ``ValueError`` naming every
+        field that differs. ``tol`` and ``rtol`` may not change (to continue with others,
+        warm-start a new run with ``initial=load_checkpoint(path).y``); ``max_iters`` below
+        the checkpoint's iteration is a ``ValueError``, equal to it stops there. The path must
+        name a regular file or a link to one: a folder, a device, a FIFO or a dangling link is
+        refused without being opened, and a file larger than any checkpoint of this run can
+        be is refused from its size. A checkpoint of a run that had stopped returns at once
+        (no call of ``f``); otherwise the propagations of the checkpointed iterate are
+        recomputed (the same bits) and the run goes on. ``residuals``,
+        ``critical_path_per_iteration`` and ``wall_time_per_iteration`` are complete (their
+        first entries come from the file; time between the runs is not counted); the other
+        counters of ``Stats`` count the resumed run's own work.
     jac : callable, optional
         The Jacobian ``jac(t, y) -> df/dy`` for one state (``t`` and ``y`` as ``f`` gets
         them), returning a ``(d, d)`` dense numpy array, scipy sparse matrix or torch tensor
@@ -339,11 +368,32 @@ def solve(
     Raises
     ------
     TypeError, ValueError
-        On invalid arguments, naming the argument and what is allowed; also when ``f``
-        returns an array of the wrong shape, and for a corrupt, truncated or mismatched
-        ``resume`` checkpoint. Exceptions raised inside ``f`` propagate.
+        On invalid arguments, naming the argument and what is allowed: ``TypeError`` for a
+        value of the wrong kind, ``ValueError`` for a bad value of the right kind, before any
+        work. Among the less obvious cases: a ``numpy.ma.MaskedArray`` (its mask would be
+        dropped), a sparse or quantized tensor, or a ``y0`` on the ``meta`` device; ``slices``
+        above 1 000 000 or a fixed-step propagator's ``steps`` above 100 000 000 (unbounded
+        work); ``vectorized``, ``progress`` not a bool. While running: ``f`` returning the
+        wrong shape (``ValueError``), ``None``, a non-numeric value, another kind of array,
+        complex values for a real state or a tensor on another device (``TypeError``);
+        ``f`` writing into its argument ``y``, checked on its first call (``ValueError``);
+        ``vectorized=True`` with an ``f`` that fails on a batch (``ValueError`` saying what
+        ``vectorized`` means); gradients wanted (``y0`` or ``f``'s parameters require grad)
+        on a backend that runs ``f`` in other processes (``ValueError`` naming the backends
+        where gradients flow); a backend of your own returning more or fewer results than
+        requests (``TypeError``); ``jac`` returning complex values for a real state
+        (``TypeError``). Also for a corrupt, truncated or mismatched ``resume`` checkpoint.
+    RuntimeError
+        If ``f`` raises ``StopIteration`` (it would look like the end of a propagation; the
+        original is the ``__cause__``), or a worker process of a concurrent backend dies.
+    ImportError
+        An optional dependency is missing; the message names the extra to install.
     FileNotFoundError
         If ``resume`` names no file.
+
+    Exceptions raised inside ``f`` propagate unchanged (on a batched call, Python 3.11 and
+    later add a note saying how ``f`` was called). Numerical failure is not an exception: it
+    is ``Status.DIVERGED``.
     """
     t0, t1 = check_span(t_span)
     slices = check_slices(slices)

@@ -4,6 +4,7 @@ hooks' meaning off SPMD (no import circle: ``tests/test_diffusion_imports.py``).
 
 from __future__ import annotations
 
+import ast
 import inspect
 import re
 from pathlib import Path
@@ -39,8 +40,11 @@ def test_sample_is_a_thin_front_door():
     pytest.importorskip("torch")
     from parareal.adapters.diffusion import sample
 
-    lines, _ = inspect.getsourcelines(sample)
-    assert len(lines) <= 120, len(lines)
+    # the code, not the docstring (its reference material belongs there): at most 80 lines
+    source = inspect.getsource(sample)
+    docstring = ast.get_docstring(ast.parse(source).body[0], clean=False)
+    code = len(source.splitlines()) - len(docstring.splitlines())
+    assert code <= 80, code
 
 
 def test_the_engine_takes_one_run_description():

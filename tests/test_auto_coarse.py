@@ -4,6 +4,8 @@ and non-stiff problems, its cost, its arguments and edge cases."""
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 import warnings
 
 import numpy as np
@@ -13,8 +15,7 @@ import parareal
 from parareal import AutoCoarse, CoarseCandidate, CoarseChoice, Status
 from parareal.problems import get as get_problem
 
-torch = pytest.importorskip("torch")
-torch.set_num_threads(1)
+from .conftest import needs
 
 BACKENDS = ["serial", "batched", "threads"]
 
@@ -32,7 +33,8 @@ def _quiet():
 # -- problems -------------------------------------------------------------------------------
 def oscillator(t, y):
     """``y'' = -y`` as a first-order system; one state or a batch, same bits."""
-    if torch.is_tensor(y):
+    torch = sys.modules.get("torch")  # a tensor means torch is loaded
+    if torch is not None and torch.is_tensor(y):
         return torch.stack([y[..., 1], -y[..., 0]], dim=-1)
     return np.stack([y[..., 1], -y[..., 0]], axis=-1)
 
@@ -65,6 +67,14 @@ CASES = {
                                   fine=parareal.RK4(600), slices=8, jac=stiff_jac), True),
     "robertson": (_robertson_case, True),
 }
+#: The cases whose fine propagator is scipy's (Radau, the test-set default).
+SCIPY_CASES = {"robertson"}
+
+
+def cases(names):
+    """``names`` as parameters, the scipy ones marked."""
+    return [pytest.param(name, marks=needs("scipy")) if name in SCIPY_CASES else name
+            for name in names]
 
 
 def run(case, backend="serial", **kw):
@@ -82,7 +92,7 @@ def serial_fine(case, slices=None):
 
 
 # == 1. what it records ====================================================================
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("case", cases(sorted(CASES)))
 def test_default_coarse_is_auto_and_its_choice_is_recorded(case):
     sol = run(case)
     choice = sol.coarse_choice
@@ -105,7 +115,7 @@ def test_default_coarse_is_auto_and_its_choice_is_recorded(case):
 
 
 # == 2. deterministic and backend-invariant ================================================
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("case", cases(sorted(CASES)))
 def test_auto_is_bitwise_the_same_on_every_backend_and_run(case):
     runs = {b: run(case, b) for b in BACKENDS}
     runs["serial-again"] = run(case)
@@ -129,7 +139,7 @@ def test_pipelined_schedule_gives_the_same_iterates(schedule):
 
 
 # == 3. converges to the serial fine solution ===============================================
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("case", cases(sorted(CASES)))
 def test_auto_converges_to_serial_fine(case):
     sol = run(case)
     serial = serial_fine(case)
@@ -147,7 +157,7 @@ def test_auto_with_tol_zero_reproduces_serial_fine_bitwise(case):
 
 
 # == 4. what it picks ======================================================================
-@pytest.mark.parametrize("case", ["stiff-linear", "robertson"])
+@pytest.mark.parametrize("case", cases(["stiff-linear", "robertson"]))
 def test_auto_picks_an_l_stable_linearly_implicit_coarse_on_a_stiff_problem(case):
     sol = run(case)
     chosen = sol.coarse_choice.propagator
@@ -165,6 +175,7 @@ def test_auto_picks_rk4_on_a_non_stiff_oscillator(fine, slices):
     assert sol.stats.speedup_bound > 1.0
 
 
+@needs("scipy")
 def test_explicit_candidates_that_blow_up_are_marked_not_finite():
     sol = run("robertson")
     rows = {c.propagator: c for c in sol.coarse_choice.candidates}
@@ -248,9 +259,11 @@ def test_max_iters_zero_is_the_initial_guess_alone():
     assert sol.iterations == 0
     assert sol.coarse_choice.candidates == ()
     assert sol.stats.fine_calls == 0
-    # the initial guess is a loose adaptive solve: close to the truth, not exact
+    # the initial guess is a loose solve: close to the truth, not exact (scipy's LSODA at
+    # rtol 1e-3; without scipy, Rosenbrock2(steps=8) over each slice)
     exact = np.stack([np.cos(sol.t), -np.sin(sol.t)], axis=-1)
-    assert np.max(np.abs(sol.y - exact)) < 1e-2
+    error = np.max(np.abs(sol.y - exact))
+    assert 0 < error < (1e-2 if importlib.util.find_spec("scipy") else 0.1)
 
 
 def test_given_initial_is_used_and_a_choice_still_made():
@@ -280,20 +293,28 @@ def test_resume_from_an_auto_checkpoint_converges(tmp_path):
 
 
 # == 8. state kinds ========================================================================
-@pytest.mark.parametrize("kind", ["numpy-float32", "torch-float64"])
+@pytest.mark.parametrize("kind", ["numpy-float32",
+                                  pytest.param("torch-float64", marks=needs("torch"))])
 def test_auto_works_for_other_state_kinds(kind):
     y0 = np.array([1.0, 0.0])
-    y0 = y0.astype(np.float32) if kind == "numpy-float32" else torch.tensor(y0)
+    if kind == "numpy-float32":
+        y0 = y0.astype(np.float32)
+    else:
+        import torch
+
+        y0 = torch.tensor(y0)
     sol = parareal.solve(oscillator, y0, (0.0, 2 * np.pi), fine=parareal.RK4(50), slices=8)
     assert sol.status is Status.CONVERGED
     assert type(sol.y) is type(y0) and sol.y.dtype == y0.dtype
     assert isinstance(sol.coarse_choice.propagator, parareal.Propagator)
-    y = sol.y.numpy() if torch.is_tensor(sol.y) else sol.y
+    y = sol.y if isinstance(sol.y, np.ndarray) else sol.y.numpy()
     exact = np.stack([np.cos(sol.t), -np.sin(sol.t)], axis=-1)
     assert np.max(np.abs(y - exact)) < (1e-4 if kind == "numpy-float32" else 1e-6)
 
 
 def test_torch_stiff_auto_uses_autograd_jacobians():
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
     A = torch.tensor(STIFF_A)
 
     def f(t, y):

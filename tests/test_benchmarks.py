@@ -151,6 +151,7 @@ def test_diffusion_doc_tables_are_the_committed_json():
 
 
 def test_lookahead_benchmark_quick(tmp_path):
+    pytest.importorskip("scipy")  # the problems' references
     out = run("lookahead.py", "--quick", "--json", str(tmp_path / "r.json"))
     assert "#### brusselator" in out and "unbounded" in out
     data = json.loads((tmp_path / "r.json").read_text())
@@ -287,15 +288,18 @@ def test_gpu_benchmark_says_when_there_is_no_cuda():
     assert "no CUDA device here" in run("gpu.py")
 
 
-def test_gpu_benchmark_refuses_bad_arguments():
+def test_gpu_benchmark_refuses_bad_arguments(capsys):
     pytest.importorskip("diffusers")
+    spec = importlib.util.spec_from_file_location("gpu_bench", ROOT / "benchmarks" / "gpu.py")
+    gpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu)
     for args, message in ((["--steps", "0"], "expected integers >= 1"),
                           (["--batch-sizes", "a,b"], "expected comma-separated integers"),
                           (["--repeats", "0"], "--repeats must be >= 1"),
                           (["--dtype", "int8"], "invalid choice")):
-        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), *args],
-                              capture_output=True, text=True, cwd=ROOT, timeout=300)
-        assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
+        with pytest.raises(SystemExit) as exit_:
+            gpu.parse_args(args)
+        assert exit_.value.code == 2 and message in capsys.readouterr().err, args
 
 
 def _srds_bench():
@@ -344,6 +348,15 @@ def test_srds_benchmark_blocks_and_coarse_configurations():
     assert coarse["euler:2"] == {"coarse": "euler:2"} and coarse["ddim jump"] == {}
 
 
+def test_testset_benchmark_refuses_an_unknown_problem_before_any_work():
+    pytest.importorskip("scipy")
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "testset.py"), "--no-wall",
+                           "--only", "Robertson,nosuch"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300, check=False)
+    assert proc.returncode == 2 and "unknown problem 'nosuch'" in proc.stderr
+    assert proc.stdout == ""  # 'Robertson' was accepted (any case), and nothing ran
+
+
 def test_testset_benchmark_counts(tmp_path):
     pytest.importorskip("scipy")
     out = tmp_path / "testset.json"
@@ -359,6 +372,31 @@ def test_testset_benchmark_counts(tmp_path):
         assert row["speedup_bound"] == pytest.approx(
             row["serial_fine_cost"] / row["critical_path"])
         assert row["coarse_chosen"]
+
+
+def test_benchmarks_page_is_generated_from_the_json():
+    """docs/benchmarks.md is exactly what benchmarks/report.py makes of benchmarks/results/
+    (regenerate it with ``python benchmarks/report.py``), within the page's word budget."""
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "report.py"), "--check"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert len((ROOT / "docs" / "benchmarks.md").read_text().split()) <= 5000
+
+
+def test_benchmarks_page_check_reports_a_stale_page(tmp_path):
+    """--check exits 1 with a diff summary on a stale page; without it the page is rewritten."""
+    expected = (ROOT / "docs" / "benchmarks.md").read_text()
+    page = tmp_path / "benchmarks.md"
+    page.write_text(expected.replace("## How to run", "## How to run\n\nedited by hand", 1))
+    script = str(ROOT / "benchmarks" / "report.py")
+    proc = subprocess.run([sys.executable, script, "--check", "--out", str(page)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 1
+    assert "out of date" in proc.stderr and "2 lines differ from the page" in proc.stderr
+    assert "-edited by hand" in proc.stderr
+    proc = subprocess.run([sys.executable, script, "--out", str(page)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0 and page.read_text() == expected
 
 
 def test_payoff_benchmark_quick(tmp_path):
@@ -389,3 +427,17 @@ def test_payoff_benchmark_quick(tmp_path):
     # the answer: within the stated tolerance of the serial fine solution, at every boundary
     assert data["within_tol"] is True and data["error_vs_serial_fine"] <= case["tol"]
     assert data["plain_vs_serial_fine"] < 1e-12  # the plain solve is the same computation
+
+
+def test_readme_states_the_payoff_figures_of_the_json():
+    """The README's measured ODE result is the one in benchmarks/results/payoff-2cpu.json."""
+    data = json.loads((ROOT / "benchmarks" / "results" / "payoff-2cpu.json").read_text())
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    stats = data["stats_s"]
+    plain = min(stats["serial fine"]["median"], stats["plain fine"]["median"])
+    assert f"**{data['parareal_median_s']:.2f} s against {plain:.2f} s**" in readme
+    assert f"(**{data['ratio']:.2f}x**, medians of {data['repeats']} runs" in readme
+    assert f"chose `{data['coarse_chosen']}`" in readme
+    assert f"after {data['iterations']} iteration at `tol={data['case']['tol']:g}`" in readme
+    assert f"speed-up bound of {data['speedup_bound']:.2f}" in readme
+    assert f"solution {data['error_vs_serial_fine']:.1e})" in readme

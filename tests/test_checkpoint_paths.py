@@ -200,9 +200,9 @@ def test_a_chain_of_links_is_followed_to_the_file(tmp_path):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--resume", "/dev/zero"], "resume '/dev/zero' is a character device"),
+    (["--resume", "/dev/zero"], "--resume '/dev/zero' is a character device"),
     (["--resume", "{tmp}/pipe"], "is a FIFO"),
-    (["--checkpoint", "/dev/null"], "checkpoint '/dev/null' is a character device"),
+    (["--checkpoint", "/dev/null"], "--checkpoint '/dev/null' is a character device"),
     (["--checkpoint", "/proc/self/c.npz"], "the checkpoint to '/proc/self/c.npz'"),
 ])
 def test_cli_special_paths_exit_2_with_one_line(capsys, tmp_path, argv, message):

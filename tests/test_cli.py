@@ -13,6 +13,8 @@ import parareal
 from parareal.cli import main
 from parareal.problems import CORE, get
 
+from .conftest import needs, problem_params
+
 JSON_KEYS = {
     "problem", "backend", "slices", "iterations", "converged", "status", "residuals", "t_final",
     "y_final", "wall_time_s", "fine_calls", "coarse_calls", "f_evals", "critical_path",
@@ -28,7 +30,8 @@ def run_json(capsys, *argv):
 
 
 # the classic test set's references take long: two fast ones of it stand in for the rest
-@pytest.mark.parametrize("name", sorted({*CORE, "robertson", "kepler"}))
+@pytest.mark.parametrize("name", problem_params(sorted({*CORE, "robertson", "kepler"}),
+                                                "propagators", "reference"))
 def test_every_problem_runs_and_reports_contract_keys(capsys, name):
     out = run_json(capsys, name, "--max-iters", "2", "--slices", "4")
     assert JSON_KEYS <= set(out)
@@ -83,9 +86,9 @@ def test_plot_is_written(tmp_path, capsys):
     "argv,message",
     [
         (["solve", "dahlquist", "--fine", "RK9:2"], "unknown propagator"),
-        (["solve", "dahlquist", "--slices", "0"], "slices"),
-        (["solve", "dahlquist", "--tol", "-1"], "tol must be >= 0"),
-        (["solve", "dahlquist", "--max-iters", "-1"], "max_iters"),
+        (["solve", "dahlquist", "--slices", "0"], "--slices"),
+        (["solve", "dahlquist", "--tol", "-1"], "--tol must be >= 0"),
+        (["solve", "dahlquist", "--max-iters", "-1"], "--max-iters"),
         (["solve", "dahlquist", "--plot", "/nonexistent/dir/x.png"], "cannot write the plot"),
     ],
 )
@@ -101,6 +104,31 @@ def test_argparse_errors(argv):
     with pytest.raises(SystemExit) as info:
         main(argv)
     assert info.value.code == 2
+
+
+@pytest.mark.parametrize(("given", "key"), [
+    pytest.param("ROBERTSON", "robertson", marks=needs("scipy")),  # its fine is Radau
+    ("Dahlquist", "dahlquist"), ("HEAT", "heat"),
+    pytest.param("Vanderpol-Stiff", "vanderpol-stiff", marks=needs("scipy"))])
+def test_problem_names_in_any_case(capsys, given, key):
+    out = run_json(capsys, given, "--max-iters", "1", "--slices", "2", "--t-end", "0.1")
+    assert out["problem"] == key and out["slices"] == 2
+
+
+def test_unknown_problem_is_a_usage_error_listing_the_names(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["solve", "Brusellator"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("parareal solve: error: argument PROBLEM: unknown problem 'Brusellator'")
+    assert all(name in err for name in parareal.problems.PROBLEMS) and len(err.splitlines()) == 1
+
+
+def test_help_lists_the_problem_names(capsys):
+    with pytest.raises(SystemExit):
+        main(["solve", "--help"])
+    out = capsys.readouterr().out
+    assert "one of (in any case): arenstorf, brusselator" in " ".join(out.split())
 
 
 def test_console_script_runs():
@@ -180,4 +208,4 @@ def test_cuda_streams_without_cuda_is_a_usage_error(capsys):
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")
     assert main(["solve", "dahlquist", "--backend", "cuda-streams"]) == 2
-    assert "backend='threads'" in capsys.readouterr().err
+    assert "use --backend threads" in capsys.readouterr().err

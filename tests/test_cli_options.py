@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import re
 import stat
 
 import pytest
@@ -12,6 +14,8 @@ from parareal.cli import main
 from parareal.cli.paths import atomic_path, check_extension, check_writable
 from parareal.cli.threads import set_threads
 from parareal.problems import PROBLEMS, parameters
+
+from .conftest import needs
 
 #: A solve that takes minutes: an option error must come before it starts.
 SLOW = ["solve", "heat", "--param", "points=1000", "--progress"]
@@ -30,8 +34,9 @@ def run_json(capsys, *argv):
 @pytest.mark.parametrize(
     ("plot", "message"),
     [
-        ("p.xyz", "unknown format 'xyz'"),
-        ("noext", "has no file extension"),
+        # the formats are matplotlib's
+        pytest.param("p.xyz", "unknown format 'xyz'", marks=needs("matplotlib")),
+        pytest.param("noext", "has no file extension", marks=needs("matplotlib")),
         ("", "empty"),
         (".", "it is a folder"),
         ("/nonexistent/dir/x.png", "does not exist or is not writable"),
@@ -198,6 +203,7 @@ def test_unavailable_reference_keeps_the_table(capsys):
     assert "n/a" in text and "reference unavailable: lorenz:" in text
 
 
+@needs("scipy")
 def test_available_reference_is_said(capsys):
     out = run_json(capsys, "brusselator")
     assert out["reference"] == "available" and 0 < out["error"] < 1e-5
@@ -227,3 +233,121 @@ def test_set_threads_validates():
         set_threads(0)
     with pytest.raises(TypeError, match="threads"):
         set_threads(2.0)
+
+
+# -- errors name the flag, not the Python argument -----------------------------------------------
+
+#: The sample checks that need the adapter (torch, diffusers): after it is imported.
+DIFFUSION = needs("torch", "diffusers", "safetensors")
+
+
+def _flag_case(argv, flag, keyword, *marks):
+    return pytest.param(argv, flag, keyword, marks=marks, id=" ".join(argv))
+
+
+#: (argv, the flag the error must name, the Python argument it must not name). ``{ck}``: a
+#: checkpoint of ``solve dahlquist --slices 10 --tol 1e-12``, ``{other}``: another run's,
+#: ``{garbage}``: a corrupt file, ``{tmp}``: a folder.
+FLAG_ERRORS = [
+    _flag_case(["solve", "dahlquist", "--slices", "0"], "--slices", "slices"),
+    _flag_case(["solve", "dahlquist", "--slices", "2000000"], "--slices", "slices"),
+    _flag_case(["solve", "dahlquist", "--t-end", "-1"], "--t-end", "t_end"),
+    _flag_case(["solve", "dahlquist", "--t-end", "nan"], "--t-end", "t_end"),
+    _flag_case(["solve", "dahlquist", "--tol", "-1"], "--tol", "tol"),
+    _flag_case(["solve", "dahlquist", "--tol", "inf"], "--tol", "tol"),
+    _flag_case(["solve", "dahlquist", "--rtol", "-1e-3"], "--rtol", "rtol"),
+    _flag_case(["solve", "dahlquist", "--max-iters", "-1"], "--max-iters", "max_iters"),
+    _flag_case(["solve", "dahlquist", "--lookahead", "-1"], "--lookahead", "lookahead"),
+    _flag_case(["solve", "dahlquist", "--workers", "3"], "--workers", "workers"),
+    _flag_case(["solve", "dahlquist", "--fine", "rk4:0"], "--fine", "fine"),
+    _flag_case(["solve", "dahlquist", "--coarse", "nosuch:2"], "--coarse", "coarse"),
+    _flag_case(["solve", "dahlquist", "--resume", "{tmp}/none.npz"], "--resume", "resume"),
+    _flag_case(["solve", "dahlquist", "--resume", "{tmp}"], "--resume", "resume"),
+    _flag_case(["solve", "dahlquist", "--resume", "{garbage}"], "--resume", "resume"),
+    _flag_case(["solve", "dahlquist", "--resume", "{other}"], "--resume", "resume"),
+    _flag_case(["solve", "dahlquist", "--slices", "10", "--tol", "1e-12", "--resume", "{ck}",
+                "--max-iters", "1"], "--max-iters", "max_iters"),
+    _flag_case(["solve", "dahlquist", "--checkpoint", "{tmp}"], "--checkpoint", "checkpoint="),
+    _flag_case(["solve", "dahlquist", "--backend", "cuda-streams"], "--backend", "backend="),
+    _flag_case(["sample", "--steps", "0"], "--steps", "num_inference_steps"),
+    _flag_case(["sample", "--n", "0"], "--n", "x_T"),
+    _flag_case(["sample", "--max-batch", "0"], "--max-batch", "max_batch"),
+    _flag_case(["sample", "--blocks", "0"], "--blocks", "blocks"),
+    _flag_case(["sample", "--window", "0"], "--window", "window"),
+    _flag_case(["sample", "--anderson", "0"], "--anderson", "anderson"),
+    _flag_case(["sample", "--max-iters", "0"], "--max-iters", "max_iters"),
+    _flag_case(["sample", "--tol", "-1"], "--tol", "tol"),
+    _flag_case(["sample", "--tol-mode", "pixels"], "--tol-mode", "tol_mode"),
+    _flag_case(["sample", "--eta", "2"], "--eta", "eta"),
+    _flag_case(["sample", "--seed", "-1"], "--seed", "seed"),
+    _flag_case(["sample", "--scheduler", "euler", "--eta", "0.5"], "--eta", "eta"),
+    _flag_case(["sample", "--scheduler", "heun", "--method", "picard"], "--method", "method"),
+    _flag_case(["sample", "--scheduler", "flow", "--shift", "0"], "--shift", "shift"),
+    _flag_case(["sample", "--scheduler", "flow", "--mu", "1e308"], "--mu", "mu"),
+    _flag_case(["sample", "--karras"], "--karras", "use_karras_sigmas"),
+    _flag_case(["sample", "--steps", "5000"], "--steps", "num_inference_steps", DIFFUSION),
+    _flag_case(["sample", "--out", "grid.txt"], "--out", "out", DIFFUSION),
+    _flag_case(["sample", "--method", "serial", "--blocks", "3"], "--blocks", "blocks",
+               DIFFUSION),
+    _flag_case(["sample", "--method", "srds", "--window", "3"], "--window", "window", DIFFUSION),
+    _flag_case(["sample", "--method", "srds", "--anderson", "2"], "--anderson", "anderson",
+               DIFFUSION),
+    _flag_case(["sample", "--method", "auto", "--tol", "0.1"], "--tol", "tol", DIFFUSION),
+    _flag_case(["sample", "--method", "serial", "--tol-mode", "noise"], "--tol-mode", "tol_mode",
+               DIFFUSION),
+    _flag_case(["sample", "--method", "serial", "--max-iters", "2"], "--max-iters", "max_iters",
+               DIFFUSION),
+    _flag_case(["sample", "--method", "picard", "--no-pipelined"], "--no-pipelined", "pipelined",
+               DIFFUSION),
+    _flag_case(["sample", "--method", "srds", "--no-exact"], "--no-exact", "exact", DIFFUSION),
+    _flag_case(["sample", "--method", "srds", "--backend", "cuda-streams"], "--backend",
+               "backend=", DIFFUSION),
+]
+
+
+def _status(argv) -> int:
+    try:
+        return main(argv)
+    except SystemExit as exc:  # argparse's usage errors
+        return exc.code
+
+
+def _cuda() -> bool:
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.fixture
+def checkpoints(tmp_path):
+    """The files of FLAG_ERRORS' placeholders, in a folder named without any flag's words."""
+    folder = tmp_path / "files"
+    folder.mkdir()
+    ck = folder / "ck.npz"
+    assert main(["solve", "dahlquist", "--slices", "10", "--tol", "1e-12", "--checkpoint",
+                 str(ck), "--json"]) == 0
+    other = folder / "other.npz"
+    assert main(["solve", "heat", "--param", "points=8", "--max-iters", "1", "--checkpoint",
+                 str(other), "--json"]) == 0
+    garbage = folder / "garbage.npz"
+    garbage.write_bytes(b"PK\x03\x04" + bytes(300))
+    return {"ck": ck, "other": other, "garbage": garbage, "tmp": folder}
+
+
+@pytest.mark.parametrize(("argv", "flag", "keyword"), FLAG_ERRORS)
+def test_errors_name_the_flag_not_the_python_argument(capsys, monkeypatch, checkpoints, argv,
+                                                     flag, keyword):
+    if "cuda-streams" in argv and _cuda():
+        pytest.skip("this machine has CUDA: --backend cuda-streams is no error")
+    monkeypatch.chdir(checkpoints["tmp"])
+    capsys.readouterr()
+    argv = [a.format(**checkpoints) for a in argv]
+    assert _status(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1, err
+    assert flag in err, err
+    # the argument's name alone, not as part of a flag (--max-iters) or of a quoted value
+    unquoted = re.sub(r"'[^']*'", "''", err)
+    assert not re.search(rf"(?<![-\w]){re.escape(keyword)}(?![\w])", unquoted), err

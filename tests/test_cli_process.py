@@ -14,9 +14,13 @@ import threading
 
 import pytest
 
+from .conftest import needs
+
 HANG_GUARD_S = 180
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+#: A thread count above this machine's CPUs (torch takes it from set_num_threads only).
+THREADS_OVER_CORES = (os.cpu_count() or 1) + 1
 #: Optional dependencies that the numpy-only tests make unimportable.
 EXTRAS = ("torch", "torchdiffeq", "scipy", "matplotlib", "diffusers", "sklearn", "threadpoolctl")
 
@@ -36,6 +40,7 @@ def parareal(*argv: str, env: dict[str, str] | None = None, **kwargs):
 # -- Ctrl-C --------------------------------------------------------------------------------------
 
 
+@needs("matplotlib")  # the plot is the file that must not be left half-written
 def test_ctrl_c_exits_130_with_one_line_and_no_file(tmp_path):
     plot = tmp_path / "conv.png"
     # The heat equation with 1000 points: iteration 0 takes a second or two, the whole run
@@ -66,7 +71,10 @@ def test_ctrl_c_exits_130_with_one_line_and_no_file(tmp_path):
 
 
 def test_stdout_closed_before_output_exits_quietly():
-    proc = subprocess.Popen([sys.executable, "-m", "parareal", "solve", "brusselator", "--json"],
+    # --coarse problem: a run that warns about nothing, with or without scipy (coarse="auto"
+    # without scipy warns that this one cannot be faster than serial)
+    proc = subprocess.Popen([sys.executable, "-m", "parareal", "solve", "brusselator",
+                             "--coarse", "problem", "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
     proc.stdout.close()  # the reader is gone before the JSON is written
     try:
@@ -197,9 +205,63 @@ def test_threads_option_limits_blas_already_loaded():
     assert proc.stderr.split() == ["0", "1"]
 
 
+#: Command lines that need neither torch nor diffusers (not even with --threads).
+NO_TORCH_ARGV = [
+    ["solve", "brusselator", "--slices", "4", "--threads", "1", "--json"],
+    ["solve", "dahlquist", "--backend", "threads", "--workers", "2", "--threads", "2",
+     "--schedule", "pipelined", "--json"],
+    ["solve", "nosuch", "--threads", "1"],
+    ["sample", "--steps", "0", "--threads", "1"],
+    ["--help"],
+    ["solve", "--help"],
+    ["sample", "--help"],
+]
+
+
+@pytest.mark.parametrize("argv", NO_TORCH_ARGV, ids=" ".join)
+def test_commands_that_need_no_torch_do_not_import_it(argv):
+    # --threads used to import torch (2.5 s) only to set its thread count
+    code = (
+        "import sys\n"
+        "from parareal.cli import main\n"
+        "try:\n"
+        f"    rc = main({argv!r})\n"
+        "except SystemExit as exc:\n"
+        "    rc = exc.code\n"
+        "print(rc, *[m for m in ('torch', 'diffusers') if m in sys.modules], file=sys.stderr)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=_env(), timeout=HANG_GUARD_S, check=False)
+    status = proc.stderr.splitlines()[-1].split()
+    assert status[0] in ("0", "1", "2"), proc.stderr  # ran (1: it diverged), or refused
+    assert status[1:] == [], f"{argv} imported {status[1:]}"
+
+
+def test_sample_sets_torch_threads_once_it_loads_torch(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("diffusers")
+    pytest.importorskip("safetensors")
+    # torch is loaded after main() applies --threads: sample applies it to torch itself
+    # (from OMP_NUM_THREADS alone torch would cap the count at the machine's cores)
+    code = (
+        "import sys\n"
+        "from parareal.cli import main\n"
+        "rc = main(['sample', '--steps', '2', '--n', '1', '--method', 'serial', "
+        f"'--threads', '{THREADS_OVER_CORES}', '--out', {str(tmp_path / 'g.png')!r}])\n"
+        "import torch\n"
+        "print(rc, torch.get_num_threads(), file=sys.stderr)\n"
+    )
+    env = {k: v for k, v in _env().items() if k not in THREAD_VARS}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=HANG_GUARD_S, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.split()[-2:] == ["0", str(THREADS_OVER_CORES)]
+
+
 # -- the reference of a stiff problem ------------------------------------------------------------
 
 
+@needs("scipy")
 def test_stiff_vanderpol_reference_does_not_hang():
     # It used to spend minutes in DOP853 after the (diverged) solve.
     proc = parareal("solve", "vanderpol", "--param", "mu=1e6", "--json")
@@ -210,6 +272,7 @@ def test_stiff_vanderpol_reference_does_not_hang():
     assert proc.stderr == ""  # no overflow warnings from the reference either
 
 
+@needs("scipy")
 def test_stiff_vanderpol_with_implicit_propagators_matches_the_reference():
     proc = parareal("solve", "vanderpol", "--param", "mu=1e6", "--fine", "scipy:Radau",
                     "--coarse", "scipy:Radau", "--json")

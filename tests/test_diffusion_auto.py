@@ -269,8 +269,9 @@ def test_cli_default_is_auto(tmp_path, capsys):
     "argv,message",
     [
         (["--karras"], "--karras applies to --scheduler euler or heun"),
-        (["--method", "srds", "--exact"], "exact applies to method 'auto' only"),
-        (["--blocks", "3"], "blocks applies to method 'srds' only, not to method 'auto'"),
+        (["--method", "srds", "--exact"], "--exact applies to --method auto, not srds"),
+        (["--method", "serial", "--no-exact"], "--no-exact applies to --method auto, not serial"),
+        (["--blocks", "3"], "--blocks applies to --method srds, not auto"),
         (["--backend", "batched"], "--backend applies to --method srds, not auto"),
     ],
 )

@@ -320,16 +320,15 @@ def test_stable_diffusion_errors(sd_pipe):
         sample_pipeline(sd_pipe, PROMPT, output_type="jpeg", **run)
 
 
-def test_docs_example_prints_what_the_text_says(capsys):
-    from pathlib import Path
+def test_docs_example_shows_its_checked_output():
+    """docs/diffusion.md's DDIMPipeline example shows its output in a text block, which
+    tests/test_docs.py runs and compares."""
+    from tests.doccheck import python_snippets
 
-    doc = (Path(__file__).resolve().parent.parent / "docs" / "diffusion.md").read_text()
-    blocks = [b for b in doc.split("```python\n")[1:] if "DDIMPipeline(unet" in b]
-    assert len(blocks) == 1
-    exec(compile(blocks[0].split("```")[0], "diffusion.md", "exec"), {"__name__": "docs"})
-    printed = capsys.readouterr().out.strip()
-    assert printed == "converged 4 (2, 8, 8, 3) True"
-    assert f"It prints `{printed}`" in doc
+    shown = [expected for doc, _, code, expected in python_snippets()
+             if doc == "diffusion.md" and "DDIMPipeline(unet" in code]
+    assert len(shown) == 1
+    assert shown[0] is not None and shown[0].split() == "converged 4 (2, 8, 8, 3) True".split()
 
 
 @pytest.mark.parametrize("name,karras", [("euler", False), ("euler", True), ("heun", False)])

@@ -31,7 +31,14 @@ from parareal.backends import (
 )
 from parareal.backends.concurrent import _DirectSession
 
-torch = pytest.importorskip("torch")
+from .conftest import needs
+
+#: The tests (and parameters) with torch states; the others need nothing but numpy.
+TORCH = needs("torch")
+try:
+    import torch
+except ImportError:  # the tests marked TORCH skip
+    pass
 
 ROOT = Path(__file__).parent.parent
 KW = dict(coarse="rk4:1", fine="rk4:10", slices=4, tol=0.0)
@@ -55,6 +62,7 @@ def _grads(backend, *, vectorized=False):
 
 
 # -- gradients -------------------------------------------------------------------------------
+@TORCH
 @pytest.mark.parametrize("backend", ["batched", "threads", "pipelined-threads", "thread-pool"])
 def test_gradients_in_this_process_match_the_serial_backend(backend):
     g_y0, g_w, ref = _grads("serial")
@@ -74,6 +82,7 @@ def test_gradients_in_this_process_match_the_serial_backend(backend):
     assert float(g_w) != 0.0 and bool((g_y0 != 0).all())
 
 
+@TORCH
 def test_serial_gradients_agree_with_torchdiffeq():
     """The reference the other backends are held to is itself right: torchdiffeq's RK4 with
     the same steps (the serial fine solve) gives the same derivatives."""
@@ -89,6 +98,7 @@ def test_serial_gradients_agree_with_torchdiffeq():
     assert torch.allclose(w.grad, g_w, rtol=1e-6, atol=0)
 
 
+@TORCH
 @pytest.mark.parametrize("make", [lambda: Processes(2),
                                   lambda: Executor(cf.ProcessPoolExecutor(2))],
                          ids=["processes", "process-pool"])
@@ -113,6 +123,7 @@ def test_process_backends_refuse_gradients_before_any_work(make, source):
             backend.executor.shutdown()
 
 
+@TORCH
 def test_solve_serial_on_processes_refuses_gradients_too():
     y0 = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
     with Processes(2) as backend, pytest.raises(ValueError, match="process boundaries"):
@@ -126,6 +137,7 @@ def test_solve_serial_on_processes_refuses_gradients_too():
                           rtol=1e-4)
 
 
+@TORCH
 def test_process_backends_run_without_grad_and_match_serial():
     """Refusal only where gradients are wanted: under no_grad (or with detached inputs) the
     processes backend runs and gives the serial backend's numbers."""
@@ -138,6 +150,7 @@ def test_process_backends_run_without_grad_and_match_serial():
     assert torch.equal(sol.y, ref.y)
 
 
+@TORCH
 def test_odeint_with_a_module_refuses_processes_and_is_right_on_serial():
     torchdiffeq = pytest.importorskip("torchdiffeq")
     torch.manual_seed(0)
@@ -163,6 +176,7 @@ def test_odeint_with_a_module_refuses_processes_and_is_right_on_serial():
     assert torch.allclose(y0.grad, y1.grad, rtol=1e-9, atol=1e-12)
 
 
+@TORCH
 def test_worker_threads_follow_the_callers_grad_mode():
     """A new thread starts with grad mode on: under no_grad the fine results of worker
     threads must not carry a graph (it held activations alive and made Solution.y require
@@ -174,6 +188,7 @@ def test_worker_threads_follow_the_callers_grad_mode():
     assert not sol.y.requires_grad
 
 
+@TORCH
 @pytest.mark.skipif(shutil.which("mpiexec") is None, reason="no mpiexec")
 def test_mpi_on_two_ranks_refuses_gradients_on_every_rank_and_one_rank_gives_them(tmp_path):
     pytest.importorskip("mpi4py")
@@ -212,9 +227,12 @@ def test_mpi_on_two_ranks_refuses_gradients_on_every_rank_and_one_rank_gives_the
 
 # -- y0 containers ---------------------------------------------------------------------------
 @pytest.mark.parametrize("y0, error, words", [
-    (lambda: torch.empty(3, device="meta"), ValueError, "'meta' device"),
-    (lambda: np.ma.masked_array([1.0, 2.0], mask=[False, True]), TypeError, "MaskedArray"),
-    (lambda: torch.tensor([1.0, 0.0]).to_sparse(), TypeError, "dense"),
+    pytest.param(lambda: torch.empty(3, device="meta"), ValueError, "'meta' device",
+                 marks=TORCH, id="meta"),
+    pytest.param(lambda: np.ma.masked_array([1.0, 2.0], mask=[False, True]), TypeError,
+                 "MaskedArray", id="masked"),
+    pytest.param(lambda: torch.tensor([1.0, 0.0]).to_sparse(), TypeError, "dense",
+                 marks=TORCH, id="sparse"),
 ])
 def test_y0_that_holds_no_plain_numbers_is_refused_before_f_runs(y0, error, words):
     calls = []
@@ -228,18 +246,27 @@ def test_y0_that_holds_no_plain_numbers_is_refused_before_f_runs(y0, error, word
     assert "y0" in str(info.value) and not calls
 
 
+@TORCH
 def test_odeint_refuses_a_meta_y0_too():
     with pytest.raises(ValueError, match="y0 is on the 'meta' device"):
         parareal.odeint(lambda t, y: -y, torch.empty(2, device="meta"), torch.linspace(0, 1, 3))
 
 
 # -- callbacks -------------------------------------------------------------------------------
+def _tensor(value):
+    """A 0-d tensor made when the test runs (the parameter is skipped without torch)."""
+    return pytest.param(lambda: torch.tensor(value), value, marks=TORCH,
+                        id=f"torch.tensor({value})")
+
+
 @pytest.mark.parametrize("answer, stops", [
-    (np.True_, True), (np.bool_(False), False), (torch.tensor(True), True),
-    (np.array([True]), True), (torch.tensor(False), False), (True, True), (1, False),
+    (np.True_, True), (np.bool_(False), False), _tensor(True),
+    (np.array([True]), True), _tensor(False), (True, True), (1, False),
     ("yes", False), (None, False),
 ])
 def test_a_callback_stops_the_run_on_any_boolean_true(answer, stops):
+    if callable(answer):
+        answer = answer()
     y0 = np.array([1.0, 0.5])
 
     def callback(info):
@@ -297,7 +324,7 @@ def _scaling(kind):
     return g, torch.ones(3, dtype=torch.float64)
 
 
-@pytest.mark.parametrize("kind", ["numpy", "torch"])
+@pytest.mark.parametrize("kind", ["numpy", pytest.param("torch", marks=TORCH)])
 @pytest.mark.parametrize("backend, vectorized", [("serial", False), ("batched", True),
                                                  ("threads", False)])
 def test_an_f_that_writes_into_y_is_refused_on_its_first_call(kind, backend, vectorized):
@@ -346,6 +373,7 @@ def test_stopiteration_from_f_is_an_error_never_a_converged_wrong_answer(backend
                               slices=4)
 
 
+@TORCH
 def test_torchdiffeq_failures_are_failed_propagations_and_f_errors_pass_unchanged():
     pytest.importorskip("torchdiffeq")
     with pytest.warns(RuntimeWarning, match="torchdiffeq failed"):
@@ -373,9 +401,10 @@ def test_torchdiffeq_failures_are_failed_propagations_and_f_errors_pass_unchange
                             fine="rk4:1000000000000", slices=4), "steps must be <="),
     (lambda: parareal.solve(lambda t, y: -y, np.ones(2), (0, 1), coarse="rk4:1",
                             fine="rk4:4", slices=10**9), "slices must be <= 1_000_000"),
-    (lambda: parareal.odeint(lambda t, y: -y, torch.ones(2, dtype=torch.float64),
-                             torch.linspace(0, 1, 3, dtype=torch.float64), method="rk4",
-                             options={"step_size": 1e-300}), "options\\['step_size'\\]"),
+    pytest.param(lambda: parareal.odeint(lambda t, y: -y, torch.ones(2, dtype=torch.float64),
+                                         torch.linspace(0, 1, 3, dtype=torch.float64),
+                                         method="rk4", options={"step_size": 1e-300}),
+                 "options\\['step_size'\\]", marks=TORCH, id="odeint-step-size"),
     (lambda: __import__("parareal.problems").problems.get("heat", points=10**9),
      "points must be <="),
 ])
@@ -391,11 +420,11 @@ def test_auto_iteration_prediction_survives_huge_contraction_factors():
     assert predict_iterations(1.0, 1e300, 0.5, slices=400, max_iters=400, tol=1e-8) == 400
 
 
-@pytest.mark.parametrize("jac", [lambda t, y: -np.eye(2) + 0j,
-                                 lambda t, y: __import__("scipy.sparse").sparse.csr_matrix(
-                                     -np.eye(2) + 0j)], ids=["dense", "sparse"])
+@pytest.mark.parametrize("jac", [
+    pytest.param(lambda t, y: -np.eye(2) + 0j, id="dense"),
+    pytest.param(lambda t, y: __import__("scipy.sparse").sparse.csr_matrix(-np.eye(2) + 0j),
+                 marks=needs("scipy"), id="sparse")])
 def test_a_complex_jacobian_for_a_real_state_is_refused(jac):
-    pytest.importorskip("scipy")
     with pytest.raises(TypeError, match="jac returned complex values"):
         parareal.solve(lambda t, y: -y, np.array([1.0, 0.5]), (0, 1), fine="rk4:4", slices=4,
                        coarse=parareal.BackwardEuler(jac=jac))
@@ -411,6 +440,7 @@ def test_boundaries_must_be_real_numbers(boundaries):
         parareal.solve(lambda t, y: -y, np.ones(2), (0, 1), boundaries=boundaries, **KW)
 
 
+@TORCH
 @pytest.mark.parametrize("backend, vectorized", [("serial", False), ("batched", True)])
 def test_f_answering_on_another_device_is_named(backend, vectorized):
     with pytest.raises(TypeError, match="f returned a tensor on device meta for a state on cpu"):
@@ -418,6 +448,7 @@ def test_f_answering_on_another_device_is_named(backend, vectorized):
                        (0, 1), backend=backend, vectorized=vectorized, **KW)
 
 
+@TORCH
 def test_odeint_refuses_meta_times():
     with pytest.raises(ValueError, match="t is on the 'meta' device"):
         parareal.odeint(lambda t, y: -y, torch.ones(2), torch.tensor([0.0, 1.0], device="meta"))

@@ -9,16 +9,13 @@ import warnings
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
-from scipy.integrate import solve_ivp
 
 import parareal
 from parareal import Status
 from parareal.propagators import from_spec
 from parareal.testing import check_propagator
 
-torch = pytest.importorskip("torch")
-torch.set_num_threads(1)
+from .conftest import needs, run_without
 
 IMPLICIT = [
     parareal.BackwardEuler,
@@ -160,6 +157,8 @@ def _forced_decay_exact(t):
 
 
 def _vdp_reference(T):
+    from scipy.integrate import solve_ivp
+
     return solve_ivp(vdp, (0.0, T), [2.0, 0.0], method="DOP853", rtol=1e-12,
                      atol=1e-14).y[:, -1]
 
@@ -172,7 +171,9 @@ PROBLEMS = {
 }
 
 
-@pytest.mark.parametrize("problem", sorted(PROBLEMS))
+@pytest.mark.parametrize("problem", [
+    pytest.param(name, marks=needs("scipy")) if name.endswith("-scipy") else name
+    for name in sorted(PROBLEMS)])
 @pytest.mark.parametrize("cls", IMPLICIT, ids=ids(IMPLICIT))
 def test_global_error_falls_like_the_declared_order(cls, problem):
     f, y0, T, reference, step_counts = PROBLEMS[problem]
@@ -183,6 +184,7 @@ def test_global_error_falls_like_the_declared_order(cls, problem):
     assert np.all(np.abs(slopes - ORDER[cls]) < 0.25), (errors, slopes)
 
 
+@needs("scipy")
 @pytest.mark.parametrize("wrong", ["zero", "minus-identity", "half-exact"])
 def test_rosenbrock2_keeps_order_two_with_any_jacobian(wrong):
     """ROS2 is a W-method: second order whatever matrix it is given for J."""
@@ -200,45 +202,72 @@ def test_rosenbrock2_keeps_order_two_with_any_jacobian(wrong):
 
 
 # == 4. Jacobian sources ===================================================================
+def _csr(matrix):
+    import scipy.sparse
+
+    return scipy.sparse.csr_matrix(matrix)
+
+
+#: The ways to give the Jacobian (made when a test runs: the sparse ones need scipy).
 JAC_SOURCES = {
-    "dense": dict(jac=jac3),
-    "csr": dict(jac=lambda t, y: sp.csr_matrix(jac3(t, y))),
-    "finite-differences": dict(),
-    "finite-differences-sparsity": dict(jac_sparsity=_PATTERN3),
-    "finite-differences-sparse-pattern": dict(jac_sparsity=sp.csr_matrix(_PATTERN3)),
+    "dense": lambda: dict(jac=jac3),
+    "csr": lambda: dict(jac=lambda t, y: _csr(jac3(t, y))),
+    "finite-differences": lambda: dict(),
+    "finite-differences-sparsity": lambda: dict(jac_sparsity=_PATTERN3),
+    "finite-differences-sparse-pattern": lambda: dict(jac_sparsity=_csr(_PATTERN3)),
 }
+SPARSE_SOURCES = {"csr", "finite-differences-sparsity", "finite-differences-sparse-pattern"}
 
 
-@pytest.mark.parametrize("source", sorted(JAC_SOURCES))
+@pytest.mark.parametrize("source", [
+    pytest.param(name, marks=needs("scipy")) if name in SPARSE_SOURCES else name
+    for name in sorted(JAC_SOURCES)])
 @pytest.mark.parametrize("cls", IMPLICIT, ids=ids(IMPLICIT))
 def test_jacobian_sources_agree(cls, source):
     expected = cls(steps=8, jac=jac3).propagate(f3, _Y3, 0.0, 1.0)
-    got = cls(steps=8, **JAC_SOURCES[source]).propagate(f3, _Y3, 0.0, 1.0)
+    got = cls(steps=8, **JAC_SOURCES[source]()).propagate(f3, _Y3, 0.0, 1.0)
     assert np.all(np.isfinite(got))
     assert np.max(np.abs(got - expected)) <= 1e-6 * np.max(np.abs(expected))
 
 
+def test_jac_sparsity_without_scipy_names_the_extra(tmp_path):
+    # a numpy-only install: the error comes when the propagator is made, not mid-run
+    code = ("import numpy as np, parareal\n"
+            "try:\n"
+            "    parareal.BackwardEuler(2, jac_sparsity=np.eye(3))\n"
+            "except ImportError as exc:\n"
+            "    print(exc)\n")
+    proc = run_without("scipy", code, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == ("jac_sparsity needs scipy (the Jacobians it gives are scipy "
+                                   "sparse matrices): pip install 'parareal[scipy]'")
+
+
 def test_sparse_jacobian_gives_the_dense_bits_up_to_rounding_of_the_lu():
+    sp = pytest.importorskip("scipy.sparse")
     dense = parareal.BackwardEuler(steps=8, jac=jac3).propagate(f3, _Y3, 0.0, 1.0)
     sparse = parareal.BackwardEuler(steps=8, jac=lambda t, y: sp.csc_matrix(jac3(t, y))
                                     ).propagate(f3, _Y3, 0.0, 1.0)
     np.testing.assert_allclose(sparse, dense, rtol=1e-13, atol=1e-15)
 
 
-_A3T = torch.tensor(_A3)
-
-
 def f3_torch(t, y):
+    import torch
+
     forcing = torch.stack([torch.sin(t), torch.zeros_like(t), torch.zeros_like(t)])
-    return _A3T @ y - 0.5 * y**3 + forcing
+    return torch.tensor(_A3) @ y - 0.5 * y**3 + forcing
 
 
 def jac3_torch(t, y):
-    return _A3T - torch.diag(1.5 * y**2)
+    import torch
+
+    return torch.tensor(_A3) - torch.diag(1.5 * y**2)
 
 
 @pytest.mark.parametrize("cls", IMPLICIT, ids=ids(IMPLICIT))
 def test_torch_autograd_jacobian_agrees_with_the_exact_one(cls):
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
     y0 = torch.tensor(_Y3, dtype=torch.float64)
     exact = cls(steps=8, jac=jac3_torch).propagate(f3_torch, y0, 0.0, 1.0)
     auto = cls(steps=8).propagate(f3_torch, y0, 0.0, 1.0)
@@ -348,10 +377,20 @@ def test_bad_jacobian_values_are_named(cls):
         _propagate(cls(steps=2, jac=lambda t, y: np.ones((2, 2))))
     with pytest.raises(TypeError, match="jac"):
         _propagate(cls(steps=2, jac=lambda t, y: "abc"))
-    with pytest.raises(TypeError, match="jac"):
-        _propagate(cls(steps=2, jac=lambda t, y: torch.eye(3, dtype=torch.float64)))
+
+
+@needs("scipy")
+@pytest.mark.parametrize("cls", IMPLICIT, ids=ids(IMPLICIT))
+def test_a_sparsity_pattern_of_the_wrong_size_is_named(cls):
     with pytest.raises(ValueError, match="jac_sparsity"):
         _propagate(cls(steps=2, jac_sparsity=np.ones((2, 2))))
+
+
+@pytest.mark.parametrize("cls", IMPLICIT, ids=ids(IMPLICIT))
+def test_a_torch_jacobian_for_a_numpy_state_is_named(cls):
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match="jac"):
+        _propagate(cls(steps=2, jac=lambda t, y: torch.eye(3, dtype=torch.float64)))
 
 
 def test_solve_checks_jac_and_jac_sparsity():
@@ -446,6 +485,7 @@ def _radau_run(fine, **kw):
                           slices=4, **kw)
 
 
+@needs("scipy")
 def test_scipy_radau_fine_counts_jacobian_calls_only_with_a_jacobian():
     without = _radau_run(parareal.ScipyIVP("Radau"))
     assert without.stats.jac_calls == 0  # scipy's own finite differences are f calls
@@ -457,6 +497,7 @@ def test_scipy_radau_fine_counts_jacobian_calls_only_with_a_jacobian():
         assert "jacobian" in sol.stats.wall_time
 
 
+@needs("scipy")
 def test_scipy_jac_in_options_is_the_same_as_jac_keyword():
     a = _radau_run(parareal.ScipyIVP("Radau", jac=mild_jac))
     b = _radau_run(parareal.ScipyIVP("Radau", options={"jac": mild_jac}))
@@ -469,6 +510,7 @@ def test_scipy_jac_in_options_is_the_same_as_jac_keyword():
         parareal.ScipyIVP("Radau", jac=mild_jac, options={"jac": mild_jac})
 
 
+@needs("scipy")
 @pytest.mark.parametrize("method", ["RK45", "Radau", "LSODA"])
 def test_scipy_on_nan_input_returns_nan(method):
     with warnings.catch_warnings():

@@ -3,6 +3,7 @@ subprocess with a timeout, so that a hang fails instead of blocking the suite.""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -16,9 +17,14 @@ import pytest
 
 from parareal import problems
 
-pytest.importorskip("mpi4py")
 MPIEXEC = shutil.which("mpiexec")
-pytestmark = pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (pip install mpich)")
+#: The tests that run ``mpiexec``: a mark, not a module-level ``importorskip``, so that the
+#: modules importing this one's helpers keep their tests that need no MPI.
+needs_mpi = pytest.mark.skipif(
+    importlib.util.find_spec("mpi4py") is None or MPIEXEC is None,
+    reason="needs mpi4py and mpiexec (pip install 'parareal[mpi]')",
+)
+pytestmark = needs_mpi
 
 SCRIPTS = Path(__file__).parent / "scripts"
 ROOT = Path(__file__).parent.parent

@@ -4,6 +4,7 @@ ends the job soon after ``entry_timeout``, named once; CLI errors are printed on
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import sys
@@ -13,12 +14,14 @@ import time
 import numpy as np
 import pytest
 
-from .test_mpi import SCRIPTS, mpirun, mpirun_rows
+from .test_mpi import SCRIPTS, mpirun, mpirun_rows, needs_mpi
 
-pytest.importorskip("mpi4py")
-pytest.importorskip("cloudpickle")
+#: The tests that make an ``MPI`` backend in this process (no ``mpiexec``).
+needs_mpi4py = pytest.mark.skipif(importlib.util.find_spec("mpi4py") is None,
+                                  reason="needs mpi4py (pip install 'parareal[mpi]')")
 
 
+@needs_mpi
 def test_identical_scripts_give_identical_digests_on_every_rank():
     # each rank has its own PYTHONHASHSEED and its own uuids for classes defined in a script
     proc = mpirun(3, sys.executable, str(SCRIPTS / "mpi_digests.py"), timeout=120)
@@ -35,6 +38,7 @@ CASES = {  # rank 1's difference -> the arguments the message must name
 }
 
 
+@needs_mpi
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_a_rank_with_other_arguments_makes_every_rank_raise_before_any_work(case, tmp_path):
     start = time.monotonic()
@@ -52,6 +56,7 @@ def test_a_rank_with_other_arguments_makes_every_rank_raise_before_any_work(case
     assert all(r["calls"] == 0 for r in rows)  # checked before any call of f
 
 
+@needs_mpi
 def test_identical_arguments_pass_the_check_and_run(tmp_path):
     proc, rows = mpirun_rows(3, sys.executable, str(SCRIPTS / "mpi_disagree.py"), "none",
                              folder=tmp_path, timeout=120)
@@ -60,6 +65,7 @@ def test_identical_arguments_pass_the_check_and_run(tmp_path):
     assert sum(r["calls"] for r in rows) > 0
 
 
+@needs_mpi
 @pytest.mark.parametrize("how,missing", [("exit", 1), ("raise", 1), ("sleep", 1),
                                          ("serial", 1), ("exit", 0)])
 def test_a_rank_that_never_enters_solve_ends_the_job_quickly_named_once(how, missing):
@@ -77,6 +83,7 @@ def test_a_rank_that_never_enters_solve_ends_the_job_quickly_named_once(how, mis
     assert "returned" not in proc.stdout
 
 
+@needs_mpi
 @pytest.mark.parametrize("argv", [["--param", "nope=1"], ["--schedule", "bogus"],
                                   ["--fine", "nonsense"]])
 def test_cli_errors_under_mpi_are_printed_once_and_every_rank_exits_non_zero(argv):
@@ -87,6 +94,7 @@ def test_cli_errors_under_mpi_are_printed_once_and_every_rank_exits_non_zero(arg
     assert len(errors) == 1, proc.stderr
 
 
+@needs_mpi4py
 def test_entry_timeout_must_be_a_positive_number():
     from parareal.backends import MPI
 
@@ -123,6 +131,7 @@ def test_digests_tell_objects_apart_and_skip_what_they_cannot_take():
     assert "rank 1: 1e-06; root: 1e-08" in message
 
 
+@needs_mpi4py
 @pytest.mark.filterwarnings("ignore::parareal.NoSpeedupWarning")
 def test_single_rank_solves_without_a_handshake():
     import parareal

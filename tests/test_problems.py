@@ -15,6 +15,8 @@ from parareal import RK4, Euler, Propagator, Status
 from parareal import problems as P
 from parareal.problems.reference import integrate
 
+from .conftest import needs, problem_params
+
 NAMES = list(P.PROBLEMS)
 #: The classic test-set problems (Hairer-Wanner, Bari test set, DETEST).
 TEST_SET = ["hires", "robertson", "robertson-long", "vanderpol-stiff", "pleiades", "kepler",
@@ -25,8 +27,10 @@ SLOW_REFERENCE = {"vanderpol-stiff", "brusselator-1d", "robertson-long", "hires"
 SLOW_PARAREAL = {"hires", "pleiades", "vanderpol-stiff", "brusselator-1d"}
 
 
-def _marked(names, slow):
-    return [pytest.param(n, marks=pytest.mark.slow) if n in slow else n for n in names]
+def _marked(names, slow, *uses):
+    """``names`` as parameters, ``slow`` ones marked, and those whose ``uses`` need scipy
+    (``"propagators"``, ``"reference"``, ``"final"``: :func:`.conftest.problem_params`)."""
+    return problem_params(names, *uses, slow=slow)
 
 
 # Tolerance of the default fine solution against the reference at the slice boundaries, relative
@@ -104,7 +108,7 @@ def test_registry_names():
         assert name in P.get.__doc__
 
 
-@pytest.mark.parametrize("name", _marked(NAMES, {"brusselator-1d"}))  # Radau reference: 10 s
+@pytest.mark.parametrize("name", _marked(NAMES, {"brusselator-1d"}, "final"))  # Radau: 10 s
 def test_get_builds_a_consistent_problem(name):
     p = P.get(name)
     assert isinstance(p, P.Problem)
@@ -131,6 +135,34 @@ def test_common_overrides(name):
     assert p.slices == 3
     assert p.coarse == Euler(steps=2)
     assert p.fine == RK4(steps=7)
+
+
+@pytest.mark.parametrize(("given", "key"), [("Robertson", "robertson"), ("HEAT", "heat"),
+                                             (" Dahlquist-Complex ", "dahlquist-complex"),
+                                             ("brusselator-1D", "brusselator-1d")])
+def test_problem_names_are_case_insensitive(given, key):
+    # as propagator specs are ("RK4:20"); the problem built carries the registry name
+    assert P.problem_name(given) == key
+    assert P.parameters(given) == P.parameters(key)
+    p = P.get(given, slices=3)
+    assert p.name == key and p.slices == 3
+    assert np.array_equal(p.y0, P.get(key, slices=3).y0)
+
+
+def test_heat_in_capitals_takes_its_parameters():
+    p = P.get("HEAT", points=50)
+    assert p.y0.shape == (50,)
+    with pytest.raises(TypeError, match="for problem 'heat'; valid: points"):
+        P.get("HEAT", nu=1)
+
+
+@pytest.mark.parametrize("name", ["brusellator", "robertson_long", "", "heat2"])
+def test_problem_name_refuses_unknown_names(name):
+    with pytest.raises(ValueError, match="unknown problem") as info:
+        P.problem_name(name)
+    assert all(known in str(info.value) for known in NAMES)
+    with pytest.raises(TypeError, match="str"):
+        P.problem_name(b"heat")
 
 
 def test_unknown_name_lists_the_known_ones():
@@ -251,7 +283,8 @@ def test_f_vectorised_bitwise(name, rng):
 # loaded machine; its fine solution is checked against the published final value instead
 # (test_default_fine_of_the_test_set_matches_the_final_reference).
 @pytest.mark.parametrize(
-    "name", _marked([n for n in NAMES if n != "vanderpol-stiff"], SLOW_REFERENCE)
+    "name", _marked([n for n in NAMES if n != "vanderpol-stiff"], SLOW_REFERENCE,
+                    "propagators", "reference")
 )
 def test_default_fine_matches_reference(name):
     p = P.get(name)
@@ -263,7 +296,7 @@ def test_default_fine_matches_reference(name):
 
 
 @pytest.mark.parametrize(("backend", "vectorized"), BACKENDS)
-@pytest.mark.parametrize("name", _marked(NAMES, SLOW_PARAREAL))
+@pytest.mark.parametrize("name", _marked(NAMES, SLOW_PARAREAL, "propagators"))
 def test_parareal_converges_with_defaults(name, backend, vectorized):
     p = P.get(name)
     sol = parareal.solve(
@@ -359,6 +392,7 @@ def test_heat_default_steps_are_stable(points):
     assert np.abs(sol.y - fine).max() <= 1e-8
 
 
+@needs("scipy")
 def test_arenstorf_orbit_is_periodic():
     p = P.get("arenstorf")
     assert p.t_span[1] == P.ARENSTORF_PERIOD
@@ -369,6 +403,7 @@ def test_arenstorf_orbit_is_periodic():
     assert P.arenstorf(periods=2).t_span[1] == 2 * P.ARENSTORF_PERIOD
 
 
+@needs("scipy")
 def test_numerical_reference_accepts_any_order_and_scalars():
     p = P.get("vanderpol")
     t = np.array([3.0, 0.0, 7.5, 3.0, 1.25])
@@ -391,6 +426,7 @@ def test_numerical_reference_accepts_any_order_and_scalars():
         p.reference([np.nan])
 
 
+@needs("scipy")
 def test_van_der_pol_limit_cycle_amplitude():
     # Independent check of the reference: for mu = 1 the limit cycle has amplitude about 2.009.
     p = P.van_der_pol(mu=1.0, t_end=40.0)
@@ -443,6 +479,7 @@ def test_van_der_pol_jacobian_matches_finite_differences(mu, rng):
                                    rtol=1e-7, atol=1e-7 * (1 + mu))
 
 
+@needs("scipy")
 def test_stiff_van_der_pol_reference_follows_the_slow_manifold():
     # For mu = 1e6 the state stays on the slow manifold mu (1 - x^2) x' = x, i.e.
     # ln x - x^2 / 2 = ln 2 - 2 + t / mu, up to O(1/mu^2). DOP853 needed minutes here.
@@ -457,6 +494,7 @@ def test_stiff_van_der_pol_reference_follows_the_slow_manifold():
     np.testing.assert_allclose(ref[:, 1], x / (mu * (1 - x * x)), rtol=1e-9)
 
 
+@needs("scipy")
 def test_radau_reference_agrees_with_dop853_where_both_work():
     p = P.van_der_pol(mu=100.0)
     t = np.linspace(*p.t_span, 11)
@@ -465,6 +503,7 @@ def test_radau_reference_agrees_with_dop853_where_both_work():
     assert np.abs(radau - dop853).max() < 1e-9
 
 
+@needs("scipy")
 def test_dop853_out_of_budget_falls_back_to_radau():
     # Stiff through its parameters but not marked so: DOP853 needs 225 000 evaluations here.
     p = P.brusselator(a=100.0, b=1e4)
@@ -475,6 +514,7 @@ def test_dop853_out_of_budget_falls_back_to_radau():
     assert np.abs(fallback - dop853).max() <= 1e-9 * np.abs(dop853).max()
 
 
+@needs("scipy")
 def test_reference_unavailable_when_out_of_evaluations():
     p = P.van_der_pol(mu=1e3, t_end=3e5)
     with pytest.raises(P.ReferenceUnavailable, match="budget of 1000 evaluations") as info:
@@ -483,6 +523,7 @@ def test_reference_unavailable_when_out_of_evaluations():
     assert isinstance(info.value, RuntimeError)
 
 
+@needs("scipy")
 def test_reference_unavailable_when_out_of_time():
     p = P.van_der_pol(mu=1e3, t_end=3e5)
     with pytest.raises(P.ReferenceUnavailable, match=r"ran out of time.*limit 0.05 s"):
@@ -558,6 +599,7 @@ def _pleiades_rhs(t, y):  # the Bari test set's double loop, written out
 # right-hand side. Measured agreement: hires 8e-13, robertson 1.2e-13 (componentwise relative,
 # Radau rtol 1e-12, atol 1e-16), vanderpol-stiff 6e-9 (Radau rtol 1e-10; 9e-12 at 1e-12, but
 # that takes 6 s), pleiades 2e-11 (DOP853 rtol 1e-12).
+@needs("scipy")
 @pytest.mark.parametrize(
     ("name", "rhs", "method", "rtol", "atol", "tol"),
     [
@@ -639,7 +681,7 @@ def test_jacobian_matches_finite_differences_and_batches(name, rng):
         np.testing.assert_allclose(single, fd, rtol=1e-6, atol=1e-7 * np.abs(single).max())
 
 
-@pytest.mark.parametrize("name", TEST_SET)
+@pytest.mark.parametrize("name", _marked(TEST_SET, (), "propagators", "final"))
 def test_default_fine_of_the_test_set_matches_the_final_reference(name):
     # Cheap where the reference is published or closed-form; the boundaries are checked by
     # test_default_fine_matches_reference. Componentwise relative error (Robertson's y2 is 1e-5
@@ -654,6 +696,7 @@ def test_default_fine_of_the_test_set_matches_the_final_reference(name):
     assert err.max() <= 1e-6
 
 
+@needs("scipy")  # its default fine is Radau
 def test_robertson_conserves_mass_and_stays_positive():
     p = P.get("robertson-long")
     fine = _serial_fine("robertson-long")
@@ -685,9 +728,17 @@ def test_kepler_closed_form(e):
 
     big = solve_kepler_equation(t, e)
     assert np.all(np.abs(big - e * np.sin(big) - t) <= 4e-15 * (1 + t))
-    # ... and is the solution of the ODE: it agrees with a tight independent DOP853 solve
+
+
+@needs("scipy")
+@pytest.mark.parametrize("e", [0.0, 0.5, 0.9, 0.99])
+def test_kepler_closed_form_solves_the_ode(e):
+    # it agrees with a tight independent DOP853 solve
     from scipy.integrate import solve_ivp
 
+    p = P.kepler(e=e)
+    t = np.linspace(0.0, 3 * 2 * math.pi, 301)
+    ref = p.reference(t)
     sol = solve_ivp(p.f, (0.0, t[-1]), p.y0, method="DOP853", t_eval=t, rtol=1e-12,
                     atol=1e-12)
     assert np.abs(sol.y.T - ref).max() <= 1e-6 * (1 + 1e3 * e**8)

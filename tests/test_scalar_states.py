@@ -9,14 +9,27 @@ import pytest
 
 import parareal
 
-torch = pytest.importorskip("torch")
+from .conftest import needs
+
+
+def _tensor():
+    import torch
+
+    return torch.tensor(1.0, dtype=torch.float64)
+
 
 SCALARS = {
     "0-d array": lambda: np.array(1.0),
     "np.float64": lambda: np.float64(1.0),
     "float": lambda: 1.0,
-    "0-d tensor": lambda: torch.tensor(1.0, dtype=torch.float64),
+    "0-d tensor": _tensor,
 }
+#: The kinds as parameters: the tensor needs torch.
+KINDS = [pytest.param(kind, marks=needs("torch")) if "tensor" in kind else kind
+         for kind in SCALARS]
+#: For odeint, whose default method (dopri5) is scipy's RK45 for numpy, torchdiffeq's for torch.
+ODEINT_KINDS = [pytest.param(kind, marks=needs("torch", "torchdiffeq") if "tensor" in kind
+                             else needs("scipy")) for kind in SCALARS]
 EXPECT = math.exp(-1.0)
 
 
@@ -24,7 +37,7 @@ def decay(t, y):
     return -y
 
 
-@pytest.mark.parametrize("kind", list(SCALARS))
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize(
     "backend,vectorized", [("serial", False), ("batched", False), ("batched", True)]
 )
@@ -42,8 +55,11 @@ def test_solve_scalar(kind, backend, vectorized, schedule):
     assert np.array_equal(np.asarray(sol.y), np.asarray(serial))  # bit for bit
 
 
-@pytest.mark.parametrize("kind", list(SCALARS))
-@pytest.mark.parametrize("fine", ["scipy:RK45", "scipy:Radau", "torchdiffeq:dopri5"])
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("fine", [pytest.param("scipy:RK45", marks=needs("scipy")),
+                                  pytest.param("scipy:Radau", marks=needs("scipy")),
+                                  pytest.param("torchdiffeq:dopri5",
+                                               marks=needs("torch", "torchdiffeq"))])
 def test_adaptive_propagators_take_scalars(kind, fine):
     sol = parareal.solve(decay, SCALARS[kind](), (0.0, 1.0), coarse="rk4:1", fine=fine,
                          slices=3, tol=1e-10)
@@ -51,7 +67,7 @@ def test_adaptive_propagators_take_scalars(kind, fine):
     assert abs(float(sol.y_final) - EXPECT) < 1e-5
 
 
-@pytest.mark.parametrize("kind", list(SCALARS))
+@pytest.mark.parametrize("kind", ODEINT_KINDS)
 def test_odeint_scalar(kind):
     t = np.linspace(0.0, 1.0, 6)
     out = parareal.odeint(decay, SCALARS[kind](), t, tol=0)

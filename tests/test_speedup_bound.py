@@ -72,6 +72,7 @@ def test_bound_is_the_same_on_every_backend(backend):
 
 
 def test_bound_with_an_adaptive_fine_counts_its_measured_calls():
+    pytest.importorskip("scipy")
     sol = quiet(fine=parareal.ScipyIVP("RK45", rtol=1e-8, atol=1e-10))
     stats = sol.stats
     assert math.isfinite(stats.serial_fine_cost) and stats.serial_fine_cost > 0

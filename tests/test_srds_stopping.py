@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import pytest
-import torch
-from parareal.adapters.diffusion import sample
-from parareal.adapters.diffusion.digits import load_digits_model
-from parareal.adapters.diffusion.methods.srds import should_stop
+
+# every test here needs the adapter, which needs torch and diffusers (and the bundled model,
+# safetensors)
+torch = pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+pytest.importorskip("safetensors")
+
+from parareal.adapters.diffusion import sample  # noqa: E402
+from parareal.adapters.diffusion.digits import load_digits_model  # noqa: E402
+from parareal.adapters.diffusion.methods.srds import should_stop  # noqa: E402
 
 TOL = 1 / 255
 

@@ -16,7 +16,7 @@ import pytest
 import parareal
 from parareal import FinalChange, FineResidual, MaxUpdate, Status, StopRule
 
-from .test_mpi import SCRIPTS, mpirun_rows
+from .test_mpi import SCRIPTS, mpirun_rows, needs_mpi
 
 SPAN = (0.0, 2.0)
 OPTS = dict(coarse="rk4:1", fine="rk4:20", slices=8)
@@ -180,8 +180,8 @@ def test_a_checkpoint_resumes_only_under_the_rule_it_was_written_with(tmp_path):
     assert np.array_equal(full.y, resumed.y) and full.iterations == resumed.iterations
 
 
+@needs_mpi
 def test_every_mpi_rank_gets_the_rules_state(tmp_path):
-    pytest.importorskip("cloudpickle")
     proc, rows = mpirun_rows(3, sys.executable, str(SCRIPTS / "mpi_stopping.py"),
                              folder=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -456,9 +456,9 @@ def test_dahlquist_problems_of_both_kinds(complex_p, real_p):
 
 
 @settings(max_examples=10, deadline=None)
-@given(problems(["dahlquist", "brusselator"]), propagators(max_steps=3, adaptive=True))
+@given(problems(["dahlquist", "BRUSSELATOR"]), propagators(max_steps=3, adaptive=True))
 def test_problem_and_propagator_strategies(problem, prop):
-    assert problem.name in ("dahlquist", "brusselator")
+    assert problem.name in ("dahlquist", "brusselator")  # names in any case
     assert isinstance(prop, Propagator)
     assert prop.steps <= 3 if prop.steppable else prop.evals is None
 
@@ -466,6 +466,10 @@ def test_problem_and_propagator_strategies(problem, prop):
 def test_strategies_bad_arguments():
     with pytest.raises(ValueError, match="names"):
         problems(["nope"])
+    with pytest.raises(ValueError, match="names"):
+        problems(["dahlquist", 3])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="names"):
+        problems([])
     with pytest.raises(ValueError, match="min_slices"):
         slicings(min_slices=4, max_slices=2)
     with pytest.raises(ValueError, match="kind"):

@@ -12,6 +12,8 @@ from parareal import RK4, Euler, Heun
 from parareal import theory as th
 from parareal.testing import check_convergence_bound, dahlquist_problems
 
+from .conftest import needs
+
 
 @pytest.mark.parametrize("lam", [-1.0, -5.0, -0.2 + 1.5j, 2.0j, -1.0 + 4.0j])
 @pytest.mark.parametrize("coarse", [Euler(1), Heun(1), RK4(1)], ids=repr)
@@ -143,6 +145,7 @@ def _stiff_stability(coarse):
     return th.coarse_stability(lambda t, y: STIFF @ y, np.ones(4), grid, coarse)
 
 
+@needs("scipy")
 @pytest.mark.parametrize("method", ["Radau", "BDF", "LSODA"])
 def test_coarse_stability_probes_real_only_scipy_methods(method):
     # these refuse complex states; the probe used to raise scipy's "y0 is complex"
@@ -151,6 +154,7 @@ def test_coarse_stability_probes_real_only_scipy_methods(method):
     assert report.worst_factor <= 1.0
 
 
+@needs("scipy")
 def test_coarse_stability_implicit_stable_explicit_unstable_on_stiff_system():
     radau = _stiff_stability(parareal.ScipyIVP("Radau", **LOOSE))
     rk45 = _stiff_stability(parareal.ScipyIVP("RK45", **LOOSE))
@@ -160,6 +164,7 @@ def test_coarse_stability_implicit_stable_explicit_unstable_on_stiff_system():
     assert _stiff_stability(parareal.ScipyIVP("RK45")).stable
 
 
+@needs("scipy")
 @pytest.mark.parametrize("lam", [-1000.0, -500.0 + 50.0j, 2.0j, -0.5 + 3.0j])
 def test_stability_factor_real_probe_matches_complex_propagation(lam):
     # RK45 takes complex states: the real-form probe must give the complex answer

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import numpy as np
@@ -12,26 +13,55 @@ import parareal
 from parareal import ToleranceWarning, default_tolerance, problems
 from parareal.tolerance import RESOLUTION, resolve_tolerance, smallest_tolerance
 
-torch = pytest.importorskip("torch")
+from .conftest import needs
 
 EPS32 = float(np.finfo(np.float32).eps)
 DEMO = ["dahlquist", "dahlquist-complex", "brusselator", "lorenz", "vanderpol", "heat"]
 
 
+class TorchValue:
+    """A parameter made from torch when the test runs (``build(torch)``), so that collecting
+    the module needs no torch; :func:`torch_param` skips it where torch is missing."""
+
+    def __init__(self, build):
+        self.build = build
+
+    def make(self):
+        import torch
+
+        return self.build(torch)
+
+
+def torch_param(build, id):
+    return pytest.param(TorchValue(build), marks=needs("torch"), id=id)
+
+
+def value(param):
+    """A parameter as the test uses it (a :class:`TorchValue` made now)."""
+    return param.make() if isinstance(param, TorchValue) else param
+
+
 def test_float64_default_is_the_historical_one():
     assert default_tolerance(np.float64) == 1e-8
     assert default_tolerance(np.ones(3) * 1e5) == 1e-8
-    assert default_tolerance(torch.float64) == 1e-8
     assert default_tolerance(np.complex128) == 1e-8
     assert default_tolerance(np.longdouble) == 1e-8
 
 
+def test_torch_float64_default_is_the_historical_one():
+    torch = pytest.importorskip("torch")
+    assert default_tolerance(torch.float64) == 1e-8
+
+
 @pytest.mark.parametrize("dtype, eps", [
     (np.float32, EPS32), (np.complex64, EPS32), ("float16", float(np.finfo(np.float16).eps)),
-    (torch.float32, EPS32), (torch.complex64, EPS32), (torch.bfloat16, 2.0**-7),
-    (torch.float16, 2.0**-10),
+    *[pytest.param(TorchValue(lambda torch, n=name: getattr(torch, n)), eps,
+                   marks=needs("torch"), id=f"torch.{name}")
+      for name, eps in (("float32", EPS32), ("complex64", EPS32), ("bfloat16", 2.0**-7),
+                        ("float16", 2.0**-10))],
 ])
 def test_lower_precision_default_is_a_multiple_of_eps_times_the_scale(dtype, eps):
+    dtype = value(dtype)
     assert default_tolerance(dtype) == pytest.approx(RESOLUTION * eps)
     assert default_tolerance(dtype, scale=100.0) == pytest.approx(100 * RESOLUTION * eps)
     assert smallest_tolerance(dtype, scale=2.0) < default_tolerance(dtype, scale=2.0)
@@ -40,12 +70,18 @@ def test_lower_precision_default_is_a_multiple_of_eps_times_the_scale(dtype, eps
 def test_state_gives_its_scale():
     assert default_tolerance(np.full(3, -50.0, dtype=np.float32)) == pytest.approx(
         50 * RESOLUTION * EPS32)
-    assert default_tolerance(torch.full((2, 2), 50.0)) == pytest.approx(50 * RESOLUTION * EPS32)
     assert default_tolerance(np.zeros(3, dtype=np.float32)) == default_tolerance(np.float32)
 
 
-@pytest.mark.parametrize("bad", [np.int64, torch.int32, "banana", None, 3.0, True, [1.0]])
+def test_a_torch_state_gives_its_scale():
+    torch = pytest.importorskip("torch")
+    assert default_tolerance(torch.full((2, 2), 50.0)) == pytest.approx(50 * RESOLUTION * EPS32)
+
+
+@pytest.mark.parametrize("bad", [np.int64, torch_param(lambda torch: torch.int32, "torch.int32"),
+                                 "banana", None, 3.0, True, [1.0]])
 def test_bad_dtype_is_a_type_error_naming_the_argument(bad):
+    bad = value(bad)
     with pytest.raises(TypeError, match="dtype_or_state"):
         default_tolerance(bad)
 
@@ -71,6 +107,7 @@ def _run(p, y0, f=None, **kw):
 
 
 def _torch_f(f):
+    torch = sys.modules["torch"]  # the state is a tensor: torch is loaded
     return lambda t, y: torch.from_numpy(np.asarray(f(t.numpy(), y.numpy())))
 
 
@@ -81,7 +118,7 @@ def test_float64_default_run_is_unchanged(name):
     assert default.iterations == legacy.iterations and np.array_equal(default.y, legacy.y)
 
 
-@pytest.mark.parametrize("kind", ["numpy", "torch"])
+@pytest.mark.parametrize("kind", ["numpy", pytest.param("torch", marks=needs("torch"))])
 @pytest.mark.parametrize("name", DEMO)
 def test_float32_converges_like_float64_at_float32_accuracy(name, kind):
     p = problems.get(name)
@@ -96,6 +133,8 @@ def test_float32_converges_like_float64_at_float32_accuracy(name, kind):
             sol = _run(p, y32)
             y = sol.y
         else:
+            import torch
+
             sol = _run(p, torch.from_numpy(y32), f=_torch_f(p.f))
             y = sol.y.numpy()
     assert sol.converged and y.dtype == y32.dtype
@@ -120,9 +159,12 @@ def test_warning_names_dtype_tolerance_and_smallest():
     assert issubclass(ToleranceWarning, UserWarning)
 
 
-@pytest.mark.parametrize("y0", [np.ones(2, np.float32), torch.ones(2, dtype=torch.bfloat16),
-                                np.ones(2, np.float64) * 1e3])
+@pytest.mark.parametrize("y0", [
+    np.ones(2, np.float32),
+    torch_param(lambda torch: torch.ones(2, dtype=torch.bfloat16), "torch.bfloat16"),
+    np.ones(2, np.float64) * 1e3])
 def test_tiny_explicit_tolerances_warn_from_solve(y0):
+    y0 = value(y0)
     tol = 1e-15 if y0.dtype == np.float64 else 1e-8
     with pytest.warns(ToleranceWarning):
         parareal.solve(lambda t, y: -y, y0, (0, 1), coarse="euler:1", fine="euler:2",
@@ -140,6 +182,7 @@ def test_sensible_tolerances_do_not_warn(tol, rtol):
 
 
 def test_tol_zero_runs_max_iters_without_warning():
+    torch = pytest.importorskip("torch")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warnings.simplefilter("ignore", parareal.NoSpeedupWarning)  # about speed, not tol

@@ -10,7 +10,10 @@ import pytest
 import parareal
 from parareal import Status, problems
 
-pytest.importorskip("scipy")
+from .conftest import needs, run_without
+
+#: The loose solve that places the slices is scipy's, and so is the fine solver here.
+SCIPY = needs("scipy")
 
 
 def transient(t, y):
@@ -27,6 +30,7 @@ def _solve(**kw):
                               slices=8, **kw)
 
 
+@SCIPY
 @pytest.mark.parametrize("schedule", ["synchronous", "pipelined"])
 def test_work_slices_reproduce_the_serial_fine_solution_over_their_boundaries(schedule):
     sol = _solve(boundaries="work", schedule=schedule, tol=0.0)
@@ -42,6 +46,7 @@ def test_work_slices_reproduce_the_serial_fine_solution_over_their_boundaries(sc
     np.testing.assert_array_equal(sol.y, serial)  # exact after N iterations
 
 
+@SCIPY
 def test_work_slices_balance_the_fine_work_of_a_transient():
     equal = _solve()
     work = _solve(boundaries="work")
@@ -49,6 +54,7 @@ def test_work_slices_balance_the_fine_work_of_a_transient():
     assert work.stats.speedup_bound > equal.stats.speedup_bound
 
 
+@SCIPY
 def test_work_slices_are_the_same_on_every_backend():
     p = problems.get("robertson")
     runs = [parareal.solve(p.f, p.y0, p.t_span, fine=p.fine, slices=8, jac=p.jacobian,
@@ -60,6 +66,7 @@ def test_work_slices_are_the_same_on_every_backend():
         assert sol.stats.critical_path == runs[0].stats.critical_path
 
 
+@SCIPY
 @pytest.mark.parametrize("kw, exc, match", [
     (dict(boundaries="balanced"), ValueError, 'boundaries must be "work"'),
     (dict(boundaries="work", initial=np.zeros((9, 2))), ValueError, "initial cannot be given"),
@@ -69,3 +76,22 @@ def test_work_slices_are_the_same_on_every_backend():
 def test_bad_work_slices_arguments(kw, exc, match):
     with pytest.raises(exc, match=match):
         _solve(**kw)
+
+
+def test_work_slices_without_scipy_name_the_extra(tmp_path):
+    # a numpy-only install (scipy made unimportable): a clear ImportError before any work,
+    # not an AttributeError from inside the run
+    code = ("import numpy as np, parareal\n"
+            "calls = []\n"
+            "def f(t, y):\n"
+            "    calls.append(t)\n"
+            "    return -y\n"
+            "try:\n"
+            "    parareal.solve(f, np.ones(2), (0, 1), fine='rk4:4', slices=4,\n"
+            "                   boundaries='work')\n"
+            "except ImportError as exc:\n"
+            "    print(len(calls), exc)\n")
+    proc = run_without("scipy", code, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == ("0 boundaries=\"work\" needs scipy (one loose LSODA solve "
+                                   "places the slices): pip install 'parareal[scipy]'")

@@ -1,7 +1,7 @@
 """``method="auto"``: predict the wall-clock of serial, SRDS and Picard (also exact Picard), and
 run the fastest.
 
-How a prediction is made (see also ``docs/diffusion.md``, section "method='auto'"):
+How a prediction is made (the user's view: ``docs/diffusion.md``, section "method='auto'"):
 
 1. **Call pattern.** The rows of ``x`` in every sequential model call of each method, for a
    one-sample run (a chunk of ``m`` samples multiplies every call by ``m``; chunks of a split
@@ -12,7 +12,12 @@ How a prediction is made (see also ``docs/diffusion.md``, section "method='auto'
    stub run where iterate ``K`` completes on the pipelined schedule, which is where the
    stopping rule ends a real run. The stub run's wall time is the sampler's overhead in the
    prediction; patterns are cached in memory and on disk (:mod:`.auto_cache`). Picard's calls depend
-   on how far its window slides each iteration, so they are estimated (below).
+   on how far its window slides each iteration, so they are estimated (below). SRDS is
+   predicted twice, with the default ``2 sqrt(N)`` blocks and with the paper's ``sqrt(N)``
+   (:func:`~.methods.srds_block_options`), and the faster stands for SRDS
+   (``result.blocks`` says which ran): more blocks mean fewer sequential calls but more
+   evaluations, which pays where a call's cost barely grows with its rows (a GPU), not where
+   it grows in proportion (a CPU).
 2. **Iterations.** SRDS: ``K = min(B, 3)`` (:data:`SRDS_ITERATIONS`; with the default
    ``2 sqrt(N)`` blocks the bundled digits model stops after 3 iterations at N = 25 and 100
    (one sample; 3 or 4 for eight) and after 2 at N = 1000, docs/benchmarks.md). Picard:

@@ -110,22 +110,35 @@ FlowMatchEulerDiscreteScheduler or NoiseSchedule
     method : {"serial", "srds", "picard", "picard-exact", "auto"}
         ``"auto"`` predicts each method's seconds from timed model calls and runs the fastest
         (:mod:`.auto`; ``result.reason`` says why, ``result.choice_s`` how long choosing took).
+        It takes none of the method-specific options (choose the method to tune it); with
+        ``eta > 0`` and no ``generator`` only serial can run, and does, untimed.
     blocks, tol, tol_mode, stop, pipelined, max_iters, window, callback, backend, fine, \
 coarse, anderson
         The options of the method, documented with its class: :class:`~.methods.Serial`,
         :class:`~.methods.SRDS`, :class:`~.methods.Picard` (:data:`METHOD_OPTIONS`).
     mu : float, optional
-        ``set_timesteps``'s ``mu``: for a flow scheduler with ``use_dynamic_shifting`` only.
+        ``set_timesteps``'s ``mu``: required by a flow scheduler with
+        ``use_dynamic_shifting=True``, refused otherwise (a ``ValueError`` naming ``mu``).
     eta : float
-        DDIM eta; ``eta > 0`` draws the step noise once up front from ``generator`` (in step
-        order, as diffusers' step loop, for the whole batch however it is split).
+        DDIM eta in ``[0, 1]`` (``1``: DDPM's ancestral noise); DDIM steps only (``eta > 0``
+        with Euler, Heun, flow matching or ``fine=``/``coarse=`` is a ``ValueError``).
+        ``eta > 0`` draws the step noise once up front from ``generator`` (in step order, as
+        diffusers' step loop, for the whole batch however it is split); SRDS and Picard then
+        converge to the serial sample for that noise (``tol=0``: to round-off).
     generator : torch.Generator, optional
         Required for ``eta > 0`` with SRDS and Picard.
     guidance_scale, prompt_embeds, negative_prompt_embeds :
         For ``UNet2DConditionModel``: classifier-free guidance in one batch (finite values).
     max_batch : int, optional
-        Samples per chunk, sampled one after another (default: the largest chunk that fits
-        :data:`CALL_BUDGET_BYTES` and :data:`STORE_BUDGET_BYTES`; :mod:`.chunks`).
+        Samples per chunk, sampled one after another, chunks as equal in size as possible
+        (default: the largest chunk that fits :data:`CALL_BUDGET_BYTES` for the largest model
+        call -- per sample serial 1 state, SRDS ``B + 4``, Picard its window, twice that with
+        guidance -- and :data:`STORE_BUDGET_BYTES` for the states kept; :mod:`.chunks`).
+        Serial samples do not depend on the split (to the model's batch-size round-off), nor
+        does the step noise; SRDS and Picard test their stopping rule per chunk (with
+        ``tol=0`` they give the serial sample however the batch is split). A ``callback``
+        needs one chunk: a batch that would be split is a ``ValueError`` (pass
+        ``max_batch=len(x_T)``). The result of a split batch: :class:`DiffusionResult`.
     progress : bool
         Show a progress bar (tqdm) of sequential model calls on standard error.
     exact : bool, optional
@@ -140,7 +153,30 @@ coarse, anderson
     Raises
     ------
     ValueError, TypeError
-        Naming the argument: bad values, options that do not apply to ``method``.
+        Naming the argument and what is allowed, before any model call: ``x_T`` not a finite,
+        dense floating tensor with a non-empty batch on a real device, or not matching a
+        UNet's channels or ``sample_size``; ``eta`` outside ``[0, 1]`` or not a real number;
+        ``num_inference_steps`` below 1 or above the training steps; ``blocks > N``; an
+        unsupported scheduler class, prediction type or spacing; ``eta > 0`` without a
+        generator (SRDS, Picard); guidance or embeddings with an unconditional model; a
+        non-finite ``guidance_scale``; embeddings that are not finite floating tensors or of
+        the wrong shape; an option that does not apply to ``method`` (e.g. ``tol`` for
+        ``"serial"``) or an unknown keyword. A model output that is not a floating tensor of
+        its input's shape is refused at the first call, naming both shapes.
+
+    Notes
+    -----
+    Counts far above what a run can use are bounded, not worked through: ``max_batch`` by the
+    batch, ``window`` and Picard's ``max_iters`` by the steps, SRDS's ``max_iters`` by the
+    blocks.
+
+    The model gets a stack of states along the batch axis (serial: the samples of a chunk;
+    SRDS and Picard: several states of each sample at once). An exception raised in a model
+    call carries a note with the shape of the model's input and what applies: a model that
+    takes one sample at a time needs ``method="serial"`` with ``max_batch=1``. A model that
+    failed once is not called again in that run. The model is handed copies of ``x`` and
+    ``t`` (:class:`ModelFn`), so a model that writes into its input changes neither ``x_T``
+    nor any state of the sampler.
     """
     start = time.perf_counter()
     options = dict(blocks=blocks, pipelined=pipelined, window=window, tol=tol,

@@ -42,6 +42,11 @@ class NoiseSchedule:
     Build one with :meth:`from_scheduler` (from a diffusers ``DDIMScheduler`` or
     ``DDPMScheduler``, without modifying it) or :meth:`build`.
 
+    A ``DDPMScheduler`` is sampled with DDIM steps: ``eta=1`` equals ``DDPMScheduler.step``
+    (ancestral sampling) only with ``clip_sample=False`` and no thresholding, since DDPM forms
+    its step from the clipped clean sample; :func:`~.pipeline.sample_pipeline` runs that
+    clipped step too.
+
     Attributes
     ----------
     alphas_cumprod : torch.Tensor

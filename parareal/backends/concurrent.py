@@ -425,7 +425,9 @@ class Threads(ConcurrentBackend):
     fine solves (``ScipyIVP``, ``TorchDiffEq``) and large vectorised ``f`` run in parallel. A
     pure-Python ``f`` holds the GIL and gains nothing: use ``Processes`` for it. ``f`` must be
     safe to call from several threads at once. A pool is created for each run and shut down
-    when the run ends.
+    before ``solve`` returns. When a run ends with an exception or Ctrl-C, running tasks stop at
+    their next call of ``f``; a call of ``f`` that never returns is left to its (daemon) thread
+    after a grace of ``GRACE_SECONDS`` (2 s), so that the interpreter can still exit.
 
     Parameters
     ----------
@@ -474,6 +476,13 @@ class Executor(ConcurrentBackend):
     workers need only ``parareal`` installed. The executor stays yours: it is never shut down
     here. When a run ends, tasks that have not started are cancelled; tasks already running
     in another process finish on their own (their results are dropped).
+
+    Lost workers are the executor's business. Dask reruns a task on another worker and the run
+    goes on to the same answer (the run's ``f`` and fine propagator reach the workers as the
+    result of a small Dask task, which the scheduler recomputes when the worker holding it
+    dies); when Dask gives up on a task (``KilledWorker``, after
+    ``distributed.scheduler.allowed-failures`` deaths) or cancels it after losing data it
+    needed, the run ends with a ``RuntimeError`` naming the backend and the lost worker.
 
     Parameters
     ----------

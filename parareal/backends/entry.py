@@ -14,9 +14,14 @@ will ever come, and its absence would otherwise hang every collective after.
 
 Digests of ``f`` and of the propagators are taken over their cloudpickle bytes, with numpy
 arrays and torch tensors (a model's weights) hashed from their raw bytes and sets hashed in
-an order that does not depend on ``PYTHONHASHSEED``. An object cloudpickle cannot pickle is
-compared by its type and ``repr`` (memory addresses removed) for a propagator, and not at all
-for ``f``; so is an ``f`` whose arrays exceed :data:`DIGEST_BYTE_LIMIT`.
+an order that does not depend on ``PYTHONHASHSEED``, and classes defined in the script by
+their name instead of cloudpickle's per-process id: plain functions, lambdas, closures over
+numpy arrays, functions using a global set, ``nn.Module`` instances and their bound
+``forward``, and the library's propagators give the same digest on every rank
+(``tests/scripts/mpi_digests.py``). An object cloudpickle cannot pickle (it holds a lock, a
+file, a CUDA stream...) is compared by its type and ``repr`` (memory addresses removed) for a
+propagator, and not at all for ``f``; so is an ``f`` whose arrays exceed
+:data:`DIGEST_BYTE_LIMIT` (hashing a large model at every call would cost seconds).
 """
 
 from __future__ import annotations

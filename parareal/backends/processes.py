@@ -93,9 +93,14 @@ class Processes(ConcurrentBackend):
     pool for that run alone. Worker processes are started with ``start_method`` ("spawn" by
     default: safe with threads, the same on every platform; it imports the main module in each
     worker, so scripts need the usual ``if __name__ == "__main__":`` guard). One instance runs
-    one solve at a time. When a run ends, unstarted tasks are cancelled and running ones stop
-    at their next call of ``f``; a worker that dies outright (killed, ``os._exit``) ends the
-    run with a ``RuntimeError``.
+    one solve at a time (a second concurrent solve gets a ``RuntimeError``). When a run ends,
+    unstarted tasks are cancelled and running ones stop at their next call of ``f``; a worker
+    that dies outright (killed, out of memory, ``os._exit``, a crash in native code) ends the
+    run with a ``RuntimeError`` naming the backend, never a hang, and the next run starts a
+    fresh pool. :meth:`close` gives busy workers ``GRACE_SECONDS`` (2 s), then terminates them.
+    An exception raised on a worker reaches the caller with its type and message, the worker's
+    traceback attached as its ``__cause__`` (one that cannot be pickled arrives as a
+    ``RuntimeError`` with its type name and message).
 
     Parameters
     ----------

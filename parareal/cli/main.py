@@ -5,8 +5,10 @@ printed, and ``sample`` writes no image); 2 bad input or a missing optional depe
 line ``parareal: error: ...`` on standard error, before any long work where it can be checked
 first; a malformed command line, one line ``parareal solve: error: ... (try 'parareal solve
 --help')`` from the parser); 130 interrupted (Ctrl-C: one line ``parareal: interrupted``, no
-partial output file); 141 standard output closed early (``parareal ... | head``: the usual
-128 + SIGPIPE, quietly).
+partial output file); 141 standard output closed while the command was still writing to it
+(128 + SIGPIPE, quietly: ``parareal ... --json | head -c 10`` with an output larger than the
+pipe's buffer; a small one is usually written whole before ``head`` exits, and the command
+exits 0).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typing import NoReturn
 from .. import __version__
 from ..backends import BACKENDS
 from ..engine import DEFAULT_LOOKAHEAD, SCHEDULES
-from ..problems import PROBLEMS, parameters
+from ..problems import PROBLEMS, parameters, problem_name
+from ..validation import short_repr
 from .sample_cmd import add_sample_parser
 from .solve_cmd import run_solve
 from .threads import set_threads
@@ -82,6 +85,16 @@ def _lookahead(text: str) -> int | None:
     return _whole(text, 0, " or 'none'")
 
 
+def _problem_name(text: str) -> str:
+    """``text`` as a registered problem name, in any case (an argparse ``type``)."""
+    try:
+        return problem_name(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"unknown problem {short_repr(text, 40)}; choose from {', '.join(sorted(PROBLEMS))}"
+        ) from None
+
+
 def _problems_epilog() -> str:
     lines = ["problems and their parameters (--param NAME=VALUE; default in brackets):"]
     for name in sorted(PROBLEMS):
@@ -109,8 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_problems_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    solve.add_argument("problem", choices=sorted(PROBLEMS), metavar="PROBLEM",
-                       help=f"one of: {', '.join(sorted(PROBLEMS))}")
+    solve.add_argument("problem", type=_problem_name, metavar="PROBLEM",
+                       help=f"one of (in any case): {', '.join(sorted(PROBLEMS))}")
     solve.add_argument("--slices", type=int, help="number of time slices (problem default)")
     solve.add_argument("--fine", help="fine propagator spec, e.g. RK4:20 or scipy:Radau")
     solve.add_argument("--coarse", default="auto",
@@ -171,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with contextlib.redirect_stderr(io.StringIO()) if quiet else contextlib.nullcontext():
             args = _parse(build_parser(), argv)
-        if args.threads is not None:
+        if args.threads is not None:  # torch only if loaded: sample sets it once it loads it
             set_threads(args.threads)
         status = int(args.handler(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, inside the handlers below

@@ -8,11 +8,15 @@ import json
 import math
 import os
 import sys
+from collections.abc import Mapping
 from typing import Any
 
+from .flags import CUDA_FLAGS, in_flags, named
 from .paths import atomic_path, check_writable
+from .threads import set_threads
 
-__all__ = ["MAX_SAMPLES", "SCHEDULERS", "add_sample_parser", "run_sample"]
+__all__ = ["MAX_MU", "MAX_SAMPLES", "METHOD_FLAGS", "SCHEDULERS", "add_sample_parser",
+           "run_sample"]
 
 #: ``--scheduler`` names: the bundled model's DDIMScheduler, or a diffusers scheduler built
 #: from its config; ``flow``: the bundled flow-matching model's FlowMatchEulerDiscreteScheduler.
@@ -113,6 +117,15 @@ def add_sample_parser(sub: Any) -> None:
 #: Counts that must be >= 1 when given: option -> the flag named in errors.
 _COUNTS = {"blocks": "--blocks", "window": "--window", "anderson": "--anderson",
            "max_iters": "--max-iters", "max_batch": "--max-batch"}
+#: The method-specific options of ``sample()`` -> their flags (when true, when false).
+METHOD_FLAGS: dict[str, tuple[str, str]] = {
+    "blocks": ("--blocks", "--blocks"), "window": ("--window", "--window"),
+    "tol": ("--tol", "--tol"), "tol_mode": ("--tol-mode", "--tol-mode"),
+    "max_iters": ("--max-iters", "--max-iters"), "anderson": ("--anderson", "--anderson"),
+    "pipelined": ("--pipelined", "--no-pipelined"), "exact": ("--exact", "--no-exact"),
+}
+#: The largest ``--mu``: diffusers' flow scheduler takes ``exp(mu)`` (a float up to 1.8e308).
+MAX_MU = 709.0
 
 
 def _check_numbers(args: argparse.Namespace) -> None:
@@ -143,6 +156,54 @@ def _check_numbers(args: argparse.Namespace) -> None:
                          f"torch.Generator holds), got {args.seed}")
 
 
+def _check_scheduler(args: argparse.Namespace) -> None:
+    """The options that depend on ``--scheduler`` (neither torch nor the model needed).
+
+    Raises
+    ------
+    ValueError
+        Naming the flags.
+    """
+    if args.karras and args.scheduler == "ddim":
+        raise ValueError("--karras applies to --scheduler euler or heun (or flow), not ddim")
+    for flag, value in (("--shift", args.shift), ("--mu", args.mu)):
+        if value is not None and args.scheduler != "flow":
+            raise ValueError(f"{flag} applies to --scheduler flow, not {args.scheduler}")
+    if args.shift is not None and not (math.isfinite(args.shift) and args.shift > 0):
+        raise ValueError(f"--shift must be a finite number > 0, got {args.shift}")
+    if args.mu is not None and not (math.isfinite(args.mu) and args.mu <= MAX_MU):
+        raise ValueError(f"--mu must be a finite number <= {MAX_MU:g} (the scheduler takes "
+                         f"its exponential), got {args.mu}")
+    if args.scheduler != "ddim" and args.eta > 0:
+        raise ValueError(f"--eta applies to --scheduler ddim only: the {args.scheduler} sampler "
+                         "integrates a deterministic ODE (--eta must be 0)")
+    if args.scheduler == "heun" and args.method in ("picard", "picard-exact"):
+        # a Picard window evaluates each step with one batched model call; a Heun step is two
+        raise ValueError(f"--method {args.method} needs one model call per step, and a "
+                         "--scheduler heun step takes two: use --scheduler euler, flow or ddim, "
+                         "or --method serial, srds or auto")
+
+
+def _check_method_flags(method: str, options: dict[str, Any],
+                        applies: Mapping[str, tuple[str, ...]]) -> None:
+    """Refuse the flags that do not apply to ``--method`` (``applies``: the adapter's
+    ``METHOD_OPTIONS``, the methods each option of ``sample()`` applies to).
+
+    Raises
+    ------
+    ValueError
+        Naming the first such flag and the methods it applies to.
+    """
+    for name, value in options.items():
+        if value is None or method in applies[name]:
+            continue
+        flag = METHOD_FLAGS[name][0 if value is not False else 1]
+        methods = list(applies[name])
+        where = methods[0] if len(methods) == 1 else (
+            ", ".join(methods[:-1]) + " or " + methods[-1])
+        raise ValueError(f"{flag} applies to --method {where}, not {method}")
+
+
 def _check_steps(steps: int, scheduler: Any) -> None:
     """``--steps`` against the model's training steps (read from its config, not its weights)."""
     train = int(scheduler.config.num_train_timesteps)
@@ -151,10 +212,43 @@ def _check_steps(steps: int, scheduler: Any) -> None:
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    """Handler of ``parareal sample``: every argument is checked before the model is loaded."""
+    """Handler of ``parareal sample``: every argument is checked before the model is loaded.
+
+    The initial noise is ``torch.randn((n, 1, 8, 8))`` from a generator seeded with ``--seed``;
+    with ``--eta > 0`` the step noise comes from a second generator seeded with ``--seed +``
+    :data:`NOISE_SEED_OFFSET` (modulo ``2**64``), the same for the method and its serial
+    comparison. ``--out`` picks the image format by its extension (``.png``, ``.jpg``/``.jpeg``
+    at quality 95, ``.bmp``, ``.gif``, ``.tif``/``.tiff``, lossless ``.webp``) and is written
+    atomically. ``--scheduler euler|heun`` builds diffusers' scheduler from the bundled
+    ``DDIMScheduler``'s config; ``--scheduler flow`` loads the bundled flow-matching model
+    (``--weights`` then names flow weights). Under ``--backend mpi`` every rank runs the
+    command and only the root prints and writes the image.
+
+    The summary gives the method that ran (with ``--method auto``, first why), the status,
+    iterations, sequential model calls against serial's, model evaluations per sample, the
+    wall time, and with ``--compare-serial`` the max-abs difference to the serial sample and
+    the fraction of identical 8-bit pixels. ``--json`` prints one object instead, with the
+    keys ``method`` (the method that ran), ``requested_method``, ``reason``, ``predicted_s``
+    (with ``auto``), ``scheduler``, ``karras``, ``shift``, ``mu``, ``steps``, ``n``,
+    ``status`` (``converged``, ``max_iters`` or ``diverged``), ``iterations``, ``converged``,
+    ``sequential_evals``, ``total_evals``, ``wall_time_s`` (``auto``'s choosing included),
+    ``choice_s``, ``image`` (its absolute path; ``null`` when the run diverged), ``seed``,
+    ``eta``, ``max_batch``, ``chunks``; ``pipelined`` and ``blocks`` for SRDS; and with
+    ``--compare-serial`` ``max_abs_diff_vs_serial`` (data units), ``uint8_identical_fraction``,
+    ``serial_wall_time_s`` (never including a choice: when ``auto`` ran serial itself, that
+    run's ``wall_time_s - choice_s``) and ``serial_sequential_evals``.
+
+    Returns
+    -------
+    int
+        The exit status: 0, or 1 when the run diverged (no image is written). Bad input raises
+        (``ValueError``, ``TypeError``...), which the command line reports in one line with
+        exit status 2.
+    """
     _check_numbers(args)
+    _check_scheduler(args)
     # the adapter's ImportError names the extra to install when torch & co. are missing
-    from ..adapters.diffusion import check_method_options, sample
+    from ..adapters.diffusion import METHOD_OPTIONS, sample
     from ..adapters.diffusion.digits import (
         image_format,
         load_digits_flow_model,
@@ -165,37 +259,34 @@ def run_sample(args: argparse.Namespace) -> int:
         to_uint8,
     )
 
-    if args.karras and args.scheduler == "ddim":
-        raise ValueError("--karras applies to --scheduler euler or heun (or flow), not ddim")
     flow = args.scheduler == "flow"
-    for flag, value in (("--shift", args.shift), ("--mu", args.mu)):
-        if value is not None and not flow:
-            raise ValueError(f"{flag} applies to --scheduler flow, not {args.scheduler}")
-    if args.shift is not None and not (math.isfinite(args.shift) and args.shift > 0):
-        raise ValueError(f"--shift must be a finite number > 0, got {args.shift}")
-    if args.mu is not None and not math.isfinite(args.mu):
-        raise ValueError(f"--mu must be finite, got {args.mu}")
     options: dict[str, Any] = dict(
         blocks=args.blocks, pipelined=args.pipelined, window=args.window, tol=args.tol,
         tol_mode=args.tol_mode, max_iters=args.max_iters, exact=args.exact,
         anderson=args.anderson,
     )
-    check_method_options(args.method, options)
+    _check_method_flags(args.method, options, METHOD_OPTIONS)
     if args.backend is not None and args.method != "srds":
         raise ValueError(f"--backend applies to --method srds, not {args.method}")
     reporter = True  # MPI: only the root writes and prints
     if args.backend is not None:  # passed by name: every run makes it and closes it
         from ..backends import using_backend
 
-        with using_backend(args.backend) as backend:
-            reporter = backend.drives()
+        try:
+            with using_backend(args.backend) as backend:
+                reporter = backend.drives()
+        except RuntimeError as exc:  # cuda-streams without CUDA
+            raise ValueError(in_flags(str(exc), CUDA_FLAGS)) from exc
         options["backend"] = args.backend
-    image_format(args.out)
-    check_writable(args.out, "the image")
+    with named("--out"):
+        image_format(args.out)
+        check_writable(args.out, "the image")
     _check_steps(args.steps, (load_digits_flow_scheduler if flow
                               else load_digits_scheduler)(args.weights))
     import torch
 
+    if args.threads is not None:  # main() set the environment; torch is loaded only now
+        set_threads(args.threads, torch=True)
     unet, scheduler = (load_digits_flow_model if flow else load_digits_model)(args.weights)
     scheduler = _scheduler(args.scheduler, args.karras, scheduler, args.shift, args.mu)
     progress = sys.stderr.isatty() if args.progress is None else args.progress

@@ -13,11 +13,14 @@ import numpy as np
 
 from ..backends import Backend, Processes, Threads, resolve_backend
 from ..backends.concurrent import run_workers
+from ..checkpoint import check_checkpoint_path, check_resume_path
 from ..problems import Problem, ReferenceUnavailable, get
 from ..propagators import resolve
 from ..result import IterationInfo, Solution, Status
 from ..solve import solve, solve_serial
 from ..theory import dahlquist_bounds
+from ..validation import MAX_SLICES, check_int, check_positive, check_tolerance
+from .flags import CUDA_FLAGS, in_flags, in_flags_raised, named
 from .paths import atomic_path, check_extension, check_writable
 
 __all__ = ["run_solve"]
@@ -25,6 +28,15 @@ __all__ = ["run_solve"]
 #: The options of ``parareal solve`` that set a problem parameter (``--param`` may not repeat
 #: them).
 _OPTION_PARAMS = {"t_end": "--t-end", "slices": "--slices", "fine": "--fine", "coarse": "--coarse"}
+#: The library's errors that only the run itself finds (reading the --resume checkpoint), in
+#: flags: ``(pattern, replacement)`` for :func:`.flags.in_flags`.
+_RUN_FLAGS = (
+    (r"^resume\b", "--resume"),  # "resume: checkpoint '...' is corrupt or truncated"
+    (r"\bmax_iters = ", "--max-iters "),  # below the checkpoint's iteration
+    (r"\bpass max_iters >= ", "pass --max-iters >= "),
+    (r"\(resume=None\)", "(without --resume)"),  # another run's checkpoint
+    (r" \(and the same f\)", ""),  # the problem is one of the arguments here
+)
 
 
 def _json_value(value: Any) -> Any:
@@ -80,13 +92,32 @@ def _plot_formats() -> set[str]:
     return set(FigureCanvasBase.get_supported_filetypes())
 
 
+def _check_numbers(args: argparse.Namespace) -> None:
+    """The numeric options, by the library's rules, in errors that name the flag (the
+    library's would name the Python argument: ``t_end``, ``max_iters``)."""
+    if args.slices is not None:
+        check_int(args.slices, "--slices", 1, MAX_SLICES)
+    if args.t_end is not None:
+        check_positive(args.t_end, "--t-end")
+    if args.tol is not None:
+        check_tolerance(args.tol, "--tol")
+    check_tolerance(args.rtol, "--rtol")
+    if args.max_iters is not None:
+        check_int(args.max_iters, "--max-iters", 0)
+
+
 def _check_outputs(args: argparse.Namespace) -> None:
-    """Everything about the output files that can be checked before solving."""
+    """Everything about the output files (and the file to resume from) that can be checked
+    before solving."""
     if args.plot is not None:
-        check_writable(args.plot, "the plot")
+        with named("--plot"):
+            check_writable(args.plot, "the plot")
         check_extension(args.plot, _plot_formats(), "--plot")
     if args.checkpoint is not None:
-        check_writable(args.checkpoint, "the checkpoint")
+        with named("--checkpoint"):
+            check_writable(args.checkpoint, "the checkpoint")
+        check_checkpoint_path(args.checkpoint, name="--checkpoint")
+    check_resume_path(args.resume, name="--resume")
 
 
 def _errors(problem: Problem, sol: Solution, values: list[Any]) -> tuple[list[float | None], str]:
@@ -126,6 +157,7 @@ def _coarse(args: argparse.Namespace, problem: Problem) -> Any:
 
 def run_solve(args: argparse.Namespace) -> int:
     """Handler of ``parareal solve``."""
+    _check_numbers(args)
     _check_outputs(args)
     problem = _problem(args)
     backend = _backend(args)
@@ -133,8 +165,8 @@ def run_solve(args: argparse.Namespace) -> int:
     if isinstance(backend, (Threads, Processes)):  # a run uses at most one per slice
         args.used_workers = run_workers(backend.workers, problem.slices)
     iterates: list[IterationInfo] = []
-    with backend, np.errstate(over="ignore", invalid="ignore"):  # divergence: in the status
-        sol = solve(
+    with backend, np.errstate(over="ignore", invalid="ignore"), in_flags_raised(_RUN_FLAGS):
+        sol = solve(  # divergence: in the status
             problem.f,
             problem.y0,
             problem.t_span,
@@ -181,7 +213,7 @@ def _backend(args: argparse.Namespace) -> Backend:
     try:
         return resolve_backend(args.backend, args.workers)
     except RuntimeError as exc:  # cuda-streams without CUDA
-        raise ValueError(str(exc)) from exc
+        raise ValueError(in_flags(str(exc), CUDA_FLAGS)) from exc
     except ValueError as exc:
         raise ValueError(str(exc).replace("workers applies", "--workers applies")) from exc
 

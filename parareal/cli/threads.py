@@ -2,7 +2,9 @@
 
 On a small or shared machine the libraries' default (one thread per core, each) makes
 threads fight over the cores: a small model or matrix then runs many times slower than on one
-thread. :func:`set_threads` is what ``--threads`` does, before the command's work starts.
+thread. :func:`set_threads` is what ``--threads`` does, before the command's work starts;
+``parareal sample`` applies it to torch again once it has loaded torch (``parareal solve``
+never imports torch for it).
 """
 
 from __future__ import annotations
@@ -27,13 +29,17 @@ THREAD_VARIABLES = (
 )
 
 
-def set_threads(n: Any) -> dict[str, Any]:
-    """Limit this process to ``n`` threads per library, as far as can still be done.
+def set_threads(n: Any, *, torch: bool = False) -> dict[str, Any]:
+    """Limit this process to ``n`` threads per library, as far as can still be done, without
+    importing torch unless asked to.
 
     1. Sets the :data:`THREAD_VARIABLES` to ``n`` in ``os.environ``: they apply to every
        library loaded from now on (torch's intra-op pool and scipy's BLAS when they are
        imported later, subprocesses), not to one already loaded.
-    2. If torch is installed (it is not imported otherwise): ``torch.set_num_threads(n)``.
+    2. ``torch.set_num_threads(n)`` if torch is already imported, or if ``torch`` is true and
+       torch is installed (it is imported then). Importing torch takes seconds, so a command
+       that may not need it (``parareal solve``) passes ``torch=False``: a torch loaded later
+       takes its thread count from ``OMP_NUM_THREADS``, set in step 1.
     3. If threadpoolctl is installed (it comes with scikit-learn, part of the ``diffusion``
        extra): ``threadpoolctl.threadpool_limits(n)``, which also limits the BLAS and OpenMP
        pools already loaded, numpy's included. Without it numpy's own BLAS keeps the thread
@@ -45,11 +51,15 @@ def set_threads(n: Any) -> dict[str, Any]:
     ----------
     n : int
         Threads, ``>= 1``.
+    torch : bool, optional
+        Import torch (where installed) to set its thread count even if it is not loaded yet.
+        Default ``False``: torch is set only if it is already imported.
 
     Returns
     -------
     dict
-        What was set: ``{"threads": n, "torch": n or None, "threadpoolctl": bool}``.
+        What was set: ``{"threads": n, "torch": n or None, "threadpoolctl": bool}``;
+        ``"torch"`` is ``None`` when torch was not set (not loaded, or not installed).
 
     Raises
     ------
@@ -60,10 +70,10 @@ def set_threads(n: Any) -> dict[str, Any]:
     for name in THREAD_VARIABLES:
         os.environ[name] = str(n)
     done: dict[str, Any] = {"threads": n, "torch": None, "threadpoolctl": False}
-    torch = _optional("torch")
-    if torch is not None:
-        torch.set_num_threads(n)
-        done["torch"] = torch.get_num_threads()
+    module = _optional("torch") if torch else sys.modules.get("torch")
+    if module is not None:
+        module.set_num_threads(n)
+        done["torch"] = module.get_num_threads()
     threadpoolctl = _optional("threadpoolctl")
     if threadpoolctl is not None:
         threadpoolctl.threadpool_limits(limits=n)

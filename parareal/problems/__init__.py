@@ -28,7 +28,7 @@ from .kepler import kepler, kepler_solution
 from .lorenz import lorenz
 from .pleiades import pleiades
 from .reference import ReferenceUnavailable
-from .registry import CORE, PROBLEMS, TEST_SET, get, parameters
+from .registry import CORE, PROBLEMS, TEST_SET, get, parameters, problem_name
 from .robertson import robertson, robertson_long
 from .vanderpol import van_der_pol, van_der_pol_stiff
 
@@ -53,6 +53,7 @@ __all__ = [
     "lorenz",
     "parameters",
     "pleiades",
+    "problem_name",
     "robertson",
     "robertson_long",
     "van_der_pol",

@@ -6,6 +6,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from ..validation import short_repr
 from .arenstorf import arenstorf
 from .base import Problem
 from .brusselator import brusselator
@@ -19,7 +20,7 @@ from .pleiades import pleiades
 from .robertson import robertson, robertson_long
 from .vanderpol import van_der_pol, van_der_pol_stiff
 
-__all__ = ["CORE", "PROBLEMS", "TEST_SET", "get", "parameters"]
+__all__ = ["CORE", "PROBLEMS", "TEST_SET", "get", "parameters", "problem_name"]
 
 #: Problem factories by registry name; each accepts keyword overrides of its parameters.
 PROBLEMS: dict[str, Callable[..., Problem]] = {
@@ -49,17 +50,33 @@ TEST_SET: tuple[str, ...] = ("hires", "robertson", "robertson-long", "vanderpol-
 CORE: tuple[str, ...] = tuple(name for name in PROBLEMS if name not in TEST_SET)
 
 
-def _factory(name: Any) -> Callable[..., Problem]:
+def problem_name(name: Any) -> str:
+    """The :data:`PROBLEMS` key of the problem ``name``: case and surrounding blanks are
+    ignored, as in propagator specs (``"Robertson"`` and ``" HEAT"`` name ``"robertson"`` and
+    ``"heat"``).
+
+    Raises
+    ------
+    TypeError
+        If ``name`` is not a str.
+    ValueError
+        If it names no registered problem (the message lists the known names).
+    """
     if not isinstance(name, str):
         raise TypeError(f"problem name must be a str, got {type(name).__name__}")
-    factory = PROBLEMS.get(name)
-    if factory is None:
-        raise ValueError(f"unknown problem {name!r}; known: {', '.join(PROBLEMS)}")
-    return factory
+    key = name.strip().lower()
+    if key not in PROBLEMS:
+        raise ValueError(f"unknown problem {short_repr(name)}; known: {', '.join(PROBLEMS)}")
+    return key
+
+
+def _factory(name: Any) -> Callable[..., Problem]:
+    return PROBLEMS[problem_name(name)]
 
 
 def parameters(name: str) -> dict[str, Any]:
-    """The parameters of the registered problem ``name`` and their defaults, in order.
+    """The parameters of the registered problem ``name`` (in any case) and their defaults,
+    in order.
 
     Read from the factory's signature, e.g. ``parameters("vanderpol")`` is
     ``{"mu": 1.0, "y0": (2.0, 0.0), "t_end": 10.0, "slices": 20, "coarse": None,
@@ -80,10 +97,11 @@ def get(name: str, **params: Any) -> Problem:
     Parameters
     ----------
     name : str
-        A key of :data:`PROBLEMS`: ``"dahlquist"``, ``"dahlquist-complex"``, ``"brusselator"``,
-        ``"lorenz"``, ``"vanderpol"``, ``"arenstorf"``, ``"heat"``, and the classic test sets
-        ``"hires"``, ``"robertson"``, ``"robertson-long"``, ``"vanderpol-stiff"``,
-        ``"pleiades"``, ``"kepler"``, ``"brusselator-1d"``.
+        A key of :data:`PROBLEMS`, in any case (see :func:`problem_name`): ``"dahlquist"``,
+        ``"dahlquist-complex"``, ``"brusselator"``, ``"lorenz"``, ``"vanderpol"``,
+        ``"arenstorf"``, ``"heat"``, and the classic test sets ``"hires"``, ``"robertson"``,
+        ``"robertson-long"``, ``"vanderpol-stiff"``, ``"pleiades"``, ``"kepler"``,
+        ``"brusselator-1d"``.
     **params
         Passed to the factory, e.g. ``t_end``, ``slices``, ``coarse``, ``fine`` (all
         factories), ``lam`` (Dahlquist), ``mu`` (Van der Pol), ``points`` (heat, 1-D
@@ -102,7 +120,8 @@ def get(name: str, **params: Any) -> Problem:
         If a parameter is unknown to the factory (the message lists the valid ones, see
         :func:`parameters`) or has the wrong type.
     """
-    factory = _factory(name)
+    name = problem_name(name)
+    factory = PROBLEMS[name]
     valid = parameters(name)
     unknown = [key for key in params if key not in valid]
     if unknown:

@@ -56,6 +56,11 @@ def _check_sparsity(sparsity: Any) -> Any:
     if pattern.ndim != 2 or pattern.shape[0] != pattern.shape[1]:
         raise ValueError(f"jac_sparsity must be a square (d, d) matrix, got shape "
                          f"{pattern.shape}")
+    try:  # the Jacobians it gives are scipy sparse matrices: say so now, not mid-run
+        import scipy.sparse  # noqa: F401
+    except ImportError as exc:
+        raise ImportError("jac_sparsity needs scipy (the Jacobians it gives are scipy sparse "
+                          "matrices): pip install 'parareal[scipy]'") from exc
     return pattern
 
 

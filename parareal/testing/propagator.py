@@ -208,20 +208,34 @@ def check_propagator(
        stacked, with :class:`~parareal.state.Lanes` times, gives each state's bits alone.
     10. ``order of accuracy``: see below.
 
-    The order is measured on two scalar ODEs with exact solutions, the linear
-    ``y' = -(y - sin t) + cos t`` and the nonlinear ``y' = -e - e**2 + cos t``, ``e = y - sin t``
-    (:class:`~parareal.testing.systems.ForcedDecay`), by step halving: ``prop`` is applied
-    over ``[0.3, 0.3 + h]`` for ``h = 8, 4, ..., 2**-10`` (:data:`ORDER_SPANS`). Its internal
-    step count stays fixed, so the step size halves with ``h`` and the error of one
-    propagation, the local error, falls like ``h**(p + 1)`` for a method of order ``p``. The
-    measured order is the median slope of the three smallest ``h`` whose errors stand above
-    round-off (``1e-11``), minus one, on the ODE where it is lowest. It must be within
-    ``order_tol`` of the declared order: ``order``, else the propagator's ``order`` attribute
-    (the built-in fixed-step methods have one). A propagator without a declared order (the
-    adaptive ``ScipyIVP`` and ``TorchDiffEq``) gets a tolerance-based check instead when it has
-    ``rtol`` and ``atol`` attributes: over ``(0.3, 2.3)`` its error is at most
-    ``accuracy_factor * (rtol * max|y| + atol)``. With neither, the property is skipped (see
-    the report).
+    The order is measured on two scalar ODEs with exact solutions, both time-dependent so
+    that wrong stage times show: the linear ``y' = -(y - sin t) + cos t`` and the nonlinear
+    ``y' = -e - e**2 + cos t``, ``e = y - sin t`` (:class:`~parareal.testing.systems.ForcedDecay`);
+    the lower of the two measured orders counts.
+
+    - A **steppable** propagator is measured by step halving: ``n = 1, 2, 4, ..., 1024`` of
+      its own sub-steps (``prop.step``, :data:`ORDER_STEPS`) over ``[0.3, 1.3]``; the error
+      falls like ``n**-p``.
+    - An **opaque** propagator with a declared order cannot be told to take other steps, so
+      the propagation is shortened: over ``[0.3, 0.3 + h]``, ``h = 8, 4, ..., 2**-10``
+      (:data:`ORDER_SPANS`), with its internal step count fixed, the error of one
+      propagation falls like ``h**(p + 1)``. Check an instance with few internal steps: with
+      many, the errors reach round-off before the trend is clear (the check then says so).
+
+    The measured order is the median slope of the three smallest steps whose errors stand
+    above round-off (:data:`ORDER_FLOOR`, ``1e-13``). It must be within ``order_tol`` of the
+    declared order, in both directions (a method more accurate than it claims has a wrong
+    declaration too): ``order``, else the propagator's ``order`` attribute (the built-in
+    fixed-step methods have one; a fixed-grid torchdiffeq method takes one step per
+    propagation: pass its order, ``check_propagator(TorchDiffEq("rk4"), order=4)``).
+
+    A propagator without a declared order (the adaptive ``ScipyIVP`` and ``TorchDiffEq``)
+    gets a tolerance-based check instead when it has ``rtol`` and ``atol`` attributes: over
+    ``(0.3, 2.3)`` its error is at most ``accuracy_factor * (rtol * max|y| + atol)``. Every
+    ``ScipyIVP`` method passes it, and so does ``TorchDiffEq("dopri5")``; torchdiffeq's
+    ``bosh3``, ``fehlberg2`` and ``dopri8`` do not (errors of a few hundred times the
+    tolerance on this ODE). With neither, the property is skipped (``report.skipped`` says
+    why).
 
     Parameters
     ----------
@@ -231,7 +245,8 @@ def check_propagator(
         The declared order of accuracy, overriding ``prop.order``.
     dtypes : sequence of str
         numpy dtype names of the probe states (the same names for torch tensors). Restrict
-        them for a propagator that supports fewer (e.g. ``("float64",)``).
+        them for a propagator that supports fewer: ``ScipyIVP("Radau")`` refuses complex
+        states, so ``dtypes=("float64", "float32")``.
     torch : bool, optional
         Also probe torch tensors: ``None`` (default) when torch is installed.
     device : str or torch.device, optional

@@ -19,7 +19,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "'parareal[test]' (the check_* functions work without it)"
     ) from exc
 
-from ..problems import PROBLEMS, Problem, dahlquist, dahlquist_complex, get
+from ..problems import PROBLEMS, Problem, dahlquist, dahlquist_complex, get, problem_name
 from ..propagators import RK4, Euler, Heun, Midpoint, Propagator, ScipyIVP, TorchDiffEq
 from ..validation import check_int, check_positive, check_span, check_tolerance
 from .systems import linear_system
@@ -136,15 +136,18 @@ def problems(names: Sequence[str] | None = None) -> st.SearchStrategy[Problem]:
     Parameters
     ----------
     names : sequence of str, optional
-        Registry names to draw from (default: all). Some are slow to solve for all slices
-        (``lorenz``: 30 slices of ``RK4(100)``); pass a subset for exactness properties.
+        Registry names to draw from, in any case (default: all). Some are slow to solve for all
+        slices (``lorenz``: 30 slices of ``RK4(100)``); pass a subset for exactness properties.
     """
     chosen = list(PROBLEMS) if names is None else list(names)
-    unknown = [name for name in chosen if name not in PROBLEMS]
-    if unknown or not chosen:
-        raise ValueError(f"names must be bundled problems ({', '.join(PROBLEMS)}), got "
-                         f"{chosen!r}")
-    return st.sampled_from(chosen).map(get)
+    try:
+        keys = [problem_name(name) for name in chosen]
+    except (TypeError, ValueError):
+        keys = []
+    if not keys:
+        raise ValueError(f"names must be bundled problems ({', '.join(PROBLEMS)}, in any case), "
+                         f"got {chosen!r}")
+    return st.sampled_from(keys).map(get)
 
 
 @st.composite

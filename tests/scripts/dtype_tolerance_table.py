@@ -1,6 +1,6 @@
 """Iterations and accuracy of float32 runs with the dtype's default tolerance (issue 17).
 
-Prints the table of docs/guide.md ("Tolerances and the state's dtype"):
+Prints the table in the docstring of parareal/tolerance.py:
 ``PYTHONPATH=. python tests/scripts/dtype_tolerance_table.py``.
 """
 

@@ -47,7 +47,9 @@ class Picard(Refining):
     """ParaDiGMS: Picard iterations over a sliding window of ``p`` sampler steps, all evaluated
     in one batched model call per iteration; the window slides past the steps that converged.
     Its result is not the serial sample (its default tolerance leaves differences of a few
-    8-bit levels; ``tol = 0`` runs until every step is exact). DDIM steps, and the Euler steps
+    8-bit levels, 80-85 % of the 8-bit pixels equal on the digits model; ``tol = 0`` runs until
+    every step is exact; ``tol_mode="data", tol=1e-4`` reproduces the serial sample as SRDS
+    does, and :class:`~.picard_exact.ExactPicard` is made for that). DDIM steps, and the Euler steps
     of Euler and flow-matching schedulers (one model call per step; not Heun).
 
     Parameters

@@ -21,7 +21,8 @@ class ExactPicard(Picard):
     with a secant slope (:mod:`..secant`) instead of Picard's identity, and the stopping rule
     in data units on every point of the window. Its result converges to the serial sample:
     ``tol -> 0`` gives it (``tol = 0``: bitwise up to the model's batch round-off, in at most
-    ``N`` iterations, since the window's first step is exact every iteration). DDIM steps only.
+    ``N`` iterations, since the window's first step is exact every iteration). DDIM steps, and
+    the Euler steps of Euler and flow-matching schedulers (one model call per step; not Heun).
 
     Parameters
     ----------
