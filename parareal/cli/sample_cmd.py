@@ -247,17 +247,10 @@ def run_sample(args: argparse.Namespace) -> int:
     """
     _check_numbers(args)
     _check_scheduler(args)
-    # the adapter's ImportError names the extra to install when torch & co. are missing
+    # the adapter's ImportError names the extra to install when torch & co. are missing;
+    # diffusers (seconds to import) only after the flags and --out are checked
     from ..adapters.diffusion import METHOD_OPTIONS, sample
-    from ..adapters.diffusion.digits import (
-        image_format,
-        load_digits_flow_model,
-        load_digits_flow_scheduler,
-        load_digits_model,
-        load_digits_scheduler,
-        save_grid,
-        to_uint8,
-    )
+    from ..adapters.diffusion.images import image_format
 
     flow = args.scheduler == "flow"
     options: dict[str, Any] = dict(
@@ -281,6 +274,15 @@ def run_sample(args: argparse.Namespace) -> int:
     with named("--out"):
         image_format(args.out)
         check_writable(args.out, "the image")
+    from ..adapters.diffusion.digits import (
+        load_digits_flow_model,
+        load_digits_flow_scheduler,
+        load_digits_model,
+        load_digits_scheduler,
+        save_grid,
+        to_uint8,
+    )
+
     _check_steps(args.steps, (load_digits_flow_scheduler if flow
                               else load_digits_scheduler)(args.weights))
     import torch
