@@ -130,11 +130,12 @@ def test_cli_table_appears_once():
     assert proc.stdout.count("status: converged") == 1
 
 
+@pytest.mark.filterwarnings("ignore::parareal.NoSpeedupWarning")
 def test_single_process_without_mpiexec_runs_in_process():
     import parareal
     from parareal.backends import MPI
 
-    p = problems.get("lorenz")
+    p = problems.get("lorenz", t_end=0.6, slices=6, fine="rk4:25")  # small: 5 iterations
     ref = parareal.solve(p.f, p.y0, p.t_span, coarse=p.coarse, fine=p.fine, slices=p.slices)
     sol = parareal.solve(p.f, p.y0, p.t_span, coarse=p.coarse, fine=p.fine, slices=p.slices,
                          backend=MPI())
