@@ -2,10 +2,10 @@
 when Dask gives up on the task, a ``RuntimeError`` naming the lost worker; never a bare
 ``CancelledError``, never a hang.
 
-Real ``distributed.LocalCluster``s of worker processes, one per case, in one child process (the
-cluster needs the main guard) under a timeout. ``f`` kills its worker process with
-``os._exit`` on its first call in each worker (a marker file per worker name), so every worker
-dies once, the workers that held the run's ``f`` included.
+Real ``distributed.LocalCluster``s of worker processes, in a child process (the cluster needs
+the main guard) under a timeout. ``f`` kills its worker process with ``os._exit`` on its first
+call in each worker (a marker file per worker name), so every worker dies once, the workers
+that held the run's ``f`` included.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ SCRIPT = textwrap.dedent("""
             return -y * (1.0 + 0.1 * np.sin(y))
         return f
 
-    def run(marks, always):
+    if __name__ == "__main__":
+        marks, always = sys.argv[1], sys.argv[2] == "always"
         f = make_f(marks, os.getpid(), always)
         opts = dict(coarse="rk4:1", fine="rk4:8", slices=8, tol=0.0)
         y0 = np.linspace(0.5, 1.5, 5)
@@ -62,45 +63,32 @@ SCRIPT = textwrap.dedent("""
                 out = {"error": type(exc).__name__, "message": str(exc)}
         out["workers"] = workers
         out["deaths"] = sorted(os.listdir(marks))
-        return out
-
-    if __name__ == "__main__":  # a cluster per mode, one after the other
-        for mode in sys.argv[2].split(","):
-            marks = os.path.join(sys.argv[1], mode)
-            os.mkdir(marks)
-            print(json.dumps({"mode": mode, **run(marks, mode == "always")}), flush=True)
+        print(json.dumps(out), flush=True)
 """)
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, dict]:
-    """Both modes, ``once`` then ``always``, each on its own cluster, in one child process (one
-    interpreter start and import of distributed): each mode's answer."""
-    tmp_path = tmp_path_factory.mktemp("dask-dies")
+def _run(tmp_path: Path, mode: str) -> dict:
     script = tmp_path / "dask_dies.py"
     script.write_text(SCRIPT)
     marks = tmp_path / "marks"
     marks.mkdir()
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)
-    proc = subprocess.run([sys.executable, str(script), str(marks), "once,always"],
-                          capture_output=True, text=True, timeout=HANG_GUARD_S, env=env,
-                          check=False)
+    proc = subprocess.run([sys.executable, str(script), str(marks), mode], capture_output=True,
+                          text=True, timeout=HANG_GUARD_S, env=env, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = [json.loads(line) for line in proc.stdout.strip().splitlines()
-            if line.startswith("{")]
-    return {row.pop("mode"): row for row in rows}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def test_a_worker_that_dies_once_is_rerun_and_the_run_gives_the_serial_answer(runs):
-    out = runs["once"]
+def test_a_worker_that_dies_once_is_rerun_and_the_run_gives_the_serial_answer(tmp_path):
+    out = _run(tmp_path, "once")
     assert out["deaths"] == ["0", "1"]  # both workers died, each once
     assert "error" not in out, out
     assert out["same"] and out["iterations"][0] == out["iterations"][1]
 
 
-def test_workers_that_keep_dying_end_the_run_with_a_runtime_error_naming_one(runs):
-    out = runs["always"]
+def test_workers_that_keep_dying_end_the_run_with_a_runtime_error_naming_one(tmp_path):
+    out = _run(tmp_path, "always")
     assert out["error"] == "RuntimeError", out
     assert "Dask workers died while running a task" in out["message"]
     assert "tcp://127.0.0.1:" in out["message"]  # the last worker that ran it
