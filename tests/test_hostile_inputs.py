@@ -6,6 +6,7 @@ and an ``f`` that writes into its argument. Each case failed once (silently) and
 from __future__ import annotations
 
 import concurrent.futures as cf
+import json
 import os
 import re
 import shutil
@@ -143,7 +144,8 @@ def test_process_backends_run_without_grad_and_match_serial():
     processes backend runs and gives the serial backend's numbers."""
     w = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
     y0 = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
-    with Processes(2) as backend, torch.no_grad():
+    # one worker process: a process boundary all the same, and one start of torch, not two
+    with Processes(1) as backend, torch.no_grad():
         sol = parareal.solve(lambda t, y: -w * y, y0, (0.0, 1.0), backend=backend, **KW)
         ref = parareal.solve(lambda t, y: -w * y, y0, (0.0, 1.0), backend="serial", **KW)
     assert not sol.y.requires_grad
@@ -193,19 +195,26 @@ def test_worker_threads_follow_the_callers_grad_mode():
 def test_mpi_on_two_ranks_refuses_gradients_on_every_rank_and_one_rank_gives_them(tmp_path):
     pytest.importorskip("mpi4py")
     script = tmp_path / "grad.py"
-    script.write_text(textwrap.dedent("""
-        import sys, torch, parareal
+    # one job of two ranks: on both (MPI()) the refusal, then on each rank alone
+    # (MPI(comm=COMM_SELF), a communicator of one rank) the gradients
+    script.write_text(textwrap.dedent(f"""
+        import json, torch, parareal
+        from mpi4py import MPI as mpi
         from parareal.backends import MPI
         w = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
         y0 = torch.tensor([1.0, 2.0], dtype=torch.float64)
+        kw = dict(coarse="rk4:1", fine="rk4:10", slices=4)
         try:
-            sol = parareal.solve(lambda t, y: -w * y, y0, (0.0, 1.0), coarse="rk4:1",
-                                 fine="rk4:10", slices=4, backend=MPI())
+            parareal.solve(lambda t, y: -w * y, y0, (0.0, 1.0), backend=MPI(), **kw)
+            refused = "no"
         except ValueError as exc:
-            print("refused", "process boundaries" in str(exc), flush=True)
-            sys.exit(0)
+            refused = "process boundaries" in str(exc)
+        sol = parareal.solve(lambda t, y: -w * y, y0, (0.0, 1.0),
+                             backend=MPI(comm=mpi.COMM_SELF), **kw)
         sol.y[-1].sum().backward()
-        print("grad", float(w.grad), flush=True)
+        rank = mpi.COMM_WORLD.Get_rank()
+        with open({str(tmp_path)!r} + f"/rank-{{rank}}.json", "w") as out:
+            json.dump({{"refused": refused, "grad": float(w.grad)}}, out)
     """))
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)
@@ -213,16 +222,13 @@ def test_mpi_on_two_ranks_refuses_gradients_on_every_rank_and_one_rank_gives_the
     ref = parareal.solve(lambda t, y: -w * y, torch.tensor([1.0, 2.0], dtype=torch.float64),
                          (0.0, 1.0), coarse="rk4:1", fine="rk4:10", slices=4)
     ref.y[-1].sum().backward()
-    for ranks in (2, 1):
-        proc = subprocess.run(["mpiexec", "-n", str(ranks), sys.executable, str(script)],
-                              capture_output=True, text=True, timeout=300, env=env)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        lines = sorted(proc.stdout.split("\n")[:-1])
-        if ranks == 2:
-            assert lines == ["refused True"] * 2
-        else:
-            assert len(lines) == 1 and lines[0].startswith("grad ")
-            assert abs(float(lines[0].split()[1]) - float(w.grad)) < 1e-10
+    proc = subprocess.run(["mpiexec", "-n", "2", sys.executable, str(script)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads((tmp_path / f"rank-{rank}.json").read_text()) for rank in (0, 1)]
+    assert [row["refused"] for row in rows] == [True, True]  # refused on every rank
+    for row in rows:  # a single rank gives them
+        assert abs(row["grad"] - float(w.grad)) < 1e-10
 
 
 # -- y0 containers ---------------------------------------------------------------------------
@@ -381,10 +387,12 @@ def test_torchdiffeq_failures_are_failed_propagations_and_f_errors_pass_unchange
                              fine="torchdiffeq:dopri5", slices=4)
     assert sol.status is parareal.Status.DIVERGED
     assert "underflow" in sol.reason and np.all(np.isfinite(sol.y))
+    # two slices up to 0.6 (the blow-up is at 0.5) and rtol 1e-3: the second slice's dopri5
+    # fails as with the defaults, in fewer steps, and the first's does not
     with pytest.warns(RuntimeWarning), pytest.raises(parareal.DivergenceError,
                                                      match="underflow"):
         parareal.odeint(lambda t, y: y * y, torch.tensor([2.0], dtype=torch.float64),
-                        torch.tensor([0.0, 1.0], dtype=torch.float64))
+                        torch.tensor([0.0, 0.6], dtype=torch.float64), rtol=1e-3, slices=2)
 
     def bad(t, y):
         raise KeyError("mine")

@@ -3,6 +3,7 @@ subprocess with a timeout, so that a hang fails instead of blocking the suite.""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -99,16 +100,25 @@ def test_an_exception_on_any_rank_ends_every_rank_quickly_with_one_message(where
     assert "returned" not in proc.stdout
 
 
-def test_cli_under_mpiexec_prints_one_json_object_with_the_serial_numbers():
+def _cli_json(capsys, *argv: str) -> dict:
+    """``parareal *argv`` run in this process (``main(argv)``): its last line of output, a
+    JSON object."""
+    from parareal.cli.main import main
+
+    capsys.readouterr()
+    assert main(list(argv)) == 0, capsys.readouterr().err[-3000:]
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_cli_under_mpiexec_prints_one_json_object_with_the_serial_numbers(capsys):
     proc = mpirun(4, sys.executable, "-m", "parareal", "solve", "brusselator", "--backend",
                   "mpi", "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1
     out = json.loads(lines[0])
-    serial = subprocess.run([sys.executable, "-m", "parareal", "solve", "brusselator", "--json"],
-                            capture_output=True, text=True, timeout=HANG_GUARD_S, check=True)
-    ref = json.loads(serial.stdout)
+    # the serial numbers in this process: they are the CLI's output, not a process's behaviour
+    ref = _cli_json(capsys, "solve", "brusselator", "--json")
     assert out["workers"] == 4 and out["backend"] == "mpi"
     for key in ("iterations", "residuals", "status", "critical_path", "y_final", "f_evals"):
         assert out[key] == ref[key], key
@@ -120,11 +130,12 @@ def test_cli_table_appears_once():
     assert proc.stdout.count("status: converged") == 1
 
 
+@pytest.mark.filterwarnings("ignore::parareal.NoSpeedupWarning")
 def test_single_process_without_mpiexec_runs_in_process():
     import parareal
     from parareal.backends import MPI
 
-    p = problems.get("lorenz")
+    p = problems.get("lorenz", t_end=0.6, slices=6, fine="rk4:25")  # small: 5 iterations
     ref = parareal.solve(p.f, p.y0, p.t_span, coarse=p.coarse, fine=p.fine, slices=p.slices)
     sol = parareal.solve(p.f, p.y0, p.t_span, coarse=p.coarse, fine=p.fine, slices=p.slices,
                          backend=MPI())
@@ -159,7 +170,30 @@ def test_checkpoint_and_resume_under_mpiexec_and_a_missing_file_ends_the_job(tmp
     assert sum("FileNotFoundError: resume: no checkpoint" in line for line in lines) == 1
 
 
-def test_sample_under_mpiexec_gives_the_serial_sample_and_writes_once(tmp_path):
+@contextlib.contextmanager
+def _threads_restored():
+    """Undo, on leaving, what ``--threads`` does to this process: the thread variables of the
+    environment, torch's thread count and threadpoolctl's limits."""
+    import threadpoolctl
+    import torch
+
+    from parareal.cli.threads import THREAD_VARIABLES
+
+    environ = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    threads = torch.get_num_threads()
+    try:
+        with threadpoolctl.threadpool_limits(limits=None):  # restores the limits it found
+            yield
+    finally:
+        torch.set_num_threads(threads)
+        for name, value in environ.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def test_sample_under_mpiexec_gives_the_serial_sample_and_writes_once(tmp_path, capsys):
     pytest.importorskip("diffusers")
     out = tmp_path / "digits.png"
     proc = mpirun(2, sys.executable, "-m", "parareal", "sample", "--steps", "25", "--n", "2",
@@ -174,13 +208,13 @@ def test_sample_under_mpiexec_gives_the_serial_sample_and_writes_once(tmp_path):
     assert summary["max_abs_diff_vs_serial"] <= 1 / 255  # SRDS's default tol
     assert out.exists() and [p.name for p in tmp_path.iterdir()] == ["digits.png"]
     # the same SRDS run on the batched backend: the same iterations and the same sample (to
-    # the UNet's batch-size round-off: the ranks call it on their own blocks' batches)
-    alone = subprocess.run(
-        [sys.executable, "-m", "parareal", "sample", "--steps", "25", "--n", "2", "--method",
-         "srds", "--compare-serial", "--json", "--threads", "1", "--out",
-         str(tmp_path / "alone.png")], capture_output=True, text=True, timeout=HANG_GUARD_S)
-    assert alone.returncode == 0, alone.stderr[-3000:]
-    batched = json.loads(alone.stdout.strip().splitlines()[-1])
+    # the UNet's batch-size round-off: the ranks call it on their own blocks' batches); in
+    # this process, on one thread as the ranks (torch's rounding depends on its threads),
+    # which are restored after it
+    with _threads_restored():
+        batched = _cli_json(capsys, "sample", "--steps", "25", "--n", "2", "--method", "srds",
+                            "--compare-serial", "--json", "--threads", "1", "--out",
+                            str(tmp_path / "alone.png"))
     for key in ("iterations", "sequential_evals", "status"):
         assert summary[key] == batched[key], key
     assert abs(summary["max_abs_diff_vs_serial"] - batched["max_abs_diff_vs_serial"]) < 1e-6

@@ -505,50 +505,67 @@ def _env() -> dict[str, str]:
     return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)
 
 
+#: The checks below run every bundled problem small (``tests/scripts/small_problems.py``): what
+#: they test is the backend's agreement, on every kind of case, not the problems' defaults.
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
+
+
 def test_mpi_backend_passes_check_backend_on_every_rank(tmp_path):
     pytest.importorskip("mpi4py")
     mpiexec = shutil.which("mpiexec")
     if mpiexec is None:
         pytest.skip("no mpiexec (pip install mpich)")
     script = tmp_path / "check.py"
-    script.write_text(textwrap.dedent("""
-        import faulthandler, json
+    # the default problems' kinds of case: every bundled problem (small), the run that blows
+    # up in its coarse sweep, the linear system, and that system as torch float64 and float32
+    script.write_text(textwrap.dedent(f"""
+        import dataclasses, faulthandler, json, sys, warnings
+        import numpy as np
         from mpi4py import MPI as mpi
+        from parareal import NoSpeedupWarning, problems
         from parareal.backends import MPI
-        from parareal.testing import check_backend
+        from parareal.testing import check_backend, default_problems
+        sys.path.insert(0, {str(SCRIPTS)!r})
+        from small_problems import small_core
         faulthandler.dump_traceback_later(200, exit=True)
-        done = check_backend(MPI())
-        print(json.dumps({"rank": mpi.COMM_WORLD.Get_rank(), "runs": len(done)}))
+        warnings.simplefilter("ignore", NoSpeedupWarning)
+        blow_up, linear = [p for p in default_problems() if p.name not in problems.CORE]
+        done = check_backend(MPI(), problems=[*small_core(), blow_up, linear])
+        linear32 = dataclasses.replace(linear, y0=linear.y0.astype(np.float32))
+        done += check_backend(MPI(), problems=[linear, linear32], device="cpu")
+        print(json.dumps({{"rank": mpi.COMM_WORLD.Get_rank(), "runs": len(done)}}))
     """))
     proc = subprocess.run([mpiexec, "-n", "2", sys.executable, str(script)],
                           capture_output=True, text=True, timeout=HANG_GUARD_S, env=_env(),
                           check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     # mpiexec's merged stdout can glue two ranks' lines together: read the objects one by one
-    decoder, text, at, ranks = json.JSONDecoder(), proc.stdout, 0, []
+    decoder, text, at, rows = json.JSONDecoder(), proc.stdout, 0, []
     while text[at:].strip():
         at += len(text[at:]) - len(text[at:].lstrip())
         row, at = decoder.raw_decode(text, at)
-        ranks.append(row["rank"])
-    assert sorted(ranks) == [0, 1]
+        rows.append(row)
+    assert sorted(row["rank"] for row in rows) == [0, 1]
+    assert [row["runs"] for row in rows] == [20, 20]  # as many as check_backend's defaults
 
 
 def test_dask_executor_passes_check_backend(tmp_path):
     pytest.importorskip("distributed")
     script = tmp_path / "check.py"
-    script.write_text(textwrap.dedent("""
-        import json
+    script.write_text(textwrap.dedent(f"""
+        import json, sys
         from distributed import Client, LocalCluster
-        from parareal import problems
         from parareal.backends import Executor
         from parareal.testing import check_backend
+        sys.path.insert(0, {str(SCRIPTS)!r})
+        from small_problems import small
 
         if __name__ == "__main__":
             with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                               dashboard_address=None) as cluster, Client(cluster) as client:
                 names = ["dahlquist", "brusselator", "vanderpol", "heat"]
                 done = check_backend(Executor(client.get_executor()),
-                                     problems=[problems.get(n) for n in names])
+                                     problems=[small(n) for n in names])
             print(json.dumps(len(done)))
     """))
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,

@@ -1,8 +1,13 @@
-"""Run by tests/test_mpi_agree.py under ``mpiexec``: rank 1 calls ``solve`` with another
-argument (argv[1] names which). Each rank writes one JSON row (rows.emit): the error it
-raised and how many times its ``f`` ran (none: the check comes before any work)."""
+"""Run by tests/test_mpi_agree.py under ``mpiexec``: for each case of argv[1] (names joined by
+commas), rank 1 calls ``solve`` with another argument (the case names which; ``none``: the same
+arguments everywhere). Each rank writes one JSON row per case (rows.emit, prefix
+``{case}-rank``): the error it raised and how many times its ``f`` ran (none: the check comes
+before any work). The cases run one after the other in the one job, on the same communicator:
+a rank that raised the entry check's ValueError goes on to the next solve. Exit status 1 if a
+case raised, else 0."""
 
 import sys
+import time
 
 import numpy as np
 from mpi4py import MPI as mpi
@@ -13,9 +18,8 @@ from parareal import RK4, Euler
 from parareal.backends import MPI
 
 
-def main():
-    case = sys.argv[1]
-    rank = mpi.COMM_WORLD.Get_rank()
+def run(case, rank):
+    """Rank 1's difference ``case``: the row of this rank."""
     odd = rank == 1
     calls = [0]
     scale = 2.0 if odd and case == "f" else 1.0
@@ -39,6 +43,7 @@ def main():
     if odd and case == "fine":
         kw["fine"] = RK4(21)
     t_span = (0.0, 1.5 if odd and case == "t_span" else 1.0)
+    start = time.monotonic()
     try:
         if case == "odeint":  # through odeint: another t grid on rank 1
             t = np.linspace(0.0, 2.0 if odd else 1.0, 4)
@@ -47,9 +52,21 @@ def main():
         else:
             parareal.solve(f, y0, t_span, **kw)
     except ValueError as exc:
-        emit(rank, {"rank": rank, "error": str(exc), "calls": calls[0]})
-        sys.exit(1)
-    emit(rank, {"rank": rank, "error": None, "calls": calls[0]})
+        error = str(exc)
+    else:
+        error = None
+    return {"rank": rank, "case": case, "error": error, "calls": calls[0],
+            "seconds": time.monotonic() - start}
+
+
+def main():
+    rank = mpi.COMM_WORLD.Get_rank()
+    failed = False
+    for case in sys.argv[1].split(","):
+        row = run(case, rank)
+        emit(rank, row, prefix=f"{case}-rank")
+        failed = failed or row["error"] is not None
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":

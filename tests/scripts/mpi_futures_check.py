@@ -1,20 +1,21 @@
 """Run by tests/test_concurrency_process.py under ``mpiexec -n 3 python -m mpi4py.futures``:
-Parareal with its fine solves on an ``mpi4py.futures.MPIPoolExecutor``; JSON on stdout."""
+Parareal with its fine solves on an ``mpi4py.futures.MPIPoolExecutor``; JSON on stdout (two
+bundled problems, small: see ``small_problems.py``)."""
 
 import json
 
 import numpy as np
 from mpi4py.futures import MPIPoolExecutor
+from small_problems import small
 
 import parareal
-from parareal import problems
 from parareal.backends import Executor
 
 
 def main():
     out = {}
     for name in ("brusselator", "lorenz"):
-        p = problems.get(name)
+        p = small(name)
         kw = dict(coarse=p.coarse, fine=p.fine, slices=p.slices, tol=1e-8, schedule="pipelined")
         ref = parareal.solve(p.f, p.y0, p.t_span, **kw)
         with MPIPoolExecutor() as pool:

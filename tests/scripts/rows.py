@@ -9,10 +9,11 @@ import json
 import os
 
 
-def emit(rank: int, row: dict) -> None:
-    """Write ``row`` as rank ``rank``'s answer (atomically: a reader never sees half of it)."""
+def emit(rank: int, row: dict, prefix: str = "rank") -> None:
+    """Write ``row`` as rank ``rank``'s answer (atomically: a reader never sees half of it), to
+    ``{prefix}-{rank}.json`` (a script that answers for several cases: a prefix per case)."""
     folder = os.environ["PARAREAL_TEST_ROWS"]
-    path = os.path.join(folder, f"rank-{rank}.json")
+    path = os.path.join(folder, f"{prefix}-{rank}.json")
     with open(path + ".part", "w", encoding="utf-8") as out:
         json.dump(row, out)
     os.replace(path + ".part", path)
