@@ -37,16 +37,67 @@ def parareal(*argv: str, env: dict[str, str] | None = None, **kwargs):
                           **kwargs)
 
 
+#: One interpreter imports parareal.cli once, then runs each command line in a forked child
+#: of its own (fresh module state, its own stdout and stderr, as a process of its own would
+#: have them) and reports each one's exit code, output and the optional modules it imported.
+FORKED = """
+import json, os, sys, tempfile
+from parareal.cli import main
+
+results = []
+for argv in json.loads(sys.argv[1]):
+    files = [tempfile.TemporaryFile() for _ in range(3)]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        os.dup2(files[0].fileno(), 1)
+        os.dup2(files[1].fileno(), 2)
+        try:
+            rc = main(argv)
+        except SystemExit as exc:
+            rc = exc.code
+        sys.stdout.flush()
+        sys.stderr.flush()
+        loaded = [m for m in ("torch", "diffusers") if m in sys.modules]
+        files[2].write(json.dumps([rc, loaded]).encode())
+        files[2].flush()
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    texts = []
+    for fh in files:
+        fh.seek(0)
+        texts.append(fh.read().decode())
+    rc, loaded = json.loads(texts[2]) if texts[2] else (None, None)
+    results.append({"argv": argv, "rc": rc, "out": texts[0], "err": texts[1],
+                    "loaded": loaded, "status": status})
+print(json.dumps(results))
+"""
+
+
+def forked(argvs, env=None):
+    """Run ``main(argv)`` for each of ``argvs`` as above: a dict per command line with its
+    ``rc``, ``out``, ``err`` and ``loaded`` (torch, diffusers if imported)."""
+    proc = subprocess.run([sys.executable, "-c", FORKED, json.dumps(argvs)],
+                          capture_output=True, text=True, timeout=HANG_GUARD_S,
+                          env=env or _env(), check=False)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)
+    for result in results:
+        assert result["status"] == 0 and result["rc"] is not None, result  # ran to the end
+    return {tuple(r["argv"]): r for r in results}
+
+
 # -- Ctrl-C --------------------------------------------------------------------------------------
 
 
 @needs("matplotlib")  # the plot is the file that must not be left half-written
 def test_ctrl_c_exits_130_with_one_line_and_no_file(tmp_path):
     plot = tmp_path / "conv.png"
-    # The heat equation with 1000 points: iteration 0 takes a second or two, the whole run
-    # minutes; --progress says when the solve has started.
+    # The heat equation with 400 points: iteration 0 takes about a second, each later one
+    # several, the whole run most of a minute; --progress says when the solve has started.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "parareal", "solve", "heat", "--param", "points=1000",
+        [sys.executable, "-m", "parareal", "solve", "heat", "--param", "points=400",
          "--coarse", "problem", "--progress", "--plot", str(plot)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
     )
@@ -112,10 +163,10 @@ def test_head_closing_the_pipe_early_exits_quietly():
 # -- a numpy-only install ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def numpy_only(tmp_path) -> dict[str, str]:
+@pytest.fixture(scope="module")
+def numpy_only(tmp_path_factory) -> dict[str, str]:
     """An environment in which the optional dependencies cannot be imported."""
-    blocked = tmp_path / "blocked"
+    blocked = tmp_path_factory.mktemp("numpy-only") / "blocked"
     for name in EXTRAS:
         (blocked / name).mkdir(parents=True)
         (blocked / name / "__init__.py").write_text(
@@ -132,41 +183,53 @@ def test_the_blocking_works(numpy_only):
     assert "ImportError: No module named 'torch' (blocked by the test)" in proc.stderr
 
 
-def test_numpy_only_solve_runs_without_a_reference(numpy_only):
-    proc = parareal("solve", "brusselator", "--json", "--threads", "2", env=numpy_only)
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout)
+NAMES_THE_EXTRA = [
+    (["solve", "dahlquist", "--plot", "PLOT"], "parareal[plot]"),
+    (["solve", "arenstorf"], "parareal[scipy]"),
+    (["solve", "brusselator", "--fine", "scipy:Radau"], "parareal[scipy]"),
+    (["solve", "dahlquist", "--fine", "torchdiffeq:dopri5"], "parareal[torch]"),
+]
+
+
+@pytest.fixture(scope="module")
+def numpy_only_runs(numpy_only, tmp_path_factory):
+    """The numpy-only command lines below, each run by :func:`forked` (one interpreter)."""
+    plot = tmp_path_factory.mktemp("plot") / "plot.png"
+    argvs = [["solve", "brusselator", "--json", "--threads", "2"], ["solve", "brusselator"],
+             ["solve", "dahlquist", "--json"],
+             *[[str(plot) if a == "PLOT" else a for a in argv] for argv, _ in NAMES_THE_EXTRA]]
+    return forked(argvs, env=numpy_only), plot
+
+
+def test_numpy_only_solve_runs_without_a_reference(numpy_only_runs):
+    runs, _ = numpy_only_runs
+    proc = runs["solve", "brusselator", "--json", "--threads", "2"]
+    assert proc["rc"] == 0, proc["err"]
+    out = json.loads(proc["out"])
     assert out["converged"] is True
     assert out["errors"] == [None] * (out["iterations"] + 1) and out["error"] is None
     assert out["reference"].startswith("unavailable")
     assert "pip install 'parareal[scipy]'" in out["reference"]
-    table = parareal("solve", "brusselator", env=numpy_only)
-    assert table.returncode == 0, table.stderr
-    assert " n/a " in table.stdout and "parareal[scipy]" in table.stdout
+    table = runs["solve", "brusselator"]
+    assert table["rc"] == 0, table["err"]
+    assert " n/a " in table["out"] and "parareal[scipy]" in table["out"]
 
 
-def test_numpy_only_closed_form_reference(numpy_only):
-    proc = parareal("solve", "dahlquist", "--json", env=numpy_only)
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout)
+def test_numpy_only_closed_form_reference(numpy_only_runs):
+    runs, _ = numpy_only_runs
+    proc = runs["solve", "dahlquist", "--json"]
+    assert proc["rc"] == 0, proc["err"]
+    out = json.loads(proc["out"])
     assert out["reference"] == "available" and out["error"] < 1e-8
 
 
-@pytest.mark.parametrize(
-    ("argv", "extra"),
-    [
-        (["solve", "dahlquist", "--plot", "PLOT"], "parareal[plot]"),
-        (["solve", "arenstorf"], "parareal[scipy]"),
-        (["solve", "brusselator", "--fine", "scipy:Radau"], "parareal[scipy]"),
-        (["solve", "dahlquist", "--fine", "torchdiffeq:dopri5"], "parareal[torch]"),
-    ],
-)
-def test_numpy_only_names_the_extra(numpy_only, tmp_path, argv, extra):
-    plot = tmp_path / "plot.png"
-    proc = parareal(*[str(plot) if a == "PLOT" else a for a in argv], env=numpy_only)
-    assert proc.returncode == 2
-    assert proc.stderr.startswith("parareal: error:") and len(proc.stderr.splitlines()) == 1
-    assert f"pip install '{extra}'" in proc.stderr
+@pytest.mark.parametrize(("argv", "extra"), NAMES_THE_EXTRA)
+def test_numpy_only_names_the_extra(numpy_only_runs, argv, extra):
+    runs, plot = numpy_only_runs
+    proc = runs[tuple(str(plot) if a == "PLOT" else a for a in argv)]
+    assert proc["rc"] == 2
+    assert proc["err"].startswith("parareal: error:") and len(proc["err"].splitlines()) == 1
+    assert f"pip install '{extra}'" in proc["err"]
     assert not plot.exists()
 
 
@@ -218,23 +281,18 @@ NO_TORCH_ARGV = [
 ]
 
 
+@pytest.fixture(scope="module")
+def no_torch_runs():
+    return forked(NO_TORCH_ARGV)
+
+
 @pytest.mark.parametrize("argv", NO_TORCH_ARGV, ids=" ".join)
-def test_commands_that_need_no_torch_do_not_import_it(argv):
-    # --threads used to import torch (2.5 s) only to set its thread count
-    code = (
-        "import sys\n"
-        "from parareal.cli import main\n"
-        "try:\n"
-        f"    rc = main({argv!r})\n"
-        "except SystemExit as exc:\n"
-        "    rc = exc.code\n"
-        "print(rc, *[m for m in ('torch', 'diffusers') if m in sys.modules], file=sys.stderr)\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=_env(), timeout=HANG_GUARD_S, check=False)
-    status = proc.stderr.splitlines()[-1].split()
-    assert status[0] in ("0", "1", "2"), proc.stderr  # ran (1: it diverged), or refused
-    assert status[1:] == [], f"{argv} imported {status[1:]}"
+def test_commands_that_need_no_torch_do_not_import_it(no_torch_runs, argv):
+    # --threads used to import torch (2.5 s) only to set its thread count; each command line
+    # runs in a forked child of an interpreter that has imported parareal.cli and no more
+    run = no_torch_runs[tuple(argv)]
+    assert run["rc"] in (0, 1, 2), run["err"]  # ran (1: it diverged), or refused
+    assert run["loaded"] == [], f"{argv} imported {run['loaded']}"
 
 
 def test_sample_sets_torch_threads_once_it_loads_torch(tmp_path):

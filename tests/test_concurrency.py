@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import importlib.util
 import multiprocessing
 import os
 import threading
@@ -15,7 +16,7 @@ import parareal
 from parareal import RK4, Euler, problems
 from parareal.backends import Executor, Processes, RemoteTraceback, Threads, resolve_backend
 from parareal.problems import Problem
-from parareal.testing import check_backend, linear_system
+from parareal.testing import check_backend, default_problems, linear_system
 
 from .conftest import diagonal_rhs
 
@@ -64,15 +65,38 @@ def _diagonal_problem():
                    fine=RK4(8), slices=9, description="y' = lam * y + 0.5 cos t, elementwise")
 
 
+def _quick_problems(slices=4):
+    """check_backend's default cases at a fraction of the cost: every bundled problem
+    (``problems.CORE``) with its own f, propagators and step sizes on its first ``slices``
+    slices (heat on 30 points: its step counts grow with points squared), the run that
+    diverges in its coarse sweep and the 5-dimensional linear system. The torch cases are
+    check_backend's own (``device="cpu"``)."""
+    out = []
+    for name in problems.CORE:
+        p = problems.get(name)
+        t0, t1 = p.t_span
+        n = min(slices, p.slices)
+        extra = {"points": 30} if name == "heat" else {}
+        out.append(problems.get(name, slices=n, t_end=t0 + (t1 - t0) * n / p.slices, **extra))
+    return [*out, *default_problems()[-2:]]
+
+
+def _check_quick(backend, **kw):
+    runs = check_backend(backend, problems=_quick_problems(), **kw)
+    assert len(runs) == 2 * (len(problems.CORE) + 2)
+    if importlib.util.find_spec("torch"):
+        assert len(check_backend(backend, device="cpu", **kw)) == 4
+
+
 @pytest.mark.parametrize("workers,vectorized", [(1, False), (2, True), (3, False)])
 def test_threads_pass_check_backend(workers, vectorized):
     # every bundled problem, both schedules: the serial backend's run, bit for bit
-    check_backend(Threads(workers), vectorized=vectorized)
+    _check_quick(Threads(workers), vectorized=vectorized)
     assert not _worker_threads()
 
 
 def test_processes_pass_check_backend(pool2):
-    check_backend(pool2)
+    _check_quick(pool2)
 
 
 def test_worker_count_does_not_change_the_answer_with_a_vectorised_f():
@@ -83,7 +107,8 @@ def test_worker_count_does_not_change_the_answer_with_a_vectorised_f():
 
 def test_processes_string_backend_makes_and_ends_its_own_pool():
     before = set(multiprocessing.active_children())
-    check_backend("processes", problems=[problems.get("vanderpol")], schedules=("synchronous",))
+    check_backend("processes", problems=[problems.get("vanderpol", slices=4, t_end=2.0)],
+                  schedules=("synchronous",))
     assert set(multiprocessing.active_children()) <= before
 
 
@@ -107,7 +132,7 @@ def test_a_worker_runs_its_group_batched():
 
 
 def test_executor_with_thread_and_process_pools():
-    brusselator = [problems.get("brusselator")]
+    brusselator = [problems.get("brusselator", slices=8, t_end=3.0)]  # the first 8 slices
     with cf.ThreadPoolExecutor(2) as pool:
         check_backend(Executor(pool), problems=brusselator, schedules=("pipelined",))
         assert Executor(pool).workers == 2
@@ -126,14 +151,14 @@ def test_executor_with_thread_and_process_pools():
 def test_torch_states_on_threads_and_processes(pool2):
     pytest.importorskip("torch")
     pytest.importorskip("torchdiffeq")
-    p = linear_system([-0.5 + 1.0j], slices=6, t_span=(0.0, 3.0), coarse=RK4(1),
-                      fine=parareal.TorchDiffEq("dopri5", rtol=1e-9, atol=1e-11))
+    p = linear_system([-0.5 + 1.0j], slices=4, t_span=(0.0, 2.0), coarse=RK4(1),
+                      fine=parareal.TorchDiffEq("dopri5", rtol=1e-7, atol=1e-9))
     for backend in (Threads(2), pool2):  # torch float64 states, an opaque fine propagator
         check_backend(backend, problems=[p], device="cpu", vectorized=False, tol=1e-10)
 
 
 def test_solve_serial_and_odeint_accept_the_new_backends(pool2):
-    p = problems.get("lorenz")
+    p = problems.get("lorenz", slices=6, t_end=0.6)  # the default's first 6 slices
     ref = parareal.solve_serial(p.f, p.y0, p.t_span, propagator=p.fine, slices=p.slices)
     for backend in ("threads", pool2):
         out = parareal.solve_serial(p.f, p.y0, p.t_span, propagator=p.fine, slices=p.slices,
@@ -344,7 +369,7 @@ def test_unpicklable_propagator_is_a_type_error_naming_it():
 
 
 def _slow(t, y):
-    time.sleep(0.2)
+    time.sleep(0.05)  # the solve takes over half a second: the second one comes during it
     return -y
 
 
