@@ -47,6 +47,13 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
             and getattr(config.option, "numprocesses", 0) is None
             and not getattr(config.option, "collectonly", False)):
         config.option.numprocesses = "auto"
+    if worker or getattr(config.option, "numprocesses", None):
+        # one thread per worker: xdist runs a worker per CPU, and torch's or BLAS's default of
+        # a thread per core on top of it thrashes. Set here, in the controller, so that the
+        # workers (and their child processes) start with it: a worker has imported numpy,
+        # whose BLAS reads it once, before any hook of its own runs.
+        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(name, "1")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -60,11 +67,6 @@ def pytest_configure(config: pytest.Config) -> None:
     """Point ``XDG_CACHE_HOME`` at a temporary folder for the whole run (child processes
     included): ``method="auto"``'s disk cache (``adapters/diffusion/auto_cache.py``) and any
     other cache must never write to the user's real one."""
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        # one thread per worker: xdist already runs a worker per CPU, and torch's or BLAS's
-        # default of a thread per core on top of it thrashes (child processes inherit it)
-        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ.setdefault(name, "1")
     _CACHE_HOME.append(tempfile.mkdtemp(prefix="parareal-test-cache-"))
     os.environ["XDG_CACHE_HOME"] = _CACHE_HOME[0]
     os.environ.pop("PARAREAL_AUTO_CACHE", None)
