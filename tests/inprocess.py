@@ -89,16 +89,15 @@ def run_main(path: Path, *argv: str) -> int:
                 del sys.modules[name]
 
 
-# A driver run in one fresh interpreter: it makes ``missing`` unimportable, imports
-# ``preload`` (third-party modules the cases would import anyway), then runs every case in a
+# A driver run in one fresh interpreter: it makes ``missing`` unimportable, runs ``preload``
+# (imports of third-party modules the cases would import anyway), then runs every case in a
 # forked child, as ``python -c CODE`` would run it (its exit status, stdout and stderr).
 _DRIVER = r"""
 import json, os, sys, tempfile, traceback
 spec = json.loads(sys.argv[1])
 for name in spec["missing"]:
     sys.modules[name] = None
-for name in spec["preload"]:
-    __import__(name)
+exec(spec["preload"], {})
 results = []
 for code in spec["cases"]:
     out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
@@ -131,13 +130,15 @@ print("\n@@RESULTS@@" + json.dumps(results))
 """
 
 
-def run_forked(cases: Sequence[str], *, missing: Sequence[str] = (), preload: Sequence[str] = (),
+def run_forked(cases: Sequence[str], *, missing: Sequence[str] = (), preload: str = "",
                cwd: Path | None = None, env: dict[str, str] | None = None
                ) -> list[subprocess.CompletedProcess[str]]:
     """Each of ``cases`` run as by ``python -c CASE`` (returncode, stdout, stderr), in forked
-    children of one fresh interpreter where ``missing`` cannot be imported and ``preload`` was
-    imported first. A child starts from that interpreter's state, never from another case's."""
-    spec = json.dumps({"missing": list(missing), "preload": list(preload), "cases": list(cases)})
+    children of one fresh interpreter where ``missing`` cannot be imported and the code
+    ``preload`` ran first (imports of third-party modules only, never of parareal: the cases
+    see parareal's modules imported for the first time). A child starts from that
+    interpreter's state, never from another case's."""
+    spec = json.dumps({"missing": list(missing), "preload": preload, "cases": list(cases)})
     proc = subprocess.run([sys.executable, "-c", _DRIVER, spec], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=300, check=False)
     marker = "\n@@RESULTS@@"
