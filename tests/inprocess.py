@@ -25,14 +25,16 @@ ROOT = Path(__file__).resolve().parent.parent
 def process_state_kept(argv0: str, argv: Sequence[str]) -> Iterator[None]:
     """Run a script's ``main`` as if from the command line (``sys.argv``), then put back what
     scripts change for their whole process: the environment, ``sys.argv``, ``sys.path``,
-    torch's thread count and random state, numpy's global random state and the thread pools
-    that threadpoolctl limits."""
+    torch's thread count, default dtype, grad mode and random state, numpy's global random
+    state and the thread pools that threadpoolctl limits."""
     import numpy as np
 
     env, path, old_argv = dict(os.environ), list(sys.path), list(sys.argv)
     np_state = np.random.get_state()  # noqa: NPY002 (the legacy global state)
     torch = sys.modules.get("torch")
     threads = torch.get_num_threads() if torch is not None else None
+    dtype = torch.get_default_dtype() if torch is not None else None
+    grad = torch.is_grad_enabled() if torch is not None else None
     with contextlib.ExitStack() as stack:
         if torch is not None:
             stack.enter_context(torch.random.fork_rng(devices=[]))
@@ -51,11 +53,17 @@ def process_state_kept(argv0: str, argv: Sequence[str]) -> Iterator[None]:
             os.environ.clear()
             os.environ.update(env)
             np.random.set_state(np_state)  # noqa: NPY002
-            torch = sys.modules.get("torch")
-            if torch is not None:
-                torch.set_num_threads(threads if threads is not None
-                                      else int(env.get("OMP_NUM_THREADS", "0") or 0)
-                                      or torch.get_num_threads())
+            if torch is not None:  # loaded before the script ran
+                torch.set_num_threads(threads)
+                torch.set_default_dtype(dtype)
+                torch.set_grad_enabled(grad)
+            elif sys.modules.get("torch") is not None:  # loaded by the script: as a fresh
+                loaded = sys.modules["torch"]  # import would set it from the environment
+                count = env.get("OMP_NUM_THREADS", "")
+                if count.isdigit() and int(count) >= 1:
+                    loaded.set_num_threads(int(count))
+                loaded.set_default_dtype(loaded.float32)
+                loaded.set_grad_enabled(True)
 
 
 def load_script(path: Path, name: str) -> ModuleType:
