@@ -825,17 +825,15 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
     }
-    for mod in ("scipy", "torch"):
-        try:
-            info[mod] = __import__(mod).__version__
-        except ImportError:
-            info[mod] = None
-    try:
-        from importlib.metadata import PackageNotFoundError, version
+    from importlib.metadata import PackageNotFoundError, version
 
-        info["pymgrit"] = version("pymgrit")
-    except PackageNotFoundError:
-        info["pymgrit"] = None
+    # the installed versions, from their metadata: importing torch only to read its
+    # version would cost every benchmark that records the machine seconds
+    for mod in ("scipy", "torch", "pymgrit"):
+        try:
+            info[mod] = version(mod)
+        except PackageNotFoundError:
+            info[mod] = None
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
         for line in out.splitlines():

@@ -106,7 +106,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--update-doc names the JSON it renders: give --json (or --tables)")
     if args.quick:
         args.steps, args.seeds, args.n, args.large_seeds = [16], [0], [2], None
-        args.quality_n, args.quality_steps = 32, 16
+        args.quality_n, args.quality_steps = 8, 16
         args.batch_sizes = [1, 4, 16]
     return args
 

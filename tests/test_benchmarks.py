@@ -13,10 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.inprocess import run_main
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(script: str, *args: str) -> str:
+    """The script in a fresh interpreter (the numpy/scipy ones: they start process pools of
+    their own, or set BLAS threads before numpy loads): exit status 0, its stdout."""
     env = dict(os.environ, MPLBACKEND="Agg")
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args],
                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
@@ -24,12 +28,29 @@ def run(script: str, *args: str) -> str:
     return proc.stdout
 
 
-def test_core_benchmark_quick(tmp_path):
+def run_here(capsys, script: str, *args: str) -> str:
+    """The script's ``main(args)`` in this interpreter (the torch ones: torch and diffusers
+    are imported once per test process, not once per script run): exit status 0, its stdout."""
+    capsys.readouterr()
+    status = run_main(ROOT / "benchmarks" / script, *args)
+    out = capsys.readouterr()
+    assert status in (0, None), out.out + out.err
+    return out.out
+
+
+@pytest.fixture(scope="module")
+def core_quick(tmp_path_factory):
+    """One ``core.py --quick`` run (its stdout and JSON), shared by the tests that read it."""
     pytest.importorskip("scipy")
-    out = run("core.py", "--quick", "--threads", "1", "--json", str(tmp_path / "c.json"))
+    path = tmp_path_factory.mktemp("core") / "c.json"
+    out = run("core.py", "--quick", "--threads", "1", "--json", str(path))
+    return out, json.loads(path.read_text())
+
+
+def test_core_benchmark_quick(core_quick):
+    out, data = core_quick
     assert "### brusselator" in out and "parareal batched/pipelined" in out
     assert "threads 1 (OPENBLAS_NUM_THREADS=1" in out
-    data = json.loads((tmp_path / "c.json").read_text())
     assert data["threads"] == 1 and data["machine"]["blas_threads"] == "1"
     tols = {p["name"]: p["tol"] for p in data["problems"]}
     assert tols == {"brusselator": 1e-10, "heat": 1e-8, "oscillators": 1e-8}
@@ -49,11 +70,9 @@ def test_core_benchmark_cost_per_tick(tmp_path):
         rows["pipelined"]["us_per_tick"] / rows["synchronous"]["us_per_tick"])
 
 
-def test_core_benchmark_pymgrit_row(tmp_path):
+def test_core_benchmark_pymgrit_row(core_quick):
     """pymgrit's Parareal on its own Brusselator: a row when it is installed, a note if not."""
-    pytest.importorskip("scipy")
-    run("core.py", "--quick", "--only", "brusselator", "--json", str(tmp_path / "c.json"))
-    (bru,) = json.loads((tmp_path / "c.json").read_text())["problems"]
+    (bru,) = [p for p in core_quick[1]["problems"] if p["name"] == "brusselator"]
     peer = [row for row in bru["rows"] if row["kind"] == "peer"]
     if not peer:
         assert any("no pymgrit row" in note for note in bru["notes"])
@@ -73,23 +92,25 @@ def test_core_benchmark_pymgrit_row(tmp_path):
     assert row["f_evals"] >= parareal_rows[0]["f_evals"]
 
 
-def test_benchmarks_refuse_bad_threads():
-    for script in ("core.py", "diffusion.py"):
-        if script == "diffusion.py":
-            pytest.importorskip("diffusers")
-        env = dict(os.environ, MPLBACKEND="Agg")
-        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--threads",
-                               "0"], capture_output=True, text=True, cwd=ROOT, env=env,
-                              timeout=300)
-        assert proc.returncode == 2 and "--threads must be >= 1" in proc.stderr
+def test_benchmarks_refuse_bad_threads(capsys):
+    # core.py in a fresh interpreter: the real process's exit status
+    env = dict(os.environ, MPLBACKEND="Agg")
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "core.py"), "--threads",
+                           "0"], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert proc.returncode == 2 and "--threads must be >= 1" in proc.stderr
+    # diffusion.py's parser here (argparse's exit is the same SystemExit(2))
+    pytest.importorskip("diffusers")
+    with pytest.raises(SystemExit) as exit_:
+        run_main(ROOT / "benchmarks" / "diffusion.py", "--threads", "0")
+    assert exit_.value.code == 2 and "--threads must be >= 1" in capsys.readouterr().err
 
 
-def test_diffusion_benchmark_quick(tmp_path):
+def test_diffusion_benchmark_quick(tmp_path, capsys):
     pytest.importorskip("diffusers")
     pytest.importorskip("sklearn")
     pytest.importorskip("matplotlib")
-    out = run("diffusion.py", "--quick", "--threads", "1", "--json", str(tmp_path / "r.json"),
-              "--plots", str(tmp_path))
+    out = run_here(capsys, "diffusion.py", "--quick", "--threads", "1", "--json",
+                   str(tmp_path / "r.json"), "--plots", str(tmp_path))
     assert "srds pipelined" in out and "picard" in out and "Frechet distance" in out
     assert "(1 threads)" in out
     data = json.loads((tmp_path / "r.json").read_text())
@@ -102,12 +123,12 @@ def test_diffusion_benchmark_quick(tmp_path):
     assert (tmp_path / "srds_speedup_vs_n.png").stat().st_size > 0
 
 
-def test_diffusion_benchmark_exact_and_flow_quick(tmp_path):
+def test_diffusion_benchmark_exact_and_flow_quick(tmp_path, capsys):
     """--only-exact --only-flow: both tables, one JSON; SRDS with tol=0 is the serial sample
     on the flow model, exact Picard is exact there too; --tables rewrites a document's tables."""
     pytest.importorskip("diffusers")
-    out = run("diffusion.py", "--quick", "--only-exact", "--only-flow", "--threads", "1",
-              "--json", str(tmp_path / "r.json"))
+    out = run_here(capsys, "diffusion.py", "--quick", "--only-exact", "--only-flow",
+                   "--threads", "1", "--json", str(tmp_path / "r.json"))
     assert "## Methods at equal exactness" in out and "## Flow-matching digits model" in out
     data = json.loads((tmp_path / "r.json").read_text())
     assert data["threads"] == 1 and "--only-flow" in data["command"]
@@ -127,7 +148,8 @@ def test_diffusion_benchmark_exact_and_flow_quick(tmp_path):
     doc = tmp_path / "doc.md"
     doc.write_text("text\n<!-- benchmarks/diffusion.py flow-table begin -->\nold\n"
                    "<!-- benchmarks/diffusion.py flow-table end -->\nmore\n")
-    out = run("diffusion.py", "--tables", str(tmp_path / "r.json"), "--update-doc", str(doc))
+    out = run_here(capsys, "diffusion.py", "--tables", str(tmp_path / "r.json"), "--update-doc",
+                   str(doc))
     assert "rewrote ['flow-table']" in out
     text = doc.read_text()
     assert text.startswith("text\n") and text.endswith("\nmore\n") and "old" not in text
@@ -237,17 +259,18 @@ def test_mpi_benchmark_quick(tmp_path):
     assert all(row["iterations"] == data["serial_backend_iterations"] for row in data["rows"])
 
 
-def test_streams_benchmark_says_when_there_is_no_gpu():
+def test_streams_benchmark_says_when_there_is_no_gpu(capsys):
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
         pytest.skip("a GPU is here: run benchmarks/streams.py for real")
-    assert "no CUDA device here" in run("streams.py", "--quick")
+    assert "no CUDA device here" in run_here(capsys, "streams.py", "--quick")
 
 
-def test_gpu_benchmark_cpu_quick(tmp_path):
+def test_gpu_benchmark_cpu_quick(tmp_path, capsys):
     """The GPU benchmark's smoke run on a CPU: every part runs and its numbers hang together."""
     pytest.importorskip("diffusers")
-    out = run("gpu.py", "--device", "cpu", "--quick", "--json", str(tmp_path / "g.json"))
+    out = run_here(capsys, "gpu.py", "--device", "cpu", "--quick", "--json",
+                   str(tmp_path / "g.json"))
     assert "CPU smoke run" in out and "1.7x at 25 steps, 2.3x at 100" in out
     assert "A random network does not converge like a trained one" in out
     table = [line for line in out.splitlines() if line.startswith("| ")]
@@ -280,12 +303,12 @@ def test_gpu_benchmark_cpu_quick(tmp_path):
     assert serial["wall_s"] > 0 and srds["predicted_s"] > 0
 
 
-def test_gpu_benchmark_says_when_there_is_no_cuda():
+def test_gpu_benchmark_says_when_there_is_no_cuda(capsys):
     torch = pytest.importorskip("torch")
     pytest.importorskip("diffusers")
     if torch.cuda.is_available():
         pytest.skip("a GPU is here: run benchmarks/gpu.py for real")
-    assert "no CUDA device here" in run("gpu.py")
+    assert "no CUDA device here" in run_here(capsys, "gpu.py")
 
 
 def test_gpu_benchmark_refuses_bad_arguments(capsys):
@@ -309,13 +332,12 @@ def _srds_bench():
     return module
 
 
-def test_srds_benchmark_quick(tmp_path):
+def test_srds_benchmark_quick(tmp_path, capsys):
     """The SRDS studies: the rows hang together, and the default stays within tol."""
     pytest.importorskip("diffusers")
     srds_bench = _srds_bench()
-    out = run("srds.py", "--study", "stop", "--study", "picard", "--steps", "25", "--n", "1",
-              "--seeds", "2",
-              "--json", str(tmp_path / "r.json"))
+    out = run_here(capsys, "srds.py", "--study", "stop", "--study", "picard", "--steps", "25",
+                   "--n", "1", "--seeds", "2", "--json", str(tmp_path / "r.json"))
     assert "tol = 1/255" in out and "## stop" in out and "## picard" in out
     rows = json.loads((tmp_path / "r.json").read_text())["rows"]
     assert {r["config"] for r in rows if r["study"] == "stop"} == {"update", "estimate"}

@@ -175,10 +175,10 @@ def flow_model():
     return load_digits_flow_model()
 
 
-@pytest.mark.parametrize("steps", [28, 100])
-def test_srds_needs_fewer_sequential_calls_than_steps(flow_model, steps):
+@pytest.mark.parametrize("steps,n", [(28, 8), (100, 2)])
+def test_srds_needs_fewer_sequential_calls_than_steps(flow_model, steps, n):
     unet, scheduler = flow_model
-    x_T = noise(8, seed=1)
+    x_T = noise(n, seed=1)
     serial = sample(unet, scheduler, x_T, num_inference_steps=steps, method="serial")
     srds = sample(unet, scheduler, x_T, num_inference_steps=steps, method="srds")
     assert srds.converged and srds.sequential_evals < steps
@@ -273,21 +273,22 @@ def test_sd3_pipeline_latents_negative_prompt_and_mu(sd3_folder):
         sample_pipeline(sd3(sd3_folder), "a cat", method="serial", mu=0.3, **kwargs)
 
 
-def test_flow_training_script_tiny_run(tmp_path):
-    import os
-    import subprocess
-    import sys
+def test_flow_training_script_tiny_run(tmp_path, monkeypatch, capsys):
+    """The script's ``main`` in this process (its output files are the point, not the
+    process: torch and diffusers are not imported again in a fresh interpreter)."""
     from pathlib import Path
 
     from parareal.adapters.diffusion.digits import load_digits_flow_model
 
+    from tests.inprocess import run_main
+
     root = Path(__file__).resolve().parents[1]
     out = tmp_path / "model"
-    proc = subprocess.run(
-        [sys.executable, str(root / "examples" / "train_digits_flow.py"), "--quick", "--steps",
-         "2", "--out", str(out)], capture_output=True, text=True, cwd=tmp_path, timeout=600,
-        env=dict(os.environ, OMP_NUM_THREADS="1"))
-    assert proc.returncode == 0, proc.stderr
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    status = run_main(root / "examples" / "train_digits_flow.py", "--quick", "--steps", "2",
+                      "--out", str(out))
+    assert status == 0, capsys.readouterr().err
     assert {p.name for p in out.iterdir()} == {"digits_flow.safetensors", "digits_flow.json"}
     config = json.loads((out / "digits_flow.json").read_text())
     assert "serial_euler5_16" in config["training"]["sample_quality"]

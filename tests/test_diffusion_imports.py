@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import ast
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.inprocess import run_forked
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "adapters" / "diffusion"
@@ -66,10 +67,24 @@ def test_the_import_graph_has_no_cycle():
         visit(name, [name])
 
 
-@pytest.mark.parametrize("first", ["auto", "methods.srds", "runner", "model_rhs", "digits"])
-def test_a_module_imported_first_in_a_fresh_process_imports(first):
+FIRST = ["auto", "methods.srds", "runner", "model_rhs", "digits"]
+
+
+@pytest.fixture(scope="module")
+def first_imports() -> dict[str, subprocess.CompletedProcess[str]]:
+    """``import parareal.adapters.diffusion.FIRST`` for every module of ``FIRST``, each in
+    its own process forked from one fresh interpreter that has imported torch and diffusers
+    (never parareal): the adapter's modules are imported for the first time in each."""
     pytest.importorskip("torch")
     pytest.importorskip("diffusers")
-    proc = subprocess.run([sys.executable, "-c", f"import {PREFIX}.{first}"], capture_output=True,
-                          text=True, timeout=300)
+    preload = ("import torch, diffusers\n"
+               "from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler, "
+               "UNet2DModel")
+    procs = run_forked([f"import {PREFIX}.{first}" for first in FIRST], preload=preload)
+    return dict(zip(FIRST, procs))
+
+
+@pytest.mark.parametrize("first", FIRST)
+def test_a_module_imported_first_in_a_fresh_process_imports(first, first_imports):
+    proc = first_imports[first]
     assert proc.returncode == 0, proc.stderr

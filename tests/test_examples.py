@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.inprocess import run_main
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 
@@ -25,7 +27,20 @@ def run_example(name: str, *args: str) -> str:
     return proc.stdout
 
 
-def test_brusselator_example(tmp_path):
+def run_example_here(capsys, monkeypatch, name: str, *args: str) -> str:
+    """``main(args)`` of ``examples/name`` in this interpreter (what it prints is the point;
+    torch or matplotlib are imported once per test process): exit status 0, its output."""
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.chdir(ROOT)
+    capsys.readouterr()
+    status = run_main(EXAMPLES / name, *args)
+    out = capsys.readouterr()
+    assert status in (0, None), f"{name} failed:\n{out.out}\n{out.err}"
+    return out.out
+
+
+def test_brusselator_example(tmp_path, capsys, monkeypatch):
     pytest.importorskip("scipy")  # the reference solution
     args = ["--slices", "8", "--fine-steps", "5", "--t-end", "3"]
     try:
@@ -35,7 +50,7 @@ def test_brusselator_example(tmp_path):
     else:
         plot = tmp_path / "brusselator.png"
         args += ["--plot", str(plot)]
-    out = run_example("brusselator.py", *args)
+    out = run_example_here(capsys, monkeypatch, "brusselator.py", *args)
     assert "status: converged" in out
     assert "all backend/schedule pairs gave bitwise identical results" in out
     # the measured critical path equals the tick model on every line of the comparison
@@ -46,12 +61,12 @@ def test_brusselator_example(tmp_path):
         assert plot.stat().st_size > 0
 
 
-def test_neural_ode_torch_example():
+def test_neural_ode_torch_example(capsys, monkeypatch):
     pytest.importorskip("torch")
     pytest.importorskip("torchdiffeq")
-    out = run_example("neural_ode_torch.py", "--train-steps", "20", "--trajectories", "8",
-                      "--slices", "4", "--fine-steps", "5", "--coarse-steps", "1", "--double",
-                      "--tol", "0")
+    out = run_example_here(capsys, monkeypatch, "neural_ode_torch.py", "--train-steps", "20",
+                           "--trajectories", "8", "--slices", "4", "--fine-steps", "5",
+                           "--coarse-steps", "1", "--double", "--tol", "0")
     assert "parareal: converged after 4 of 4 iterations" in out
     diff = re.search(r"max \|parareal - torchdiffeq.odeint\| = (\S+)", out)
     assert diff is not None and float(diff.group(1)) < 1e-10
@@ -59,6 +74,7 @@ def test_neural_ode_torch_example():
 
 
 def test_heat_equation_example():
+    # in a fresh interpreter, as a reader runs it (the other examples run in-process)
     out = run_example("heat_equation.py", "--points", "50", "--t-end", "0.01", "--slices", "4")
     assert "status: converged" in out
     assert "parareal, batched" in out and "serial fine solve" in out

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.inprocess import run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "golden_diffusion.py"
@@ -57,12 +56,12 @@ def test_compare_reports_differences_and_only_the_runs_that_ran():
     assert "a: chunks.len <absent> -> 1" in bad and "a: chunks[0].sha256 <absent> -> z" in bad
 
 
-def test_quick_golden_check():
+def test_quick_golden_check(capsys):
+    """The script's ``main`` in this process (torch and diffusers imported once per test
+    process, not again in a fresh interpreter): exit status 0, no difference."""
     for name in ("torch", "diffusers", "safetensors", "scipy"):
         pytest.importorskip(name)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--check", str(GOLDEN), "--quick"],
-                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
-    assert " 0 differences" in proc.stdout
+    status = run_main(SCRIPT, "--check", str(GOLDEN), "--quick")
+    out = capsys.readouterr().out
+    assert status == 0, out[-5000:]
+    assert " 0 differences" in out

@@ -1,0 +1,156 @@
+"""Run a script's ``main(argv)`` in the test's own interpreter, and run several snippets in
+forked children of one interpreter: the imports (torch, diffusers: seconds each) are paid once
+instead of once per fresh ``python`` process.
+
+Used where the thing tested is a script's output or what a module does when first imported,
+not the process itself (exit codes of argument errors are ``SystemExit`` codes here too).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def process_state_kept(argv0: str, argv: Sequence[str]) -> Iterator[None]:
+    """Run a script's ``main`` as if from the command line (``sys.argv``), then put back what
+    scripts change for their whole process: the environment, ``sys.argv``, ``sys.path``,
+    torch's thread count, default dtype, grad mode and random state, numpy's global random
+    state and the thread pools that threadpoolctl limits."""
+    import numpy as np
+
+    env, path, old_argv = dict(os.environ), list(sys.path), list(sys.argv)
+    np_state = np.random.get_state()  # noqa: NPY002 (the legacy global state)
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch is not None else None
+    dtype = torch.get_default_dtype() if torch is not None else None
+    grad = torch.is_grad_enabled() if torch is not None else None
+    with contextlib.ExitStack() as stack:
+        if torch is not None:
+            stack.enter_context(torch.random.fork_rng(devices=[]))
+        try:
+            import threadpoolctl
+        except ImportError:
+            pass
+        else:  # limits=None changes nothing now; on exit it restores every pool's count
+            stack.enter_context(threadpoolctl.threadpool_limits(limits=None))
+        sys.argv = [argv0, *argv]
+        try:
+            yield
+        finally:
+            sys.argv = old_argv
+            sys.path[:] = path
+            os.environ.clear()
+            os.environ.update(env)
+            np.random.set_state(np_state)  # noqa: NPY002
+            if torch is not None:  # loaded before the script ran
+                torch.set_num_threads(threads)
+                torch.set_default_dtype(dtype)
+                torch.set_grad_enabled(grad)
+            elif sys.modules.get("torch") is not None:  # loaded by the script: as a fresh
+                loaded = sys.modules["torch"]  # import would set it from the environment
+                count = env.get("OMP_NUM_THREADS", "")
+                if count.isdigit() and int(count) >= 1:
+                    loaded.set_num_threads(int(count))
+                loaded.set_default_dtype(loaded.float32)
+                loaded.set_grad_enabled(True)
+
+
+def load_script(path: Path, name: str) -> ModuleType:
+    """Execute the script at ``path`` as module ``name`` (not ``__main__``), with its folder
+    first on ``sys.path`` as ``python path`` would have it."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent))
+    sys.modules[name] = module  # dataclasses look their module up
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.parent))
+        del sys.modules[name]
+    return module
+
+
+def run_main(path: Path, *argv: str) -> int:
+    """``main(argv)`` of the script at ``path``, run here with the process state kept
+    (:func:`process_state_kept`); its return value (a ``SystemExit`` propagates)."""
+    before = set(sys.modules)
+    try:
+        with process_state_kept(str(path), argv):
+            sys.path.insert(0, str(path.parent))
+            module = load_script(path, f"_script_{path.stem}")
+            return module.main(list(argv))
+    finally:  # the script's sibling modules (``import core``): not left for other tests
+        for name in set(sys.modules) - before:
+            file = getattr(sys.modules[name], "__file__", None) or ""
+            if Path(file).parent == path.parent:
+                del sys.modules[name]
+
+
+# A driver run in one fresh interpreter: it makes ``missing`` unimportable, runs ``preload``
+# (imports of third-party modules the cases would import anyway), then runs every case in a
+# forked child, as ``python -c CODE`` would run it (its exit status, stdout and stderr).
+_DRIVER = r"""
+import json, os, sys, tempfile, traceback
+spec = json.loads(sys.argv[1])
+for name in spec["missing"]:
+    sys.modules[name] = None
+exec(spec["preload"], {})
+results = []
+for code in spec["cases"]:
+    out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+    sys.stdout.flush(); sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        os.dup2(out.fileno(), 1); os.dup2(err.fileno(), 2)
+        status = 0
+        try:
+            exec(compile(code, "<string>", "exec"), {"__name__": "__main__"})
+        except SystemExit as exc:
+            code_ = exc.code
+            if code_ is None:
+                status = 0
+            elif isinstance(code_, int):
+                status = code_
+            else:
+                print(code_, file=sys.stderr); status = 1
+        except BaseException:
+            traceback.print_exc(); status = 1
+        sys.stdout.flush(); sys.stderr.flush()
+        os._exit(status)
+    _, wait = os.waitpid(pid, 0)
+    texts = []
+    for f in (out, err):
+        f.seek(0); texts.append(f.read().decode()); f.close()
+    results.append({"returncode": os.waitstatus_to_exitcode(wait), "stdout": texts[0],
+                    "stderr": texts[1]})
+print("\n@@RESULTS@@" + json.dumps(results))
+"""
+
+
+def run_forked(cases: Sequence[str], *, missing: Sequence[str] = (), preload: str = "",
+               cwd: Path | None = None, env: dict[str, str] | None = None
+               ) -> list[subprocess.CompletedProcess[str]]:
+    """Each of ``cases`` run as by ``python -c CASE`` (returncode, stdout, stderr), in forked
+    children of one fresh interpreter where ``missing`` cannot be imported and the code
+    ``preload`` ran first (imports of third-party modules only, never of parareal: the cases
+    see parareal's modules imported for the first time). A child starts from that
+    interpreter's state, never from another case's."""
+    spec = json.dumps({"missing": list(missing), "preload": preload, "cases": list(cases)})
+    proc = subprocess.run([sys.executable, "-c", _DRIVER, spec], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=300, check=False)
+    marker = "\n@@RESULTS@@"
+    assert proc.returncode == 0 and marker in proc.stdout, proc.stdout + proc.stderr
+    found = json.loads(proc.stdout.rsplit(marker, 1)[1])
+    return [subprocess.CompletedProcess(["python", "-c", code], r["returncode"], r["stdout"],
+                                        r["stderr"]) for code, r in zip(cases, found)]
