@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import io
 import json
 import os
 import subprocess
@@ -81,20 +82,59 @@ def load_script(path: Path, name: str) -> ModuleType:
     return module
 
 
+@contextlib.contextmanager
+def siblings_dropped(folder: Path) -> Iterator[None]:
+    """Forget the modules that a script imported from its own folder (``import core``) once it
+    is done, so that no other test finds them."""
+    before = set(sys.modules)
+    try:
+        yield
+    finally:
+        for name in set(sys.modules) - before:
+            file = getattr(sys.modules[name], "__file__", None) or ""
+            if Path(file).parent == folder:
+                del sys.modules[name]
+
+
 def run_main(path: Path, *argv: str) -> int:
     """``main(argv)`` of the script at ``path``, run here with the process state kept
     (:func:`process_state_kept`); its return value (a ``SystemExit`` propagates)."""
-    before = set(sys.modules)
-    try:
-        with process_state_kept(str(path), argv):
-            sys.path.insert(0, str(path.parent))
-            module = load_script(path, f"_script_{path.stem}")
-            return module.main(list(argv))
-    finally:  # the script's sibling modules (``import core``): not left for other tests
-        for name in set(sys.modules) - before:
-            file = getattr(sys.modules[name], "__file__", None) or ""
-            if Path(file).parent == path.parent:
-                del sys.modules[name]
+    with siblings_dropped(path.parent), process_state_kept(str(path), argv):
+        sys.path.insert(0, str(path.parent))
+        module = load_script(path, f"_script_{path.stem}")
+        return module.main(list(argv))
+
+
+class _Parsed(Exception):
+    """Raised once a script's parser accepted its arguments."""
+
+
+def parse_only(path: Path, argv: Sequence[str]) -> str | None:
+    """Run the script at ``path`` as ``__main__`` with ``argv`` until its argument parser has
+    parsed them, then stop it (nothing else runs); ``None`` if the parser accepted them, else
+    why not (the parser's exit status, or that it never parsed)."""
+    import argparse
+    import runpy
+
+    real = argparse.ArgumentParser.parse_args
+
+    def parse_then_stop(self, args=None, namespace=None):
+        raise _Parsed(real(self, args, namespace))
+
+    printed = io.StringIO()
+    with siblings_dropped(path.parent), process_state_kept(str(path), argv), \
+            contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+        argparse.ArgumentParser.parse_args = parse_then_stop  # type: ignore[method-assign]
+        sys.path.insert(0, str(path.parent))  # as ``python path`` has it
+        try:
+            runpy.run_path(str(path), run_name="__main__")
+        except _Parsed:
+            return None
+        except SystemExit as exc:
+            return f"refused by its parser (exit {exc.code}): {printed.getvalue().strip()}"
+        finally:
+            argparse.ArgumentParser.parse_args = real  # type: ignore[method-assign]
+    return "never parsed its arguments"
 
 
 # A driver run in one fresh interpreter: it makes ``missing`` unimportable, runs ``preload``

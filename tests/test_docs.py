@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
-import json
 import os
 import re
 import shlex
@@ -38,6 +37,7 @@ from tests.doccheck import (
     python_snippets,
     shell_lines,
 )
+from tests.inprocess import parse_only, process_state_kept
 
 OPTIONAL = ("torch", "torchdiffeq", "scipy", "diffusers", "sklearn", "matplotlib", "mpi4py",
             "dask")
@@ -109,41 +109,38 @@ def _environment(tmp_path: Path) -> dict[str, str]:
 
 def _in_process(line: str) -> bool:
     """Whether ``line`` runs through ``parareal.cli.main`` in this process: a plain
-    ``parareal sample`` line (no shell syntax). A new interpreter spends seconds importing
-    diffusers before sampling starts; the other lines, whose process behaviour (imports, pipes,
-    ``mpiexec``) is part of what they show, run in bash."""
-    return line.startswith("parareal sample ") and not re.search(r"[|;&<>$`\\]", line)
+    ``parareal`` line (no shell syntax). A new interpreter spends seconds on imports (diffusers
+    for ``sample``) before the command starts; the lines whose process is part of what they
+    show (pipes, ``mpiexec``, scripts) run in bash, and tests/test_cli_process.py runs the
+    command line's own process behaviour (imports, signals, pipes)."""
+    return line.startswith("parareal ") and not re.search(r"[|;&<>$`\\]", line)
 
 
 def _run_in_process(line: str, tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
     """``line`` through ``parareal.cli.main`` in ``tmp_path`` with ``env``: stdout and stderr
     together, as ``bash -c`` would print them, and warnings printed as a new interpreter would;
-    the folder, the environment and torch's thread count are restored afterwards."""
+    the folder and what a command changes for its process (environment, threads, torch's
+    settings) are restored afterwards (:func:`tests.inprocess.process_state_kept`)."""
     from parareal.cli import main
 
-    saved_env, saved_cwd = dict(os.environ), os.getcwd()
-    torch = sys.modules.get("torch")
-    threads = torch.get_num_threads() if torch is not None else None
-    os.environ.clear()
-    os.environ.update(env)
-    os.chdir(tmp_path)
-    out = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out), \
-                warnings.catch_warnings():
-            warnings.resetwarnings()  # a new interpreter's filters ("default" for the rest)
-            warnings.simplefilter("default")
-            warnings.showwarning = _print_warning
-            try:
-                status = main(shlex.split(line)[1:])
-            except SystemExit as exit_:  # argparse's usage errors and --help
-                status = exit_.code if isinstance(exit_.code, int) else 1
-    finally:
-        os.chdir(saved_cwd)
+    argv = shlex.split(line)
+    saved_cwd, out = os.getcwd(), io.StringIO()
+    with process_state_kept(argv[0], argv[1:]):
         os.environ.clear()
-        os.environ.update(saved_env)
-        if threads is not None and "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(threads)
+        os.environ.update(env)
+        os.chdir(tmp_path)
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out), \
+                    warnings.catch_warnings():
+                warnings.resetwarnings()  # a new interpreter's filters ("default" for the rest)
+                warnings.simplefilter("default")
+                warnings.showwarning = _print_warning
+                try:
+                    status = main(argv[1:])
+                except SystemExit as exit_:  # argparse's usage errors and --help
+                    status = exit_.code if isinstance(exit_.code, int) else 1
+        finally:
+            os.chdir(saved_cwd)
     return subprocess.CompletedProcess(line, status, out.getvalue())
 
 
@@ -231,12 +228,12 @@ def test_documented_script_command_lines_parse():
                           for _, a in scripts))
     for name in sorted(needs):
         pytest.importorskip(name)
-    env = dict(os.environ, OMP_NUM_THREADS="1", MPLBACKEND="Agg")
-    payload = json.dumps([[str(ROOT / a[0]), a[1:]] for _, a in scripts])
-    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "scripts" / "parse_only.py"),
-                           payload], capture_output=True, text=True, cwd=ROOT, env=env,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    refused = []
+    for written, argv in scripts:  # each run here until its parser has parsed, state restored
+        why = parse_only(ROOT / argv[0], argv[1:])
+        if why is not None:
+            refused.append(f"{written}: {why}")
+    assert not refused, "\n".join(refused)
 
 
 @pytest.mark.parametrize("path", DOCS, ids=[p.name for p in DOCS])
