@@ -22,8 +22,10 @@ user's):
     The choice when every batch size is timed (``auto_timing.TIME_EVERY_ANCHOR``, disk cache
     off), in a third process: whether stopping early chose the same method.
 
-Each measurement runs in its own ``python`` process with torch on one thread; the table shows
-the median over the repeats (and the worst).
+Each measurement runs in its own process with torch on one thread: forked from this one where
+the OS can fork (after this process imported torch, diffusers and the adapter, which sampled
+nothing, so every cache starts empty as in a new process), else a new ``python``. The table
+shows the median over the repeats (and the worst).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from typing import Any
 
 GOALS = {"cold_fraction": 0.10, "second_s": 0.05, "warm_s": 0.25}
@@ -68,12 +71,56 @@ def _spawn(cache: str, steps: int, n: int, calls: int, full: bool = False) -> di
     env.pop("PARAREAL_AUTO_CACHE", None)
     if full:
         env["PARAREAL_AUTO_CACHE"] = "off"
+    if hasattr(os, "fork"):
+        return _forked(env, steps, n, calls, full)
     argv = [sys.executable, __file__, "--child", f"{steps}x{n}", "--calls", str(calls)]
     proc = subprocess.run(argv + (["--full"] if full else []), env=env, capture_output=True,
                           text=True, check=False, timeout=1800)
     if proc.returncode:
         raise RuntimeError(f"child {argv} failed:\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _preload() -> None:
+    """Import what every child imports (torch, diffusers, the adapter: seconds), once, in
+    this process, before any child is forked; nothing is run or cached by it."""
+    import diffusers  # noqa: F401
+    import torch
+
+    torch.set_num_threads(1)
+    import parareal.adapters.diffusion.digits  # noqa: F401
+
+
+def _forked(env: dict[str, str], steps: int, n: int, calls: int, full: bool) -> dict[str, Any]:
+    """:func:`child` in a forked copy of this process with ``env``: its caches (memory and
+    disk) are as empty as a new process's, since this process never samples."""
+    _preload()
+    read, write = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        status = 1
+        try:
+            os.close(read)
+            os.environ.clear()
+            os.environ.update(env)
+            data = json.dumps(child(steps, n, calls, full)).encode()
+            with os.fdopen(write, "wb") as fh:
+                fh.write(data)
+            status = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stderr.flush()
+            os._exit(status)
+    os.close(write)
+    with os.fdopen(read, "rb") as fh:
+        data = fh.read()
+    _, wait = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(wait) != 0:
+        raise RuntimeError(f"the forked child for {steps}x{n} failed (its traceback is above)")
+    return json.loads(data)
 
 
 def measure(steps: int, n: int) -> dict[str, Any]:
