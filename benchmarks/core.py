@@ -875,7 +875,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--threads must be >= 1")
     if args.tick_repeats < 1:
         parser.error("--tick-repeats must be >= 1")
-    threads = set_threads(args.threads, torch=True)  # the header states torch's count
+    threads = set_threads(args.threads)  # no torch here: importing it costs seconds
     repeats = 1 if args.quick else args.repeats
     builders: dict[str, Callable[[], Case]] = {
         "brusselator": brusselator_case,
@@ -899,7 +899,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{machine['numpy']}, scipy {machine['scipy']}, torch {machine['torch']}, "
         f"pymgrit {machine['pymgrit']}; "
         f"threads {args.threads} (OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}, "
-        f"torch {threads['torch']}); "
+        f"torch {threads['torch'] or 'not loaded'}); "
         f"repeats {repeats}{' (--quick)' if args.quick else ''}; serial backend "
         f"vectorized={args.serial_vectorized}\n",
         flush=True,
