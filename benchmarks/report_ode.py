@@ -259,11 +259,11 @@ def payoff(results: Results) -> str:
             busy="-" if busy is None else f"{busy:.2f}"))
     first = results(names[0])
     variants = list(first["stats_s"])
-    table = grid(rows, [("load", "load"), ("tol", "tol")]
+    table = grid(rows, [("load", "load (start -> end)"), ("tol", "tol")]
                  + [(variant, f"{variant} s") for variant in variants]
                  + [("iterations", "K"), ("coarse", "coarse chosen"),
                     ("bound", "speed-up bound"), ("ratio", "serial / Parareal"),
                     ("busy", "Parareal CPU s / wall s"), ("error", "max error vs serial fine")])
     intro = (f"{first['case']['description']}, on `{first['case']['backend']}`. Serial: the "
-             "faster of `solve_serial` and a plain loop of the fine steps; load: start -> end.")
+             "faster of `solve_serial` and a plain loop of the fine steps.")
     return section("Where it pays on two cores", intro, sources(results, *names), table)
