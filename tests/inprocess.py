@@ -183,9 +183,9 @@ def run_forked(cases: Sequence[str], *, missing: Sequence[str] = (), preload: st
                ) -> list[subprocess.CompletedProcess[str]]:
     """Each of ``cases`` run as by ``python -c CASE`` (returncode, stdout, stderr), in forked
     children of one fresh interpreter where ``missing`` cannot be imported and the code
-    ``preload`` ran first (imports of third-party modules only, never of parareal: the cases
-    see parareal's modules imported for the first time). A child starts from that
-    interpreter's state, never from another case's."""
+    ``preload`` ran first (imports only; of parareal's modules only where the cases are not
+    about what importing them does). A child starts from that interpreter's state, never
+    from another case's."""
     spec = json.dumps({"missing": list(missing), "preload": preload, "cases": list(cases)})
     proc = subprocess.run([sys.executable, "-c", _DRIVER, spec], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=300, check=False)

@@ -15,6 +15,7 @@ import threading
 import pytest
 
 from .conftest import needs
+from .inprocess import run_forked
 
 HANG_GUARD_S = 180
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
@@ -37,55 +38,39 @@ def parareal(*argv: str, env: dict[str, str] | None = None, **kwargs):
                           **kwargs)
 
 
-#: One interpreter imports parareal.cli once, then runs each command line in a forked child
-#: of its own (fresh module state, its own stdout and stderr, as a process of its own would
-#: have them) and reports each one's exit code, output and the optional modules it imported.
-FORKED = """
-import json, os, sys, tempfile
-from parareal.cli import main
+#: The end of a forked case's stderr: the exit status of ``main`` and the optional modules the
+#: command line imported.
+_MARK = "\n@@CLI@@"
 
-results = []
-for argv in json.loads(sys.argv[1]):
-    files = [tempfile.TemporaryFile() for _ in range(3)]
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:
-        os.dup2(files[0].fileno(), 1)
-        os.dup2(files[1].fileno(), 2)
-        try:
-            rc = main(argv)
-        except SystemExit as exc:
-            rc = exc.code
-        sys.stdout.flush()
-        sys.stderr.flush()
-        loaded = [m for m in ("torch", "diffusers") if m in sys.modules]
-        files[2].write(json.dumps([rc, loaded]).encode())
-        files[2].flush()
-        os._exit(0)
-    _, status = os.waitpid(pid, 0)
-    texts = []
-    for fh in files:
-        fh.seek(0)
-        texts.append(fh.read().decode())
-    rc, loaded = json.loads(texts[2]) if texts[2] else (None, None)
-    results.append({"argv": argv, "rc": rc, "out": texts[0], "err": texts[1],
-                    "loaded": loaded, "status": status})
-print(json.dumps(results))
+#: A case run by :func:`forked`: ``main(ARGV)``, then the marker line.
+_CASE = """
+import json, sys
+from parareal.cli import main
+try:
+    rc = main({argv!r})
+except SystemExit as exc:
+    rc = exc.code
+sys.stdout.flush()
+loaded = [m for m in ("torch", "diffusers") if m in sys.modules]
+sys.stderr.write({mark!r} + json.dumps([rc, loaded]))
 """
 
 
 def forked(argvs, env=None):
-    """Run ``main(argv)`` for each of ``argvs`` as above: a dict per command line with its
-    ``rc``, ``out``, ``err`` and ``loaded`` (torch, diffusers if imported)."""
-    proc = subprocess.run([sys.executable, "-c", FORKED, json.dumps(argvs)],
-                          capture_output=True, text=True, timeout=HANG_GUARD_S,
-                          env=env or _env(), check=False)
-    assert proc.returncode == 0, proc.stderr
-    results = json.loads(proc.stdout)
-    for result in results:
-        assert result["status"] == 0 and result["rc"] is not None, result  # ran to the end
-    return {tuple(r["argv"]): r for r in results}
+    """Run ``main(argv)`` for each of ``argvs`` in forked children of one interpreter that
+    imported ``parareal.cli`` once (``tests.inprocess.run_forked``: fresh module state, its own
+    stdout and stderr, as a process of its own would have them): a dict per command line with
+    its ``rc``, ``out``, ``err`` and ``loaded`` (torch, diffusers if imported)."""
+    runs = run_forked([_CASE.format(argv=list(argv), mark=_MARK) for argv in argvs],
+                      preload="import parareal.cli", env=env or _env())
+    results = {}
+    for argv, run in zip(argvs, runs):
+        assert run.returncode == 0 and _MARK in run.stderr, run.stderr  # ran to the end
+        err, report = run.stderr.rsplit(_MARK, 1)
+        rc, loaded = json.loads(report)
+        results[tuple(argv)] = {"argv": argv, "rc": rc, "out": run.stdout, "err": err,
+                                "loaded": loaded}
+    return results
 
 
 # -- Ctrl-C --------------------------------------------------------------------------------------
