@@ -3,7 +3,6 @@ subprocess with a timeout, so that a hang fails instead of blocking the suite.""
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import os
@@ -17,6 +16,7 @@ import numpy as np
 import pytest
 
 from parareal import problems
+from tests.inprocess import process_state_kept
 
 MPIEXEC = shutil.which("mpiexec")
 #: The tests that run ``mpiexec``: a mark, not a module-level ``importorskip``, so that the
@@ -170,29 +170,6 @@ def test_checkpoint_and_resume_under_mpiexec_and_a_missing_file_ends_the_job(tmp
     assert sum("FileNotFoundError: resume: no checkpoint" in line for line in lines) == 1
 
 
-@contextlib.contextmanager
-def _threads_restored():
-    """Undo, on leaving, what ``--threads`` does to this process: the thread variables of the
-    environment, torch's thread count and threadpoolctl's limits."""
-    import threadpoolctl
-    import torch
-
-    from parareal.cli.threads import THREAD_VARIABLES
-
-    environ = {name: os.environ.get(name) for name in THREAD_VARIABLES}
-    threads = torch.get_num_threads()
-    try:
-        with threadpoolctl.threadpool_limits(limits=None):  # restores the limits it found
-            yield
-    finally:
-        torch.set_num_threads(threads)
-        for name, value in environ.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def test_sample_under_mpiexec_gives_the_serial_sample_and_writes_once(tmp_path, capsys):
     pytest.importorskip("diffusers")
     out = tmp_path / "digits.png"
@@ -211,7 +188,7 @@ def test_sample_under_mpiexec_gives_the_serial_sample_and_writes_once(tmp_path, 
     # the UNet's batch-size round-off: the ranks call it on their own blocks' batches); in
     # this process, on one thread as the ranks (torch's rounding depends on its threads),
     # which are restored after it
-    with _threads_restored():
+    with process_state_kept("parareal", []):  # --threads sets them for the process
         batched = _cli_json(capsys, "sample", "--steps", "25", "--n", "2", "--method", "srds",
                             "--compare-serial", "--json", "--threads", "1", "--out",
                             str(tmp_path / "alone.png"))
