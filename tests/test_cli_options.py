@@ -320,11 +320,16 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-@pytest.fixture
-def checkpoints(tmp_path):
-    """The files of FLAG_ERRORS' placeholders, in a folder named without any flag's words."""
-    folder = tmp_path / "files"
-    folder.mkdir()
+def _snapshot(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """The files of FLAG_ERRORS' placeholders, in a folder named without any flag's words:
+    written once for the module (every case only reads them; each case checks that it left
+    the folder as it found it)."""
+    folder = tmp_path_factory.mktemp("files")
     ck = folder / "ck.npz"
     assert main(["solve", "dahlquist", "--slices", "10", "--tol", "1e-12", "--checkpoint",
                  str(ck), "--json"]) == 0
@@ -344,7 +349,9 @@ def test_errors_name_the_flag_not_the_python_argument(capsys, monkeypatch, check
     monkeypatch.chdir(checkpoints["tmp"])
     capsys.readouterr()
     argv = [a.format(**checkpoints) for a in argv]
+    before = _snapshot(checkpoints["tmp"])
     assert _status(argv) == 2
+    assert _snapshot(checkpoints["tmp"]) == before  # the shared files are left as they were
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1, err
     assert flag in err, err

@@ -21,6 +21,9 @@ except ImportError:  # the tests marked TORCH skip
 else:
     Y0 = torch.tensor([1.0, 0.0], dtype=torch.float64)
     T = torch.linspace(0.0, 4.0, 13, dtype=torch.float64)
+    #: Six output intervals: on a fixed grid the default is a slice per interval, and with
+    #: tol=0 a run takes one iteration (and one coarse="auto" probe) per slice.
+    T6 = torch.linspace(0.0, 4.0, 7, dtype=torch.float64)
 
 
 def rhs(t, y):
@@ -31,8 +34,8 @@ def rhs(t, y):
 @pytest.mark.parametrize("method", ["euler", "midpoint", "rk4"])
 @pytest.mark.parametrize("slices", [None, 4, 1])
 def test_fixed_grid_matches_torchdiffeq_to_round_off(method, slices):
-    expected = torchdiffeq.odeint(rhs, Y0, T, method=method)
-    got = parareal.odeint(rhs, Y0, T, method=method, slices=slices, tol=0)
+    expected = torchdiffeq.odeint(rhs, Y0, T6, method=method)
+    got = parareal.odeint(rhs, Y0, T6, method=method, slices=slices, tol=0)
     assert got.shape == expected.shape and got.dtype == expected.dtype
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-13)
 
@@ -40,9 +43,10 @@ def test_fixed_grid_matches_torchdiffeq_to_round_off(method, slices):
 @TORCH
 @pytest.mark.parametrize("schedule", ["synchronous", "pipelined"])
 def test_step_size_option_matches_torchdiffeq(schedule):
+    # 8 steps of 0.25 (two per output interval): the default is a slice per step
     t = torch.linspace(0.0, 2.0, 5, dtype=torch.float64)
-    expected = torchdiffeq.odeint(rhs, Y0, t, method="rk4", options={"step_size": 0.125})
-    got = parareal.odeint(rhs, Y0, t, method="rk4", options={"step_size": 0.125}, tol=0,
+    expected = torchdiffeq.odeint(rhs, Y0, t, method="rk4", options={"step_size": 0.25})
+    got = parareal.odeint(rhs, Y0, t, method="rk4", options={"step_size": 0.25}, tol=0,
                           schedule=schedule)
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-13)
 
@@ -50,7 +54,8 @@ def test_step_size_option_matches_torchdiffeq(schedule):
 @TORCH
 def test_adaptive_method_agrees_within_tolerance():
     expected = torchdiffeq.odeint(rhs, Y0, T, method="dopri5", rtol=1e-9, atol=1e-11)
-    got = parareal.odeint(rhs, Y0, T, method="dopri5", rtol=1e-9, atol=1e-11, tol=1e-10)
+    got = parareal.odeint(rhs, Y0, T, method="dopri5", rtol=1e-9, atol=1e-11, tol=1e-10,
+                          slices=4)
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-7)
 
 
@@ -93,9 +98,9 @@ def stiff_oscillator(t, y):  # y'' = -25 y
 
 @TORCH
 def test_unconverged_run_warns_with_iterations_and_residual():
-    t = torch.linspace(0.0, 10.0, 101, dtype=torch.float64)
+    t = torch.linspace(0.0, 2.5, 26, dtype=torch.float64)
     with pytest.warns(parareal.ConvergenceWarning) as record:
-        out, sol = parareal.odeint(stiff_oscillator, Y0, t, max_iters=2, slices=100,
+        out, sol = parareal.odeint(stiff_oscillator, Y0, t, max_iters=2, slices=25,
                                    coarse_method="midpoint", return_solution=True)
     warning = [w.message for w in record if isinstance(w.message, parareal.ConvergenceWarning)]
     assert len(warning) == 1 and issubclass(parareal.ConvergenceWarning, UserWarning)
@@ -133,10 +138,10 @@ def test_converged_run_is_silent_and_returns_its_solution():
         warnings.simplefilter("error", parareal.ConvergenceWarning)
         warnings.simplefilter("error", parareal.CoarseStabilityWarning)
         warnings.simplefilter("ignore", parareal.NoSpeedupWarning)  # about speed, not values
-        out, sol = parareal.odeint(rhs, Y0, T, method="rk4", slices=12, tol=1e-10,
+        out, sol = parareal.odeint(rhs, Y0, T6, method="rk4", slices=6, tol=1e-10,
                                    return_solution=True)
     assert sol.status is parareal.Status.CONVERGED
-    np.testing.assert_array_equal(sol.t, T.numpy())
+    np.testing.assert_array_equal(sol.t, T6.numpy())
     assert torch.equal(out, sol.y)
 
 
@@ -158,7 +163,7 @@ def test_unstable_default_coarse_is_warned_about_and_rk4_is_not():
 
 @TORCH
 def test_stability_check_can_be_turned_off():
-    t = torch.linspace(0.0, 10.0, 101, dtype=torch.float64)
+    t = torch.linspace(0.0, 2.5, 26, dtype=torch.float64)
     calls = []
 
     def counted(s, y):
@@ -178,7 +183,7 @@ def test_stability_check_can_be_turned_off():
 @TORCH
 @pytest.mark.parametrize("method", ["euler", "midpoint", "rk4"])
 def test_decreasing_t_matches_torchdiffeq(method):
-    t = torch.linspace(4.0, 0.0, 13, dtype=torch.float64)
+    t = torch.linspace(4.0, 0.0, 7, dtype=torch.float64)
     expected = torchdiffeq.odeint(rhs, Y0, t, method=method)
     got, sol = parareal.odeint(rhs, Y0, t, method=method, tol=0, return_solution=True)
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-13)
@@ -189,7 +194,8 @@ def test_decreasing_t_matches_torchdiffeq(method):
 def test_decreasing_t_adaptive_and_numpy():
     t = torch.linspace(3.0, 0.0, 7, dtype=torch.float64)
     expected = torchdiffeq.odeint(rhs, Y0, t, method="dopri5", rtol=1e-9, atol=1e-11)
-    got = parareal.odeint(rhs, Y0, t, method="dopri5", rtol=1e-9, atol=1e-11, tol=1e-10)
+    got = parareal.odeint(rhs, Y0, t, method="dopri5", rtol=1e-9, atol=1e-11, tol=1e-10,
+                          slices=4)
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-7)
     back = np.linspace(1.0, 0.0, 6)
     out = parareal.odeint(lambda s, y: [y[1], -y[0]], np.array([np.cos(1.0), -np.sin(1.0)]),
@@ -229,15 +235,17 @@ def test_gradients_with_respect_to_t_agree_with_torchdiffeq(reverse):
     # the t gradient is the ODE's, dy(t_i)/dt_i = f(t_i, y_i) (for fixed-grid methods too,
     # where torchdiffeq differentiates its scheme instead): compare with dopri5, held tight
     kwargs = dict(rtol=1e-10, atol=1e-12)
+    # four slices: with tol=0 a run takes an iteration per slice (16 by default)
     ours = torch.autograd.grad(
-        (parareal.odeint(f, y0, t, tol=0, coarse_method="rk4", **kwargs) * weights).sum(),
+        (parareal.odeint(f, y0, t, tol=0, coarse_method="rk4", slices=4, **kwargs)
+         * weights).sum(),
         (t, y0, w))
     reference = torch.autograd.grad(
         (torchdiffeq.odeint(f, y0, t, **kwargs) * weights).sum(), (t, y0, w))
     for got, expected in zip(ours, reference, strict=True):
         torch.testing.assert_close(got, expected, rtol=0, atol=1e-7)
     with torch.no_grad():  # no gradient can be asked for: the values only
-        out = parareal.odeint(f, y0, t, tol=0, coarse_method="rk4", **kwargs)
+        out = parareal.odeint(f, y0, t, tol=0, coarse_method="rk4", slices=4, **kwargs)
     assert not out.requires_grad
 
 
@@ -252,7 +260,7 @@ def test_options_are_checked_and_unknown_keys_warned_about():
     with pytest.raises(ValueError, match="perturb"):
         parareal.odeint(rhs, Y0, T, method="rk4", options={"perturb": True})
     with pytest.warns(UserWarning, match="Unexpected arguments"):
-        parareal.odeint(rhs, Y0, T, method="rk4", options={"stepsize": 0.1}, tol=1e-6)
+        parareal.odeint(rhs, Y0, T6, method="rk4", options={"stepsize": 0.1}, tol=1e-6)
     with pytest.raises(TypeError, match="options must be a dict"):
         parareal.odeint(rhs, Y0, T, method="rk4", options=[("step_size", 0.1)])
 
