@@ -56,13 +56,6 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
             os.environ.setdefault(name, "1")
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Run the tests marked ``slow`` first (a stable sort: the rest keep their order), so that
-    on several workers the long ones start early and short ones fill in around them instead of
-    one long test running alone at the end."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-
-
 def pytest_configure(config: pytest.Config) -> None:
     """Point ``XDG_CACHE_HOME`` at a temporary folder for the whole run (child processes
     included): ``method="auto"``'s disk cache (``adapters/diffusion/auto_cache.py``) and any
