@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/concurrency.py                 # both cases, 5 repeats, about 90 s
-    python benchmarks/concurrency.py --quick         # small dense case, 1 repeat, about 10 s
+    python benchmarks/concurrency.py --quick         # small dense case, 1 repeat, about 20 s
     python benchmarks/concurrency.py --json benchmarks/results/concurrency-2cpu.json \\
         --markdown benchmarks/results/concurrency-2cpu.md
     python benchmarks/concurrency.py --only heat-bdf-dense --workers 1,2,4 --repeats 9
@@ -596,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats (default 5)")
     parser.add_argument("--quick", action="store_true",
-                        help="the dense case with 50 points, 1 repeat, about 10 s (a smoke run)")
+                        help="the dense case with 50 points, 1 repeat, about 20 s (a smoke run)")
     parser.add_argument("--workers", default="1,2",
                         help="comma-separated worker counts (default 1,2)")
     parser.add_argument("--only", default="", help="comma-separated cases to run")

@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/core.py                      # default: 5 repeats, about 1-2 minutes
-    python benchmarks/core.py --quick              # smaller systems, 1 repeat, < 30 s
+    python benchmarks/core.py --quick              # smaller systems, 1 repeat, about 10 s
     python benchmarks/core.py --repeats 7 --json out.json
     python benchmarks/core.py --only brusselator   # one problem (comma-separated list)
     python benchmarks/core.py --ticks --only brusselator --tick-repeats 15

@@ -10,7 +10,7 @@ the cost of one batched model call against the batch size; the accuracy of
 method); and two plots.
 
     python benchmarks/diffusion.py                      # the full run (several minutes)
-    python benchmarks/diffusion.py --quick              # a smoke run (seconds)
+    python benchmarks/diffusion.py --quick              # a smoke run, about 20 s
     python benchmarks/diffusion.py --json out.json --plots docs
     python benchmarks/diffusion.py --only-exact --seeds 0,1,2,3,4,5,6,7,8,9   # SRDS, exact Picard
     python benchmarks/diffusion.py --only-flow          # the flow-matching model: serial, SRDS

@@ -2,7 +2,7 @@
 timed and predicted. One command on a CUDA machine, no network needed::
 
     python benchmarks/gpu.py --json gpu.json          # the full run (a few minutes)
-    python benchmarks/gpu.py --device cpu --quick     # a smoke test on a CPU (seconds)
+    python benchmarks/gpu.py --device cpu --quick     # a smoke test on a CPU, about 10 s
 
 (a) **Bundled digits model** (``load_digits_model()``, a diffusers ``UNet2DModel`` and its
     ``DDIMScheduler``), serial / SRDS / Picard (ParaDiGMS' default rule) / "picard exact"

@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/lookahead.py                    # about a minute
-    python benchmarks/lookahead.py --quick            # smaller cases, seconds
+    python benchmarks/lookahead.py --quick            # smaller cases, about 5 s
     python benchmarks/lookahead.py --json out.json
 
 For every case the synchronous schedule and the pipelined schedule with ``lookahead`` in
