@@ -14,12 +14,12 @@ import threading
 
 import pytest
 
+from parareal.cli.threads import THREAD_VARIABLES
+
 from .conftest import needs
 from .inprocess import run_forked
 
 HANG_GUARD_S = 180
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-               "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 #: A thread count above this machine's CPUs (torch takes it from set_num_threads only).
 THREADS_OVER_CORES = (os.cpu_count() or 1) + 1
 #: Optional dependencies that the numpy-only tests make unimportable.
@@ -30,6 +30,14 @@ def _env(**extra: str) -> dict[str, str]:
     env = dict(os.environ, OMP_NUM_THREADS="1", MPLBACKEND="Agg")
     env.update(extra)
     return env
+
+
+def _python_without_thread_settings(code: str) -> subprocess.CompletedProcess:
+    """``python -c code`` with none of the thread variables set, so that what ``--threads``
+    sets is the only setting."""
+    env = {k: v for k, v in _env().items() if k not in THREAD_VARIABLES}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=HANG_GUARD_S, check=False)
 
 
 def parareal(*argv: str, env: dict[str, str] | None = None, **kwargs):
@@ -229,9 +237,7 @@ def test_threads_option_sets_torch_and_the_environment():
         "rc = main(['solve', 'dahlquist', '--threads', '3', '--json'])\n"
         "print(rc, torch.get_num_threads(), os.environ['OMP_NUM_THREADS'], file=sys.stderr)\n"
     )
-    env = {k: v for k, v in _env().items() if k not in THREAD_VARS}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                          timeout=HANG_GUARD_S, check=False)
+    proc = _python_without_thread_settings(code)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.split() == ["0", "3", "3"]
     assert json.loads(proc.stdout)["converged"] is True
@@ -246,9 +252,7 @@ def test_threads_option_limits_blas_already_loaded():
         "rc = main(['solve', 'dahlquist', '--threads', '1', '--json'])\n"
         "print(rc, *sorted({p['num_threads'] for p in threadpool_info()}), file=sys.stderr)\n"
     )
-    env = {k: v for k, v in _env().items() if k not in THREAD_VARS}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                          timeout=HANG_GUARD_S, check=False)
+    proc = _python_without_thread_settings(code)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.split() == ["0", "1"]
 
@@ -294,9 +298,7 @@ def test_sample_sets_torch_threads_once_it_loads_torch(tmp_path):
         "import torch\n"
         "print(rc, torch.get_num_threads(), file=sys.stderr)\n"
     )
-    env = {k: v for k, v in _env().items() if k not in THREAD_VARS}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                          timeout=HANG_GUARD_S, check=False)
+    proc = _python_without_thread_settings(code)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.split()[-2:] == ["0", str(THREADS_OVER_CORES)]
 
