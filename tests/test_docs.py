@@ -37,7 +37,7 @@ from tests.doccheck import (
     python_snippets,
     shell_lines,
 )
-from tests.inprocess import parse_only, process_state_kept
+from tests.inprocess import parse_only, process_state_kept, run_main
 
 OPTIONAL = ("torch", "torchdiffeq", "scipy", "diffusers", "sklearn", "matplotlib", "mpi4py",
             "dask")
@@ -108,39 +108,57 @@ def _environment(tmp_path: Path) -> dict[str, str]:
 
 
 def _in_process(line: str) -> bool:
-    """Whether ``line`` runs through ``parareal.cli.main`` in this process: a plain
-    ``parareal`` line (no shell syntax). A new interpreter spends seconds on imports (diffusers
-    for ``sample``) before the command starts; the lines whose process is part of what they
-    show (pipes, ``mpiexec``, scripts) run in bash, and tests/test_cli_process.py runs the
-    command line's own process behaviour (imports, signals, pipes)."""
-    return line.startswith("parareal ") and not re.search(r"[|;&<>$`\\]", line)
+    """Whether ``line`` runs in this process: ``parareal`` lines through
+    ``parareal.cli.main``, ``python examples/NAME.py`` lines through the script's ``main``
+    (:func:`tests.inprocess.run_main`), and ``&&`` chains of such lines, all without other
+    shell syntax. A new interpreter spends seconds on imports (diffusers for ``sample``)
+    before the command starts; the lines whose process is part of what they show (pipes,
+    ``mpiexec``) run in bash, and tests/test_cli_process.py runs the command line's own
+    process behaviour (imports, signals, pipes)."""
+    return all(_plain(part) for part in line.split(" && "))
+
+
+def _plain(part: str) -> bool:
+    """Whether ``part`` is one plain ``parareal`` or ``python examples/NAME.py`` command."""
+    if re.search(r"[|;&<>$`\\]", part):
+        return False
+    script = re.match(r"python examples/\w+\.py( |$)", part)
+    return part.startswith("parareal ") or script is not None
 
 
 def _run_in_process(line: str, tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    """``line`` through ``parareal.cli.main`` in ``tmp_path`` with ``env``: stdout and stderr
-    together, as ``bash -c`` would print them, and warnings printed as a new interpreter would;
-    the folder and what a command changes for its process (environment, threads, torch's
-    settings) are restored afterwards (:func:`tests.inprocess.process_state_kept`)."""
+    """``line`` in this process, in ``tmp_path`` with ``env``: stdout and stderr together, as
+    ``bash -c`` would print them, and warnings printed as a new interpreter would; the folder
+    and what a command changes for its process (environment, threads, torch's settings) are
+    restored afterwards (:func:`tests.inprocess.process_state_kept`). In an ``a && b`` chain,
+    ``b`` runs only when ``a`` exited 0, and the chain's status is that of the last one run."""
     from parareal.cli import main
 
-    argv = shlex.split(line)
-    saved_cwd, out = os.getcwd(), io.StringIO()
-    with process_state_kept(argv[0], argv[1:]):
-        os.environ.clear()
-        os.environ.update(env)
-        os.chdir(tmp_path)
-        try:
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out), \
-                    warnings.catch_warnings():
-                warnings.resetwarnings()  # a new interpreter's filters ("default" for the rest)
-                warnings.simplefilter("default")
-                warnings.showwarning = _print_warning
-                try:
-                    status = main(argv[1:])
-                except SystemExit as exit_:  # argparse's usage errors and --help
-                    status = exit_.code if isinstance(exit_.code, int) else 1
-        finally:
-            os.chdir(saved_cwd)
+    saved_cwd, out, status = os.getcwd(), io.StringIO(), 0
+    for part in line.split(" && "):
+        argv = shlex.split(part)
+        with process_state_kept(argv[0], argv[1:]):
+            os.environ.clear()
+            os.environ.update(env)
+            os.chdir(tmp_path)
+            try:
+                with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out), \
+                        warnings.catch_warnings():
+                    warnings.resetwarnings()  # a new interpreter's filters ("default" for the rest)
+                    warnings.simplefilter("default")
+                    warnings.showwarning = _print_warning
+                    try:
+                        if argv[0] == "parareal":
+                            status = main(argv[1:])
+                        else:  # python examples/NAME.py ARGS: the script's main(ARGS)
+                            status = run_main(ROOT / argv[1], *argv[2:])
+                    except SystemExit as exit_:  # argparse's usage errors and --help
+                        status = exit_.code if isinstance(exit_.code, int) else 1
+                    status = status or 0
+            finally:
+                os.chdir(saved_cwd)
+        if status != 0:
+            break
     return subprocess.CompletedProcess(line, status, out.getvalue())
 
 
