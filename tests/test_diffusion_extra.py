@@ -3,12 +3,13 @@
 Each case runs in a process in which the package is absent: ``sys.modules[name] = None``
 makes ``import name`` raise ``ModuleNotFoundError`` and ``importlib.util.find_spec(name)``
 return ``None``, as for a package that is not installed (diffusers' own optional-dependency
-checks use ``find_spec``, so they see it as absent too). The cases run in forked children of
-fresh interpreters (``tests.inprocess.run_forked``), each case as ``python -c`` would run it.
-Without torch: an interpreter that has imported numpy only, torch made absent before anything
-else. Without diffusers, safetensors, scikit-learn or scipy: one interpreter that has imported
-torch and diffusers' models (never parareal); each case first makes its package absent, and
-every submodule of it already imported (:func:`absent`), so that no import finds any of it.
+checks use ``find_spec``, so they see it as absent too). Each case runs as ``python -c`` would
+run it, in a forked child. Without torch: of one fresh interpreter that has imported numpy only,
+torch made absent before anything else (``tests.inprocess.run_forked``). Without diffusers, safetensors, scikit-learn or scipy: children forked from the test's
+own interpreter, which has imported torch and diffusers' models (in a whole run of the suite,
+for other tests already), parareal forgotten in them and the package made absent with every
+submodule of it already imported (``tests.inprocess.run_forked_here``), so that no import
+finds any of it and parareal is imported for the first time.
 """
 
 from __future__ import annotations
@@ -19,23 +20,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.inprocess import run_forked
+from tests.inprocess import run_forked, run_forked_here
 
 HINT = "pip install 'parareal[diffusion]'"
 CLI = "import sys; from parareal.cli import main; sys.exit(main(['sample', '--n', '1']))"
 
 
-def absent(package: str) -> str:
-    """Code that makes ``package`` and its submodules already imported absent from then on
-    (``from package.sub import x`` finds nothing either)."""
-    return ("import sys\n"
-            f"for _name in [n for n in sys.modules if n.startswith({package + '.'!r})]"
-            f" + [{package!r}]:\n"
-            "    sys.modules[_name] = None\n")
-
-
 TORCH_PRELOAD = "import numpy"
-DIFFUSERS_PRELOAD = "import torch\nfrom diffusers import DDIMScheduler, UNet2DModel"
+#: The cases that run in children of this interpreter (``run_forked_here``).
+HERE = "here"
 #: Per interpreter (what it imports first): the packages absent before that, and the cases by
 #: (absent package, name).
 CASES = {
@@ -46,18 +39,15 @@ CASES = {
                            "lambda t, y: -y, np.ones(1), (0, 1), coarse=parareal.RK4(1), "
                            "fine=parareal.RK4(4), slices=2).status.value)",
     }),
-    DIFFUSERS_PRELOAD: ([], {
-        ("diffusers", "digits"): absent("diffusers")
-        + "import parareal.adapters.diffusion.digits",
-        ("diffusers", "cli"): absent("diffusers") + CLI,
-        ("safetensors", "digits"): absent("safetensors")
-        + "import parareal.adapters.diffusion.digits",
-        ("safetensors", "cli"): absent("safetensors") + CLI,
-        ("sklearn", "data"): absent("sklearn")
-        + "from parareal.adapters.diffusion import digits\ndigits.load_digits_data()",
-        ("scipy", "frechet"): absent("scipy")
-        + "import numpy as np\nfrom parareal.adapters.diffusion import digits\n"
-          "digits.frechet_distance(np.eye(3), np.eye(3))",
+    HERE: ([], {
+        ("diffusers", "digits"): "import parareal.adapters.diffusion.digits",
+        ("diffusers", "cli"): CLI,
+        ("safetensors", "digits"): "import parareal.adapters.diffusion.digits",
+        ("safetensors", "cli"): CLI,
+        ("sklearn", "data"): "from parareal.adapters.diffusion import digits\n"
+                             "digits.load_digits_data()",
+        ("scipy", "frechet"): "import numpy as np\nfrom parareal.adapters.diffusion import digits\n"
+                              "digits.frechet_distance(np.eye(3), np.eye(3))",
     }),
 }
 
@@ -72,13 +62,18 @@ def without(tmp_path_factory):
         if (missing, case) not in done:
             preload = next(p for p, (_, cases) in CASES.items()
                            if (missing, case if case != "cwd" else "cli") in cases)
-            if preload == DIFFUSERS_PRELOAD:
+            if preload == HERE:  # what a whole run of the suite has imported already
                 pytest.importorskip("torch")
                 pytest.importorskip("diffusers")
+                from diffusers import DDIMScheduler, UNet2DModel  # noqa: F401
             blocked, cases = CASES[preload]
             cwd = tmp_path_factory.mktemp("without")
-            procs = run_forked(list(cases.values()), missing=blocked, preload=preload,
-                               cwd=cwd, env=dict(os.environ, OMP_NUM_THREADS="1"))
+            if preload == HERE:
+                procs = [run_forked_here([code], fresh=["parareal"], absent=[name], cwd=cwd)[0]
+                         for (name, _), code in cases.items()]
+            else:
+                procs = run_forked(list(cases.values()), missing=blocked, preload=preload,
+                                   cwd=cwd, env=dict(os.environ, OMP_NUM_THREADS="1"))
             done.update(zip(cases, procs))
             done.update({(name, "cwd"): cwd for name, _ in cases})
         return done[missing, case]
