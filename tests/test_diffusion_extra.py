@@ -4,12 +4,13 @@ Each case runs in a process in which the package is absent: ``sys.modules[name] 
 makes ``import name`` raise ``ModuleNotFoundError`` and ``importlib.util.find_spec(name)``
 return ``None``, as for a package that is not installed (diffusers' own optional-dependency
 checks use ``find_spec``, so they see it as absent too). Each case runs as ``python -c`` would
-run it, in a forked child. Without torch: of one fresh interpreter that has imported numpy only,
-torch made absent before anything else (``tests.inprocess.run_forked``). Without diffusers, safetensors, scikit-learn or scipy: children forked from the test's
-own interpreter, which has imported torch and diffusers' models (in a whole run of the suite,
-for other tests already), parareal forgotten in them and the package made absent with every
-submodule of it already imported (``tests.inprocess.run_forked_here``), so that no import
-finds any of it and parareal is imported for the first time.
+run it, in a forked child. Without torch: of one fresh interpreter that has imported numpy
+only, torch made absent before anything else (``tests.inprocess.run_forked``). Without
+diffusers, safetensors, scikit-learn or scipy: of the test's own interpreter, which has
+imported torch and diffusers' models (in a whole run of the suite, for other tests already),
+with parareal forgotten in the child and the package made absent with every submodule of it
+already imported (``tests.inprocess.run_forked_here``), so that no import finds any of it
+and parareal is imported for the first time.
 """
 
 from __future__ import annotations
