@@ -194,3 +194,72 @@ def run_forked(cases: Sequence[str], *, missing: Sequence[str] = (), preload: st
     found = json.loads(proc.stdout.rsplit(marker, 1)[1])
     return [subprocess.CompletedProcess(["python", "-c", code], r["returncode"], r["stdout"],
                                         r["stderr"]) for code, r in zip(cases, found)]
+
+
+def run_forked_here(cases: Sequence[str], *, fresh: Sequence[str] = ("parareal",),
+                    absent: Sequence[str] = (), cwd: Path | None = None
+                    ) -> list[subprocess.CompletedProcess[str]]:
+    """Each of ``cases`` run as by ``python -c CASE`` (returncode, stdout, stderr), in a
+    child forked from this (the test's) interpreter, which has imported torch and diffusers
+    already in a whole run of the suite: nothing is imported again but what the case is about.
+
+    In the child, before the case runs, the modules of the packages ``fresh`` (and their
+    submodules) are forgotten, so that the case imports them for the first time, and the
+    packages ``absent`` (and every submodule already imported) are made unimportable
+    (``sys.modules[name] = None``, as :func:`run_forked`'s ``missing``); the child works in
+    ``cwd`` and leaves by ``os._exit`` (none of pytest's clean-up runs there). A child starts
+    from this interpreter's state, never from another case's."""
+    import tempfile
+    import traceback
+
+    results = []
+    for code in cases:
+        out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            status = 1
+            try:
+                os.dup2(out.fileno(), 1)
+                os.dup2(err.fileno(), 2)
+                sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", closefd=False),
+                                              write_through=True)
+                sys.stderr = io.TextIOWrapper(os.fdopen(2, "wb", closefd=False),
+                                              write_through=True)
+                if cwd is not None:
+                    os.chdir(cwd)
+                for name in list(sys.modules):
+                    if any(name == p or name.startswith(p + ".") for p in fresh):
+                        del sys.modules[name]
+                    elif any(name == p or name.startswith(p + ".") for p in absent):
+                        sys.modules[name] = None
+                for name in absent:
+                    sys.modules[name] = None
+                status = 0
+                try:
+                    exec(compile(code, "<string>", "exec"), {"__name__": "__main__"})
+                except SystemExit as exc:
+                    if exc.code is None:
+                        status = 0
+                    elif isinstance(exc.code, int):
+                        status = exc.code
+                    else:
+                        print(exc.code, file=sys.stderr)
+                        status = 1
+                except BaseException:  # noqa: BLE001 (reported as python -c would)
+                    traceback.print_exc()
+                    status = 1
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(status)
+        _, wait = os.waitpid(pid, 0)
+        texts = []
+        for f in (out, err):
+            f.seek(0)
+            texts.append(f.read().decode())
+            f.close()
+        results.append(subprocess.CompletedProcess(["python", "-c", code],
+                                                   os.waitstatus_to_exitcode(wait), *texts))
+    return results

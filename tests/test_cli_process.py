@@ -17,7 +17,7 @@ import pytest
 from parareal.cli.threads import THREAD_VARIABLES
 
 from .conftest import needs
-from .inprocess import run_forked
+from .inprocess import run_forked, run_forked_here
 
 HANG_GUARD_S = 180
 #: A thread count above this machine's CPUs (torch takes it from set_num_threads only).
@@ -30,20 +30,6 @@ def _env(**extra: str) -> dict[str, str]:
     env = dict(os.environ, OMP_NUM_THREADS="1", MPLBACKEND="Agg")
     env.update(extra)
     return env
-
-
-def _python_without_thread_settings(code: str) -> subprocess.CompletedProcess:
-    """``python -c code`` with none of the thread variables set, so that what ``--threads``
-    sets is the only setting."""
-    env = {k: v for k, v in _env().items() if k not in THREAD_VARIABLES}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                          timeout=HANG_GUARD_S, check=False)
-
-
-def parareal(*argv: str, env: dict[str, str] | None = None, **kwargs):
-    return subprocess.run([sys.executable, "-m", "parareal", *argv], capture_output=True,
-                          text=True, timeout=HANG_GUARD_S, env=env or _env(), check=False,
-                          **kwargs)
 
 
 #: The end of a forked case's stderr: the exit status of ``main`` and the optional modules the
@@ -229,6 +215,14 @@ def test_numpy_only_names_the_extra(numpy_only_runs, argv, extra):
 # -- threads -------------------------------------------------------------------------------------
 
 
+def _here_without_thread_settings(code: str) -> subprocess.CompletedProcess:
+    """``code`` run as by ``python -c`` with none of the thread variables set, in a child
+    forked from this interpreter with parareal forgotten (``tests.inprocess.run_forked_here``;
+    torch, numpy and their thread pools are loaded already, as the code would load them)."""
+    unset = f"import os\nfor _name in {THREAD_VARIABLES!r}:\n    os.environ.pop(_name, None)\n"
+    return run_forked_here([unset + code], fresh=["parareal"])[0]
+
+
 def test_threads_option_sets_torch_and_the_environment():
     pytest.importorskip("torch")
     code = (
@@ -237,22 +231,44 @@ def test_threads_option_sets_torch_and_the_environment():
         "rc = main(['solve', 'dahlquist', '--threads', '3', '--json'])\n"
         "print(rc, torch.get_num_threads(), os.environ['OMP_NUM_THREADS'], file=sys.stderr)\n"
     )
-    proc = _python_without_thread_settings(code)
+    proc = _here_without_thread_settings(code)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.split() == ["0", "3", "3"]
     assert json.loads(proc.stdout)["converged"] is True
 
 
-def test_threads_option_limits_blas_already_loaded():
+#: Cases of :func:`fresh_thread_runs`: BLAS loaded before ``--threads``; torch after.
+BLAS_CASE = (
+    "import sys, numpy\n"
+    "from threadpoolctl import threadpool_info\n"
+    "from parareal.cli import main\n"
+    "rc = main(['solve', 'dahlquist', '--threads', '1', '--json'])\n"
+    "print(rc, *sorted({p['num_threads'] for p in threadpool_info()}), file=sys.stderr)\n"
+)
+SAMPLE_CASE = (
+    "import sys\n"
+    "from parareal.cli import main\n"
+    "rc = main(['sample', '--steps', '2', '--n', '1', '--method', 'serial', "
+    f"'--threads', '{THREADS_OVER_CORES}', '--out', 'g.png'])\n"
+    "import torch\n"
+    "print(rc, torch.get_num_threads(), file=sys.stderr)\n"
+)
+
+
+@pytest.fixture(scope="module")
+def fresh_thread_runs(tmp_path_factory):
+    """BLAS_CASE and SAMPLE_CASE run as by ``python -c`` with none of the thread variables
+    set, so that what ``--threads`` sets is the only setting: forked children of one fresh
+    interpreter that has imported ``parareal.cli`` (numpy, not torch)."""
+    env = {k: v for k, v in _env().items() if k not in THREAD_VARIABLES}
+    blas, sample = run_forked([BLAS_CASE, SAMPLE_CASE], preload="import parareal.cli",
+                              env=env, cwd=tmp_path_factory.mktemp("threads"))
+    return {"blas": blas, "sample": sample}
+
+
+def test_threads_option_limits_blas_already_loaded(fresh_thread_runs):
     pytest.importorskip("threadpoolctl")
-    code = (
-        "import sys, numpy\n"
-        "from threadpoolctl import threadpool_info\n"
-        "from parareal.cli import main\n"
-        "rc = main(['solve', 'dahlquist', '--threads', '1', '--json'])\n"
-        "print(rc, *sorted({p['num_threads'] for p in threadpool_info()}), file=sys.stderr)\n"
-    )
-    proc = _python_without_thread_settings(code)
+    proc = fresh_thread_runs["blas"]
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.split() == ["0", "1"]
 
@@ -270,9 +286,17 @@ NO_TORCH_ARGV = [
 ]
 
 
+#: The stiff Van der Pol command lines (at the end of this file).
+VANDERPOL = [["solve", "vanderpol", "--param", "mu=1e6", "--json"],
+             ["solve", "vanderpol", "--param", "mu=1e6", "--fine", "scipy:Radau",
+              "--coarse", "scipy:Radau", "--json"]]
+
+
 @pytest.fixture(scope="module")
 def no_torch_runs():
-    return forked(NO_TORCH_ARGV)
+    """The command lines of NO_TORCH_ARGV and VANDERPOL, each run by :func:`forked` (one
+    interpreter)."""
+    return forked(NO_TORCH_ARGV + VANDERPOL)
 
 
 @pytest.mark.parametrize("argv", NO_TORCH_ARGV, ids=" ".join)
@@ -284,21 +308,13 @@ def test_commands_that_need_no_torch_do_not_import_it(no_torch_runs, argv):
     assert run["loaded"] == [], f"{argv} imported {run['loaded']}"
 
 
-def test_sample_sets_torch_threads_once_it_loads_torch(tmp_path):
+def test_sample_sets_torch_threads_once_it_loads_torch(fresh_thread_runs):
     pytest.importorskip("torch")
     pytest.importorskip("diffusers")
     pytest.importorskip("safetensors")
     # torch is loaded after main() applies --threads: sample applies it to torch itself
     # (from OMP_NUM_THREADS alone torch would cap the count at the machine's cores)
-    code = (
-        "import sys\n"
-        "from parareal.cli import main\n"
-        "rc = main(['sample', '--steps', '2', '--n', '1', '--method', 'serial', "
-        f"'--threads', '{THREADS_OVER_CORES}', '--out', {str(tmp_path / 'g.png')!r}])\n"
-        "import torch\n"
-        "print(rc, torch.get_num_threads(), file=sys.stderr)\n"
-    )
-    proc = _python_without_thread_settings(code)
+    proc = fresh_thread_runs["sample"]
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.split()[-2:] == ["0", str(THREADS_OVER_CORES)]
 
@@ -307,22 +323,20 @@ def test_sample_sets_torch_threads_once_it_loads_torch(tmp_path):
 
 
 @needs("scipy")
-def test_stiff_vanderpol_reference_does_not_hang():
+def test_stiff_vanderpol_reference_does_not_hang(no_torch_runs):
     # It used to spend minutes in DOP853 after the (diverged) solve.
-    proc = parareal("solve", "vanderpol", "--param", "mu=1e6", "--json")
-    assert proc.returncode == 1, proc.stderr  # the solve diverged (exit 1), the rest ran
-    out = json.loads(proc.stdout)
+    proc = no_torch_runs[tuple(VANDERPOL[0])]
+    assert proc["rc"] == 1, proc["err"]  # the solve diverged (exit 1), the rest ran
+    out = json.loads(proc["out"])
     assert out["reference"] == "available"
     assert out["status"] == "diverged"  # RK4 at h * mu = 1e4 blows up, and says so
-    assert proc.stderr == ""  # no overflow warnings from the reference either
+    assert proc["err"] == ""  # no overflow warnings from the reference either
 
 
 @needs("scipy")
-def test_stiff_vanderpol_with_implicit_propagators_matches_the_reference():
-    proc = parareal("solve", "vanderpol", "--param", "mu=1e6", "--fine", "scipy:Radau",
-                    "--coarse", "scipy:Radau", "--json")
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout)
+def test_stiff_vanderpol_with_implicit_propagators_matches_the_reference(no_torch_runs):
+    proc = no_torch_runs[tuple(VANDERPOL[1])]
+    assert proc["rc"] == 0, proc["err"]
+    out = json.loads(proc["out"])
     assert out["converged"] is True and out["reference"] == "available"
     assert out["error"] < 1e-6
-

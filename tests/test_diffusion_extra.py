@@ -3,68 +3,83 @@
 Each case runs in a process in which the package is absent: ``sys.modules[name] = None``
 makes ``import name`` raise ``ModuleNotFoundError`` and ``importlib.util.find_spec(name)``
 return ``None``, as for a package that is not installed (diffusers' own optional-dependency
-checks use ``find_spec``, so they see it as absent too). The cases of one absent package run
-in forked children of one fresh interpreter (``tests.inprocess.run_forked``), which has
-imported the other third-party packages they need (never parareal), each case as
-``python -c`` would run it.
+checks use ``find_spec``, so they see it as absent too). Each case runs as ``python -c`` would
+run it, in a forked child. Without torch: of one fresh interpreter that has imported numpy
+only, torch made absent before anything else (``tests.inprocess.run_forked``). Without
+diffusers, safetensors, scikit-learn or scipy: of the test's own interpreter, which has
+imported torch and diffusers' models (in a whole run of the suite, for other tests already),
+with parareal forgotten in the child and the package made absent with every submodule of it
+already imported (``tests.inprocess.run_forked_here``), so that no import finds any of it
+and parareal is imported for the first time.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.inprocess import run_forked
+from tests.inprocess import run_forked, run_forked_here
 
 HINT = "pip install 'parareal[diffusion]'"
 CLI = "import sys; from parareal.cli import main; sys.exit(main(['sample', '--n', '1']))"
-#: Per absent package: what its cases' interpreter imports first, and the cases by name.
+
+
+TORCH_PRELOAD = "import numpy"
+#: The cases that run in children of this interpreter (``run_forked_here``).
+HERE = "here"
+#: Per interpreter (what it imports first): the packages absent before that, and the cases by
+#: (absent package, name).
 CASES = {
-    "torch": ("import numpy", {
-        "adapter": "import parareal.adapters.diffusion",
-        "cli": CLI,
-        "core": "import numpy as np, parareal; print(parareal.solve("
-                "lambda t, y: -y, np.ones(1), (0, 1), coarse=parareal.RK4(1), "
-                "fine=parareal.RK4(4), slices=2).status.value)",
+    TORCH_PRELOAD: (["torch"], {
+        ("torch", "adapter"): "import parareal.adapters.diffusion",
+        ("torch", "cli"): CLI,
+        ("torch", "core"): "import numpy as np, parareal; print(parareal.solve("
+                           "lambda t, y: -y, np.ones(1), (0, 1), coarse=parareal.RK4(1), "
+                           "fine=parareal.RK4(4), slices=2).status.value)",
     }),
-    "diffusers": ("import torch", {"digits": "import parareal.adapters.diffusion.digits",
-                                   "cli": CLI}),
-    # (diffusers' models import safetensors: only torch is imported first)
-    "safetensors": ("import torch", {"digits": "import parareal.adapters.diffusion.digits",
-                                     "cli": CLI}),
+    HERE: ([], {
+        ("diffusers", "digits"): "import parareal.adapters.diffusion.digits",
+        ("diffusers", "cli"): CLI,
+        ("safetensors", "digits"): "import parareal.adapters.diffusion.digits",
+        ("safetensors", "cli"): CLI,
+        ("sklearn", "data"): "from parareal.adapters.diffusion import digits\n"
+                             "digits.load_digits_data()",
+        ("scipy", "frechet"): "import numpy as np\nfrom parareal.adapters.diffusion import digits\n"
+                              "digits.frechet_distance(np.eye(3), np.eye(3))",
+    }),
 }
 
 
 @pytest.fixture(scope="module")
 def without(tmp_path_factory):
-    """``without(missing, case)``: the finished process of ``CASES[missing][1][case]``; the
-    cases of one absent package run together, in a folder of their own."""
-    done: dict[str, dict[str, subprocess.CompletedProcess[str]]] = {}
+    """``without(missing, case)``: the finished process of that case; the cases of one
+    interpreter run together, in a folder of their own (``without(missing, "cwd")``)."""
+    done: dict[tuple[str, str], subprocess.CompletedProcess[str] | Path] = {}
 
-    def get(missing: str, case: str) -> subprocess.CompletedProcess[str]:
-        if missing not in done:
-            preload, cases = CASES[missing]
-            cwd = tmp_path_factory.mktemp(f"without-{missing}")
-            procs = run_forked(list(cases.values()), missing=[missing], preload=preload,
-                               cwd=cwd, env=dict(os.environ, OMP_NUM_THREADS="1"))
-            done[missing] = dict(zip(cases, procs))
-            done[missing]["cwd"] = cwd
-        return done[missing][case]
+    def get(missing: str, case: str):
+        if (missing, case) not in done:
+            preload = next(p for p, (_, cases) in CASES.items()
+                           if (missing, case if case != "cwd" else "cli") in cases)
+            if preload == HERE:  # what a whole run of the suite has imported already
+                pytest.importorskip("torch")
+                pytest.importorskip("diffusers")
+                from diffusers import DDIMScheduler, UNet2DModel  # noqa: F401
+            blocked, cases = CASES[preload]
+            cwd = tmp_path_factory.mktemp("without")
+            if preload == HERE:
+                procs = [run_forked_here([code], fresh=["parareal"], absent=[name], cwd=cwd)[0]
+                         for (name, _), code in cases.items()]
+            else:
+                procs = run_forked(list(cases.values()), missing=blocked, preload=preload,
+                                   cwd=cwd, env=dict(os.environ, OMP_NUM_THREADS="1"))
+            done.update(zip(cases, procs))
+            done.update({(name, "cwd"): cwd for name, _ in cases})
+        return done[missing, case]
 
     return get
-
-
-def run(tmp_path: Path, missing: str, code: str) -> subprocess.CompletedProcess[str]:
-    """Run ``python -c code`` in ``tmp_path`` with package ``missing`` absent."""
-    tmp_path.mkdir(exist_ok=True)
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    prelude = f"import sys; sys.modules[{missing!r}] = None\n"
-    return subprocess.run([sys.executable, "-c", prelude + code], capture_output=True,
-                          text=True, env=env, cwd=tmp_path, timeout=120)
 
 
 def test_adapter_without_torch_names_the_extra(without):
@@ -100,23 +115,16 @@ def test_digits_without_diffusers_or_safetensors_names_the_extra(without, missin
     assert cli.returncode == 2 and len(lines) == 1 and HINT in lines[0]
 
 
-def test_digits_data_without_scikit_learn_names_the_extra(tmp_path):
-    pytest.importorskip("torch")
-    pytest.importorskip("diffusers")
-    proc = run(tmp_path, "sklearn", "from parareal.adapters.diffusion import digits\n"
-                                    "digits.load_digits_data()")
+def test_digits_data_without_scikit_learn_names_the_extra(without):
+    proc = without("sklearn", "data")
     last = proc.stderr.strip().splitlines()[-1]
     assert proc.returncode == 1
     assert last.startswith("ImportError: the digits data set needs scikit-learn")
     assert last.endswith(HINT)
 
 
-def test_frechet_distance_without_scipy_names_the_extra(tmp_path):
-    pytest.importorskip("torch")
-    pytest.importorskip("diffusers")
-    proc = run(tmp_path, "scipy", "import numpy as np\n"
-                                  "from parareal.adapters.diffusion import digits\n"
-                                  "digits.frechet_distance(np.eye(3), np.eye(3))")
+def test_frechet_distance_without_scipy_names_the_extra(without):
+    proc = without("scipy", "frechet")
     last = proc.stderr.strip().splitlines()[-1]
     # where diffusers itself needs scipy (seen with torch 2.11 and transformers installed),
     # the import of the adapter already fails, and says which extra brings it back

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.inprocess import run_forked
+from tests.inprocess import run_forked_here
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "adapters" / "diffusion"
@@ -73,14 +73,18 @@ FIRST = ["auto", "methods.srds", "runner", "model_rhs", "digits"]
 @pytest.fixture(scope="module")
 def first_imports() -> dict[str, subprocess.CompletedProcess[str]]:
     """``import parareal.adapters.diffusion.FIRST`` for every module of ``FIRST``, each in
-    its own process forked from one fresh interpreter that has imported torch and diffusers
-    (never parareal): the adapter's modules are imported for the first time in each."""
+    its own process forked from this interpreter (``tests.inprocess.run_forked_here``), which
+    has imported torch and diffusers' models (in a whole run of the suite, already for other
+    tests), with every parareal module forgotten: the adapter's modules (and parareal's) are
+    imported for the first time in each."""
     pytest.importorskip("torch")
     pytest.importorskip("diffusers")
-    preload = ("import torch, diffusers\n"
-               "from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler, "
-               "UNet2DModel")
-    procs = run_forked([f"import {PREFIX}.{first}" for first in FIRST], preload=preload)
+    from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler, UNet2DModel  # noqa: F401
+
+    fresh = ("import sys\n"  # nothing of parareal is loaded before the import
+             "assert not [m for m in sys.modules if m.split('.')[0] == 'parareal']\n")
+    procs = run_forked_here([f"{fresh}import {PREFIX}.{first}" for first in FIRST],
+                            fresh=["parareal"])
     return dict(zip(FIRST, procs))
 
 

@@ -10,7 +10,7 @@ import functools
 import json
 import os
 import pathlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,12 +23,15 @@ try:  # before diffusers, which needs it too
 except ImportError as _error:
     raise missing("safetensors", "parareal.adapters.diffusion.digits", _error) from _error
 try:
-    from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler, UNet2DModel
+    from diffusers import DDIMScheduler, UNet2DModel
 except (ImportError, RuntimeError) as _error:
     # diffusers' lazy loader wraps a missing dependency's ImportError in RuntimeError
     if import_failure(_error) is None:
         raise
     raise missing("diffusers", "parareal.adapters.diffusion.digits", _error) from _error
+
+if TYPE_CHECKING:  # imported where the flow model is loaded: it imports scipy.stats (1 s),
+    from diffusers import FlowMatchEulerDiscreteScheduler  # which DDIM sampling never needs
 
 __all__ = [
     "ASSETS",
@@ -226,6 +229,12 @@ def load_digits_flow_scheduler(
     weights: str | os.PathLike[str] | None = None,
 ) -> FlowMatchEulerDiscreteScheduler:
     """The scheduler of :func:`load_digits_flow_model`, from the config alone (cheap)."""
+    try:
+        from diffusers import FlowMatchEulerDiscreteScheduler
+    except (ImportError, RuntimeError) as err:  # as for the module's own imports above
+        if import_failure(err) is None:
+            raise
+        raise missing("diffusers", "the digits flow model", err) from err
     return _scheduler(FlowMatchEulerDiscreteScheduler, weights, FLOW_WEIGHTS, "digits_flow.json")
 
 
