@@ -661,10 +661,12 @@ def job(path: Path, emit) -> None:
          f"{hashlib.sha256(sol.y.tobytes()).hexdigest()}")
 
 
-def _forked(target, *args) -> tuple[int, io.TextIOWrapper]:
+def _forked(target, *args, linger: bool = False) -> tuple[int, io.TextIOWrapper]:
     """``target(*args, emit)`` in a forked child whose ``emit`` writes a line to a pipe: its pid
     and the pipe's reading end. The child never returns into pytest (``os._exit``: 0 if
-    ``target`` returned, 1 with the traceback on the pipe if it raised)."""
+    ``target`` returned, 1 with the traceback on the pipe if it raised). With ``linger`` it
+    waits to be killed once ``target`` returned (as an interpreter's exit takes a while, the
+    kill may come after the job's end but never finds the process gone)."""
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -678,6 +680,8 @@ def _forked(target, *args) -> tuple[int, io.TextIOWrapper]:
             try:
                 target(*args, emit)
                 status = 0
+                if linger:
+                    time.sleep(HANG_GUARD_S)
             except BaseException:
                 import traceback
 
@@ -719,7 +723,7 @@ def test_a_process_killed_mid_run_resumes_to_the_uninterrupted_result(tmp_path, 
     rng = random.Random(kill_after)
     for attempt in range(2):  # two random moments for each iterate (six kills in all)
         path = tmp_path / f"job{attempt}.npz"
-        pid, out = _forked(job, path)
+        pid, out = _forked(job, path, linger=True)
         try:
             lines = []
             while True:
