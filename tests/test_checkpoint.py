@@ -18,6 +18,7 @@ import random
 import shutil
 import signal
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -668,7 +669,9 @@ def _forked(target, *args, linger: bool = False) -> tuple[int, io.TextIOWrapper]
     waits to be killed once ``target`` returned (as an interpreter's exit takes a while, the
     kill may come after the job's end but never finds the process gone)."""
     read, write = os.pipe()
-    pid = os.fork()
+    with warnings.catch_warnings():  # Python 3.12 warns of fork with threads running (the
+        warnings.simplefilter("ignore", DeprecationWarning)  # pools'): the child uses none
+        pid = os.fork()
     if pid == 0:
         status = 1
         try:
