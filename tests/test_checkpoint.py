@@ -7,6 +7,7 @@ resumed, on every backend and schedule, for numpy and torch states.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import io
@@ -16,10 +17,8 @@ import os
 import random
 import shutil
 import signal
-import subprocess
-import sys
-import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -642,88 +641,122 @@ def test_bad_checkpoint_and_resume_arguments_fail_before_any_work(tmp_path):
 
 
 # -- a killed process ---------------------------------------------------------------------------
-CHILD = textwrap.dedent("""
-    import hashlib, os, sys
-    import numpy as np
-    import parareal
-
-    def f(t, y):
-        return -y * (1.0 + 0.1 * np.sin(y))
-
-    Y0 = np.linspace(0.5, 1.5, 20000)
-    OPTS = dict(coarse="rk4:1", fine="rk4:6", slices=8, tol=0.0)
-
-    if __name__ == "__main__":
-        path = sys.argv[1]
-        resume = path if os.path.exists(path) else None  # the restart-a-job pattern
-        sol = parareal.solve(f, Y0, (0.0, 3.0), checkpoint=path, resume=resume,
-                             callback=lambda info: print(info.iteration, flush=True), **OPTS)
-        print("done", sol.iterations, sol.status.value, repr(sol.residuals),
-              hashlib.sha256(sol.y.tobytes()).hexdigest(), flush=True)
-""")
+# The job and the reader run in forked children of this process (it has imported numpy and
+# parareal: a fresh interpreter would spend most of its time importing them); what is tested
+# is a process killed by SIGKILL and a reader in another process, which a fork is.
+def job_f(t, y):
+    return -y * (1.0 + 0.1 * np.sin(y))
 
 
-def _child(script: Path, path: Path) -> subprocess.Popen:
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+JOB_Y0 = np.linspace(0.5, 1.5, 20000)
+JOB_OPTS = {"coarse": "rk4:1", "fine": "rk4:6", "slices": 8, "tol": 0.0}
+
+
+def job(path: Path, emit) -> None:
+    """The restart-a-job pattern: resume from ``path`` if it exists; ``emit`` gets a line per
+    iterate and a last one with the result."""
+    resume = path if path.exists() else None
+    sol = parareal.solve(job_f, JOB_Y0, (0.0, 3.0), checkpoint=path, resume=resume,
+                         callback=lambda info: emit(str(info.iteration)), **JOB_OPTS)
+    emit(f"done {sol.iterations} {sol.status.value} {sol.residuals!r} "
+         f"{hashlib.sha256(sol.y.tobytes()).hexdigest()}")
+
+
+def _forked(target, *args, linger: bool = False) -> tuple[int, io.TextIOWrapper]:
+    """``target(*args, emit)`` in a forked child whose ``emit`` writes a line to a pipe: its pid
+    and the pipe's reading end. The child never returns into pytest (``os._exit``: 0 if
+    ``target`` returned, 1 with the traceback on the pipe if it raised). With ``linger`` it
+    waits to be killed once ``target`` returned (as an interpreter's exit takes a while, the
+    kill may come after the job's end but never finds the process gone)."""
+    read, write = os.pipe()
+    with warnings.catch_warnings():  # Python 3.12 warns of fork with threads running (the
+        warnings.simplefilter("ignore", DeprecationWarning)  # pools'): the child uses none
+        pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            os.close(read)
+
+            def emit(line: str) -> None:
+                os.write(write, (line + "\n").encode())
+
+            try:
+                target(*args, emit)
+                status = 0
+                if linger:
+                    time.sleep(HANG_GUARD_S)
+            except BaseException:
+                import traceback
+
+                emit(traceback.format_exc())
+        finally:
+            os._exit(status)
+    os.close(write)
+    return pid, os.fdopen(read)
+
+
+def _exit_status(pid: int) -> int:
+    """The exit status of the forked child ``pid`` (``-signal`` if a signal ended it), waiting
+    at most ``HANG_GUARD_S`` for it (then it is killed)."""
+    deadline = time.monotonic() + HANG_GUARD_S
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    raise AssertionError(f"child {pid} still running after {HANG_GUARD_S} s")
 
 
 @functools.cache
-def _child_reference():
-    """The uninterrupted run of CHILD, in this process (the same for every kill_after)."""
-    namespace: dict = {}
-    exec(compile(CHILD, "job", "exec"), namespace)
-    return parareal.solve(namespace["f"], namespace["Y0"], (0.0, 3.0), **namespace["OPTS"])
+def _job_reference():
+    """The uninterrupted job, in this process (the same for every kill_after)."""
+    return parareal.solve(job_f, JOB_Y0, (0.0, 3.0), **JOB_OPTS)
 
 
 @pytest.mark.parametrize("kill_after", [0, 3, 6])
 def test_a_process_killed_mid_run_resumes_to_the_uninterrupted_result(tmp_path, kill_after):
     """SIGKILL after iteration j, at a random moment (often in the middle of writing a
     ~1.7 MB checkpoint): the file on disk is always a complete iterate >= j, and rerunning
-    the same script resumes from it to the uninterrupted run's result."""
-    script = tmp_path / "job.py"
-    script.write_text(CHILD)
-    ref = _child_reference()
+    the same job resumes from it to the uninterrupted run's result."""
+    ref = _job_reference()
     expected = (f"done {ref.iterations} {ref.status.value} {ref.residuals!r} "
                 f"{hashlib.sha256(ref.y.tobytes()).hexdigest()}")
     rng = random.Random(kill_after)
     for attempt in range(2):  # two random moments for each iterate (six kills in all)
         path = tmp_path / f"job{attempt}.npz"
-        proc = _child(script, path)
+        pid, out = _forked(job, path, linger=True)
         try:
-            deadline = time.monotonic() + HANG_GUARD_S
-            while time.monotonic() < deadline:
-                line = proc.stdout.readline()
-                assert line, proc.stderr.read()
+            lines = []
+            while True:
+                line = out.readline()
+                lines.append(line)
+                assert line, "".join(lines)  # the job ended before iterate kill_after
                 if line.strip() == str(kill_after):
                     break
             time.sleep(rng.uniform(0.0, 0.05))
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(HANG_GUARD_S)
+            os.kill(pid, signal.SIGKILL)
         finally:
-            proc.kill()
-            proc.stdout.close()
-            proc.stderr.close()
-        assert proc.returncode == -signal.SIGKILL
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            status = _exit_status(pid)
+            out.close()
+        assert status == -signal.SIGKILL
         ck = load_checkpoint(path)  # complete, never half-written
         assert kill_after <= ck.iteration <= ref.iterations
         assert np.array_equal(ck.y[: ck.iteration + 1], ref.y[: ck.iteration + 1])
-        rerun = _child(script, path)
-        out, err = rerun.communicate(timeout=HANG_GUARD_S)
-        assert rerun.returncode == 0, err
-        lines = out.splitlines()
+        lines = []
+        job(path, lines.append)  # the rerun, here: it only has the file to go on
         assert lines[-1] == expected
         assert lines[:-1] == [str(k) for k in range(ck.iteration + 1, ref.iterations + 1)]
 
 
-READER = textwrap.dedent("""
-    import os, sys
-    from parareal.checkpoint import load_checkpoint
-
-    path, stop = sys.argv[1], sys.argv[2]
+def reader(path: Path, stop: Path, emit) -> None:
+    """Load ``path`` in a loop until ``stop`` exists; emit each refusal, then the counts of
+    good reads, refused reads and distinct iterates seen."""
     good, bad, seen = 0, 0, set()
-    while not os.path.exists(stop):
+    while not stop.exists():
         try:
             seen.add(load_checkpoint(path).iteration)
             good += 1
@@ -731,33 +764,29 @@ READER = textwrap.dedent("""
             pass
         except ValueError as exc:
             bad += 1
-            print("refused:", exc, file=sys.stderr, flush=True)
-    print(good, bad, len(seen), flush=True)
-""")
+            emit(f"refused: {exc}")
+    emit(f"{good} {bad} {len(seen)}")
 
 
 def test_a_reader_never_sees_a_partial_file(tmp_path):
     """Another process reads the checkpoint in a loop while a run rewrites it (1.7 MB, each
     iterate): every read is a complete checkpoint (the rename is atomic)."""
-    script, stop = tmp_path / "reader.py", tmp_path / "stop"
-    script.write_text(READER)
-    path = tmp_path / "c.npz"
-    reader = subprocess.Popen([sys.executable, str(script), str(path), str(stop)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=dict(os.environ, OMP_NUM_THREADS="1"))
+    stop, path = tmp_path / "stop", tmp_path / "c.npz"
+    pid, out = _forked(reader, path, stop)
     try:
-        time.sleep(0.5)  # let the reader start polling
         y0 = np.linspace(0.5, 1.5, 20000)
         for _ in range(3):
             sol = parareal.solve(lambda t, y: -y, y0, (0.0, 1.0), coarse="euler:1",
                                  fine="rk4:2", slices=10, tol=0.0, checkpoint=path)
             path.unlink()
-        stop.touch()
-        out, err = reader.communicate(timeout=HANG_GUARD_S)
     finally:
-        reader.kill()
-    good, bad, seen = map(int, out.split())
-    assert bad == 0, err
+        stop.touch()
+        status = _exit_status(pid)
+        lines = out.read().splitlines()
+        out.close()
+    assert status == 0, lines
+    good, bad, seen = map(int, lines[-1].split())
+    assert bad == 0, lines
     assert good >= 3 and seen >= 2, (good, seen, sol.iterations)
 
 

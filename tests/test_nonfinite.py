@@ -7,11 +7,14 @@ reason, whatever the schedule and backend.
 
 from __future__ import annotations
 
+import multiprocessing
+
 import numpy as np
 import pytest
 
 import parareal
 from parareal import RK4, Euler, Propagator, Status
+from parareal.backends import Processes
 
 BACKENDS = ["serial", "batched", "threads", "processes"]
 SCHEDULES = ["synchronous", "pipelined"]
@@ -56,7 +59,16 @@ CASES = {
 }
 
 
-def _solve(case: dict, backend: str, schedule: str) -> parareal.Solution:
+@pytest.fixture(scope="module")
+def processes():
+    """One pool of worker processes for every run on the processes backend (a pool started
+    for each run would spend most of its time starting interpreters)."""
+    with Processes(2) as backend:
+        yield backend
+    assert not multiprocessing.active_children()
+
+
+def _solve(case: dict, backend, schedule: str) -> parareal.Solution:
     with np.errstate(over="ignore", invalid="ignore"):
         return parareal.solve(case["f"], np.array([1.0]), case["span"], coarse=case["coarse"],
                               fine=case["fine"], slices=case["slices"], tol=1e-10,
@@ -77,9 +89,12 @@ def test_synchronous_serial_reference_diverges(name):
 @pytest.mark.parametrize("schedule", SCHEDULES)
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_every_schedule_and_backend_ends_as_the_synchronous_one(name, backend, schedule):
+def test_every_schedule_and_backend_ends_as_the_synchronous_one(request, name, backend,
+                                                               schedule):
     case = CASES[name]
     reference = _solve(case, "serial", "synchronous")
+    if backend == "processes":
+        backend = request.getfixturevalue("processes")
     sol = _solve(case, backend, schedule)  # a task on NaN would raise Strict's ValueError
     assert sol.status is Status.DIVERGED
     assert sol.iterations == reference.iterations

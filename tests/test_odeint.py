@@ -173,8 +173,10 @@ def test_stability_check_can_be_turned_off():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", parareal.ConvergenceWarning)
         warnings.simplefilter("error", parareal.CoarseStabilityWarning)
+        # an explicit coarse: the check probes it (three calls of f, and a warning for Euler
+        # here) when on; coarse_method="auto" is never checked, so the default would not tell
         _, sol = parareal.odeint(counted, Y0, t, method="rk4", max_iters=1, check_stability=False,
-                                 return_solution=True)
+                                 coarse_method="euler", return_solution=True)
     assert len(calls) == sol.stats.f_evals  # no probe calls
 
 

@@ -245,13 +245,16 @@ def test_auto_coarse_is_passed_on_to_solve_untouched():
 
 # -- slices are chosen from the work, not from len(t) ---------------------------------------------
 
-@pytest.mark.parametrize("schedule", ["synchronous", "pipelined"])
-def test_many_slices_for_few_outputs_still_give_the_serial_fine_values(schedule):
+# the default coarse ("auto": its probe is most of the run's cost) in one schedule, rk4 in the
+# other: with tol=0 the values are the fine ones whatever the coarse
+@pytest.mark.parametrize("schedule,coarse", [("synchronous", "auto"), ("pipelined", "rk4")])
+def test_many_slices_for_few_outputs_still_give_the_serial_fine_values(schedule, coarse):
     t = torch.tensor([0.0, 0.25, 1.0, 1.5, 3.0, 4.0], dtype=torch.float64)  # non-uniform
     options = {"step_size": 0.25}  # 16 steps: room for 16 slices over 5 outputs
     expected = torchdiffeq.odeint(forced, Y0, t, method="rk4", options=options)
     got, sol = parareal.odeint(forced, Y0, t, method="rk4", options=options, slices=16,
-                               tol=0, schedule=schedule, return_solution=True)
+                               tol=0, schedule=schedule, coarse_method=coarse,
+                               return_solution=True)
     assert sol.t.size == 17 and sol.iterations == 16
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-13)
     with pytest.raises(ValueError, match="slices must be <= 16"):
