@@ -205,14 +205,16 @@ def test_core_benchmark_says_when_pymgrit_is_missing(monkeypatch):
 
 
 def test_concurrency_benchmark_quick(tmp_path):
-    """--quick with one worker count, 2 (the target's): every kind of worker (threads, a
-    persistent process pool, a Dask cluster, a new pool per run, the plain executors) still
-    runs, at 10 child processes instead of the 15 of the default counts 1,2."""
+    """--quick with one worker count, 2 (the target's), and no warm-up runs: every kind of
+    worker (threads, a persistent process pool, a Dask cluster, a new pool per run, the plain
+    executors) still runs, at 8 child processes instead of the 15 of the default counts 1,2
+    with a warm-up run each."""
     pytest.importorskip("scipy")
     pytest.importorskip("distributed")
-    out = run("concurrency.py", "--quick", "--workers", "2", "--json", str(tmp_path / "r.json"),
-              "--markdown", str(tmp_path / "r.md"))
+    out = run("concurrency.py", "--quick", "--workers", "2", "--no-warm-up", "--json",
+              str(tmp_path / "r.json"), "--markdown", str(tmp_path / "r.md"))
     assert "threads: BLAS 1 per process (OPENBLAS_NUM_THREADS=1" in out
+    assert "repeats 1 (--quick), no warm-up run; workers [2];" in out
     assert "Target (2 workers at least 1.8x faster than the serial backend)" in out
     assert (tmp_path / "r.md").read_text().startswith("# parareal concurrency benchmark")
     data = json.loads((tmp_path / "r.json").read_text())
@@ -228,6 +230,8 @@ def test_concurrency_benchmark_quick(tmp_path):
     assert expected <= set(rows)
     parareal_rows = [row for row in rows.values() if "iterations" in row]
     assert len(parareal_rows) == 5  # serial backend, 3 kinds x 1 worker count, a fresh pool
+    for row in result["rows"]:  # no warm-up: the first run is the one timed run
+        assert row["first_run_s"] == row["times_s"][0] == row["median_s"]
     for row in parareal_rows:
         assert row["same_as_serial"] is True
         assert row["iterations"] == result["iterations"] == 2
