@@ -172,11 +172,11 @@ def test_diffusion_doc_tables_are_the_committed_json():
         assert block == tables.render_doc_table(data, name), f"{name}: regenerate it"
 
 
-def test_lookahead_benchmark_quick(tmp_path, capsys):
-    """Its output, run here (the script sets nothing but the BLAS variables, which numpy has
-    read already in this process: the thread count is not what is tested)."""
+def test_lookahead_benchmark_quick(tmp_path):
+    # a fresh interpreter: the script collects garbage before each of its runs, which costs
+    # seconds in a test process that holds torch and diffusers
     pytest.importorskip("scipy")  # the problems' references
-    out = run_here(capsys, "lookahead.py", "--quick", "--json", str(tmp_path / "r.json"))
+    out = run("lookahead.py", "--quick", "--json", str(tmp_path / "r.json"))
     assert "#### brusselator" in out and "unbounded" in out
     data = json.loads((tmp_path / "r.json").read_text())
     for result in data["results"]:
