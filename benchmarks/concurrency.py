@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/concurrency.py                 # both cases, 5 repeats, about 90 s
     python benchmarks/concurrency.py --quick         # small dense case, 1 repeat, about 20 s
+    python benchmarks/concurrency.py --quick --workers 2 --no-warm-up   # a smoke run, ~10 s
     python benchmarks/concurrency.py --json benchmarks/results/concurrency-2cpu.json \\
         --markdown benchmarks/results/concurrency-2cpu.md
     python benchmarks/concurrency.py --only heat-bdf-dense --workers 1,2,4 --repeats 9
@@ -34,7 +35,8 @@ default coarse propagator, explicit Euler, is limited by stability to thousands 
 slice at 400 points.
 
 Variants, interleaved in every repeat (the order rotates from repeat to repeat) so that they
-share the machine's noise, after one untimed warm-up run each:
+share the machine's noise, after one untimed warm-up run each (``--no-warm-up``: none, the first
+timed run is also the reported first run; a smoke run, its times include the workers' start):
 
 - serial fine: ``parareal.solve_serial(f, y0, span, propagator=fine, slices=32)``;
 - serial coarse: the same with the coarse propagator (its time gives the cost ratio ``c``);
@@ -381,13 +383,13 @@ def timed(run: Callable[[], Any]) -> tuple[Any, float]:
 
 
 def bench_case(case: Case, pools: Pools, fresh_workers: int | None,
-               repeats: int) -> dict[str, Any]:
+               repeats: int, warm_up: bool = True) -> dict[str, Any]:
     reference = parareal.solve(case.f, case.y0, case.t_span, coarse=case.coarse,
                                fine=case.fine, slices=case.slices, tol=TOL, backend="serial")
     variants = make_variants(case, pools, fresh_workers, reference)
     # warm-up, untimed but recorded: the first run of a persistent pool starts its workers
     first: dict[str, float] = {}
-    for v in variants:
+    for v in variants if warm_up else ():
         _, seconds = timed(v.run)
         first[v.name] = seconds
         print(f"  warm-up {v.name}: {seconds:.3f} s", file=sys.stderr, flush=True)
@@ -406,6 +408,7 @@ def bench_case(case: Case, pools: Pools, fresh_workers: int | None,
                 wall = out.stats.wall_time
                 if "workers" in wall:
                     busy[v.name].append(wall["workers"] / wall["total"])
+            first.setdefault(v.name, seconds)  # without a warm-up: the first timed run
         print(f"  repeat {r + 1}/{repeats} done", file=sys.stderr, flush=True)
     median = {name: statistics.median(ts) for name, ts in times.items()}
     fine_name, coarse_name, serial_name = (v.name for v in variants[:3])
@@ -611,6 +614,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", metavar="PATH", help="also write the report to PATH")
     parser.add_argument("--threads", type=int, default=1,
                         help="BLAS threads, also of the workers (default 1)")
+    parser.add_argument("--no-warm-up", action="store_true",
+                        help="no untimed warm-up run before the timed ones (a smoke run: the "
+                        "first timed run of a persistent pool starts its workers)")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
@@ -666,7 +672,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{info['parareal']}",
         f"threads: BLAS {args.threads} per process (OPENBLAS_NUM_THREADS="
         f"{os.environ.get('OPENBLAS_NUM_THREADS')}, inherited by the workers); repeats "
-        f"{repeats}{' (--quick)' if args.quick else ''}; workers {workers}; processes start "
+        f"{repeats}{' (--quick)' if args.quick else ''}"
+        f"{', no warm-up run' if args.no_warm_up else ''}; workers {workers}; processes start "
         f"with 'spawn'; the process pools and Dask clusters are persistent (made once, before "
         f"the timed runs); times are medians of wall-clock seconds",
         "glibc malloc: " + ("keeps freed memory (--keep-freed-memory: M_MMAP_THRESHOLD 32 MiB, "
@@ -685,7 +692,8 @@ def main(argv: list[str] | None = None) -> int:
         report.append(text)
         for name in names:
             print(f"{name} ...", file=sys.stderr, flush=True)
-            res = bench_case(builders[name](), pools, workers[-1], repeats)
+            res = bench_case(builders[name](), pools, workers[-1], repeats,
+                             warm_up=not args.no_warm_up)
             results.append(res)
             text = markdown_case(res)
             if 2 in workers:

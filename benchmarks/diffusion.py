@@ -10,7 +10,7 @@ the cost of one batched model call against the batch size; the accuracy of
 method); and two plots.
 
     python benchmarks/diffusion.py                      # the full run (several minutes)
-    python benchmarks/diffusion.py --quick              # a smoke run, about 20 s
+    python benchmarks/diffusion.py --quick              # a smoke run (n = 1), about 18 s
     python benchmarks/diffusion.py --json out.json --plots docs
     python benchmarks/diffusion.py --only-exact --seeds 0,1,2,3,4,5,6,7,8,9   # SRDS, exact Picard
     python benchmarks/diffusion.py --only-flow          # the flow-matching model: serial, SRDS
@@ -105,7 +105,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.update_doc and not (args.json or args.tables):
         p.error("--update-doc names the JSON it renders: give --json (or --tables)")
     if args.quick:
-        args.steps, args.seeds, args.n, args.large_seeds = [16], [0], [2], None
+        args.steps, args.seeds, args.n, args.large_seeds = [16], [0], [1], None
         args.quality_n, args.quality_steps = 8, 16
         args.batch_sizes = [1, 4, 16]
     return args

@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/lookahead.py                    # about a minute
-    python benchmarks/lookahead.py --quick            # smaller cases, about 5 s
+    python benchmarks/lookahead.py --quick            # smaller cases, about 4 s
     python benchmarks/lookahead.py --json out.json
 
 For every case the synchronous schedule and the pipelined schedule with ``lookahead`` in
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--threads and --repeats must be >= 1")
     repeats = 1 if args.quick else args.repeats
     if args.quick:
-        cases = [(brusselator_case(), False), (dahlquist_case(200, 20), False)]
+        cases = [(brusselator_case(), False), (dahlquist_case(100, 20), False)]
     else:
         cases = [
             (brusselator_case(), False),

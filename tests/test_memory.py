@@ -8,8 +8,6 @@ stay within the bounds that docs/guide.md states, the result included.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import tracemalloc
 import warnings
 from pathlib import Path
@@ -18,6 +16,7 @@ import numpy as np
 import pytest
 
 import parareal
+from tests.inprocess import run_main
 
 SIZE = 200_000  # float64 entries: 1.6 MB a state, so Python objects are negligible
 SLICES = 8
@@ -128,14 +127,16 @@ def test_max_batch_accepts_numpy_integers():
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "memory.py"
 
 
-def test_memory_benchmark_runs_and_measures_within_the_bounds(tmp_path):
+def test_memory_benchmark_runs_and_measures_within_the_bounds(tmp_path, capsys):
+    """The script's main here (its table and JSON are tested); each case it measures still
+    runs in a fresh subprocess of its own (its RSS peak)."""
     out = tmp_path / "m.json"
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--sizes", "50000", "--slices", "8", "--backends",
-         "serial", "batched", "--json", str(out)],
-        capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    assert "| numpy | 5e+04 | serial | synchronous |" in proc.stdout
+    capsys.readouterr()
+    status = run_main(SCRIPT, "--sizes", "50000", "--slices", "8", "--backends", "serial",
+                      "batched", "--json", str(out))
+    printed = capsys.readouterr()
+    assert status == 0, printed.err
+    assert "| numpy | 5e+04 | serial | synchronous |" in printed.out
     data = json.loads(out.read_text())
     assert data["meta"]["threads"] == 1
     rows = {(r["backend"], r["schedule"]): r for r in data["rows"]}
@@ -145,8 +146,12 @@ def test_memory_benchmark_runs_and_measures_within_the_bounds(tmp_path):
     assert all(r["rss_peak_bytes"] >= 0 for r in rows.values())
 
 
-def test_memory_benchmark_refuses_bad_arguments():
+def test_memory_benchmark_refuses_bad_arguments(capsys):
+    """argparse's exit (status 2, the message on stderr), here rather than in a fresh
+    interpreter each."""
     for args in (["--threads", "0"], ["--sizes", "0"]):
-        proc = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True,
-                              text=True, timeout=300)
-        assert proc.returncode == 2 and "must be >= 1" in proc.stderr
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_:
+            run_main(SCRIPT, *args)
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and "must be >= 1" in err, (args, err)
