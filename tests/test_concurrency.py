@@ -19,6 +19,7 @@ from parareal.problems import Problem
 from parareal.testing import check_backend, default_problems, linear_system
 
 from .conftest import diagonal_rhs
+from .pool_functions import slow_decay
 
 SCHEDULES = ["synchronous", "pipelined"]
 
@@ -368,9 +369,9 @@ def test_unpicklable_propagator_is_a_type_error_naming_it():
                        slices=2, backend="processes")
 
 
-def _slow(t, y):
-    time.sleep(0.05)  # the solve takes over half a second: the second one comes during it
-    return -y
+# 50 ms per call: the solve takes over half a second, the second one comes during it; from a
+# module of its own, so that pool2's workers need not import this one
+_slow = slow_decay
 
 
 def test_one_processes_instance_runs_one_solve_at_a_time(pool2):

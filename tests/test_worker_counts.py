@@ -22,16 +22,16 @@ from parareal import OversubscriptionWarning
 from parareal.backends import Executor, Processes, Threads
 from parareal.backends.concurrent import default_workers, run_workers
 
+# f in a module of its own: a spawned worker that unpickles it imports numpy alone, not this
+# module (pytest and all: 0.3 s of CPU per worker, and these tests start 11)
+from .pool_functions import damped as f
+
 OPTS = {"coarse": "rk4:1", "fine": "rk4:6", "tol": 0.0}
 SPAN = (0.0, 2.0)
 Y0 = np.linspace(0.5, 1.5, 4)
 
 needs_affinity = pytest.mark.skipif(not hasattr(os, "sched_setaffinity"),
                                     reason="needs os.sched_setaffinity")
-
-
-def f(t, y):
-    return -y * (1.0 + 0.1 * np.sin(y))
 
 
 @pytest.fixture
