@@ -554,6 +554,7 @@ def test_dask_executor_passes_check_backend(tmp_path):
     script = tmp_path / "check.py"
     script.write_text(textwrap.dedent(f"""
         import json, sys
+        import dask
         from distributed import Client, LocalCluster
         from parareal.backends import Executor
         from parareal.testing import check_backend
@@ -561,6 +562,9 @@ def test_dask_executor_passes_check_backend(tmp_path):
         from small_problems import small
 
         if __name__ == "__main__":
+            # workers forked from a server that has imported distributed, not a fresh
+            # interpreter each (1 s of CPU less): how they start is not what is checked
+            dask.config.set({{"distributed.worker.multiprocessing-method": "forkserver"}})
             with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                               dashboard_address=None) as cluster, Client(cluster) as client:
                 names = ["dahlquist", "brusselator", "vanderpol", "heat"]
