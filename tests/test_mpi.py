@@ -61,9 +61,10 @@ def mpirun_rows(ranks: int, *argv: str, folder: Path,
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """``world(ranks)``: the job of ``tests/scripts/mpi_world.py`` on 1 or 4 ranks, run once
-    (the checks of ``mpi_more.py``, ``mpi_check.py`` and ``mpi_auto_check.py`` in one job:
-    each rank imports numpy, parareal and mpi4py once, torch once on ranks 0 and 1): the
-    process, the root's JSON object, and every rank's row of the auto check."""
+    (the checks of ``mpi_more.py``, ``mpi_check.py`` and ``mpi_auto_check.py``, and on 4
+    ranks check_backend's defaults on ranks 0 and 1, in one job: each rank imports numpy,
+    parareal and mpi4py once, torch once on ranks 0 and 1): the process, the root's JSON
+    object, and the rows by prefix (``auto``: every rank's; ``defaults``: ranks 0 and 1)."""
     jobs = {}
 
     def run(ranks):
@@ -74,8 +75,10 @@ def world(tmp_path_factory):
             assert proc.returncode == 0, proc.stderr[-3000:]
             lines = proc.stdout.strip().splitlines()
             assert len(lines) == 1, proc.stdout  # the root prints, once
-            rows = [json.loads(path.read_text()) for path in sorted(folder.glob("auto-*.json"))]
-            jobs[ranks] = json.loads(lines[0]), sorted(rows, key=lambda row: row["rank"])
+            rows = {prefix: sorted((json.loads(path.read_text())
+                                    for path in folder.glob(f"{prefix}-*.json")),
+                                   key=lambda row: row["rank"]) for prefix in ("auto", "defaults")}
+            jobs[ranks] = json.loads(lines[0]), rows
         return jobs[ranks]
 
     return run
@@ -111,11 +114,22 @@ def test_torch_states_sub_communicators_idle_ranks_and_another_root(ranks, world
 
 
 def test_auto_coarse_with_a_users_jac_on_every_rank(world):
-    rows = world(4)[1]
+    rows = world(4)[1]["auto"]
     assert sorted(r["rank"] for r in rows) == [0, 1, 2, 3]
     for r in rows:  # the root's choice and result on every rank, as without MPI
         assert r["status"] == "converged" and r["same_y"]
         assert r["choice"] == r["ref_choice"]
+
+
+@needs("torch")
+def test_mpi_backend_passes_check_backend_on_every_rank(world):
+    # parareal.testing.check_backend on MPI, on two ranks (ranks 0 and 1 of the 4-rank job,
+    # which have torch): the default problems' kinds of case, every bundled problem (small),
+    # the run that blows up in its coarse sweep, the linear system, and that system as torch
+    # float64 and float32; every rank raises if its Solution differs from the serial one
+    rows = world(4)[1]["defaults"]
+    assert sorted(row["rank"] for row in rows) == [0, 1]
+    assert [row["runs"] for row in rows] == [20, 20]  # as many as check_backend's defaults
 
 
 @pytest.mark.parametrize("where", ["1", "2", "0", "root-coarse"])
