@@ -1,6 +1,7 @@
-"""Run by tests/test_mpi.py under ``mpiexec -n R``: every bundled problem (small: see
-``small_problems.py``), both schedules, on the ``mpi`` backend against the serial backend
-(``parareal.testing.check_backend``, on every rank); one JSON object from the root."""
+"""Every bundled problem (small: see ``small_problems.py``), both schedules, on the ``mpi``
+backend against the serial backend (``parareal.testing.check_backend``, on every rank); one
+JSON object from the root. tests/test_mpi.py runs ``check`` through ``mpi_world.py``; alone:
+``mpiexec -n R python mpi_check.py [NAME,...]``."""
 
 import json
 import sys
@@ -14,16 +15,18 @@ from parareal.backends import MPI
 from parareal.testing import check_backend
 
 
-def check(names):
-    """check_backend of ``names`` (small) on ``MPI()`` (``COMM_WORLD``), on every rank; the
-    runs compared, the same on every rank (checked on the root)."""
-    comm = mpi.COMM_WORLD
+def check(names, comm=None):
+    """check_backend of ``names`` (small) on ``MPI()`` (``COMM_WORLD``), or on
+    ``MPI(comm=comm)``, on every rank of it; the runs compared, the same on every rank
+    (checked on its root)."""
+    backend = MPI() if comm is None else MPI(comm=comm)
+    comm = mpi.COMM_WORLD if comm is None else comm
     # iterations, residuals, status, critical path and y bit for bit against the serial backend
     # (every iterate too on the root); each rank raises if its own Solution differs, so every
     # rank holding the serial Solution means the same Solution everywhere
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NoSpeedupWarning)  # small problems: no speed-up
-        runs = check_backend(MPI(), problems=[small(name) for name in names],
+        runs = check_backend(backend, problems=[small(name) for name in names],
                              vectorized=False)
     checked = comm.gather(list(runs))
     if comm.Get_rank() == 0:

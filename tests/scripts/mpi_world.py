@@ -3,15 +3,17 @@ in one job, so that each rank pays its interpreter, numpy, parareal and mpi4py (
 ranks 0 and 1) once instead of once per script. One after the other on ``COMM_WORLD``:
 
 * ``mpi_more.py``: torch states, a sub-communicator, more ranks than slices, a non-zero root;
-* ``mpi_check.py``: every bundled problem (small), both schedules, against the serial backend;
+* ``mpi_check.py``: every bundled problem (small), both schedules, against the serial backend,
+  on ``COMM_WORLD`` and (4 ranks) on communicators of world ranks 0-2 and 0-1, for 3 and 2
+  ranks (instead of jobs of their own);
 * ``mpi_auto_check.py``: ``coarse="auto"`` with a user's jac (one row per rank, ``rows.emit``
   with the prefix ``auto``);
 * with torch, on world ranks 0 and 1 (a communicator of two, the ranks that have imported
   torch; 4 ranks only): ``check_backend``'s default kinds of case, for tests/test_testing.py's
   check of ``MPI`` (one row per rank, prefix ``defaults``).
 
-World rank 0 prints one JSON object: ``{"more": ..., "check": ...}``, each what its script
-prints alone (without torchdiffeq, ``more`` leaves the torch states out).
+World rank 0 prints one JSON object: ``{"more": ..., "check": {ranks: ...}}``, each what its
+script prints alone (without torchdiffeq, ``more`` leaves the torch states out).
 """
 
 import dataclasses
@@ -50,9 +52,15 @@ def main():
     faulthandler.dump_traceback_later(200, exit=True)
     world = mpi.COMM_WORLD
     torch = importlib.util.find_spec("torchdiffeq") is not None
-    out = {"more": more(torch), "check": check(sorted(problems.CORE))}
-    emit(world.Get_rank(), auto_row(), prefix="auto")
+    names = sorted(problems.CORE)
+    out = {"more": more(torch), "check": {world.Get_size(): check(names)}}
     rank = world.Get_rank()
+    for size in (3, 2) if world.Get_size() == 4 else ():
+        sub = world.Split(0 if rank < size else mpi.UNDEFINED, rank)
+        if rank < size:
+            out["check"][size] = check(names, sub)
+            sub.Free()
+    emit(world.Get_rank(), auto_row(), prefix="auto")
     if torch and world.Get_size() >= 2:
         pair = world.Split(0 if rank < 2 else mpi.UNDEFINED, rank)
         if rank < 2:
