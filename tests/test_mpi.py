@@ -157,14 +157,16 @@ def _cli_json(capsys, *argv: str) -> dict:
 
 
 def test_cli_under_mpiexec_prints_one_json_object_with_the_serial_numbers(capsys):
-    proc = mpirun(3, sys.executable, "-m", "parareal", "solve", "brusselator", "--backend",
-                  "mpi", "--json")
+    # the first half of brusselator's span on 12 slices (3 iterations): a third of the work
+    small = ["--param", "t_end=6.0", "--param", "slices=12"]
+    proc = mpirun(3, sys.executable, "-m", "parareal", "solve", "brusselator", *small,
+                  "--backend", "mpi", "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1
     out = json.loads(lines[0])
     # the serial numbers in this process: they are the CLI's output, not a process's behaviour
-    ref = _cli_json(capsys, "solve", "brusselator", "--json")
+    ref = _cli_json(capsys, "solve", "brusselator", *small, "--json")
     assert out["workers"] == 3 and out["backend"] == "mpi"
     for key in ("iterations", "residuals", "status", "critical_path", "y_final", "f_evals"):
         assert out[key] == ref[key], key
