@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.session_once import once_per_session
+
 # found, not imported: the child process imports it
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("distributed") is None,
                                 reason="needs distributed (pip install 'parareal[dask]')")
@@ -82,7 +84,12 @@ SCRIPT = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict:
-    """Both cases, each on a cluster of its own, in one child process: mode -> its answer."""
+    """Both cases, each on a cluster of its own, in one child process: mode -> its answer.
+    Once per session, even where xdist runs the two tests on two workers."""
+    return once_per_session(tmp_path_factory, "dask_dies", lambda: _run(tmp_path_factory))
+
+
+def _run(tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("dask_dies")
     script = folder / "dask_dies.py"
     script.write_text(SCRIPT)

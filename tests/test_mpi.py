@@ -18,6 +18,7 @@ import pytest
 from parareal import problems
 from tests.conftest import needs
 from tests.inprocess import process_state_kept
+from tests.session_once import once_per_session
 
 MPIEXEC = shutil.which("mpiexec")
 #: The tests that run ``mpiexec``: a mark, not a module-level ``importorskip``, so that the
@@ -64,21 +65,26 @@ def world(tmp_path_factory):
     (the checks of ``mpi_more.py``, ``mpi_check.py`` and ``mpi_auto_check.py``, and on 4
     ranks check_backend's defaults on ranks 0 and 1, in one job: each rank imports numpy,
     parareal and mpi4py once, torch once on ranks 0 and 1): the process, the root's JSON
-    object, and the rows by prefix (``auto``: every rank's; ``defaults``: ranks 0 and 1)."""
+    object, and the rows by prefix (``auto``: every rank's; ``defaults``: ranks 0 and 1).
+    Once per session, even where xdist runs its tests on several workers."""
     jobs = {}
+
+    def job(ranks):
+        folder = tmp_path_factory.mktemp(f"world{ranks}")
+        proc, _ = mpirun_rows(ranks, sys.executable, str(SCRIPTS / "mpi_world.py"),
+                              folder=folder)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        lines = proc.stdout.strip().splitlines()
+        assert len(lines) == 1, proc.stdout  # the root prints, once
+        rows = {prefix: sorted((json.loads(path.read_text())
+                                for path in folder.glob(f"{prefix}-*.json")),
+                               key=lambda row: row["rank"]) for prefix in ("auto", "defaults")}
+        return json.loads(lines[0]), rows
 
     def run(ranks):
         if ranks not in jobs:
-            folder = tmp_path_factory.mktemp(f"world{ranks}")
-            proc, _ = mpirun_rows(ranks, sys.executable, str(SCRIPTS / "mpi_world.py"),
-                                  folder=folder)
-            assert proc.returncode == 0, proc.stderr[-3000:]
-            lines = proc.stdout.strip().splitlines()
-            assert len(lines) == 1, proc.stdout  # the root prints, once
-            rows = {prefix: sorted((json.loads(path.read_text())
-                                    for path in folder.glob(f"{prefix}-*.json")),
-                                   key=lambda row: row["rank"]) for prefix in ("auto", "defaults")}
-            jobs[ranks] = json.loads(lines[0]), rows
+            jobs[ranks] = once_per_session(tmp_path_factory, f"mpi_world{ranks}",
+                                           lambda: job(ranks))
         return jobs[ranks]
 
     return run

@@ -10,10 +10,12 @@ import math
 import sys
 import threading
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from .session_once import once_per_session
 from .test_mpi import SCRIPTS, mpirun, mpirun_rows, needs_mpi
 
 #: The tests that make an ``MPI`` backend in this process (no ``mpiexec``).
@@ -43,7 +45,14 @@ CASES = {  # rank 1's difference -> the arguments the message must name
 def disagreements(tmp_path_factory):
     """One ``mpiexec -n 3`` job that runs every case of :data:`CASES` and then ``none`` (the
     same arguments on every rank), one after the other on the same communicator: the job's
-    process, its wall time, and every rank's row by case."""
+    process (its exit status and stderr), its wall time, and every rank's row by case. Once
+    per session, even where xdist runs its tests on several workers."""
+    found = once_per_session(tmp_path_factory, "mpi_disagree",
+                             lambda: _disagreements(tmp_path_factory))
+    return SimpleNamespace(**found["proc"]), found["elapsed"], found["rows"]
+
+
+def _disagreements(tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("disagree")
     cases = [*sorted(CASES), "none"]
     start = time.monotonic()
@@ -53,7 +62,8 @@ def disagreements(tmp_path_factory):
     rows = {case: sorted((json.loads(path.read_text())
                           for path in folder.glob(f"{case}-rank-*.json")),
                          key=lambda row: row["rank"]) for case in cases}
-    return proc, elapsed, rows
+    return {"proc": {"returncode": proc.returncode, "stderr": proc.stderr}, "elapsed": elapsed,
+            "rows": rows}
 
 
 @needs_mpi
@@ -109,14 +119,21 @@ CLI_ERRORS = [["--param", "nope=1"], ["--schedule", "bogus"], ["--fine", "nonsen
 def cli_errors(tmp_path_factory):
     """One ``mpiexec -n 3`` job that runs ``parareal solve brusselator --backend mpi`` with each
     of :data:`CLI_ERRORS` on every rank (``main(argv)``, in turn), then the last one as
-    ``python -m parareal``: the job's process, and every rank's row by case."""
+    ``python -m parareal``: the job's process (its exit status and stderr), and every rank's
+    row by case. Once per session, even where xdist runs its tests on several workers."""
+    found = once_per_session(tmp_path_factory, "mpi_cli_errors",
+                             lambda: _cli_errors(tmp_path_factory))
+    return SimpleNamespace(**found["proc"]), found["rows"]
+
+
+def _cli_errors(tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("cli_errors")
     cases = [["solve", "brusselator", "--backend", "mpi", *argv] for argv in CLI_ERRORS]
     proc, _ = mpirun_rows(3, sys.executable, str(SCRIPTS / "mpi_cli_errors.py"),
                           json.dumps(cases), folder=folder, timeout=120)
     rows = [sorted((json.loads(path.read_text()) for path in folder.glob(f"case{i}-*.json")),
                    key=lambda row: row["rank"]) for i in range(len(cases))]
-    return proc, rows
+    return {"proc": {"returncode": proc.returncode, "stderr": proc.stderr}, "rows": rows}
 
 
 @needs_mpi
