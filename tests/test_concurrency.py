@@ -19,6 +19,7 @@ from parareal.problems import Problem
 from parareal.testing import check_backend, default_problems, linear_system
 
 from .conftest import diagonal_rhs
+from .pool_functions import slow_decay
 
 SCHEDULES = ["synchronous", "pipelined"]
 
@@ -58,6 +59,15 @@ def pool2():
     assert not multiprocessing.active_children()
 
 
+@pytest.fixture(scope="module")
+def pool1(pool2):
+    """One worker process, for torch states: every worker that gets one imports torch (2 s of
+    CPU), and what these tests check of them (sent to a process and back, bit for bit) needs
+    only one. Closed before pool2, which checks that no worker is left."""
+    with Processes(1) as backend:
+        yield backend
+
+
 # -- same answer ---------------------------------------------------------------------------
 def _diagonal_problem():
     f, y0 = diagonal_rhs(-np.linspace(0.3, 2.0, 4), forcing=0.5), np.linspace(1, -1, 4)
@@ -81,11 +91,13 @@ def _quick_problems(slices=4):
     return [*out, *default_problems()[-2:]]
 
 
-def _check_quick(backend, **kw):
+def _check_quick(backend, torch_backend=None, **kw):
+    """The quick problems on ``backend``, check_backend's torch cases on ``torch_backend``
+    (default: ``backend``)."""
     runs = check_backend(backend, problems=_quick_problems(), **kw)
     assert len(runs) == 2 * (len(problems.CORE) + 2)
     if importlib.util.find_spec("torch"):
-        assert len(check_backend(backend, device="cpu", **kw)) == 4
+        assert len(check_backend(torch_backend or backend, device="cpu", **kw)) == 4
 
 
 @pytest.mark.parametrize("workers,vectorized", [(1, False), (2, True), (3, False)])
@@ -95,8 +107,8 @@ def test_threads_pass_check_backend(workers, vectorized):
     assert not _worker_threads()
 
 
-def test_processes_pass_check_backend(pool2):
-    _check_quick(pool2)
+def test_processes_pass_check_backend(pool2, pool1):
+    _check_quick(pool2, torch_backend=pool1)
 
 
 def test_worker_count_does_not_change_the_answer_with_a_vectorised_f():
@@ -148,12 +160,12 @@ def test_executor_with_thread_and_process_pools():
         assert np.allclose(sol.y[-1], np.exp(-0.5), rtol=1e-6)
 
 
-def test_torch_states_on_threads_and_processes(pool2):
+def test_torch_states_on_threads_and_processes(pool1):
     pytest.importorskip("torch")
     pytest.importorskip("torchdiffeq")
     p = linear_system([-0.5 + 1.0j], slices=4, t_span=(0.0, 2.0), coarse=RK4(1),
                       fine=parareal.TorchDiffEq("dopri5", rtol=1e-7, atol=1e-9))
-    for backend in (Threads(2), pool2):  # torch float64 states, an opaque fine propagator
+    for backend in (Threads(2), pool1):  # torch float64 states, an opaque fine propagator
         check_backend(backend, problems=[p], device="cpu", vectorized=False, tol=1e-10)
 
 
@@ -292,7 +304,7 @@ def test_a_worker_process_that_dies_gives_a_clear_error():
         return -y
 
     before = set(multiprocessing.active_children())
-    with Processes(2) as backend:
+    with Processes(1) as backend:  # one worker to die, then one in the new pool
         with pytest.raises(RuntimeError, match="worker process of backend 'processes' died"):
             _within(60, parareal.solve, f, np.ones(2), (0, 1), coarse=Euler(1), fine=RK4(4),
                     slices=4, backend=backend)
@@ -368,9 +380,9 @@ def test_unpicklable_propagator_is_a_type_error_naming_it():
                        slices=2, backend="processes")
 
 
-def _slow(t, y):
-    time.sleep(0.05)  # the solve takes over half a second: the second one comes during it
-    return -y
+# 50 ms per call: the solve takes over half a second, the second one comes during it; from a
+# module of its own, so that pool2's workers need not import this one
+_slow = slow_decay
 
 
 def test_one_processes_instance_runs_one_solve_at_a_time(pool2):

@@ -6,6 +6,7 @@ blocking the suite.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from parareal import problems
+from tests.session_once import once_per_session
 
 SCRIPTS = Path(__file__).parent / "scripts"
 HANG_GUARD_S = 240
@@ -41,12 +43,24 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def test_dask_local_cluster_gives_the_serial_answer_and_reports_faults():
-    pytest.importorskip("distributed")
-    proc = subprocess.run([sys.executable, str(SCRIPTS / "dask_check.py")], capture_output=True,
-                          text=True, timeout=HANG_GUARD_S, env=_env(), check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout)
+def dask_check_output(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """``tests/scripts/dask_check.py``'s JSON object, its one LocalCluster's run once per
+    session: tests/test_testing.py's check of Dask reads it too."""
+    if importlib.util.find_spec("distributed") is None:  # not imported here: the child does
+        pytest.skip("needs distributed (pip install 'parareal[dask]')")
+
+    def run() -> dict:
+        proc = subprocess.run([sys.executable, str(SCRIPTS / "dask_check.py")],
+                              capture_output=True, text=True, timeout=HANG_GUARD_S, env=_env(),
+                              check=False)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads(proc.stdout)
+
+    return once_per_session(tmp_path_factory, "dask_check", run)
+
+
+def test_dask_local_cluster_gives_the_serial_answer_and_reports_faults(tmp_path_factory):
+    out = dask_check_output(tmp_path_factory)
     assert out["workers"] == 2
     # check_backend passed (a difference fails the script with its one-line message):
     # iterations, residuals, status, critical path, every iterate, y bit for bit
@@ -56,7 +70,8 @@ def test_dask_local_cluster_gives_the_serial_answer_and_reports_faults():
 
 
 def test_mpi4py_futures_pool_gives_the_serial_answer():
-    pytest.importorskip("mpi4py")
+    if importlib.util.find_spec("mpi4py") is None:  # not imported here: the ranks do
+        pytest.skip("needs mpi4py (pip install 'parareal[mpi]')")
     mpiexec = shutil.which("mpiexec")
     if mpiexec is None:
         pytest.skip("no mpiexec (pip install mpich)")

@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 
 from parareal import problems
+from tests.conftest import needs
 from tests.inprocess import process_state_kept
+from tests.session_once import once_per_session
 
 MPIEXEC = shutil.which("mpiexec")
 #: The tests that run ``mpiexec``: a mark, not a module-level ``importorskip``, so that the
@@ -57,25 +59,52 @@ def mpirun_rows(ranks: int, *argv: str, folder: Path,
     return proc, sorted(rows, key=lambda row: row["rank"])
 
 
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """``world(ranks)``: the job of ``tests/scripts/mpi_world.py`` on 1 or 4 ranks, run once
+    (the checks of ``mpi_more.py``, ``mpi_check.py`` and ``mpi_auto_check.py``, and on 4
+    ranks check_backend's defaults on ranks 0 and 1, in one job: each rank imports numpy,
+    parareal and mpi4py once, torch once on ranks 0 and 1): the process, the root's JSON
+    object, and the rows by prefix (``auto``: every rank's; ``defaults``: ranks 0 and 1).
+    Once per session, even where xdist runs its tests on several workers."""
+    jobs = {}
+
+    def job(ranks):
+        folder = tmp_path_factory.mktemp(f"world{ranks}")
+        proc, _ = mpirun_rows(ranks, sys.executable, str(SCRIPTS / "mpi_world.py"),
+                              folder=folder)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        lines = proc.stdout.strip().splitlines()
+        assert len(lines) == 1, proc.stdout  # the root prints, once
+        rows = {prefix: sorted((json.loads(path.read_text())
+                                for path in folder.glob(f"{prefix}-*.json")),
+                               key=lambda row: row["rank"]) for prefix in ("auto", "defaults")}
+        return json.loads(lines[0]), rows
+
+    def run(ranks):
+        if ranks not in jobs:
+            jobs[ranks] = once_per_session(tmp_path_factory, f"mpi_world{ranks}",
+                                           lambda: job(ranks))
+        return jobs[ranks]
+
+    return run
+
+
 @pytest.mark.parametrize("ranks", [1, 2, 3, 4])
-def test_every_problem_gives_the_serial_answer_on_every_rank(ranks):
-    proc = mpirun(ranks, sys.executable, str(SCRIPTS / "mpi_check.py"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = proc.stdout.strip().splitlines()
-    assert len(lines) == 1  # the root prints, once
-    out = json.loads(lines[0])
+def test_every_problem_gives_the_serial_answer_on_every_rank(ranks, world):
+    # in the jobs of mpi_world.py: 1 rank alone, 4 on COMM_WORLD, and 3 and 2 on communicators
+    # of the 4-rank job's first ranks (what MPI() does with a communicator of that size)
+    out = world(1 if ranks == 1 else 4)[0]["check"][str(ranks)]
     # check_backend passed on every rank (a difference ends the job with its one-line message):
     # iterations, residuals, status, critical path, y bit for bit, same Solution on every rank
     assert out["ranks"] == ranks and len(out["runs"]) == 2 * len(problems.CORE)
     assert {run.split("/")[0] for run in out["runs"]} == set(problems.CORE)
 
 
+@needs("torchdiffeq")  # not imported here: only ranks 0 and 1 of the job import it
 @pytest.mark.parametrize("ranks", [1, 4])
-def test_torch_states_sub_communicators_idle_ranks_and_another_root(ranks):
-    pytest.importorskip("torchdiffeq")
-    proc = mpirun(ranks, sys.executable, str(SCRIPTS / "mpi_more.py"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout)
+def test_torch_states_sub_communicators_idle_ranks_and_another_root(ranks, world):
+    out = world(ranks)[0]["more"]
     assert out == {
         "torch-torch.float32": [True] * 4,
         "torch-torch.float64": [True] * 4,
@@ -85,10 +114,33 @@ def test_torch_states_sub_communicators_idle_ranks_and_another_root(ranks):
     }
 
 
+def test_auto_coarse_with_a_users_jac_on_every_rank(world):
+    rows = world(4)[1]["auto"]
+    assert sorted(r["rank"] for r in rows) == [0, 1, 2, 3]
+    for r in rows:  # the root's choice and result on every rank, as without MPI
+        assert r["status"] == "converged" and r["same_y"]
+        assert r["choice"] == r["ref_choice"]
+
+
+@needs("torch")
+def test_mpi_backend_passes_check_backend_on_every_rank(world):
+    # parareal.testing.check_backend on MPI, on two ranks (ranks 0 and 1 of the 4-rank job,
+    # which have torch): the default problems' kinds of case, every bundled problem (small),
+    # the run that blows up in its coarse sweep, the linear system, and that system as torch
+    # float64 and float32; every rank raises if its Solution differs from the serial one
+    rows = world(4)[1]["defaults"]
+    assert sorted(row["rank"] for row in rows) == [0, 1]
+    assert [row["runs"] for row in rows] == [20, 20]  # as many as check_backend's defaults
+
+
 @pytest.mark.parametrize("where", ["1", "2", "0", "root-coarse"])
 def test_an_exception_on_any_rank_ends_every_rank_quickly_with_one_message(where):
+    # a worker raising: 3 ranks, so that it has the root and another worker to end (rank 1
+    # between them, rank 2 the last); the root raising: every worker waits for it alike, so
+    # one worker is enough to see that it ends and prints nothing
+    ranks = 2 if where in ("0", "root-coarse") else 3
     start = time.monotonic()
-    proc = mpirun(3, sys.executable, str(SCRIPTS / "mpi_fault.py"), where, timeout=120)
+    proc = mpirun(ranks, sys.executable, str(SCRIPTS / "mpi_fault.py"), where, timeout=120)
     elapsed = time.monotonic() - start
     assert proc.returncode != 0
     assert elapsed < 60
@@ -111,21 +163,24 @@ def _cli_json(capsys, *argv: str) -> dict:
 
 
 def test_cli_under_mpiexec_prints_one_json_object_with_the_serial_numbers(capsys):
-    proc = mpirun(4, sys.executable, "-m", "parareal", "solve", "brusselator", "--backend",
-                  "mpi", "--json")
+    # the first half of brusselator's span on 12 slices (3 iterations): a third of the work
+    small = ["--param", "t_end=6.0", "--param", "slices=12"]
+    proc = mpirun(3, sys.executable, "-m", "parareal", "solve", "brusselator", *small,
+                  "--backend", "mpi", "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1
     out = json.loads(lines[0])
     # the serial numbers in this process: they are the CLI's output, not a process's behaviour
-    ref = _cli_json(capsys, "solve", "brusselator", "--json")
-    assert out["workers"] == 4 and out["backend"] == "mpi"
+    ref = _cli_json(capsys, "solve", "brusselator", *small, "--json")
+    assert out["workers"] == 3 and out["backend"] == "mpi"
     for key in ("iterations", "residuals", "status", "critical_path", "y_final", "f_evals"):
         assert out[key] == ref[key], key
 
 
 def test_cli_table_appears_once():
-    proc = mpirun(3, sys.executable, "-m", "parareal", "solve", "vanderpol", "--backend", "mpi")
+    # two ranks: one that must print the table, one that must not
+    proc = mpirun(2, sys.executable, "-m", "parareal", "solve", "vanderpol", "--backend", "mpi")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("status: converged") == 1
 
@@ -161,7 +216,9 @@ def test_bad_arguments():
 
 
 def test_checkpoint_and_resume_under_mpiexec_and_a_missing_file_ends_the_job(tmp_path):
-    proc = mpirun(3, sys.executable, str(SCRIPTS / "mpi_checkpoint.py"), str(tmp_path),
+    # two ranks: the root that writes the checkpoint and reads it back, and a rank that must
+    # end the same way and print nothing
+    proc = mpirun(2, sys.executable, str(SCRIPTS / "mpi_checkpoint.py"), str(tmp_path),
                   timeout=180)
     assert proc.returncode != 0  # the last solve resumes from a missing file
     out = json.loads(proc.stdout.strip().splitlines()[0])
@@ -195,13 +252,3 @@ def test_sample_under_mpiexec_gives_the_serial_sample_and_writes_once(tmp_path, 
     for key in ("iterations", "sequential_evals", "status"):
         assert summary[key] == batched[key], key
     assert abs(summary["max_abs_diff_vs_serial"] - batched["max_abs_diff_vs_serial"]) < 1e-6
-
-
-def test_auto_coarse_with_a_users_jac_on_every_rank(tmp_path):
-    proc, rows = mpirun_rows(2, sys.executable, str(SCRIPTS / "mpi_auto_check.py"),
-                             folder=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert sorted(r["rank"] for r in rows) == [0, 1]
-    for r in rows:  # the root's choice and result on every rank, as without MPI
-        assert r["status"] == "converged" and r["same_y"]
-        assert r["choice"] == r["ref_choice"]

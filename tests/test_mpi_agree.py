@@ -10,10 +10,12 @@ import math
 import sys
 import threading
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from .session_once import once_per_session
 from .test_mpi import SCRIPTS, mpirun, mpirun_rows, needs_mpi
 
 #: The tests that make an ``MPI`` backend in this process (no ``mpiexec``).
@@ -43,7 +45,14 @@ CASES = {  # rank 1's difference -> the arguments the message must name
 def disagreements(tmp_path_factory):
     """One ``mpiexec -n 3`` job that runs every case of :data:`CASES` and then ``none`` (the
     same arguments on every rank), one after the other on the same communicator: the job's
-    process, its wall time, and every rank's row by case."""
+    process (its exit status and stderr), its wall time, and every rank's row by case. Once
+    per session, even where xdist runs its tests on several workers."""
+    found = once_per_session(tmp_path_factory, "mpi_disagree",
+                             lambda: _disagreements(tmp_path_factory))
+    return SimpleNamespace(**found["proc"]), found["elapsed"], found["rows"]
+
+
+def _disagreements(tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("disagree")
     cases = [*sorted(CASES), "none"]
     start = time.monotonic()
@@ -53,7 +62,8 @@ def disagreements(tmp_path_factory):
     rows = {case: sorted((json.loads(path.read_text())
                           for path in folder.glob(f"{case}-rank-*.json")),
                          key=lambda row: row["rank"]) for case in cases}
-    return proc, elapsed, rows
+    return {"proc": {"returncode": proc.returncode, "stderr": proc.stderr}, "elapsed": elapsed,
+            "rows": rows}
 
 
 @needs_mpi
@@ -102,15 +112,44 @@ def test_a_rank_that_never_enters_solve_ends_the_job_quickly_named_once(how, mis
     assert "returned" not in proc.stdout
 
 
+CLI_ERRORS = [["--param", "nope=1"], ["--schedule", "bogus"], ["--fine", "nonsense"]]
+
+
+@pytest.fixture(scope="module")
+def cli_errors(tmp_path_factory):
+    """One ``mpiexec -n 3`` job that runs ``parareal solve brusselator --backend mpi`` with each
+    of :data:`CLI_ERRORS` on every rank (``main(argv)``, in turn), then the last one as
+    ``python -m parareal``: the job's process (its exit status and stderr), and every rank's
+    row by case. Once per session, even where xdist runs its tests on several workers."""
+    found = once_per_session(tmp_path_factory, "mpi_cli_errors",
+                             lambda: _cli_errors(tmp_path_factory))
+    return SimpleNamespace(**found["proc"]), found["rows"]
+
+
+def _cli_errors(tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("cli_errors")
+    cases = [["solve", "brusselator", "--backend", "mpi", *argv] for argv in CLI_ERRORS]
+    proc, _ = mpirun_rows(3, sys.executable, str(SCRIPTS / "mpi_cli_errors.py"),
+                          json.dumps(cases), folder=folder, timeout=120)
+    rows = [sorted((json.loads(path.read_text()) for path in folder.glob(f"case{i}-*.json")),
+                   key=lambda row: row["rank"]) for i in range(len(cases))]
+    return {"proc": {"returncode": proc.returncode, "stderr": proc.stderr}, "rows": rows}
+
+
 @needs_mpi
-@pytest.mark.parametrize("argv", [["--param", "nope=1"], ["--schedule", "bogus"],
-                                  ["--fine", "nonsense"]])
-def test_cli_errors_under_mpi_are_printed_once_and_every_rank_exits_non_zero(argv):
-    proc = mpirun(3, sys.executable, "-m", "parareal", "solve", "brusselator", "--backend",
-                  "mpi", *argv, timeout=120)
-    assert proc.returncode == 2
-    errors = [line for line in proc.stderr.splitlines() if "error:" in line]
-    assert len(errors) == 1, proc.stderr
+@pytest.mark.parametrize("case", range(len(CLI_ERRORS)),
+                         ids=[" ".join(argv) for argv in CLI_ERRORS])
+def test_cli_errors_under_mpi_are_printed_once_and_every_rank_exits_non_zero(case, cli_errors):
+    proc, rows = cli_errors
+    assert [row["rank"] for row in rows[case]] == [0, 1, 2], proc.stderr[-3000:]
+    assert [row["status"] for row in rows[case]] == [2, 2, 2], rows[case]
+    errors = [line for row in rows[case] for line in row["stderr"].splitlines()
+              if "error:" in line]
+    assert len(errors) == 1, rows[case]
+    if case == len(CLI_ERRORS) - 1:  # the one the job ran as ``python -m parareal`` too
+        assert proc.returncode == 2
+        errors = [line for line in proc.stderr.splitlines() if "error:" in line]
+        assert len(errors) == 1, proc.stderr
 
 
 @needs_mpi4py

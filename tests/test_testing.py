@@ -3,15 +3,11 @@ can fail, and says which property, which input and by how much, on one line."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import re
-import shutil
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,9 +29,6 @@ from parareal.testing import (
     propagators,
     slicings,
 )
-
-ROOT = Path(__file__).resolve().parent.parent
-HANG_GUARD_S = 240
 
 
 def _one_line(info: pytest.ExceptionInfo, check: str, prop: str, *fragments: str) -> str:
@@ -499,79 +492,21 @@ def test_import_parareal_never_imports_hypothesis_and_checks_work_without_it():
     assert "pip install 'parareal[test]'" in out and "check_*" in out
 
 
-# -- built-in backends that run elsewhere: MPI ranks, Dask workers ----------------------------
-def _env() -> dict[str, str]:
-    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)
+# -- built-in backends that run elsewhere: Dask workers and MPI ranks -------------------------
+# check_backend on MPI: tests/test_mpi.py's test_mpi_backend_passes_check_backend_on_every_rank
+# (in the mpiexec job that runs its other checks: torch is imported once per rank). Both run
+# every bundled problem small (``tests/scripts/small_problems.py``): what they test is the
+# backend's agreement, on every kind of case, not the problems' defaults.
 
 
-#: The checks below run every bundled problem small (``tests/scripts/small_problems.py``): what
-#: they test is the backend's agreement, on every kind of case, not the problems' defaults.
-SCRIPTS = Path(__file__).resolve().parent / "scripts"
+def test_dask_executor_passes_check_backend(tmp_path_factory):
+    # check_backend(Executor(client.get_executor())) on a LocalCluster of two worker
+    # processes, four problems (small), both schedules, vectorized=True: run by
+    # tests/scripts/dask_check.py on the cluster that tests/test_concurrency_process.py's Dask
+    # test uses (once per session: one cluster, one interpreter importing distributed)
+    from .test_concurrency_process import dask_check_output
 
-
-def test_mpi_backend_passes_check_backend_on_every_rank(tmp_path):
-    pytest.importorskip("mpi4py")
-    mpiexec = shutil.which("mpiexec")
-    if mpiexec is None:
-        pytest.skip("no mpiexec (pip install mpich)")
-    script = tmp_path / "check.py"
-    # the default problems' kinds of case: every bundled problem (small), the run that blows
-    # up in its coarse sweep, the linear system, and that system as torch float64 and float32
-    script.write_text(textwrap.dedent(f"""
-        import dataclasses, faulthandler, json, sys, warnings
-        import numpy as np
-        from mpi4py import MPI as mpi
-        from parareal import NoSpeedupWarning, problems
-        from parareal.backends import MPI
-        from parareal.testing import check_backend, default_problems
-        sys.path.insert(0, {str(SCRIPTS)!r})
-        from small_problems import small_core
-        faulthandler.dump_traceback_later(200, exit=True)
-        warnings.simplefilter("ignore", NoSpeedupWarning)
-        blow_up, linear = [p for p in default_problems() if p.name not in problems.CORE]
-        done = check_backend(MPI(), problems=[*small_core(), blow_up, linear])
-        linear32 = dataclasses.replace(linear, y0=linear.y0.astype(np.float32))
-        done += check_backend(MPI(), problems=[linear, linear32], device="cpu")
-        print(json.dumps({{"rank": mpi.COMM_WORLD.Get_rank(), "runs": len(done)}}))
-    """))
-    proc = subprocess.run([mpiexec, "-n", "2", sys.executable, str(script)],
-                          capture_output=True, text=True, timeout=HANG_GUARD_S, env=_env(),
-                          check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    # mpiexec's merged stdout can glue two ranks' lines together: read the objects one by one
-    decoder, text, at, rows = json.JSONDecoder(), proc.stdout, 0, []
-    while text[at:].strip():
-        at += len(text[at:]) - len(text[at:].lstrip())
-        row, at = decoder.raw_decode(text, at)
-        rows.append(row)
-    assert sorted(row["rank"] for row in rows) == [0, 1]
-    assert [row["runs"] for row in rows] == [20, 20]  # as many as check_backend's defaults
-
-
-def test_dask_executor_passes_check_backend(tmp_path):
-    pytest.importorskip("distributed")
-    script = tmp_path / "check.py"
-    script.write_text(textwrap.dedent(f"""
-        import json, sys
-        from distributed import Client, LocalCluster
-        from parareal.backends import Executor
-        from parareal.testing import check_backend
-        sys.path.insert(0, {str(SCRIPTS)!r})
-        from small_problems import small
-
-        if __name__ == "__main__":
-            with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                              dashboard_address=None) as cluster, Client(cluster) as client:
-                names = ["dahlquist", "brusselator", "vanderpol", "heat"]
-                done = check_backend(Executor(client.get_executor()),
-                                     problems=[small(n) for n in names])
-            print(json.dumps(len(done)))
-    """))
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=HANG_GUARD_S, env=_env(), check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads(proc.stdout.strip().splitlines()[-1]) == 8
+    assert dask_check_output(tmp_path_factory)["testing"] == 8
 
 
 def test_cuda_streams_passes_check_backend():

@@ -22,16 +22,20 @@ from parareal import OversubscriptionWarning
 from parareal.backends import Executor, Processes, Threads
 from parareal.backends.concurrent import default_workers, run_workers
 
+# f in a module of its own: a spawned worker that unpickles it imports numpy alone, not this
+# module (pytest and all: 0.3 s of CPU per worker, and these tests start 11)
+from .pool_functions import damped as f
+
 OPTS = {"coarse": "rk4:1", "fine": "rk4:6", "tol": 0.0}
 SPAN = (0.0, 2.0)
 Y0 = np.linspace(0.5, 1.5, 4)
 
+#: Where a test's pool sizes, not how its processes start, are the point: fork (no fresh
+#: interpreter per worker: 0.4 s of CPU each), where the platform has it.
+FORK = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+
 needs_affinity = pytest.mark.skipif(not hasattr(os, "sched_setaffinity"),
                                     reason="needs os.sched_setaffinity")
-
-
-def f(t, y):
-    return -y * (1.0 + 0.1 * np.sin(y))
 
 
 @pytest.fixture
@@ -89,10 +93,13 @@ def test_fork_pools_are_sized_by_the_slices_not_the_workers(one_core):
 
 @needs_affinity
 def test_a_later_run_with_more_slices_gets_a_larger_pool(one_core):
+    # forked workers (where there is fork): the pools' sizes are the backend's, whatever
+    # starts their processes, and five spawned interpreters would cost 2 s of CPU
     serial2, serial3 = solve("serial", 2), solve("serial", 3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", OversubscriptionWarning)
-        with Processes(10) as backend:
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads running
+        with Processes(10, start_method=FORK) as backend:
             first = solve(backend, 2)
             assert backend._pool_size == 2
             second = solve(backend, 3)
@@ -107,7 +114,8 @@ def test_a_later_run_with_more_slices_gets_a_larger_pool(one_core):
 def test_two_processes_do_not_warn_and_threads_warn_alike(one_core):
     with warnings.catch_warnings():
         warnings.simplefilter("error", OversubscriptionWarning)
-        with Processes(2) as backend:
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads running
+        with Processes(2, start_method=FORK) as backend:  # the warning is the same as spawn's
             solve(backend, 8)
         solve(Threads(3), 8)  # under four per core
     with pytest.warns(OversubscriptionWarning, match=r"Threads\(workers=1000\)' starts 6"):

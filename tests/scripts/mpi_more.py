@@ -1,5 +1,6 @@
-"""Run by tests/test_mpi.py under ``mpiexec``: torch states, a sub-communicator, more ranks
-than slices, a vectorised f, a non-zero root; one JSON object from world rank 0.
+"""Run by tests/test_mpi.py under ``mpiexec`` (through ``mpi_world.py``, or alone): torch
+states, a sub-communicator, more ranks than slices, a vectorised f, a non-zero root; one JSON
+object from world rank 0.
 
 The torch states run on a communicator of world ranks 0 and 1 (rank 0 alone under one rank):
 a root and a worker exchange them, as on more ranks, and the other ranks never import torch
@@ -37,13 +38,17 @@ def torch_states(comm):
     return out
 
 
-def main():
+def more(torch=True):
+    """Every check above on ``COMM_WORLD`` (those of torch states only with ``torch``): by
+    name, on world rank 0 (``{}`` on the others)."""
     world = mpi.COMM_WORLD
     rank = world.Get_rank()
-    pair = world.Split(0 if rank < 2 else mpi.UNDEFINED, rank)
-    out = torch_states(pair) if rank < 2 else {}
-    if rank < 2:
-        pair.Free()
+    out = {}
+    if torch:
+        pair = world.Split(0 if rank < 2 else mpi.UNDEFINED, rank)
+        out = torch_states(pair) if rank < 2 else {}
+        if rank < 2:
+            pair.Free()
 
     def g(t, y):  # vectorised: t of shape (B,), y of shape (B, 3)
         return -np.linspace(0.5, 2.0, 3) * y + np.cos(t)[:, None]
@@ -72,7 +77,12 @@ def main():
     ok = world.allgather(bool(np.array_equal(sol.y, ref.y)))
     out["sub-communicators"] = all(ok)
     sub.Free()
-    if rank == 0:
+    return out if rank == 0 else {}
+
+
+def main():
+    out = more()
+    if mpi.COMM_WORLD.Get_rank() == 0:
         print(json.dumps(out))
 
 
