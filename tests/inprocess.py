@@ -13,8 +13,10 @@ import importlib.util
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -197,8 +199,8 @@ def run_forked(cases: Sequence[str], *, missing: Sequence[str] = (), preload: st
 
 
 def run_forked_here(cases: Sequence[str], *, fresh: Sequence[str] = ("parareal",),
-                    absent: Sequence[str] = (), cwd: Path | None = None
-                    ) -> list[subprocess.CompletedProcess[str]]:
+                    absent: Sequence[str] = (), cwd: Path | None = None,
+                    timeout: float = 120.0) -> list[subprocess.CompletedProcess[str]]:
     """Each of ``cases`` run as by ``python -c CASE`` (returncode, stdout, stderr), in a
     child forked from this (the test's) interpreter, which has imported torch and diffusers
     already in a whole run of the suite: nothing is imported again but what the case is about.
@@ -208,7 +210,8 @@ def run_forked_here(cases: Sequence[str], *, fresh: Sequence[str] = ("parareal",
     packages ``absent`` (and every submodule already imported) are made unimportable
     (``sys.modules[name] = None``, as :func:`run_forked`'s ``missing``); the child works in
     ``cwd`` and leaves by ``os._exit`` (none of pytest's clean-up runs there). A child starts
-    from this interpreter's state, never from another case's."""
+    from this interpreter's state, never from another case's. A child still running after
+    ``timeout`` seconds is killed (returncode -9, "timed out" in its stderr): nothing hangs."""
     import tempfile
     import traceback
 
@@ -254,7 +257,17 @@ def run_forked_here(cases: Sequence[str], *, fresh: Sequence[str] = ("parareal",
                 sys.stderr.flush()
             finally:
                 os._exit(status)
-        _, wait = os.waitpid(pid, 0)
+        deadline, wait = time.monotonic() + timeout, None
+        while wait is None:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                wait = status
+            elif time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                _, wait = os.waitpid(pid, 0)
+                err.write(f"\ntimed out after {timeout} s\n".encode())
+            else:
+                time.sleep(0.005)
         texts = []
         for f in (out, err):
             f.seek(0)
