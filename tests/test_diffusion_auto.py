@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -189,15 +190,19 @@ def test_cache_key_includes_dtype_and_shape(setup):
 
 def test_srds_iterations_seen_replace_the_estimate(setup):
     model, scheduler, x_T = setup
-    notes = []
-    for _ in range(2):
-        result = sample(model, scheduler, x_T, num_inference_steps=64, method="auto")
-        notes.append(result.reason)
+    first, second = (sample(model, scheduler, x_T, num_inference_steps=64, method="auto")
+                     for _ in range(2))
     # both SRDS block counts are predicted: 2 sqrt(N) = 16 with K = 3, sqrt(N) = 8 with K = 4
-    assert ("srds: B = 16 blocks, K = 3 iterations (estimate) (B = 8: predicted" in notes[0]
-            or "srds: B = 8 blocks, K = 4 iterations (estimate) (B = 16: predicted" in notes[0])
-    if result.method == "srds":
-        assert f"K = {result.iterations} iterations (seen in the last auto run)" in notes[1]
+    assert ("srds: B = 16 blocks, K = 3 iterations (estimate) (B = 8: predicted" in first.reason
+            or "srds: B = 8 blocks, K = 4 iterations (estimate) (B = 16: predicted"
+            in first.reason)
+    # which method the first run chose depends on the timings (SRDS and serial are close here)
+    if first.method == "srds":  # its iterations replace the estimate in the next plan
+        assert (f"B = {first.blocks} blocks, K = {first.iterations} iterations (seen in the "
+                "last auto run)") in second.reason
+    else:  # no SRDS run was seen: the next plan still estimates its iterations
+        assert re.search(r"srds: B = \d+ blocks, K = \d+ iterations \(estimate\)",
+                         second.reason), second.reason
 
 
 def test_not_exact_lets_picard_compete(setup):
