@@ -1,4 +1,4 @@
-"""Functions that tests send to worker processes (``Processes``, process pools).
+"""Functions that tests run in other processes (``Processes``, process pools, forked jobs).
 
 A spawned worker imports the module of each function it unpickles: a test module would bring
 pytest, the test's helpers and whatever else it imports (about 0.3 s of CPU per worker), this

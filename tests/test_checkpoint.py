@@ -30,6 +30,8 @@ from parareal.backends import Processes, Threads
 from parareal.checkpoint import load_checkpoint
 from parareal.cli import main
 
+from .pool_functions import damped
+
 SCHEDULES = ["synchronous", "pipelined"]
 BACKENDS = ["serial", "batched", "threads", "processes"]
 HANG_GUARD_S = 120
@@ -644,10 +646,6 @@ def test_bad_checkpoint_and_resume_arguments_fail_before_any_work(tmp_path):
 # The job and the reader run in forked children of this process (it has imported numpy and
 # parareal: a fresh interpreter would spend most of its time importing them); what is tested
 # is a process killed by SIGKILL and a reader in another process, which a fork is.
-def job_f(t, y):
-    return -y * (1.0 + 0.1 * np.sin(y))
-
-
 JOB_Y0 = np.linspace(0.5, 1.5, 20000)
 JOB_OPTS = {"coarse": "rk4:1", "fine": "rk4:6", "slices": 8, "tol": 0.0}
 
@@ -656,7 +654,7 @@ def job(path: Path, emit) -> None:
     """The restart-a-job pattern: resume from ``path`` if it exists; ``emit`` gets a line per
     iterate and a last one with the result."""
     resume = path if path.exists() else None
-    sol = parareal.solve(job_f, JOB_Y0, (0.0, 3.0), checkpoint=path, resume=resume,
+    sol = parareal.solve(damped, JOB_Y0, (0.0, 3.0), checkpoint=path, resume=resume,
                          callback=lambda info: emit(str(info.iteration)), **JOB_OPTS)
     emit(f"done {sol.iterations} {sol.status.value} {sol.residuals!r} "
          f"{hashlib.sha256(sol.y.tobytes()).hexdigest()}")
@@ -712,7 +710,7 @@ def _exit_status(pid: int) -> int:
 @functools.cache
 def _job_reference():
     """The uninterrupted job, in this process (the same for every kill_after)."""
-    return parareal.solve(job_f, JOB_Y0, (0.0, 3.0), **JOB_OPTS)
+    return parareal.solve(damped, JOB_Y0, (0.0, 3.0), **JOB_OPTS)
 
 
 @pytest.mark.parametrize("kill_after", [0, 3, 6])

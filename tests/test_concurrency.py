@@ -380,15 +380,12 @@ def test_unpicklable_propagator_is_a_type_error_naming_it():
                        slices=2, backend="processes")
 
 
-# 50 ms per call: the solve takes over half a second, the second one comes during it; from a
-# module of its own, so that pool2's workers need not import this one
-_slow = slow_decay
-
-
 def test_one_processes_instance_runs_one_solve_at_a_time(pool2):
     results = []
+    # slow_decay: 50 ms per call, the solve takes over half a second, the second one comes
+    # during it (from tests/pool_functions.py, so that pool2's workers need not import this one)
     first = threading.Thread(target=lambda: results.append(parareal.solve(
-        _slow, np.ones(1), (0, 1), coarse=Euler(1), fine=RK4(1), slices=2, backend=pool2)))
+        slow_decay, np.ones(1), (0, 1), coarse=Euler(1), fine=RK4(1), slices=2, backend=pool2)))
     first.start()
     try:
         deadline = time.time() + 10
