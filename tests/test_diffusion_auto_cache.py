@@ -393,17 +393,20 @@ def test_costs_that_contradict_batching_are_capped_by_larger_batches():
 
 
 @pytest.mark.slow
-def test_the_choice_benchmark_runs(tmp_path):
-    """benchmarks/auto_choice.py (smoke settings): its table, the goal line, its JSON."""
-    import subprocess
-    import sys
+def test_the_choice_benchmark_runs(tmp_path, capsys):
+    """benchmarks/auto_choice.py (smoke settings): its table, the goal line, its JSON.
+
+    The script's ``main`` in this process (torch and diffusers are already imported here, not
+    again in a fresh interpreter); each measurement still runs in a process of its own, forked
+    by the script, with an empty cache as a new process has."""
+    from tests.inprocess import run_main
 
     root = Path(__file__).resolve().parents[1]
-    proc = subprocess.run(
-        [sys.executable, str(root / "benchmarks" / "auto_choice.py"), "--cases", "8x1",
-         "--repeats", "1", "--json", str(tmp_path / "r.json")],
-        capture_output=True, text=True, cwd=root, timeout=600, check=False)
-    assert proc.returncode == 0, proc.stderr
-    assert "| N | n | serial predicted s | cold s |" in proc.stdout and "goals (" in proc.stdout
+    capsys.readouterr()
+    status = run_main(root / "benchmarks" / "auto_choice.py", "--cases", "8x1", "--repeats",
+                      "1", "--json", str(tmp_path / "r.json"))
+    out = capsys.readouterr()
+    assert status == 0, out.err
+    assert "| N | n | serial predicted s | cold s |" in out.out and "goals (" in out.out
     rows = json.loads((tmp_path / "r.json").read_text())["rows"]
     assert rows[0]["steps"] == 8 and rows[0]["second_s"] >= 0
