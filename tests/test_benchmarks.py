@@ -385,19 +385,24 @@ def test_srds_benchmark_blocks_and_coarse_configurations():
     assert coarse["euler:2"] == {"coarse": "euler:2"} and coarse["ddim jump"] == {}
 
 
-def test_testset_benchmark_refuses_an_unknown_problem_before_any_work():
+def test_testset_benchmark_refuses_an_unknown_problem_before_any_work(capsys):
+    """argparse's exit (status 2, the message on stderr) before any work: run here, not in a
+    fresh interpreter."""
     pytest.importorskip("scipy")
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "testset.py"), "--no-wall",
-                           "--only", "Robertson,nosuch"], capture_output=True, text=True,
-                          cwd=ROOT, timeout=300, check=False)
-    assert proc.returncode == 2 and "unknown problem 'nosuch'" in proc.stderr
-    assert proc.stdout == ""  # 'Robertson' was accepted (any case), and nothing ran
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        run_main(ROOT / "benchmarks" / "testset.py", "--no-wall", "--only", "Robertson,nosuch")
+    printed = capsys.readouterr()
+    assert exit_.value.code == 2 and "unknown problem 'nosuch'" in printed.err
+    assert printed.out == ""  # 'Robertson' was accepted (any case), and nothing ran
 
 
-def test_testset_benchmark_counts(tmp_path):
+def test_testset_benchmark_counts(tmp_path, capsys):
+    """The script's main here (it starts no pool; its thread settings are put back)."""
     pytest.importorskip("scipy")
     out = tmp_path / "testset.json"
-    text = run("testset.py", "--no-wall", "--only", "robertson", "--json", str(out))
+    text = run_here(capsys, "testset.py", "--no-wall", "--only", "robertson", "--json",
+                    str(out))
     assert "| robertson | work/pipelined |" in text
     rows = json.loads(out.read_text())["rows"]
     assert [r["problem"] for r in rows] == ["robertson"]
