@@ -393,12 +393,13 @@ def test_costs_that_contradict_batching_are_capped_by_larger_batches():
 
 
 @pytest.mark.slow
-def test_the_choice_benchmark_runs(tmp_path, capsys):
+def test_the_choice_benchmark_runs(cache, tmp_path, capsys):
     """benchmarks/auto_choice.py (smoke settings): its table, the goal line, its JSON.
 
     The script's ``main`` in this process (torch and diffusers are already imported here, not
     again in a fresh interpreter); each measurement still runs in a process of its own, forked
-    by the script, with an empty cache as a new process has."""
+    by the script. ``cache`` empties auto's memory first (another test of this process may
+    have filled it), so that the forked children start as empty as a new process."""
     from tests.inprocess import run_main
 
     root = Path(__file__).resolve().parents[1]
