@@ -18,6 +18,7 @@ from parareal import problems as P
 from parareal.problems.reference import integrate
 
 from .conftest import needs, problem_params
+from .session_once import once_per_session
 
 NAMES = list(P.PROBLEMS)
 #: The classic test-set problems (Hairer-Wanner, Bari test set, DETEST).
@@ -80,12 +81,29 @@ def _scale(y: np.ndarray) -> float:
     return max(1.0, float(np.abs(y).max()))
 
 
-@functools.cache
 def _serial_fine(name: str) -> np.ndarray:
     p = P.get(name)
-    out = parareal.solve_serial(p.f, p.y0, p.t_span, propagator=p.fine, slices=p.slices)
-    out.setflags(write=False)
-    return out
+    return parareal.solve_serial(p.f, p.y0, p.t_span, propagator=p.fine, slices=p.slices)
+
+
+@pytest.fixture(scope="module")
+def serial_fine(tmp_path_factory):
+    """``serial_fine(name)``: the serial fine solution of problem ``name`` with its defaults
+    at its slice boundaries (read-only), computed once per module; for the slow ones (Radau or
+    DOP853 per slice: up to 1 s each) once per session, as the tests that compare with it run
+    on different xdist workers (JSON keeps float64 values bit for bit)."""
+
+    @functools.cache
+    def get(name: str) -> np.ndarray:
+        if name in SLOW_PARAREAL | SLOW_REFERENCE:
+            out = np.array(once_per_session(tmp_path_factory, f"test-problems-fine-{name}",
+                                            lambda: _serial_fine(name).tolist()))
+        else:
+            out = _serial_fine(name)
+        out.setflags(write=False)
+        return out
+
+    return get
 
 
 def _boundaries(p: P.Problem) -> np.ndarray:
@@ -322,9 +340,9 @@ def test_stored_reference_agrees_with_the_live_one(name):
     "name", _marked([n for n in NAMES if n != "vanderpol-stiff"], SLOW_REFERENCE,
                     "propagators", "reference")
 )
-def test_default_fine_matches_reference(name):
+def test_default_fine_matches_reference(name, serial_fine):
     p = P.get(name)
-    fine = _serial_fine(name)
+    fine = serial_fine(name)
     if name in STORED:
         assert STORED[name]["t"] == _boundaries(p).tolist()  # recorded for this span
         ref = np.array(STORED[name]["y"], dtype=p.y0.dtype)
@@ -357,7 +375,7 @@ def _parareal_cases():
 
 
 @pytest.mark.parametrize(("name", "backend", "vectorized"), _parareal_cases())
-def test_parareal_converges_with_defaults(name, backend, vectorized):
+def test_parareal_converges_with_defaults(name, backend, vectorized, serial_fine):
     p = P.get(name)
     sol = parareal.solve(
         p.f,
@@ -371,7 +389,7 @@ def test_parareal_converges_with_defaults(name, backend, vectorized):
         vectorized=vectorized,
     )
     assert sol.status is Status.CONVERGED
-    fine = _serial_fine(name)
+    fine = serial_fine(name)
     assert np.abs(sol.y - fine).max() <= 1e-8 * _scale(fine)
 
 
@@ -749,7 +767,7 @@ def test_jacobian_matches_finite_differences_and_batches(name, rng):
 
 
 @pytest.mark.parametrize("name", _marked(TEST_SET, (), "propagators", "final"))
-def test_default_fine_of_the_test_set_matches_the_final_reference(name):
+def test_default_fine_of_the_test_set_matches_the_final_reference(name, serial_fine):
     # Cheap where the reference is published or closed-form; the boundaries are checked by
     # test_default_fine_matches_reference. Componentwise relative error (Robertson's y2 is 1e-5
     # at t = 40 and 2e-11 at 1e5; Kepler's x' is 0 at the pericenter: absolute there).
@@ -757,16 +775,16 @@ def test_default_fine_of_the_test_set_matches_the_final_reference(name):
     if p.published_final is None and p.exact is None:
         pytest.skip("numerical reference only: see test_default_fine_matches_reference")
     ref = p.reference_final()
-    fine = _serial_fine(name)[-1]
+    fine = serial_fine(name)[-1]
     floor = 1.0 if name == "kepler" else 1e-300
     err = np.abs(fine - ref) / np.maximum(np.abs(ref), floor)
     assert err.max() <= 1e-6
 
 
 @needs("scipy")  # its default fine is Radau
-def test_robertson_conserves_mass_and_stays_positive():
+def test_robertson_conserves_mass_and_stays_positive(serial_fine):
     p = P.get("robertson-long")
-    fine = _serial_fine("robertson-long")
+    fine = serial_fine("robertson-long")
     np.testing.assert_allclose(fine.sum(axis=1), 1.0, rtol=0, atol=1e-9)
     assert fine.min() >= -1e-14
     assert np.all(np.abs(p.f(0.0, fine).sum(axis=-1)) <= 1e-12)
