@@ -15,7 +15,8 @@ from parareal import Status
 from parareal.propagators import from_spec
 from parareal.testing import check_propagator
 
-from .conftest import needs, run_without
+from .conftest import needs
+from .inprocess import run_forked_here
 
 IMPLICIT = [
     parareal.BackwardEuler,
@@ -237,7 +238,9 @@ def test_jac_sparsity_without_scipy_names_the_extra(tmp_path):
             "    parareal.BackwardEuler(2, jac_sparsity=np.eye(3))\n"
             "except ImportError as exc:\n"
             "    print(exc)\n")
-    proc = run_without("scipy", code, tmp_path)
+    # forked from this interpreter with parareal forgotten and scipy unimportable: the same
+    # first import of parareal as in a fresh numpy-only interpreter, without starting one
+    (proc,) = run_forked_here([code], fresh=["parareal"], absent=["scipy"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == ("jac_sparsity needs scipy (the Jacobians it gives are scipy "
                                    "sparse matrices): pip install 'parareal[scipy]'")

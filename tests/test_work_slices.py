@@ -11,7 +11,8 @@ import pytest
 import parareal
 from parareal import Status, problems
 
-from .conftest import needs, run_without
+from .conftest import needs
+from .inprocess import run_forked_here
 
 #: The loose solve that places the slices is scipy's, and so is the fine solver here.
 SCIPY = needs("scipy")
@@ -97,7 +98,9 @@ def test_work_slices_without_scipy_name_the_extra(tmp_path):
             "                   boundaries='work')\n"
             "except ImportError as exc:\n"
             "    print(len(calls), exc)\n")
-    proc = run_without("scipy", code, tmp_path)
+    # forked from this interpreter with parareal forgotten and scipy unimportable: the same
+    # first import of parareal as in a fresh numpy-only interpreter, without starting one
+    (proc,) = run_forked_here([code], fresh=["parareal"], absent=["scipy"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == ("0 boundaries=\"work\" needs scipy (one loose LSODA solve "
                                    "places the slices): pip install 'parareal[scipy]'")
