@@ -65,8 +65,9 @@ def world_job(tmp_path_factory, ranks: int) -> tuple[dict, dict[str, list[dict]]
     ``mpi_check.py`` and ``mpi_auto_check.py``, and on 4 ranks check_backend's defaults and
     ``mpi_grad.py`` on ranks 0 and 1, in one job: each rank imports numpy, parareal and mpi4py
     once, torch once on ranks 0 and 1): the root's JSON object, and the rows by prefix
-    (``auto``: every rank's; ``defaults`` and ``grad``: ranks 0 and 1). Also used by
-    tests/test_hostile_inputs.py, whose MPI gradient check shares the job's torch ranks."""
+    (``auto``: every rank's; ``defaults`` and ``grad``: ranks 0 and 1; ``digests``: rank 0).
+    Also used by tests/test_hostile_inputs.py and tests/test_mpi_agree.py, whose gradient and
+    digest checks share the job's ranks 0 and 1 (with torch)."""
 
     def job():
         folder = tmp_path_factory.mktemp(f"world{ranks}")
@@ -78,7 +79,7 @@ def world_job(tmp_path_factory, ranks: int) -> tuple[dict, dict[str, list[dict]]
         rows = {prefix: sorted((json.loads(path.read_text())
                                 for path in folder.glob(f"{prefix}-*.json")),
                                key=lambda row: row["rank"])
-                for prefix in ("auto", "defaults", "grad")}
+                for prefix in ("auto", "defaults", "grad", "digests")}
         return json.loads(lines[0]), rows
 
     return tuple(once_per_session(tmp_path_factory, f"mpi_world{ranks}", job))
