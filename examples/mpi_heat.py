@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -22,14 +23,14 @@ from parareal import problems
 from parareal.backends import MPI
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=200, help="interior grid points")
     parser.add_argument("--slices", type=int, default=16, help="time slices")
     parser.add_argument("--tol", type=float, default=1e-8)
     parser.add_argument("--device", default=None,
                         help="per-rank device for torch states, e.g. 'cuda:{local_rank}'")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     backend = MPI(device=args.device)
     p = problems.get("heat", points=args.points, slices=args.slices)

@@ -6,7 +6,6 @@ and an ``f`` that writes into its argument. Each case failed once (silently) and
 from __future__ import annotations
 
 import concurrent.futures as cf
-import json
 import os
 import re
 import shutil
@@ -192,40 +191,21 @@ def test_worker_threads_follow_the_callers_grad_mode():
 
 @TORCH
 @pytest.mark.skipif(shutil.which("mpiexec") is None, reason="no mpiexec")
-def test_mpi_on_two_ranks_refuses_gradients_on_every_rank_and_one_rank_gives_them(tmp_path):
+def test_mpi_on_two_ranks_refuses_gradients_on_every_rank_and_one_rank_gives_them(
+        tmp_path_factory):
     pytest.importorskip("mpi4py")
-    script = tmp_path / "grad.py"
-    # one job of two ranks: on both (MPI()) the refusal, then on each rank alone
+    from .test_mpi import world_job
+
+    # in the 4-rank job of tests/scripts/mpi_world.py (tests/scripts/mpi_grad.py), on world
+    # ranks 0 and 1, which import torch for that job's own torch checks: on both
+    # (MPI(comm=a communicator of the two)) the refusal, then on each rank alone
     # (MPI(comm=COMM_SELF), a communicator of one rank) the gradients
-    script.write_text(textwrap.dedent(f"""
-        import json, torch, parareal
-        from mpi4py import MPI as mpi
-        from parareal.backends import MPI
-        w = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
-        y0 = torch.tensor([1.0, 2.0], dtype=torch.float64)
-        kw = dict(coarse="rk4:1", fine="rk4:10", slices=4)
-        try:
-            parareal.solve(lambda t, y: -w * y, y0, (0.0, 1.0), backend=MPI(), **kw)
-            refused = "no"
-        except ValueError as exc:
-            refused = "process boundaries" in str(exc)
-        sol = parareal.solve(lambda t, y: -w * y, y0, (0.0, 1.0),
-                             backend=MPI(comm=mpi.COMM_SELF), **kw)
-        sol.y[-1].sum().backward()
-        rank = mpi.COMM_WORLD.Get_rank()
-        with open({str(tmp_path)!r} + f"/rank-{{rank}}.json", "w") as out:
-            json.dump({{"refused": refused, "grad": float(w.grad)}}, out)
-    """))
-    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)
+    rows = world_job(tmp_path_factory, 4)[1]["grad"]
     w = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
     ref = parareal.solve(lambda t, y: -w * y, torch.tensor([1.0, 2.0], dtype=torch.float64),
                          (0.0, 1.0), coarse="rk4:1", fine="rk4:10", slices=4)
     ref.y[-1].sum().backward()
-    proc = subprocess.run(["mpiexec", "-n", "2", sys.executable, str(script)],
-                          capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = [json.loads((tmp_path / f"rank-{rank}.json").read_text()) for rank in (0, 1)]
+    assert [row["rank"] for row in rows] == [0, 1]
     assert [row["refused"] for row in rows] == [True, True]  # refused on every rank
     for row in rows:  # a single rank gives them
         assert abs(row["grad"] - float(w.grad)) < 1e-10

@@ -59,17 +59,17 @@ def mpirun_rows(ranks: int, *argv: str, folder: Path,
     return proc, sorted(rows, key=lambda row: row["rank"])
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    """``world(ranks)``: the job of ``tests/scripts/mpi_world.py`` on 1 or 4 ranks, run once
-    (the checks of ``mpi_more.py``, ``mpi_check.py`` and ``mpi_auto_check.py``, and on 4
-    ranks check_backend's defaults on ranks 0 and 1, in one job: each rank imports numpy,
-    parareal and mpi4py once, torch once on ranks 0 and 1): the process, the root's JSON
-    object, and the rows by prefix (``auto``: every rank's; ``defaults``: ranks 0 and 1).
-    Once per session, even where xdist runs its tests on several workers."""
-    jobs = {}
+def world_job(tmp_path_factory, ranks: int) -> tuple[dict, dict[str, list[dict]]]:
+    """The job of ``tests/scripts/mpi_world.py`` on 1 or 4 ranks, run once per session, even
+    where xdist runs its tests on several workers (the checks of ``mpi_more.py``,
+    ``mpi_check.py`` and ``mpi_auto_check.py``, and on 4 ranks check_backend's defaults and
+    ``mpi_grad.py`` on ranks 0 and 1, in one job: each rank imports numpy, parareal and mpi4py
+    once, torch once on ranks 0 and 1): the root's JSON object, and the rows by prefix
+    (``auto``: every rank's; ``defaults`` and ``grad``: ranks 0 and 1; ``digests``: rank 0).
+    Also used by tests/test_hostile_inputs.py and tests/test_mpi_agree.py, whose gradient and
+    digest checks share the job's ranks 0 and 1 (with torch)."""
 
-    def job(ranks):
+    def job():
         folder = tmp_path_factory.mktemp(f"world{ranks}")
         proc, _ = mpirun_rows(ranks, sys.executable, str(SCRIPTS / "mpi_world.py"),
                               folder=folder)
@@ -78,16 +78,17 @@ def world(tmp_path_factory):
         assert len(lines) == 1, proc.stdout  # the root prints, once
         rows = {prefix: sorted((json.loads(path.read_text())
                                 for path in folder.glob(f"{prefix}-*.json")),
-                               key=lambda row: row["rank"]) for prefix in ("auto", "defaults")}
+                               key=lambda row: row["rank"])
+                for prefix in ("auto", "defaults", "grad", "digests")}
         return json.loads(lines[0]), rows
 
-    def run(ranks):
-        if ranks not in jobs:
-            jobs[ranks] = once_per_session(tmp_path_factory, f"mpi_world{ranks}",
-                                           lambda: job(ranks))
-        return jobs[ranks]
+    return tuple(once_per_session(tmp_path_factory, f"mpi_world{ranks}", job))
 
-    return run
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """``world(ranks)``: :func:`world_job` on ``ranks`` (1 or 4)."""
+    return lambda ranks: world_job(tmp_path_factory, ranks)
 
 
 @pytest.mark.parametrize("ranks", [1, 2, 3, 4])

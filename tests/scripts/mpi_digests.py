@@ -1,6 +1,10 @@
 """Run by tests/test_mpi_agree.py under ``mpiexec``: the entry check's digests of the same
 objects, built the same way on every rank (each with its own PYTHONHASHSEED), must agree.
-Prints one JSON object from the root: name -> [digest equal on every rank, digest taken]."""
+Prints one JSON object from the root: name -> [digest equal on every rank, digest taken].
+
+``mpi_world.py`` runs it on world ranks 0 and 1 (``runpy.run_path`` under a name that is no
+importable module, then :func:`compare`): its functions are then pickled by value, as those of
+a ``__main__`` script are, not by reference to an importable module."""
 
 import json
 import math
@@ -70,13 +74,20 @@ def objects():
     return out
 
 
-def main():
-    comm = mpi.COMM_WORLD
+def compare(comm):
+    """On the root of ``comm``: name -> [digest equal on every rank, digest taken]; None on
+    the other ranks."""
     digests = {name: object_digest(obj) for name, obj in objects().items()}
     every = comm.gather(digests, root=0)
-    if comm.Get_rank() == 0:
-        result = {name: [all(d[name] == digests[name] for d in every), digests[name] is not None]
-                  for name in digests}
+    if comm.Get_rank() != 0:
+        return None
+    return {name: [all(d[name] == digests[name] for d in every), digests[name] is not None]
+            for name in digests}
+
+
+def main():
+    result = compare(mpi.COMM_WORLD)
+    if result is not None:
         print(json.dumps(result))
     sys.stdout.flush()
 

@@ -10,7 +10,10 @@ ranks 0 and 1) once instead of once per script. One after the other on ``COMM_WO
   with the prefix ``auto``);
 * with torch, on world ranks 0 and 1 (a communicator of two, the ranks that have imported
   torch; 4 ranks only): ``check_backend``'s default kinds of case, for tests/test_testing.py's
-  check of ``MPI`` (one row per rank, prefix ``defaults``).
+  check of ``MPI`` (one row per rank, prefix ``defaults``), and for
+  tests/test_hostile_inputs.py's, ``mpi_grad.py``: gradients refused on the pair, given on
+  each rank alone (prefix ``grad``); and for tests/test_mpi_agree.py, ``mpi_digests.py``'s
+  digests compared on the two (the root's row, prefix ``digests``).
 
 World rank 0 prints one JSON object: ``{"more": ..., "check": {ranks: ...}}``, each what its
 script prints alone (without torchdiffeq, ``more`` leaves the torch states out).
@@ -20,7 +23,9 @@ import dataclasses
 import faulthandler
 import importlib.util
 import json
+import runpy
 import warnings
+from pathlib import Path
 
 import numpy as np
 from mpi4py import MPI as mpi
@@ -61,10 +66,21 @@ def main():
             out["check"][size] = check(names, sub)
             sub.Free()
     emit(world.Get_rank(), auto_row(), prefix="auto")
-    if torch and world.Get_size() >= 2:
+    if world.Get_size() >= 2:
         pair = world.Split(0 if rank < 2 else mpi.UNDEFINED, rank)
         if rank < 2:
-            emit(rank, {"rank": rank, "runs": defaults(pair)}, prefix="defaults")
+            if torch:
+                emit(rank, {"rank": rank, "runs": defaults(pair)}, prefix="defaults")
+            if importlib.util.find_spec("torch") is not None:
+                from mpi_grad import grad_row  # imports torch: ranks 0 and 1 only
+
+                emit(rank, grad_row(pair), prefix="grad")
+            # run as a script, under a name no module has: its functions pickle by value
+            script = runpy.run_path(str(Path(__file__).parent / "mpi_digests.py"),
+                                    run_name="mpi_digests_script")
+            digests = script["compare"](pair)
+            if rank == 0:
+                emit(rank, {"rank": rank, "digests": digests}, prefix="digests")
             pair.Free()
     if world.Get_rank() == 0:
         print(json.dumps(out), flush=True)
