@@ -69,6 +69,8 @@ def test_serial_and_srds_equal_diffusers_loop(unet, config, mu, steps):
     serial = sample(unet, scheduler, x_T, num_inference_steps=steps, method="serial", mu=mu)
     assert serial.sequential_evals == steps
     assert float((serial.sample - ref).abs().max() / ref.abs().max()) <= 1e-5
+    if steps == 28 and config:  # SRDS on every grid at 7 steps (5 blocks), the default at 28:
+        return  # it replays the serial sampler's steps, whatever the grid (most of the cost)
     exact = sample(unet, scheduler, x_T, num_inference_steps=steps, method="srds", tol=0,
                    mu=mu)
     torch.testing.assert_close(exact.sample, serial.sample, rtol=0, atol=1e-5)
