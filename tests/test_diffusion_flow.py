@@ -178,12 +178,22 @@ def flow_model():
 
 
 @pytest.fixture(scope="module")
-def flow_serial_28(flow_model):
+def flow_serial_28(flow_model, tmp_path_factory):
     """64 noises (seed 2) and their serial 28-step samples: the digits of the quality test,
-    and the serial reference of the first 8 for the SRDS test at 28 steps."""
+    and the serial reference of the first 8 for the SRDS test at 28 steps. Computed once per
+    session, also when xdist runs the two tests on different workers (float32 values
+    survive the JSON round trip exactly)."""
+    from .session_once import once_per_session
+
     unet, scheduler = flow_model
     x_T = noise(64, seed=2)
-    return x_T, sample(unet, scheduler, x_T, num_inference_steps=28, method="serial").sample
+
+    def serial():
+        return sample(unet, scheduler, x_T, num_inference_steps=28,
+                      method="serial").sample.tolist()
+
+    return x_T, torch.tensor(once_per_session(tmp_path_factory, "flow_serial_28", serial),
+                             dtype=torch.float32)
 
 
 # 50 steps, not 100: measured 23 sequential calls of 50 (3 iterations), 28 of 100 at twice the cost
