@@ -159,29 +159,47 @@ def test_serial_guided_matches_diffusers_pipeline_formula(cond_unet):
 # -- SRDS and Picard reproduce serial ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("pipelined", [True, False])
-def test_srds_tol_zero_reproduces_serial_unet_float64(unet, pipelined):
+@pytest.fixture(scope="module")
+def unet64_serial(unet):
+    """The float64 copy of ``unet`` and its 16-step serial sample (trailing DDIM), computed
+    once for both schedules of the test below."""
     model = copy.deepcopy(unet).double()
-    sch = DDIMScheduler(timestep_spacing="trailing")
     x = noise((2, 1, 8, 8), dtype=torch.float64)
-    ser = sample(model, sch, x, num_inference_steps=16, method="serial")
+    ser = sample(model, DDIMScheduler(timestep_spacing="trailing"), x, num_inference_steps=16,
+                 method="serial")
+    return model, x, ser.sample
+
+
+@pytest.mark.parametrize("pipelined", [True, False])
+def test_srds_tol_zero_reproduces_serial_unet_float64(unet64_serial, pipelined):
+    model, x, ser = unet64_serial
+    sch = DDIMScheduler(timestep_spacing="trailing")
     srds = sample(model, sch, x, num_inference_steps=16, method="srds", tol=0, pipelined=pipelined)
     assert srds.iterations == default_blocks(16) and srds.converged
     assert srds.sample.dtype == torch.float64
     # convolutions may differ in the last bits with batch size: round-off, amplified by the
     # (untrained, hence chaotic) network over 16 steps, stays far below float32 resolution
-    assert rel(srds.sample, ser.sample) < 1e-9
+    assert rel(srds.sample, ser) < 1e-9
 
 
-@pytest.mark.parametrize("pipelined", [True, False])
-def test_srds_tol_zero_reproduces_serial_unet_float32_to_its_own_round_off(unet, pipelined):
+@pytest.fixture(scope="module")
+def unet32_serial(unet):
+    """The 16-step serial float32 sample of two noises (trailing DDIM) and its own round-off
+    level, computed once for both schedules of the test below."""
     sch = DDIMScheduler(timestep_spacing="trailing")
     x = noise((2, 1, 8, 8))
     ser = sample(unet, sch, x, num_inference_steps=16, method="serial").sample
     # the sampler's own sensitivity to float32 round-off: the same samples in a larger batch
     wider = sample(unet, sch, torch.cat([x, x.flip(0)]), num_inference_steps=16,
                    method="serial").sample[:2]
-    own = max(float((wider - ser).abs().max()), 1e-6)
+    return x, ser, max(float((wider - ser).abs().max()), 1e-6)
+
+
+@pytest.mark.parametrize("pipelined", [True, False])
+def test_srds_tol_zero_reproduces_serial_unet_float32_to_its_own_round_off(unet, unet32_serial,
+                                                                           pipelined):
+    sch = DDIMScheduler(timestep_spacing="trailing")
+    x, ser, own = unet32_serial
     srds = sample(unet, sch, x, num_inference_steps=16, method="srds", tol=0,
                   pipelined=pipelined).sample
     assert srds.dtype == torch.float32

@@ -7,6 +7,8 @@ conditional UNet. Nothing is downloaded. Images are compared in 8-bit levels.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -79,6 +81,25 @@ def sd_pipe(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def sd_reference(sd_pipe):
+    """``sd_pipe(PROMPT)``'s own image (10 steps, seed 0, numpy) with its scheduler of the
+    moment and a guidance scale, computed once per scheduler config and scale for the module:
+    several tests compare against the same one."""
+    cache = {}
+
+    def reference(guidance_scale: float = 7.5) -> np.ndarray:
+        scheduler = sd_pipe.scheduler
+        key = (type(scheduler).__name__, json.dumps(dict(scheduler.config), sort_keys=True,
+                                                    default=str), guidance_scale)
+        if key not in cache:
+            cache[key] = sd_pipe(PROMPT, num_inference_steps=STEPS, guidance_scale=guidance_scale,
+                                 generator=seeded(), output_type="np").images
+        return cache[key]
+
+    return reference
+
+
+@pytest.fixture(scope="module")
 def pixel_unet():
     torch.manual_seed(0)
     return UNet2DModel(
@@ -114,9 +135,9 @@ METHODS = [("serial", {}), ("srds", {}), ("srds", {"tol": 0})]
 
 @pytest.mark.parametrize("method, options", METHODS)
 @pytest.mark.parametrize("guidance_scale", [7.5, 1.0])
-def test_stable_diffusion_equals_the_pipeline(sd_pipe, method, options, guidance_scale):
-    expected = sd_pipe(PROMPT, num_inference_steps=STEPS, guidance_scale=guidance_scale,
-                       generator=seeded(), output_type="np").images
+def test_stable_diffusion_equals_the_pipeline(sd_pipe, sd_reference, method, options,
+                                              guidance_scale):
+    expected = sd_reference(guidance_scale)
     assert expected.shape == (1, 16, 16, 3) and expected.std() > 0.05  # not a flat image
     out = sample_pipeline(sd_pipe, PROMPT, num_inference_steps=STEPS, method=method,
                           guidance_scale=guidance_scale, generator=seeded(), output_type="np",
@@ -130,14 +151,14 @@ def test_stable_diffusion_equals_the_pipeline(sd_pipe, method, options, guidance
     assert out.nsfw_content_detected is None
 
 
-def test_stable_diffusion_prompt_and_guidance_matter(sd_pipe):
+def test_stable_diffusion_prompt_and_guidance_matter(sd_pipe, sd_reference):
     """The comparison above is not vacuous: another prompt, scale or seed changes the image."""
     def run(prompt=PROMPT, scale=7.5, seed=0):
         return sample_pipeline(sd_pipe, prompt, num_inference_steps=STEPS, method="serial",
                                guidance_scale=scale, generator=seeded(seed),
                                output_type="np").images
 
-    base = run()
+    base = sd_reference(7.5)  # what run() gives, to 1 level (test_..._equals_the_pipeline)
     assert levels(run(prompt="a photo of a blue dog"), base) > 1
     assert levels(run(scale=3.0), base) > 1
     assert levels(run(seed=1), base) > 1
@@ -184,11 +205,11 @@ def test_stable_diffusion_output_types(sd_pipe, output_type):
             assert out.images is out.result.sample
 
 
-def test_stable_diffusion_leaves_the_pipeline_usable(sd_pipe):
-    before = sd_pipe(PROMPT, num_inference_steps=STEPS, generator=seeded(), output_type="np")
+def test_stable_diffusion_leaves_the_pipeline_usable(sd_pipe, sd_reference):
+    before = sd_reference()  # the pipeline's own call, with its default guidance scale 7.5
     sample_pipeline(sd_pipe, PROMPT, num_inference_steps=4, method="srds", generator=seeded())
     after = sd_pipe(PROMPT, num_inference_steps=STEPS, generator=seeded(), output_type="np")
-    assert levels(before.images, after.images) == 0
+    assert levels(before, after.images) == 0
 
 
 # -- DDIMPipeline and DDPMPipeline -----------------------------------------------------------
@@ -333,7 +354,8 @@ def test_docs_example_shows_its_checked_output():
 
 @pytest.mark.parametrize("name,karras", [("euler", False), ("euler", True), ("heun", False)])
 @pytest.mark.parametrize("method", ["serial", "srds"])
-def test_stable_diffusion_with_euler_and_heun_schedulers(sd_pipe, name, karras, method):
+def test_stable_diffusion_with_euler_and_heun_schedulers(sd_pipe, sd_reference, name, karras,
+                                                         method):
     """Schedulers whose init_noise_sigma is not 1: the latents are drawn and scaled once."""
     from diffusers import EulerDiscreteScheduler, HeunDiscreteScheduler
 
@@ -342,8 +364,7 @@ def test_stable_diffusion_with_euler_and_heun_schedulers(sd_pipe, name, karras, 
     sd_pipe.scheduler = cls.from_config(original.config, use_karras_sigmas=karras)
     try:
         assert float(sd_pipe.scheduler.init_noise_sigma) > 1
-        expected = sd_pipe(PROMPT, num_inference_steps=STEPS, generator=seeded(),
-                           output_type="np").images
+        expected = sd_reference()  # the same for both methods
         out = sample_pipeline(sd_pipe, PROMPT, num_inference_steps=STEPS, method=method,
                               generator=seeded(), output_type="np")
         assert levels(out.images, expected) <= 1
