@@ -10,9 +10,11 @@ import pytest
 import parareal
 from parareal import RK4, Euler, Heun, Midpoint
 from parareal.problems import Problem
-from parareal.testing import check_backend, check_exactness
+from parareal.testing import backend as backend_check
+from parareal.testing import check_backend, check_exactness, default_problems
 
 from .conftest import diagonal_rhs
+from .quick_problems import quick_problems
 
 BACKENDS = ["serial", "batched"]
 SCHEDULES = ["synchronous", "pipelined"]
@@ -35,7 +37,15 @@ def test_batched_backend_gives_the_serial_iterates(coarse, fine, vectorized):
     check_backend("batched", problems=[p], vectorized=vectorized, tol=0.0)
 
 
-def test_batched_backend_passes_check_backend_on_the_default_problems():
+def test_batched_backend_passes_check_backend_on_the_default_problems(monkeypatch):
+    # check_backend's default path (problems=None: the numpy cases, then the torch ones),
+    # on the default problems cut to their first slices: every problem kind at a fifth of
+    # the cost (the serial references of the full lorenz and heat runs took most of 12 s).
+    # A fresh reference cache, so no shortened reference outlives the test.
+    quick = quick_problems()
+    assert [p.name for p in quick] == [p.name for p in default_problems()]
+    monkeypatch.setattr(backend_check, "default_problems", lambda: quick)
+    monkeypatch.setattr(backend_check, "_REFERENCES", {})
     runs = check_backend(parareal.Batched())
     # + blow-up and linear (numpy), and the linear one as two torch dtypes where torch is
     torch_cases = 2 if importlib.util.find_spec("torch") else 0

@@ -16,10 +16,11 @@ import parareal
 from parareal import RK4, Euler, problems
 from parareal.backends import Executor, Processes, RemoteTraceback, Threads, resolve_backend
 from parareal.problems import Problem
-from parareal.testing import check_backend, default_problems, linear_system
+from parareal.testing import check_backend, linear_system
 
 from .conftest import diagonal_rhs
 from .pool_functions import slow_decay
+from .quick_problems import quick_problems
 
 SCHEDULES = ["synchronous", "pipelined"]
 
@@ -75,26 +76,10 @@ def _diagonal_problem():
                    fine=RK4(8), slices=9, description="y' = lam * y + 0.5 cos t, elementwise")
 
 
-def _quick_problems(slices=4):
-    """check_backend's default cases at a fraction of the cost: every bundled problem
-    (``problems.CORE``) with its own f, propagators and step sizes on its first ``slices``
-    slices (heat on 30 points: its step counts grow with points squared), the run that
-    diverges in its coarse sweep and the 5-dimensional linear system. The torch cases are
-    check_backend's own (``device="cpu"``)."""
-    out = []
-    for name in problems.CORE:
-        p = problems.get(name)
-        t0, t1 = p.t_span
-        n = min(slices, p.slices)
-        extra = {"points": 30} if name == "heat" else {}
-        out.append(problems.get(name, slices=n, t_end=t0 + (t1 - t0) * n / p.slices, **extra))
-    return [*out, *default_problems()[-2:]]
-
-
 def _check_quick(backend, torch_backend=None, **kw):
     """The quick problems on ``backend``, check_backend's torch cases on ``torch_backend``
     (default: ``backend``)."""
-    runs = check_backend(backend, problems=_quick_problems(), **kw)
+    runs = check_backend(backend, problems=quick_problems(), **kw)
     assert len(runs) == 2 * (len(problems.CORE) + 2)
     if importlib.util.find_spec("torch"):
         assert len(check_backend(torch_backend or backend, device="cpu", **kw)) == 4
