@@ -260,10 +260,13 @@ def diffusion_cases() -> Iterator[tuple[str, dict[str, Any], bool]]:
                dict(sched=sched, method=method, n=2, steps=steps, options={}), False)
 
 
-#: The variants of the quick subset (by their suffix), for the schedulers it covers.
-QUICK = {"base", "n=5/max_batch=2", "stop=estimate", "backend=threads", "fine=heun/coarse=heun",
-         "eta=0.3", "anderson=2", "tol_mode=noise", "costs=per-call",
-         "costs=per-call/exact=False", "pipelined=False"}
+#: The variants of the quick subset (by their suffix, or ``method/suffix`` for one method's
+#: alone), for the schedulers it covers. The batch split and the noise tolerance run for one
+#: method (Picard: the cheapest), eta for the parallel methods: the full check has the rest.
+QUICK = {"base", "picard/n=5/max_batch=2", "stop=estimate", "backend=threads",
+         "fine=heun/coarse=heun", "srds/eta=0.3", "picard/eta=0.3", "anderson=2",
+         "picard/tol_mode=noise", "costs=per-call", "costs=per-call/exact=False",
+         "pipelined=False"}
 #: The quick variants of the other quick scheduler (Heun with Karras sigmas): its base runs and
 #: auto's plan; the options (batch splits, backends, fine/coarse) are DDIM's quick variants.
 QUICK_PF = {"base", "costs=per-call"}
@@ -278,7 +281,8 @@ def _variants(base: dict[str, Any], quick: bool, variants: list[tuple[str, dict[
                 spec[key] = change[key]
         spec["options"].update({k: v for k, v in change.items() if k not in ("n", "steps")})
         name = f"diffusion/{base['sched']}/{base['method']}/{suffix}"
-        yield name, spec, quick and suffix in (QUICK if base["sched"] == "ddim" else QUICK_PF)
+        chosen = QUICK if base["sched"] == "ddim" else QUICK_PF
+        yield name, spec, quick and (suffix in chosen or f"{base['method']}/{suffix}" in chosen)
 
 
 def _timing_dependent(spec: dict[str, Any]) -> bool:

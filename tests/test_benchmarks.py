@@ -127,8 +127,9 @@ def test_diffusion_benchmark_exact_and_flow_quick(tmp_path, capsys):
     """--only-exact --only-flow: both tables, one JSON; SRDS with tol=0 is the serial sample
     on the flow model, exact Picard is exact there too; --tables rewrites a document's tables."""
     pytest.importorskip("diffusers")
+    # N = 16 pinned (--quick's own N is smaller): the call counts below are N = 16's
     out = run_here(capsys, "diffusion.py", "--quick", "--only-exact", "--only-flow",
-                   "--threads", "1", "--json", str(tmp_path / "r.json"))
+                   "--steps", "16", "--threads", "1", "--json", str(tmp_path / "r.json"))
     assert "## Methods at equal exactness" in out and "## Flow-matching digits model" in out
     data = json.loads((tmp_path / "r.json").read_text())
     assert data["threads"] == 1 and "--only-flow" in data["command"]
