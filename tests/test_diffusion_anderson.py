@@ -38,9 +38,11 @@ def test_tol_zero_reproduces_serial(window, memory):
 def test_fewer_sequential_calls_at_the_same_tolerance_on_the_digits_model():
     torch.set_num_threads(1)
     unet, sch = load_digits_model()
-    for seed in range(2):
-        x = noise((1, 1, 8, 8), seed=seed, dtype=torch.float32)
-        ser = sample(unet, sch, x, num_inference_steps=50, method="serial").sample
+    xs = [noise((1, 1, 8, 8), seed=seed, dtype=torch.float32) for seed in range(2)]
+    # one serial run for both references: the 50 sequential calls are most of the test's cost,
+    # and batching moves a sample by float32 round-off only (~1e-6, far below the 2e-4 bound)
+    serial = sample(unet, sch, torch.cat(xs), num_inference_steps=50, method="serial").sample
+    for x, ser in zip(xs, serial.split(1)):
         runs = {m: sample(unet, sch, x, num_inference_steps=50, method="picard", window=50,
                           tol=1e-4, tol_mode="data", anderson=m) for m in (None, 3)}
         assert all(r.converged for r in runs.values())

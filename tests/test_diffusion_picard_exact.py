@@ -76,9 +76,12 @@ def test_error_shrinks_with_tol_on_the_mixture():
 def test_default_is_the_serial_sample_to_8_bit_pixels_on_the_digits_model(digits):
     unet, sch = digits
     same = total = 0
-    for seed in range(3):
-        x = noise((2, 1, 8, 8), seed=seed, dtype=torch.float32)
-        ser = to_uint8(sample(unet, sch, x, num_inference_steps=25, method="serial").sample)
+    xs = [noise((2, 1, 8, 8), seed=seed, dtype=torch.float32) for seed in range(3)]
+    # one serial run for the three references (its 25 sequential calls dominate the cost);
+    # batching moves a sample by float32 round-off only, far below half a pixel level
+    serial = sample(unet, sch, torch.cat(xs), num_inference_steps=25, method="serial").sample
+    for x, ser in zip(xs, serial.split(2)):
+        ser = to_uint8(ser)
         out = sample(unet, sch, x, num_inference_steps=25, method="picard-exact")
         assert out.converged and out.sequential_evals < 25
         got = to_uint8(out.sample)

@@ -82,10 +82,12 @@ def mixture_model(scheduler, seed=0, dim=4):
 def test_serial_reproduces_diffusers_step_loop(unet, cls, karras, prediction_type):
     sch = cls(use_karras_sigmas=karras, prediction_type=prediction_type)
     x = noise((2, 1, 8, 8))
-    ours = sample(unet, sch, x, num_inference_steps=10, method="serial")
-    ref, calls = diffusers_loop(lambda y, t: unet(y, t).sample, sch, x, 10)
+    # 6 steps still cover the first, the interior and the last (sigma -> 0) steps of both
+    # schedulers, with and without Karras sigmas
+    ours = sample(unet, sch, x, num_inference_steps=6, method="serial")
+    ref, calls = diffusers_loop(lambda y, t: unet(y, t).sample, sch, x, 6)
     assert rel(ours.sample, ref) < 1e-5
-    assert ours.sequential_evals == calls == (10 if cls is EulerDiscreteScheduler else 19)
+    assert ours.sequential_evals == calls == (6 if cls is EulerDiscreteScheduler else 11)
     assert ours.converged and ours.method == "serial"
 
 
@@ -119,12 +121,13 @@ def test_scheduler_is_only_read(unet):
 def test_heun_on_an_euler_grid_is_diffusers_heun_on_the_same_grid(unet):
     euler = EulerDiscreteScheduler(use_karras_sigmas=True)
     x = noise((2, 1, 8, 8), seed=2)
-    ours = sample(unet, euler, x, num_inference_steps=8, method="serial", fine=parareal.Heun())
+    # 6 steps: first, interior and final (Euler-only) Heun steps, as the comparisons above
+    ours = sample(unet, euler, x, num_inference_steps=6, method="serial", fine=parareal.Heun())
     heun = HeunDiscreteScheduler(use_karras_sigmas=True, beta_start=0.0001, beta_end=0.02)
-    assert sigma_grid(heun, 8).sigmas.tolist() == sigma_grid(euler, 8).sigmas.tolist()
-    ref, calls = diffusers_loop(lambda y, t: unet(y, t).sample, heun, x, 8)
-    assert rel(ours.sample, ref) < 1e-5 and ours.sequential_evals == calls == 15
-    plain = sample(unet, euler, x, num_inference_steps=8, method="serial")
+    assert sigma_grid(heun, 6).sigmas.tolist() == sigma_grid(euler, 6).sigmas.tolist()
+    ref, calls = diffusers_loop(lambda y, t: unet(y, t).sample, heun, x, 6)
+    assert rel(ours.sample, ref) < 1e-5 and ours.sequential_evals == calls == 11
+    plain = sample(unet, euler, x, num_inference_steps=6, method="serial")
     assert rel(plain.sample, ref) > 1e-3  # a different sampler: Euler's own steps
 
 
@@ -191,7 +194,9 @@ def test_engine_methods_converge_at_their_order():
     sch = EulerDiscreteScheduler(use_karras_sigmas=True, final_sigmas_type="sigma_min")
     model = mixture_model(sch)
     x = noise((8, 4), dtype=torch.float64)
-    ref = sample(model, sch, x, num_inference_steps=128, method="serial",
+    # reference: 128 RK4 substeps, 4x finer than the finest rk4 run (its error ~1/256 of
+    # theirs); the measured orders agree to 3 decimals with a 256-substep reference
+    ref = sample(model, sch, x, num_inference_steps=64, method="serial",
                  fine=parareal.RK4(steps=2)).sample
     orders, errors = {}, {}
     for name in ("euler", "heun", "rk4"):
