@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/mpi.py                         # ranks 1, 2, 4; 3 repeats; a few minutes
-    python benchmarks/mpi.py --quick                 # smaller problem, 1 repeat, no warm-up
+    python benchmarks/mpi.py --quick                 # 100 points, 1 repeat, no warm-up, ~10 s
     python benchmarks/mpi.py --ranks 1,2 --json out.json
 
 Problem: the case "heat-bdf-sparse" of ``benchmarks/concurrency.py``: the 1-D heat equation
