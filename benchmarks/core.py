@@ -3,7 +3,8 @@
 Usage::
 
     python benchmarks/core.py                      # default: 5 repeats, about 1-2 minutes
-    python benchmarks/core.py --quick              # smaller systems, 1 repeat, about 10 s
+    python benchmarks/core.py --quick              # smaller systems, 1 repeat, no warm-up runs
+                                                   # nor gc.collect() (a smoke run), about 12 s
     python benchmarks/core.py --repeats 7 --json out.json
     python benchmarks/core.py --only brusselator   # one problem (comma-separated list)
     python benchmarks/core.py --ticks --only brusselator --tick-repeats 15
@@ -452,8 +453,9 @@ def make_variants(
     return variants
 
 
-def timed(variant: Variant) -> None:
-    gc.collect()
+def timed(variant: Variant, collect: bool = True) -> None:
+    if collect:
+        gc.collect()
     start = time.perf_counter()
     y, info = variant.run()
     variant.times.append(time.perf_counter() - start)
@@ -478,7 +480,7 @@ def bench_case(
     for r in range(repeats):
         shift = r % len(variants)
         for v in variants[shift:] + variants[:shift]:
-            timed(v)
+            timed(v, collect=warmup)  # --quick (no warm-up): no collection either
     serial_median = statistics.median(variants[0].times)
     rows = []
     for v in variants:
@@ -572,8 +574,12 @@ def bench_case(
     }
 
 
-def bench_ticks(case: Case, repeats: int, tol: float, clock: str = "wall") -> dict[str, Any]:
+def bench_ticks(case: Case, repeats: int, tol: float, clock: str = "wall",
+                settle: bool = True) -> dict[str, Any]:
     """Time per tick of the batched backend's two schedules: fastest of ``repeats``.
+
+    ``settle=False`` (``--quick``, a smoke run) leaves out the untimed warm-up runs and the
+    garbage collection before each timed run.
 
     ``clock`` is ``"wall"`` (``time.perf_counter``) or ``"cpu"`` (``time.process_time``, this
     process's CPU time: less sensitive to other jobs on a shared machine).
@@ -587,11 +593,12 @@ def bench_ticks(case: Case, repeats: int, tol: float, clock: str = "wall") -> di
                               slices=case.slices, tol=tol, backend="batched",
                               schedule=schedule, vectorized=True)
 
-    for schedule in runs:  # warm-up, untimed
+    for schedule in runs if settle else ():  # warm-up, untimed
         run(schedule)
     for r in range(repeats):
         for schedule in sorted(runs, reverse=r % 2 == 1):
-            gc.collect()
+            if settle:
+                gc.collect()
             start = timer()
             sols[schedule] = run(schedule)
             runs[schedule].append(timer() - start)
@@ -620,8 +627,12 @@ def bench_ticks(case: Case, repeats: int, tol: float, clock: str = "wall") -> di
     }
 
 
-def bench_exactness(case: Case, serial_vectorized: bool = False) -> dict[str, Any]:
-    """tol=0 runs to all-slices-exact: bitwise check against the serial fine solve."""
+def bench_exactness(case: Case, serial_vectorized: bool = False,
+                    collect: bool = True) -> dict[str, Any]:
+    """tol=0 runs to all-slices-exact: bitwise check against the serial fine solve.
+
+    ``collect=False`` (``--quick``): no garbage collection before each timed run.
+    """
     serial = parareal.solve_serial(
         case.f, case.y0, case.t_span, propagator=case.fine, slices=case.slices
     )
@@ -649,7 +660,8 @@ def bench_exactness(case: Case, serial_vectorized: bool = False) -> dict[str, An
     }
     rows = []
     for backend, schedule in VARIANTS:
-        gc.collect()
+        if collect:
+            gc.collect()
         start = time.perf_counter()
         s = parareal.solve(
             case.f,
@@ -908,7 +920,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         case = builders[name]()
         tol = case.tol if args.tol is None else args.tol
-        tick = bench_ticks(case, 1 if args.quick else args.tick_repeats, tol, args.tick_clock)
+        tick = bench_ticks(case, 1 if args.quick else args.tick_repeats, tol, args.tick_clock,
+                           settle=not args.quick)
         ticks.append(tick)
         print(markdown_ticks(tick, args.threads) + "\n", flush=True)
         if args.ticks:
@@ -917,7 +930,7 @@ def main(argv: list[str] | None = None) -> int:
         results.append(res)
         print(markdown_case(res) + "\n", flush=True)
         if name == "brusselator":
-            ex = bench_exactness(case, args.serial_vectorized)
+            ex = bench_exactness(case, args.serial_vectorized, collect=not args.quick)
             exactness.append(ex)
             print(markdown_exactness(ex) + "\n", flush=True)
     total = time.perf_counter() - started

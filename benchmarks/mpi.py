@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/mpi.py                         # ranks 1, 2, 4; 3 repeats; a few minutes
-    python benchmarks/mpi.py --quick                 # smaller problem, 1 repeat, about 10 s
+    python benchmarks/mpi.py --quick                 # 100 points, 1 repeat, no warm-up, ~10 s
     python benchmarks/mpi.py --ranks 1,2 --json out.json
 
 Problem: the case "heat-bdf-sparse" of ``benchmarks/concurrency.py``: the 1-D heat equation
@@ -62,25 +62,29 @@ def digest(y: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(y).tobytes()).hexdigest()
 
 
-def child(points: int, repeats: int) -> None:
-    """Run under mpiexec: time the solve on the mpi backend; the root prints JSON."""
+def child(points: int, repeats: int, warm_up: bool = True) -> None:
+    """Run under mpiexec: time the solve on the mpi backend; the root prints JSON.
+
+    Without ``warm_up`` (``--quick``) the first run is timed too: a smoke run, where every
+    rank's imports and scipy's first calls count in its time.
+    """
     from parareal.backends import MPI
 
     backend = MPI()
     p, coarse, fine = setup(points)
     times, sol = [], None
-    for _ in range(repeats + 1):  # the first run warms up (imports, scipy's first calls)
+    for _ in range(repeats + warm_up):  # the first run warms up (imports, scipy's first calls)
         backend.barrier()
         start = time.perf_counter()
         sol = parareal.solve(p.f, p.y0, p.t_span, coarse=coarse, fine=fine, slices=SLICES,
                              tol=1e-8, backend=backend)
         times.append(time.perf_counter() - start)
     if backend.drives():
-        print(json.dumps({"times": times[1:], "iterations": sol.iterations,
+        print(json.dumps({"times": times[warm_up:], "iterations": sol.iterations,
                           "digest": digest(sol.y), "wall_time": dict(sol.stats.wall_time)}))
 
 
-def measure(points: int, repeats: int, ranks: list[int]) -> dict[str, Any]:
+def measure(points: int, repeats: int, ranks: list[int], warm_up: bool = True) -> dict[str, Any]:
     p, coarse, fine = setup(points)
     span = p.t_span
     grid = np.linspace(span[0], span[1], SLICES + 1)
@@ -93,7 +97,8 @@ def measure(points: int, repeats: int, ranks: list[int]) -> dict[str, Any]:
             costs.append(time.perf_counter() - start)
         return costs
 
-    sweep(fine)  # warm-up
+    if warm_up:
+        sweep(fine)
     fine_cost = statistics.median(sweep(fine))
     coarse_cost = statistics.median(sweep(coarse))
     serial_fine, serial_backend = [], []
@@ -114,7 +119,8 @@ def measure(points: int, repeats: int, ranks: list[int]) -> dict[str, Any]:
     for r in ranks:
         proc = subprocess.run(
             [mpiexec, "-n", str(r), sys.executable, os.path.abspath(__file__), "--child",
-             "--points", str(points), "--repeats", str(repeats)],
+             "--points", str(points), "--repeats", str(repeats)]
+            + ([] if warm_up else ["--quick"]),
             capture_output=True, text=True, check=False, timeout=1800,
         )
         if proc.returncode != 0:
@@ -142,6 +148,7 @@ def measure(points: int, repeats: int, ranks: list[int]) -> dict[str, Any]:
         "problem": f"heat, {points} points, {SLICES} slices, fine {fine!r}, coarse {coarse!r}",
         "threads_per_rank": 1,
         "repeats": repeats,
+        "warm_up": warm_up,
         "fine_cost_s": fine_cost,
         "coarse_cost_s": coarse_cost,
         "serial_fine_s": t_fine,
@@ -178,14 +185,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ranks", default="1,2,4", help="comma-separated rank counts")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--points", type=int, default=None, help="grid points (default 1000)")
-    parser.add_argument("--quick", action="store_true", help="100 points, 1 repeat")
+    parser.add_argument("--quick", action="store_true",
+                        help="100 points, 1 repeat, no warm-up runs (a smoke run)")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     points = args.points or (100 if args.quick else 1000)
     repeats = 1 if args.quick else args.repeats
     if args.child:
-        child(points, repeats)
+        child(points, repeats, warm_up=not args.quick)
         return 0
     try:
         ranks = [int(r) for r in args.ranks.split(",")]
@@ -193,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--ranks must be comma-separated whole numbers, got {args.ranks!r}")
     if repeats < 1 or any(r < 1 for r in ranks):
         parser.error("--repeats and every rank count must be >= 1")
-    res = measure(points, repeats, ranks)
+    res = measure(points, repeats, ranks, warm_up=not args.quick)
     res["command"] = "python benchmarks/mpi.py " + " ".join(argv if argv is not None
                                                             else sys.argv[1:])
     print(markdown(res))
