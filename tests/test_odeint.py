@@ -258,7 +258,8 @@ def test_gradients_with_respect_to_t_agree_with_torchdiffeq(reverse):
     for got, expected in zip(ours, reference, strict=True):
         torch.testing.assert_close(got, expected, rtol=0, atol=1e-7)
     with torch.no_grad():  # no gradient can be asked for: the values only
-        out = parareal.odeint(f, y0, t, tol=0, coarse_method="rk4", slices=4, **kwargs)
+        # dopri5's default tolerances: whether a graph is kept does not depend on them
+        out = parareal.odeint(f, y0, t, tol=0, coarse_method="rk4", slices=4)
     assert not out.requires_grad
 
 
