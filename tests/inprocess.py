@@ -257,22 +257,35 @@ def run_forked_here(cases: Sequence[str], *, fresh: Sequence[str] = ("parareal",
                 sys.stderr.flush()
             finally:
                 os._exit(status)
-        deadline, wait = time.monotonic() + timeout, None
-        while wait is None:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                wait = status
-            elif time.monotonic() > deadline:
-                os.kill(pid, signal.SIGKILL)
-                _, wait = os.waitpid(pid, 0)
-                err.write(f"\ntimed out after {timeout} s\n".encode())
-            else:
-                time.sleep(0.005)
+        returncode, timed_out = wait_or_kill(pid, timeout)
+        if timed_out:
+            err.write(f"\ntimed out after {timeout} s\n".encode())
         texts = []
         for f in (out, err):
             f.seek(0)
             texts.append(f.read().decode())
             f.close()
-        results.append(subprocess.CompletedProcess(["python", "-c", code],
-                                                   os.waitstatus_to_exitcode(wait), *texts))
+        results.append(subprocess.CompletedProcess(["python", "-c", code], returncode, *texts))
     return results
+
+
+def wait_or_kill(pid: int, timeout: float) -> tuple[int, bool]:
+    """Wait for the child process ``pid``, killing it (``SIGKILL``) if it still runs after
+    ``timeout`` seconds, so that a hung child fails a test instead of blocking the suite.
+
+    Returns
+    -------
+    tuple of (int, bool)
+        Its exit code (``-N`` if signal ``N`` ended it, as ``subprocess``), and whether this
+        killed it.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status), False
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            _, status = os.waitpid(pid, 0)
+            return os.waitstatus_to_exitcode(status), True
+        time.sleep(0.005)

@@ -30,6 +30,7 @@ from parareal.backends import Processes, Threads
 from parareal.checkpoint import load_checkpoint
 from parareal.cli import main
 
+from .inprocess import wait_or_kill
 from .pool_functions import damped
 
 SCHEDULES = ["synchronous", "pipelined"]
@@ -696,15 +697,9 @@ def _forked(target, *args, linger: bool = False) -> tuple[int, io.TextIOWrapper]
 def _exit_status(pid: int) -> int:
     """The exit status of the forked child ``pid`` (``-signal`` if a signal ended it), waiting
     at most ``HANG_GUARD_S`` for it (then it is killed)."""
-    deadline = time.monotonic() + HANG_GUARD_S
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.01)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    raise AssertionError(f"child {pid} still running after {HANG_GUARD_S} s")
+    status, killed = wait_or_kill(pid, HANG_GUARD_S)
+    assert not killed, f"child {pid} still running after {HANG_GUARD_S} s"
+    return status
 
 
 @functools.cache

@@ -6,7 +6,6 @@ blocking the suite.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from parareal import problems
+from tests.conftest import needs
 from tests.session_once import once_per_session
 
 SCRIPTS = Path(__file__).parent / "scripts"
@@ -46,9 +46,6 @@ def _alive(pid: int) -> bool:
 def dask_check_output(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """``tests/scripts/dask_check.py``'s JSON object, its one LocalCluster's run once per
     session: tests/test_testing.py's check of Dask reads it too."""
-    if importlib.util.find_spec("distributed") is None:  # not imported here: the child does
-        pytest.skip("needs distributed (pip install 'parareal[dask]')")
-
     def run() -> dict:
         proc = subprocess.run([sys.executable, str(SCRIPTS / "dask_check.py")],
                               capture_output=True, text=True, timeout=HANG_GUARD_S, env=_env(),
@@ -59,6 +56,7 @@ def dask_check_output(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return once_per_session(tmp_path_factory, "dask_check", run)
 
 
+@needs("distributed")  # found, not imported here: the child process imports it
 def test_dask_local_cluster_gives_the_serial_answer_and_reports_faults(tmp_path_factory):
     out = dask_check_output(tmp_path_factory)
     assert out["workers"] == 2
@@ -69,9 +67,8 @@ def test_dask_local_cluster_gives_the_serial_answer_and_reports_faults(tmp_path_
     assert out["fault"] == ["Boom", "raised on a dask worker", True, True]
 
 
+@needs("mpi4py")  # found, not imported here: the ranks import it
 def test_mpi4py_futures_pool_gives_the_serial_answer():
-    if importlib.util.find_spec("mpi4py") is None:  # not imported here: the ranks do
-        pytest.skip("needs mpi4py (pip install 'parareal[mpi]')")
     mpiexec = shutil.which("mpiexec")
     if mpiexec is None:
         pytest.skip("no mpiexec (pip install mpich)")

@@ -13,7 +13,6 @@ here, what the run does when one dies is.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -23,11 +22,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import needs
 from tests.session_once import once_per_session
 
 # found, not imported: the child process imports it
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("distributed") is None,
-                                reason="needs distributed (pip install 'parareal[dask]')")
+pytestmark = needs("distributed")
 
 ROOT = Path(__file__).resolve().parents[1]
 HANG_GUARD_S = 240

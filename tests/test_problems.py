@@ -128,13 +128,21 @@ def test_registry_names():
         assert name in P.get.__doc__
 
 
+#: The reference of these over the default span (Radau at 1e-13: 5 to 8 s of CPU each, and past
+#: the 30 s limit of the reference machinery on a loaded machine) as recorded by
+#: tests/scripts/record_references.py; test_stored_reference_agrees_with_the_live_one checks
+#: that the live reference still gives the recorded values early in the span.
+STORED = {name: value for name, value in
+          json.loads((Path(__file__).parent / "data" / "references.json").read_text()).items()
+          if name != "about"}
+
 #: Problems whose numerical reference over the default span is checked, at every slice boundary
 #: t_end included, by test_default_fine_matches_reference (Radau at 1e-13: seconds each). Here
 #: their reference_final() runs on a shorter span: the same code path (reference([t_end])[0]),
 #: without integrating the default span a second time in the module. The span ends at the
 #: ``t_short`` of their stored reference (tests/data/references.json): the same integration as
 #: in test_stored_reference_agrees_with_the_live_one, computed once (the reference is cached).
-SHORT_FINAL = {"brusselator-1d": 0.1, "robertson-long": 0.1}
+SHORT_FINAL = {name: STORED[name]["t_short"] for name in ("brusselator-1d", "robertson-long")}
 
 
 @pytest.mark.parametrize("name", _marked(NAMES, (), "final"))
@@ -312,14 +320,6 @@ def test_f_vectorised_bitwise(name, rng):
 
 # -- defaults against the reference ------------------------------------------------------------
 
-
-#: The reference of these over the default span (Radau at 1e-13: 5 to 8 s of CPU each, and past
-#: the 30 s limit of the reference machinery on a loaded machine) as recorded by
-#: tests/scripts/record_references.py; test_stored_reference_agrees_with_the_live_one checks
-#: that the live reference still gives the recorded values early in the span.
-STORED = {name: value for name, value in
-          json.loads((Path(__file__).parent / "data" / "references.json").read_text()).items()
-          if name != "about"}
 
 
 @pytest.mark.parametrize("name", _marked(sorted(STORED), (), "reference"))

@@ -30,6 +30,8 @@ from parareal.testing import (
     slicings,
 )
 
+from .conftest import needs
+
 
 def _one_line(info: pytest.ExceptionInfo, check: str, prop: str, *fragments: str) -> str:
     """The message is one line naming the check, the property and the fragments."""
@@ -499,6 +501,7 @@ def test_import_parareal_never_imports_hypothesis_and_checks_work_without_it():
 # backend's agreement, on every kind of case, not the problems' defaults.
 
 
+@needs("distributed")  # found, not imported here: the child process imports it
 def test_dask_executor_passes_check_backend(tmp_path_factory):
     # check_backend(Executor(client.get_executor())) on a LocalCluster of two worker
     # processes, four problems (small), both schedules, vectorized=True: run by
