@@ -41,7 +41,8 @@ backend gets ``vectorized=True`` (one call of ``f`` per tick); the serial backen
 The concurrent backends ``threads`` and ``processes`` run with 2 workers each (pools made once,
 before the timed runs) and ``vectorized=True``: a worker runs its group of slices batched.
 A separate exactness section runs the Brusselator with ``tol=0`` until all slices are exact
-and checks the result bitwise against the serial fine solve.
+and checks the result bitwise against the serial fine solve (``--quick``: over its first 8
+slices, see ``EXACTNESS_QUICK_SLICES``).
 
 Cost per tick: for every problem, the batched backend (``vectorized=True``) runs both schedules
 ``--tick-repeats`` times (default 15), interleaved, with the garbage collector run before each;
@@ -90,7 +91,7 @@ import statistics
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -627,6 +628,33 @@ def bench_ticks(case: Case, repeats: int, tol: float, clock: str = "wall",
     }
 
 
+#: Slices of the exactness section under ``--quick``: ``tol=0`` runs ``N`` iterations over
+#: ``N`` slices (work growing as ``N**2``), so the smoke run takes the first 8 of the 32 slices
+#: (the same span per slice, so the same fine and coarse steps) and checks the same properties.
+EXACTNESS_QUICK_SLICES = 8
+
+
+def exactness_case(case: Case, slices: int | None = None) -> Case:
+    """``case``, or its first ``slices`` slices (same span per slice) for the exactness runs.
+
+    Parameters
+    ----------
+    case : Case
+        The benchmark problem.
+    slices : int or None
+        Slices to keep, the first ones of ``case``'s; None keeps ``case`` whole.
+
+    Returns
+    -------
+    Case
+        ``case`` itself, or a copy over ``t0 .. t0 + slices * dt`` with ``slices`` slices.
+    """
+    if slices is None or slices >= case.slices:
+        return case
+    t0, t1 = case.t_span
+    return replace(case, slices=slices, t_span=(t0, t0 + (t1 - t0) * slices / case.slices))
+
+
 def bench_exactness(case: Case, serial_vectorized: bool = False,
                     collect: bool = True) -> dict[str, Any]:
     """tol=0 runs to all-slices-exact: bitwise check against the serial fine solve.
@@ -691,6 +719,8 @@ def bench_exactness(case: Case, serial_vectorized: bool = False,
         )
     return {
         "name": case.name,
+        "slices": case.slices,
+        "t_span": list(case.t_span),
         "residuals": residuals,
         "error_vs_serial_fine_per_iteration": errors,
         "first_iteration_residual_below": first_below,
@@ -801,7 +831,8 @@ def markdown_ticks(res: dict[str, Any], threads: int) -> str:
 
 def markdown_exactness(res: dict[str, Any]) -> str:
     lines = [
-        f"### {res['name']}: tol = 0 until every slice is exact",
+        f"### {res['name']}: tol = 0 until every slice is exact"
+        + (f" ({res['slices']} slices)" if "slices" in res else ""),
         "",
         "| variant | time (1 run) | iters | bitwise = serial F | f_evals | f_calls "
         "| critical path | CP speedup |",
@@ -930,7 +961,9 @@ def main(argv: list[str] | None = None) -> int:
         results.append(res)
         print(markdown_case(res) + "\n", flush=True)
         if name == "brusselator":
-            ex = bench_exactness(case, args.serial_vectorized, collect=not args.quick)
+            ex = bench_exactness(exactness_case(case, EXACTNESS_QUICK_SLICES if args.quick
+                                                else None),
+                                 args.serial_vectorized, collect=not args.quick)
             exactness.append(ex)
             print(markdown_exactness(ex) + "\n", flush=True)
     total = time.perf_counter() - started

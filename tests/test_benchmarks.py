@@ -54,6 +54,13 @@ def test_core_benchmark_quick(core_quick):
     assert data["threads"] == 1 and data["machine"]["blas_threads"] == "1"
     tols = {p["name"]: p["tol"] for p in data["problems"]}
     assert tols == {"brusselator": 1e-10, "heat": 1e-8, "oscillators": 1e-8}
+    # the exactness section (--quick: the first 8 slices): tol=0 ends after N iterations,
+    # every schedule and backend bitwise the serial fine solve
+    (exact,) = data["exactness"]
+    assert exact["slices"] == 8 and exact["t_span"] == [0.0, 3.0]
+    assert "### brusselator: tol = 0 until every slice is exact (8 slices)" in out
+    assert len(exact["rows"]) == 4 and all(
+        row["iterations"] == 8 and row["bitwise_equal_serial"] for row in exact["rows"])
 
 
 def test_core_benchmark_cost_per_tick(tmp_path):
