@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--threads and --repeats must be >= 1")
     repeats = 1 if args.quick else args.repeats
     if args.quick:
-        cases = [(brusselator_case(), False), (dahlquist_case(100, 20), False)]
+        cases = [(brusselator_case(), False), (dahlquist_case(50, 20), False)]
     else:
         cases = [
             (brusselator_case(), False),
