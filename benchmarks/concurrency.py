@@ -254,7 +254,20 @@ def keep_freed_memory() -> None:
                       MALLOC_TRIM_THRESHOLD_=str(trim_threshold))
 
 
-def dask_cluster(workers: int, threads: int, dask_env: bool) -> tuple[Any, Any, float]:
+#: Dask's own monitoring, turned off or slowed under ``--quick`` (a smoke run): the workers'
+#: statistical profiler (a stack sample every 10 ms), the event-loop watchdog (a tick every
+#: 20 ms) and the system monitor (every 500 ms) cost CPU time in every process of the cluster
+#: for as long as it runs: an idle two-worker cluster took 1.3 CPU-s per 20 s in this process
+#: and 0.45 with these settings. The full benchmark keeps Dask's defaults (its published runs).
+QUIET_DASK = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "1s",
+}
+
+
+def dask_cluster(workers: int, threads: int, dask_env: bool,
+                 quiet: bool = False) -> tuple[Any, Any, float]:
     """A Dask LocalCluster of ``workers`` single-threaded worker processes and its client.
 
     Dask's nanny sets the variables of ``distributed.nanny.pre-spawn-environ`` in its worker
@@ -265,6 +278,7 @@ def dask_cluster(workers: int, threads: int, dask_env: bool) -> tuple[Any, Any, 
     runs about twice as slowly. So the Dask workers get the same environment as every other
     process of the benchmark (BLAS threads as ``--threads``, no malloc setting; ``dask_env``
     keeps Dask's default for them), and this process's environment is restored afterwards.
+    ``quiet`` applies :data:`QUIET_DASK` to the cluster (its nannies pass it to the workers).
     """
     import dask
     from distributed import Client, LocalCluster
@@ -275,7 +289,8 @@ def dask_cluster(workers: int, threads: int, dask_env: bool) -> tuple[Any, Any, 
         env.pop("MALLOC_TRIM_THRESHOLD_", None)
     saved = dict(os.environ)
     start = time.perf_counter()
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": env,
+                          **(QUIET_DASK if quiet else {})}):
         cluster = LocalCluster(
             n_workers=workers,
             threads_per_worker=1,
@@ -569,8 +584,10 @@ class Pools:
 
 
 @contextlib.contextmanager
-def open_pools(workers: list[int], dask: bool, threads: int, dask_env: bool) -> Iterator[Pools]:
-    """Thread, process and Dask workers for every worker count, closed on exit."""
+def open_pools(workers: list[int], dask: bool, threads: int, dask_env: bool,
+               quiet_dask: bool = False) -> Iterator[Pools]:
+    """Thread, process and Dask workers for every worker count, closed on exit (``quiet_dask``:
+    see :data:`QUIET_DASK`)."""
     pools = Pools()
     spawn = multiprocessing.get_context("spawn")
     with contextlib.ExitStack() as stack:
@@ -586,7 +603,7 @@ def open_pools(workers: list[int], dask: bool, threads: int, dask_env: bool) -> 
         pools.environments["this process"] = worker_env()
         if dask:
             for w in workers:
-                cluster, client, seconds = dask_cluster(w, threads, dask_env)
+                cluster, client, seconds = dask_cluster(w, threads, dask_env, quiet_dask)
                 stack.callback(cluster.close)
                 stack.callback(client.close)
                 pools.startup[f"Dask LocalCluster(n_workers={w}) + Client"] = seconds
@@ -599,7 +616,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats (default 5)")
     parser.add_argument("--quick", action="store_true",
-                        help="the dense case with 50 points, 1 repeat, about 20 s (a smoke run)")
+                        help="the dense case with 50 points, 1 repeat, Dask's own monitoring "
+                        "off (QUIET_DASK), about 20 s (a smoke run)")
     parser.add_argument("--workers", default="1,2",
                         help="comma-separated worker counts (default 1,2)")
     parser.add_argument("--only", default="", help="comma-separated cases to run")
@@ -676,6 +694,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{', no warm-up run' if args.no_warm_up else ''}; workers {workers}; processes start "
         f"with 'spawn'; the process pools and Dask clusters are persistent (made once, before "
         f"the timed runs); times are medians of wall-clock seconds",
+        *(["Dask: its profiler off, its event-loop tick and system monitor every 1 s "
+           "(--quick: QUIET_DASK)"] if args.quick and dask else []),
         "glibc malloc: " + ("keeps freed memory (--keep-freed-memory: M_MMAP_THRESHOLD 32 MiB, "
                             "M_TRIM_THRESHOLD 256 MiB, here and in every worker)"
                             if args.keep_freed_memory else "default settings"),
@@ -683,7 +703,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     print("\n".join(report), flush=True)
     results = []
-    with open_pools(workers, dask, args.threads, args.dask_env) as pools:
+    with open_pools(workers, dask, args.threads, args.dask_env, quiet_dask=args.quick) as pools:
         text = "worker environments: " + "; ".join(
             f"{where}: " + ", ".join(f"{k}={v}" for k, v in env.items())
             for where, env in pools.environments.items())

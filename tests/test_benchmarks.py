@@ -223,6 +223,7 @@ def test_concurrency_benchmark_quick(tmp_path):
               str(tmp_path / "r.json"), "--markdown", str(tmp_path / "r.md"))
     assert "threads: BLAS 1 per process (OPENBLAS_NUM_THREADS=1" in out
     assert "repeats 1 (--quick), no warm-up run; workers [2];" in out
+    assert "Dask: its profiler off, its event-loop tick and system monitor every 1 s" in out
     assert "Target (2 workers at least 1.8x faster than the serial backend)" in out
     assert (tmp_path / "r.md").read_text().startswith("# parareal concurrency benchmark")
     data = json.loads((tmp_path / "r.json").read_text())
