@@ -180,8 +180,12 @@ def test_cli_under_mpiexec_prints_one_json_object_with_the_serial_numbers(capsys
 
 
 def test_cli_table_appears_once():
-    # two ranks: one that must print the table, one that must not
-    proc = mpirun(2, sys.executable, "-m", "parareal", "solve", "vanderpol", "--backend", "mpi")
+    # two ranks: one that must print the table, one that must not; vanderpol small as in
+    # tests/scripts/small_problems.py (3 iterations, converged, a seventh of the f calls):
+    # the table, not the problem, is what is checked
+    small = ["--param", "t_end=3.0", "--param", "slices=6", "--param", "fine=rk4:20"]
+    proc = mpirun(2, sys.executable, "-m", "parareal", "solve", "vanderpol", *small,
+                  "--backend", "mpi")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("status: converged") == 1
 
@@ -230,8 +234,10 @@ def test_checkpoint_and_resume_under_mpiexec_and_a_missing_file_ends_the_job(tmp
 
 def test_sample_under_mpiexec_gives_the_serial_sample_and_writes_once(tmp_path, capsys):
     pytest.importorskip("diffusers")
+    # 10 DDIM steps (6 SRDS blocks over the 2 ranks, 3 iterations): the ranks' CPU is mostly
+    # importing torch and diffusers; more steps would add work, not another case
     out = tmp_path / "digits.png"
-    proc = mpirun(2, sys.executable, "-m", "parareal", "sample", "--steps", "25", "--n", "2",
+    proc = mpirun(2, sys.executable, "-m", "parareal", "sample", "--steps", "10", "--n", "2",
                   "--method", "srds", "--backend", "mpi", "--compare-serial", "--json",
                   "--threads", "1", "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -247,7 +253,7 @@ def test_sample_under_mpiexec_gives_the_serial_sample_and_writes_once(tmp_path, 
     # this process, on one thread as the ranks (torch's rounding depends on its threads),
     # which are restored after it
     with process_state_kept("parareal", []):  # --threads sets them for the process
-        batched = _cli_json(capsys, "sample", "--steps", "25", "--n", "2", "--method", "srds",
+        batched = _cli_json(capsys, "sample", "--steps", "10", "--n", "2", "--method", "srds",
                             "--compare-serial", "--json", "--threads", "1", "--out",
                             str(tmp_path / "alone.png"))
     for key in ("iterations", "sequential_evals", "status"):
