@@ -2,7 +2,7 @@
 job of two ranks, so that only these two ranks pay torch's import (3.5 s of CPU each), and
 diffusers' (7-10 s) only here. One after the other on ``COMM_WORLD`` (the two ranks):
 
-* ``mpi_more.py``'s torch states on the two ranks, and on each rank alone (``COMM_SELF``, a
+* ``mpi_more.py``'s torch states on the two ranks, and on the root alone (``COMM_SELF``, a
   communicator of one rank, as under ``mpiexec -n 1``): the root's row, prefix ``torch``;
 * ``check_backend``'s default kinds of case, for tests/test_mpi.py's check of ``MPI`` (one row
   per rank, prefix ``defaults``);
@@ -58,8 +58,9 @@ def main():
     if importlib.util.find_spec("torchdiffeq") is not None:
         from mpi_more import torch_states
 
-        both, alone = torch_states(world), torch_states(mpi.COMM_SELF)
-        if rank == 0:
+        both = torch_states(world)
+        if rank == 0:  # alone on the root (1 s of CPU); rank 1 waits in the next solve
+            alone = torch_states(mpi.COMM_SELF)
             emit(rank, {"rank": rank, "pair": both, "self": alone}, prefix="torch")
         emit(rank, {"rank": rank, "runs": defaults(world)}, prefix="defaults")
     if importlib.util.find_spec("torch") is not None:
