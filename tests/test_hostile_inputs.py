@@ -194,13 +194,13 @@ def test_worker_threads_follow_the_callers_grad_mode():
 def test_mpi_on_two_ranks_refuses_gradients_on_every_rank_and_one_rank_gives_them(
         tmp_path_factory):
     pytest.importorskip("mpi4py")
-    from .test_mpi import world_job
+    from .test_mpi import pair_job
 
-    # in the 4-rank job of tests/scripts/mpi_world.py (tests/scripts/mpi_grad.py), on world
-    # ranks 0 and 1, which import torch for that job's own torch checks: on both
-    # (MPI(comm=a communicator of the two)) the refusal, then on each rank alone
-    # (MPI(comm=COMM_SELF), a communicator of one rank) the gradients
-    rows = world_job(tmp_path_factory, 4)[1]["grad"]
+    # in the 2-rank job of tests/scripts/mpi_pair.py (tests/scripts/mpi_grad.py), whose ranks
+    # import torch for that job's own torch checks: on both (MPI(comm=COMM_WORLD), the two)
+    # the refusal, then on each rank alone (MPI(comm=COMM_SELF), a communicator of one rank)
+    # the gradients
+    rows = pair_job(tmp_path_factory)["grad"]
     w = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
     ref = parareal.solve(lambda t, y: -w * y, torch.tensor([1.0, 2.0], dtype=torch.float64),
                          (0.0, 1.0), coarse="rk4:1", fine="rk4:10", slices=4)

@@ -61,13 +61,10 @@ def mpirun_rows(ranks: int, *argv: str, folder: Path,
 
 def world_job(tmp_path_factory, ranks: int) -> tuple[dict, dict[str, list[dict]]]:
     """The job of ``tests/scripts/mpi_world.py`` on 1 or 4 ranks, run once per session, even
-    where xdist runs its tests on several workers (the checks of ``mpi_more.py``,
-    ``mpi_check.py`` and ``mpi_auto_check.py``, and on 4 ranks check_backend's defaults and
-    ``mpi_grad.py`` on ranks 0 and 1, in one job: each rank imports numpy, parareal and mpi4py
-    once, torch once on ranks 0 and 1): the root's JSON object, and the rows by prefix
-    (``auto``: every rank's; ``defaults`` and ``grad``: ranks 0 and 1; ``digests``: rank 0).
-    Also used by tests/test_hostile_inputs.py and tests/test_mpi_agree.py, whose gradient and
-    digest checks share the job's ranks 0 and 1 (with torch)."""
+    where xdist runs its tests on several workers (the checks of ``mpi_more.py`` but its torch
+    states, ``mpi_check.py`` and ``mpi_auto_check.py`` in one job: each rank imports numpy,
+    parareal and mpi4py once, and none torch): the root's JSON object, and the rows by prefix
+    (``auto``: every rank's)."""
 
     def job():
         folder = tmp_path_factory.mktemp(f"world{ranks}")
@@ -76,13 +73,47 @@ def world_job(tmp_path_factory, ranks: int) -> tuple[dict, dict[str, list[dict]]
         assert proc.returncode == 0, proc.stderr[-3000:]
         lines = proc.stdout.strip().splitlines()
         assert len(lines) == 1, proc.stdout  # the root prints, once
-        rows = {prefix: sorted((json.loads(path.read_text())
-                                for path in folder.glob(f"{prefix}-*.json")),
-                               key=lambda row: row["rank"])
-                for prefix in ("auto", "defaults", "grad", "digests")}
+        rows = {"auto": sorted((json.loads(path.read_text())
+                                for path in folder.glob("auto-*.json")),
+                               key=lambda row: row["rank"])}
         return json.loads(lines[0]), rows
 
     return tuple(once_per_session(tmp_path_factory, f"mpi_world{ranks}", job))
+
+
+#: ``parareal sample``'s arguments in :func:`pair_job` (its ``--out`` added there): 10 DDIM
+#: steps (6 SRDS blocks over the 2 ranks, 3 iterations); the ranks' CPU is mostly importing
+#: torch and diffusers, and more steps would add work, not another case.
+SAMPLE_ARGV = ["--steps", "10", "--n", "2", "--method", "srds", "--compare-serial", "--json",
+               "--threads", "1"]
+
+
+def pair_job(tmp_path_factory) -> dict:
+    """The job of ``tests/scripts/mpi_pair.py`` on 2 ranks, once per session, even where xdist
+    runs its tests on several workers: every MPI check that needs torch (its torch states,
+    check_backend's defaults, ``mpi_grad.py``, ``mpi_digests.py``) and, with diffusers,
+    ``parareal sample`` with :data:`SAMPLE_ARGV` and ``--backend mpi``, in one job whose two
+    ranks pay torch's and diffusers' imports once (rows by prefix: ``torch`` and ``digests``:
+    rank 0's; ``defaults``, ``grad`` and ``sample``: both ranks'), and the names of the
+    files in the sample's own folder (``files``), its image's path (``out``)."""
+
+    def job():
+        folder = tmp_path_factory.mktemp("pair")
+        images = tmp_path_factory.mktemp("pair-sample")
+        out = images / "digits.png"
+        proc, _ = mpirun_rows(2, sys.executable, str(SCRIPTS / "mpi_pair.py"), *SAMPLE_ARGV,
+                              "--backend", "mpi", "--out", str(out), folder=folder)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert proc.stdout == "", proc.stdout  # each rank's sample output is in its row
+        rows = {prefix: sorted((json.loads(path.read_text())
+                                for path in folder.glob(f"{prefix}-*.json")),
+                               key=lambda row: row["rank"])
+                for prefix in ("torch", "defaults", "grad", "digests", "sample")}
+        rows["files"] = sorted(path.name for path in images.iterdir())
+        rows["out"] = str(out)
+        return rows
+
+    return once_per_session(tmp_path_factory, "mpi_pair", job)
 
 
 @pytest.fixture(scope="module")
@@ -102,10 +133,16 @@ def test_every_problem_gives_the_serial_answer_on_every_rank(ranks, world):
     assert {run.split("/")[0] for run in out["runs"]} == set(problems.CORE)
 
 
-@needs("torchdiffeq")  # not imported here: only ranks 0 and 1 of the job import it
+@needs("torchdiffeq")  # not imported here: only the two ranks of mpi_pair.py import it
 @pytest.mark.parametrize("ranks", [1, 4])
-def test_torch_states_sub_communicators_idle_ranks_and_another_root(ranks, world):
-    out = world(ranks)[0]["more"]
+def test_torch_states_sub_communicators_idle_ranks_and_another_root(ranks, world,
+                                                                   tmp_path_factory):
+    # the torch states: in mpi_pair.py's job, on its two ranks (for 4 ranks: a root and a
+    # worker exchange them, as ranks 0 and 1 of four would) or on a communicator of one rank
+    # (for 1 rank: what MPI() does under ``mpiexec -n 1``); the rest in mpi_world.py's job
+    torch = pair_job(tmp_path_factory)["torch"]
+    assert [row["rank"] for row in torch] == [0]
+    out = {**torch[0]["pair" if ranks == 4 else "self"], **world(ranks)[0]["more"]}
     assert out == {
         "torch-torch.float32": [True] * 4,
         "torch-torch.float64": [True] * 4,
@@ -123,13 +160,13 @@ def test_auto_coarse_with_a_users_jac_on_every_rank(world):
         assert r["choice"] == r["ref_choice"]
 
 
-@needs("torch")
-def test_mpi_backend_passes_check_backend_on_every_rank(world):
-    # parareal.testing.check_backend on MPI, on two ranks (ranks 0 and 1 of the 4-rank job,
-    # which have torch): the default problems' kinds of case, every bundled problem (small),
-    # the run that blows up in its coarse sweep, the linear system, and that system as torch
-    # float64 and float32; every rank raises if its Solution differs from the serial one
-    rows = world(4)[1]["defaults"]
+@needs("torchdiffeq")  # mpi_pair.py runs the defaults where torchdiffeq is installed
+def test_mpi_backend_passes_check_backend_on_every_rank(tmp_path_factory):
+    # parareal.testing.check_backend on MPI, on two ranks (mpi_pair.py's job, which has
+    # torch): the default problems' kinds of case, every bundled problem (small), the run
+    # that blows up in its coarse sweep, the linear system, and that system as torch float64
+    # and float32; every rank raises if its Solution differs from the serial one
+    rows = pair_job(tmp_path_factory)["defaults"]
     assert sorted(row["rank"] for row in rows) == [0, 1]
     assert [row["runs"] for row in rows] == [20, 20]  # as many as check_backend's defaults
 
@@ -180,8 +217,12 @@ def test_cli_under_mpiexec_prints_one_json_object_with_the_serial_numbers(capsys
 
 
 def test_cli_table_appears_once():
-    # two ranks: one that must print the table, one that must not
-    proc = mpirun(2, sys.executable, "-m", "parareal", "solve", "vanderpol", "--backend", "mpi")
+    # two ranks: one that must print the table, one that must not; vanderpol small as in
+    # tests/scripts/small_problems.py (3 iterations, converged, a seventh of the f calls):
+    # the table, not the problem, is what is checked
+    small = ["--param", "t_end=3.0", "--param", "slices=6", "--param", "fine=rk4:20"]
+    proc = mpirun(2, sys.executable, "-m", "parareal", "solve", "vanderpol", *small,
+                  "--backend", "mpi")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("status: converged") == 1
 
@@ -228,27 +269,30 @@ def test_checkpoint_and_resume_under_mpiexec_and_a_missing_file_ends_the_job(tmp
     assert sum("FileNotFoundError: resume: no checkpoint" in line for line in lines) == 1
 
 
-def test_sample_under_mpiexec_gives_the_serial_sample_and_writes_once(tmp_path, capsys):
+def test_sample_under_mpiexec_gives_the_serial_sample_and_writes_once(tmp_path_factory,
+                                                                     tmp_path, capsys):
     pytest.importorskip("diffusers")
-    out = tmp_path / "digits.png"
-    proc = mpirun(2, sys.executable, "-m", "parareal", "sample", "--steps", "25", "--n", "2",
-                  "--method", "srds", "--backend", "mpi", "--compare-serial", "--json",
-                  "--threads", "1", "--out", str(out))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = proc.stdout.strip().splitlines()
+    # ``parareal sample --backend mpi`` on the two ranks of mpi_pair.py's job, each running
+    # the command line's main(argv) as ``python -m parareal`` does: the root prints one JSON
+    # object, the other rank nothing, both exit 0, and only the image is written
+    job = pair_job(tmp_path_factory)
+    rows = job["sample"]
+    assert [row["rank"] for row in rows] == [0, 1]
+    assert [row["status"] for row in rows] == [0, 0]
+    assert rows[1]["stdout"] == ""
+    lines = rows[0]["stdout"].strip().splitlines()
     assert len(lines) == 1
     summary = json.loads(lines[0])
     assert summary["status"] == "converged"
     assert summary["uint8_identical_fraction"] >= 0.99
     assert summary["max_abs_diff_vs_serial"] <= 1 / 255  # SRDS's default tol
-    assert out.exists() and [p.name for p in tmp_path.iterdir()] == ["digits.png"]
+    assert job["files"] == ["digits.png"] and summary["image"] == job["out"]
     # the same SRDS run on the batched backend: the same iterations and the same sample (to
     # the UNet's batch-size round-off: the ranks call it on their own blocks' batches); in
     # this process, on one thread as the ranks (torch's rounding depends on its threads),
     # which are restored after it
     with process_state_kept("parareal", []):  # --threads sets them for the process
-        batched = _cli_json(capsys, "sample", "--steps", "25", "--n", "2", "--method", "srds",
-                            "--compare-serial", "--json", "--threads", "1", "--out",
+        batched = _cli_json(capsys, "sample", *SAMPLE_ARGV, "--out",
                             str(tmp_path / "alone.png"))
     for key in ("iterations", "sequential_evals", "status"):
         assert summary[key] == batched[key], key

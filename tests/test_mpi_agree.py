@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from .session_once import once_per_session
-from .test_mpi import SCRIPTS, mpirun, mpirun_rows, needs_mpi, world_job
+from .test_mpi import SCRIPTS, mpirun, mpirun_rows, needs_mpi, pair_job
 
 #: The tests that make an ``MPI`` backend in this process (no ``mpiexec``).
 needs_mpi4py = pytest.mark.skipif(importlib.util.find_spec("mpi4py") is None,
@@ -26,10 +26,10 @@ needs_mpi4py = pytest.mark.skipif(importlib.util.find_spec("mpi4py") is None,
 @needs_mpi
 def test_identical_scripts_give_identical_digests_on_every_rank(tmp_path_factory):
     # each rank has its own PYTHONHASHSEED and its own uuids for classes defined in a script
-    # two ranks: the root and one other, each with its own seed, are what is compared: world
-    # ranks 0 and 1 of tests/scripts/mpi_world.py's 4-rank job, which runs mpi_digests.py
-    # there as a script (it imports torch there anyway)
-    rows = world_job(tmp_path_factory, 4)[1]["digests"]
+    # two ranks: the root and one other, each with its own seed, are what is compared: the
+    # ranks of tests/scripts/mpi_pair.py's 2-rank job, which runs mpi_digests.py there as a
+    # script (it imports torch there anyway)
+    rows = pair_job(tmp_path_factory)["digests"]
     assert [row["rank"] for row in rows] == [0]
     out = rows[0]["digests"]
     assert len(out) >= 9
@@ -100,8 +100,12 @@ def test_identical_arguments_pass_the_check_and_run(disagreements):
 @pytest.mark.parametrize("how,missing", [("exit", 1), ("raise", 1), ("sleep", 1),
                                          ("serial", 1), ("exit", 0)])
 def test_a_rank_that_never_enters_solve_ends_the_job_quickly_named_once(how, missing):
+    # "exit": 3 ranks, so that a rank that did enter is there too, beside the missing worker
+    # (rank 1) or the missing root (rank 0), and must not be named; the other ways of not
+    # entering differ only on the missing rank: the root and it, 2 ranks (a rank each less)
+    ranks = 3 if how == "exit" else 2
     start = time.monotonic()
-    proc = mpirun(3, sys.executable, str(SCRIPTS / "mpi_missing.py"), how, str(missing),
+    proc = mpirun(ranks, sys.executable, str(SCRIPTS / "mpi_missing.py"), how, str(missing),
                   timeout=120)
     elapsed = time.monotonic() - start
     assert proc.returncode != 0

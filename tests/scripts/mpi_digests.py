@@ -2,7 +2,7 @@
 objects, built the same way on every rank (each with its own PYTHONHASHSEED), must agree.
 Prints one JSON object from the root: name -> [digest equal on every rank, digest taken].
 
-``mpi_world.py`` runs it on world ranks 0 and 1 (``runpy.run_path`` under a name that is no
+``mpi_pair.py`` runs it on its two ranks (``runpy.run_path`` under a name that is no
 importable module, then :func:`compare`): its functions are then pickled by value, as those of
 a ``__main__`` script are, not by reference to an importable module."""
 

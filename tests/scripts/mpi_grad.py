@@ -1,4 +1,4 @@
-"""Run by ``mpi_world.py`` on world ranks 0 and 1 (the ranks that import torch), for
+"""Run by ``mpi_pair.py`` on its two ranks (which import torch), for
 tests/test_hostile_inputs.py: gradients do not cross MPI ranks, so ``MPI`` on a communicator
 of two ranks refuses a run whose ``f`` has parameters that require grad, on every rank; on a
 communicator of one rank (``COMM_SELF``) the run is in-process and gives the gradients."""

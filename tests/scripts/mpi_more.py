@@ -4,7 +4,8 @@ object from world rank 0.
 
 The torch states run on a communicator of world ranks 0 and 1 (rank 0 alone under one rank):
 a root and a worker exchange them, as on more ranks, and the other ranks never import torch
-(2 s of CPU each)."""
+(2 s of CPU each). ``mpi_world.py`` runs :func:`more` without them, and ``mpi_pair.py``
+runs :func:`torch_states` on its two ranks, whose torch is imported for other checks too."""
 
 import json
 
