@@ -19,7 +19,8 @@ from ..validation import check_int, check_positive
 from .report import describe, fail, max_abs_diff, same_bits
 from .systems import ForcedDecay
 
-__all__ = ["DTYPES", "ORDER_SPANS", "ORDER_STEPS", "PropagatorReport", "check_propagator"]
+__all__ = ["DTYPES", "ORDER_SETTLED", "ORDER_SPANS", "ORDER_STEPS", "PropagatorReport",
+           "check_propagator"]
 
 CHECK = "check_propagator"
 #: The dtypes :func:`check_propagator` tries by default (numpy, and torch when installed).
@@ -30,6 +31,10 @@ ORDER_SPANS = tuple(2.0**k for k in range(3, -11, -1))
 ORDER_STEPS = tuple(2**k for k in range(11))
 #: Errors below this (float64, states of size 1) are treated as round-off, not as a trend.
 ORDER_FLOOR = 1e-13
+#: Step halving stops once three slopes in a row lie this close to the declared order (or
+#: ``order_tol``, when smaller): the order is established, and the larger ``n`` (which cost as
+#: much as all the smaller ones together) would only confirm it.
+ORDER_SETTLED = 0.05
 #: The start time of every probe (not 0, so that a propagator that ignores ``t0`` is caught).
 T0 = 0.3
 #: Length of the propagations that check kinds and dtypes (short: a crude method is accurate
@@ -215,7 +220,10 @@ def check_propagator(
 
     - A **steppable** propagator is measured by step halving: ``n = 1, 2, 4, ..., 1024`` of
       its own sub-steps (``prop.step``, :data:`ORDER_STEPS`) over ``[0.3, 1.3]``; the error
-      falls like ``n**-p``.
+      falls like ``n**-p``. The halving stops early, once three slopes in a row lie within
+      :data:`ORDER_SETTLED` (``0.05``, or ``order_tol`` when smaller) of the declared order:
+      the order is then established, and each further ``n`` would cost as much as all the
+      smaller ones together. A wrong declaration never settles, so it is judged on every ``n``.
     - An **opaque** propagator with a declared order cannot be told to take other steps, so
       the propagation is shortened: over ``[0.3, 0.3 + h]``, ``h = 8, 4, ..., 2**-10``
       (:data:`ORDER_SPANS`), with its internal step count fixed, the error of one
@@ -514,10 +522,12 @@ def _span_errors(prop: Propagator, ode: ForcedDecay, y0: np.ndarray) -> np.ndarr
     return np.array(errors)
 
 
-def _step_errors(prop: Propagator, ode: ForcedDecay, y0: np.ndarray) -> np.ndarray:
+def _step_errors(prop: Propagator, ode: ForcedDecay, y0: np.ndarray, declared: int,
+                 band: float) -> np.ndarray:
     """Errors of ``n`` sub-steps (``prop.step``) over ``[T0, T0 + 1]``, ``n`` in
-    :data:`ORDER_STEPS`."""
-    errors = []
+    :data:`ORDER_STEPS`, up to the ``n`` at which the order is established: the last three
+    slopes of :func:`_slopes` within ``band`` of ``declared``."""
+    errors: list[float] = []
     t1 = T0 + 1.0
     exact = ode.exact(y0, T0, t1)
     for n in ORDER_STEPS:
@@ -532,14 +542,22 @@ def _step_errors(prop: Propagator, ode: ForcedDecay, y0: np.ndarray) -> np.ndarr
                      propagator=prop, steps=n, t0=T0, t1=t1)
             err = max_abs_diff(y, exact)
         errors.append(err if math.isfinite(err) else math.inf)
+        last = _slopes(np.array(errors))[-3:]
+        if len(last) == 3 and all(abs(s - declared) <= band for s in last):
+            break
     return np.array(errors)
+
+
+def _slopes(errors: np.ndarray) -> list[float]:
+    """Slopes ``log2(e_j / e_{j+1})`` of the pairs of errors both above round-off."""
+    usable = np.isfinite(errors) & (errors > ORDER_FLOOR)
+    return [math.log2(errors[j] / errors[j + 1]) for j in range(len(errors) - 1)
+            if usable[j] and usable[j + 1]]
 
 
 def _slope(errors: np.ndarray) -> float | None:
     """Median slope ``log2(e_j / e_{j+1})`` of the last three pairs above round-off."""
-    usable = np.isfinite(errors) & (errors > ORDER_FLOOR)
-    slopes = [math.log2(errors[j] / errors[j + 1]) for j in range(len(errors) - 1)
-              if usable[j] and usable[j + 1]]
+    slopes = _slopes(errors)
     return float(np.median(slopes[-3:])) if slopes else None
 
 
@@ -554,7 +572,8 @@ def _order(prop: Propagator, declared: int, order_tol: float) -> float:
         how, shift = f"one propagation over [{T0}, {T0} + h], h = 8 .. 2**-10", 1.0
     worst, where, smallest = None, "", math.inf
     for name, (ode, y0) in odes.items():
-        errors = _step_errors(prop, ode, y0) if stepwise else _span_errors(prop, ode, y0)
+        errors = (_step_errors(prop, ode, y0, declared, min(ORDER_SETTLED, order_tol))
+                  if stepwise else _span_errors(prop, ode, y0))
         smallest = min(smallest, float(np.min(errors)))
         slope = _slope(errors)
         if slope is not None and (worst is None or slope < worst):
