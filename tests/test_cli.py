@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -132,8 +134,10 @@ def test_help_lists_the_problem_names(capsys):
 
 
 def test_console_script_runs():
+    # --coarse problem: the entry point is what runs here, not the coarse search (scipy's
+    # import and the probes: most of this process's CPU, and tested in-process elsewhere)
     proc = subprocess.run(
-        [sys.executable, "-m", "parareal", "solve", "dahlquist", "--json"],
+        [sys.executable, "-m", "parareal", "solve", "dahlquist", "--coarse", "problem", "--json"],
         capture_output=True, text=True, timeout=120, check=False,
     )
     assert proc.returncode == 0, proc.stderr
@@ -181,9 +185,21 @@ def test_diverged_run_exits_1_and_still_reports(capsys):
     assert code == 1 and out["status"] == "diverged" and not out["converged"]
 
 
+@pytest.fixture(scope="module")
+def vanderpol_serial():
+    """``solve vanderpol --schedule pipelined --json`` on the serial backend, run once for
+    both backends of the test below."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["solve", "vanderpol", "--schedule", "pipelined", "--json"])
+    out = json.loads(printed.getvalue())
+    assert code == (1 if out["status"] == "diverged" else 0)
+    return out
+
+
 @pytest.mark.parametrize("backend", ["threads", "processes"])
-def test_concurrent_backend_gives_the_serial_numbers(capsys, backend):
-    serial = run_json(capsys, "vanderpol", "--schedule", "pipelined")
+def test_concurrent_backend_gives_the_serial_numbers(capsys, backend, vanderpol_serial):
+    serial = vanderpol_serial
     out = run_json(capsys, "vanderpol", "--schedule", "pipelined", "--backend", backend,
                    "--workers", "2")
     assert out["backend"] == backend and out["workers"] == 2 and serial["workers"] is None
