@@ -59,7 +59,9 @@ def test_json_matches_library_call(capsys):
 
 
 def test_max_iters_and_tol_zero(capsys):
-    out = run_json(capsys, "dahlquist", "--tol", "0", "--max-iters", "3")
+    # --coarse problem here and in the table and plot tests: what they check does not depend
+    # on the coarse propagator, and the coarse search costs 0.4 s per run
+    out = run_json(capsys, "dahlquist", "--tol", "0", "--max-iters", "3", "--coarse", "problem")
     assert out["iterations"] == 3 and out["status"] == "max_iters" and not out["converged"]
 
 
@@ -70,7 +72,7 @@ def test_complex_state_in_json(capsys):
 
 
 def test_table_output(capsys):
-    assert main(["solve", "dahlquist", "--slices", "5"]) == 0
+    assert main(["solve", "dahlquist", "--slices", "5", "--coarse", "problem"]) == 0
     text = capsys.readouterr().out
     assert "max update" in text and "error vs ref" in text and "critical path" in text
     assert "status: converged" in text
@@ -79,7 +81,7 @@ def test_table_output(capsys):
 def test_plot_is_written(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     target = tmp_path / "conv.png"
-    assert main(["solve", "dahlquist", "--plot", str(target)]) == 0
+    assert main(["solve", "dahlquist", "--coarse", "problem", "--plot", str(target)]) == 0
     assert target.stat().st_size > 1000
     assert target.read_bytes()[:4] == b"\x89PNG"
 
@@ -215,7 +217,8 @@ def test_workers_option_is_checked(capsys):
 
 
 def test_table_names_the_workers(capsys):
-    assert main(["solve", "dahlquist", "--backend", "threads", "--workers", "3"]) == 0
+    assert main(["solve", "dahlquist", "--backend", "threads", "--workers", "3", "--coarse",
+                 "problem"]) == 0
     assert "backend threads (3 workers)" in capsys.readouterr().out
 
 
