@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -57,7 +59,9 @@ def test_json_matches_library_call(capsys):
 
 
 def test_max_iters_and_tol_zero(capsys):
-    out = run_json(capsys, "dahlquist", "--tol", "0", "--max-iters", "3")
+    # --coarse problem here and in the table and plot tests: what they check does not depend
+    # on the coarse propagator, and the coarse search costs 0.4 s per run
+    out = run_json(capsys, "dahlquist", "--tol", "0", "--max-iters", "3", "--coarse", "problem")
     assert out["iterations"] == 3 and out["status"] == "max_iters" and not out["converged"]
 
 
@@ -68,7 +72,7 @@ def test_complex_state_in_json(capsys):
 
 
 def test_table_output(capsys):
-    assert main(["solve", "dahlquist", "--slices", "5"]) == 0
+    assert main(["solve", "dahlquist", "--slices", "5", "--coarse", "problem"]) == 0
     text = capsys.readouterr().out
     assert "max update" in text and "error vs ref" in text and "critical path" in text
     assert "status: converged" in text
@@ -77,7 +81,7 @@ def test_table_output(capsys):
 def test_plot_is_written(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     target = tmp_path / "conv.png"
-    assert main(["solve", "dahlquist", "--plot", str(target)]) == 0
+    assert main(["solve", "dahlquist", "--coarse", "problem", "--plot", str(target)]) == 0
     assert target.stat().st_size > 1000
     assert target.read_bytes()[:4] == b"\x89PNG"
 
@@ -132,8 +136,10 @@ def test_help_lists_the_problem_names(capsys):
 
 
 def test_console_script_runs():
+    # --coarse problem: the entry point is what runs here, not the coarse search (scipy's
+    # import and the probes: most of this process's CPU, and tested in-process elsewhere)
     proc = subprocess.run(
-        [sys.executable, "-m", "parareal", "solve", "dahlquist", "--json"],
+        [sys.executable, "-m", "parareal", "solve", "dahlquist", "--coarse", "problem", "--json"],
         capture_output=True, text=True, timeout=120, check=False,
     )
     assert proc.returncode == 0, proc.stderr
@@ -181,9 +187,21 @@ def test_diverged_run_exits_1_and_still_reports(capsys):
     assert code == 1 and out["status"] == "diverged" and not out["converged"]
 
 
+@pytest.fixture(scope="module")
+def vanderpol_serial():
+    """``solve vanderpol --schedule pipelined --json`` on the serial backend, run once for
+    both backends of the test below."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["solve", "vanderpol", "--schedule", "pipelined", "--json"])
+    out = json.loads(printed.getvalue())
+    assert code == (1 if out["status"] == "diverged" else 0)
+    return out
+
+
 @pytest.mark.parametrize("backend", ["threads", "processes"])
-def test_concurrent_backend_gives_the_serial_numbers(capsys, backend):
-    serial = run_json(capsys, "vanderpol", "--schedule", "pipelined")
+def test_concurrent_backend_gives_the_serial_numbers(capsys, backend, vanderpol_serial):
+    serial = vanderpol_serial
     out = run_json(capsys, "vanderpol", "--schedule", "pipelined", "--backend", backend,
                    "--workers", "2")
     assert out["backend"] == backend and out["workers"] == 2 and serial["workers"] is None
@@ -199,7 +217,8 @@ def test_workers_option_is_checked(capsys):
 
 
 def test_table_names_the_workers(capsys):
-    assert main(["solve", "dahlquist", "--backend", "threads", "--workers", "3"]) == 0
+    assert main(["solve", "dahlquist", "--backend", "threads", "--workers", "3", "--coarse",
+                 "problem"]) == 0
     assert "backend threads (3 workers)" in capsys.readouterr().out
 
 

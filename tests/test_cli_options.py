@@ -65,7 +65,8 @@ def test_unknown_format_lists_the_formats(capsys):
 def test_plot_format_follows_the_extension(tmp_path, capsys, name, magic):
     pytest.importorskip("matplotlib")
     target = tmp_path / name
-    assert main(["solve", "dahlquist", "--plot", str(target)]) == 0
+    # --coarse problem: the plot is checked here, not the coarse search (0.4 s per run)
+    assert main(["solve", "dahlquist", "--coarse", "problem", "--plot", str(target)]) == 0
     assert f"plot written to {target}" in capsys.readouterr().out
     assert target.read_bytes()[: len(magic)] == magic
     assert [p.name for p in tmp_path.iterdir()] == [name]  # no temporary file left
@@ -75,7 +76,7 @@ def test_plot_replaces_an_existing_file(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     target = tmp_path / "c.png"
     target.write_bytes(b"old")
-    assert main(["solve", "dahlquist", "--plot", str(target)]) == 0
+    assert main(["solve", "dahlquist", "--coarse", "problem", "--plot", str(target)]) == 0
     assert target.read_bytes()[:4] == b"\x89PNG"
     assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~_umask()
 

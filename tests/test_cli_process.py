@@ -50,13 +50,21 @@ sys.stderr.write({mark!r} + json.dumps([rc, loaded]))
 """
 
 
+#: What the interpreter of :func:`forked` imports before it forks: ``parareal.cli``, and
+#: scipy's ODE solvers where installed (imported by every ``solve`` with the default coarse
+#: propagator or a scipy reference: about a second of CPU each child would pay again).
+PRELOAD = ("import parareal.cli\ntry:\n    import scipy.integrate\n"
+           "except ImportError:\n    pass\n")
+
+
 def forked(argvs, env=None):
     """Run ``main(argv)`` for each of ``argvs`` in forked children of one interpreter that
-    imported ``parareal.cli`` once (``tests.inprocess.run_forked``: fresh module state, its own
-    stdout and stderr, as a process of its own would have them): a dict per command line with
-    its ``rc``, ``out``, ``err`` and ``loaded`` (torch, diffusers if imported)."""
+    imported ``parareal.cli`` (and scipy.integrate, where it can) once
+    (``tests.inprocess.run_forked``: fresh module state, its own stdout and stderr, as a
+    process of its own would have them): a dict per command line with its ``rc``, ``out``,
+    ``err`` and ``loaded`` (torch, diffusers if imported)."""
     runs = run_forked([_CASE.format(argv=list(argv), mark=_MARK) for argv in argvs],
-                      preload="import parareal.cli", env=env or _env())
+                      preload=PRELOAD, env=env or _env())
     results = {}
     for argv, run in zip(argvs, runs):
         assert run.returncode == 0 and _MARK in run.stderr, run.stderr  # ran to the end
@@ -73,10 +81,11 @@ def forked(argvs, env=None):
 @needs("matplotlib")  # the plot is the file that must not be left half-written
 def test_ctrl_c_exits_130_with_one_line_and_no_file(tmp_path):
     plot = tmp_path / "conv.png"
-    # The heat equation with 400 points: iteration 0 takes about a second, each later one
-    # several, the whole run most of a minute; --progress says when the solve has started.
+    # The heat equation with 200 points: the process reaches the end of iteration 0 after
+    # about 0.7 s of CPU, the whole run takes over 4 s (with 400 points: 1.1 s, most of a
+    # minute); --progress says when the solve has started.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "parareal", "solve", "heat", "--param", "points=400",
+        [sys.executable, "-m", "parareal", "solve", "heat", "--param", "points=200",
          "--coarse", "problem", "--progress", "--plot", str(plot)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
     )
@@ -102,8 +111,9 @@ def test_ctrl_c_exits_130_with_one_line_and_no_file(tmp_path):
 
 def test_stdout_closed_before_output_exits_quietly():
     # --coarse problem: a run that warns about nothing, with or without scipy (coarse="auto"
-    # without scipy warns that this one cannot be faster than serial)
-    proc = subprocess.Popen([sys.executable, "-m", "parareal", "solve", "brusselator",
+    # imports scipy, and without it warns that the run cannot be faster than serial);
+    # dahlquist: its reference is closed-form, nothing but numpy is imported
+    proc = subprocess.Popen([sys.executable, "-m", "parareal", "solve", "dahlquist",
                              "--coarse", "problem", "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
     proc.stdout.close()  # the reader is gone before the JSON is written
@@ -118,10 +128,10 @@ def test_stdout_closed_before_output_exits_quietly():
 
 def test_head_closing_the_pipe_early_exits_quietly():
     # About 200 kB of JSON (10 000 heat points) cannot fit in a pipe: the writer is still
-    # writing when `head -c 10` exits.
+    # writing when `head -c 10` exits. (--coarse problem: no scipy import, no coarse search.)
     writer = subprocess.Popen(
         [sys.executable, "-m", "parareal", "solve", "heat", "--param", "points=10000",
-         "--t-end", "1e-7", "--slices", "2", "--json"],
+         "--t-end", "1e-7", "--slices", "2", "--coarse", "problem", "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(),
     )
     head = subprocess.Popen(["head", "-c", "10"], stdin=writer.stdout, stdout=subprocess.PIPE)
@@ -170,11 +180,16 @@ NAMES_THE_EXTRA = [
 ]
 
 
+#: Brusselator on its first 4 time units in 4 slices (its default: 20 in 32, 1 s of CPU more
+#: per run): without scipy it has no reference, and converges in 3 iterations.
+BRUSSELATOR_SHORT = ["solve", "brusselator", "--slices", "4", "--t-end", "4"]
+
+
 @pytest.fixture(scope="module")
 def numpy_only_runs(numpy_only, tmp_path_factory):
     """The numpy-only command lines below, each run by :func:`forked` (one interpreter)."""
     plot = tmp_path_factory.mktemp("plot") / "plot.png"
-    argvs = [["solve", "brusselator", "--json", "--threads", "2"], ["solve", "brusselator"],
+    argvs = [[*BRUSSELATOR_SHORT, "--json", "--threads", "2"], BRUSSELATOR_SHORT,
              ["solve", "dahlquist", "--json"],
              *[[str(plot) if a == "PLOT" else a for a in argv] for argv, _ in NAMES_THE_EXTRA]]
     return forked(argvs, env=numpy_only), plot
@@ -182,14 +197,14 @@ def numpy_only_runs(numpy_only, tmp_path_factory):
 
 def test_numpy_only_solve_runs_without_a_reference(numpy_only_runs):
     runs, _ = numpy_only_runs
-    proc = runs["solve", "brusselator", "--json", "--threads", "2"]
+    proc = runs[(*BRUSSELATOR_SHORT, "--json", "--threads", "2")]
     assert proc["rc"] == 0, proc["err"]
     out = json.loads(proc["out"])
     assert out["converged"] is True
     assert out["errors"] == [None] * (out["iterations"] + 1) and out["error"] is None
     assert out["reference"].startswith("unavailable")
     assert "pip install 'parareal[scipy]'" in out["reference"]
-    table = runs["solve", "brusselator"]
+    table = runs[tuple(BRUSSELATOR_SHORT)]
     assert table["rc"] == 0, table["err"]
     assert " n/a " in table["out"] and "parareal[scipy]" in table["out"]
 
@@ -259,9 +274,9 @@ SAMPLE_CASE = (
 def fresh_thread_runs(tmp_path_factory):
     """BLAS_CASE and SAMPLE_CASE run as by ``python -c`` with none of the thread variables
     set, so that what ``--threads`` sets is the only setting: forked children of one fresh
-    interpreter that has imported ``parareal.cli`` (numpy, not torch)."""
+    interpreter that has imported :data:`PRELOAD` (numpy's and scipy's BLAS, not torch)."""
     env = {k: v for k, v in _env().items() if k not in THREAD_VARIABLES}
-    blas, sample = run_forked([BLAS_CASE, SAMPLE_CASE], preload="import parareal.cli",
+    blas, sample = run_forked([BLAS_CASE, SAMPLE_CASE], preload=PRELOAD,
                               env=env, cwd=tmp_path_factory.mktemp("threads"))
     return {"blas": blas, "sample": sample}
 

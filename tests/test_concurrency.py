@@ -169,7 +169,7 @@ def test_solve_serial_and_odeint_accept_the_new_backends(pool2):
 
 
 def test_stats_report_wall_clock_beside_the_logical_clock():
-    p = problems.get("brusselator")
+    p = problems.get("brusselator", slices=8, t_end=3.0)  # the first 8 of its 32 slices
     sol = _solve(p, backend=Threads(2))
     stats = sol.stats
     assert len(stats.wall_time_per_iteration) == len(stats.critical_path_per_iteration)

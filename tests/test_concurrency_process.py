@@ -44,10 +44,18 @@ def _alive(pid: int) -> bool:
 
 
 def dask_check_output(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """``tests/scripts/dask_check.py``'s JSON object, its one LocalCluster's run once per
-    session: tests/test_testing.py's check of Dask reads it too."""
+    """``tests/scripts/dask_check.py``'s JSON object, its one child process's run once per
+    session: tests/test_testing.py's check of Dask reads it too, and tests/test_dask_workers.py
+    its ``"dies"`` (the cases ``once`` and ``always``, on clusters of their own in the same
+    process: one interpreter importing distributed instead of two)."""
     def run() -> dict:
-        proc = subprocess.run([sys.executable, str(SCRIPTS / "dask_check.py")],
+        folder = tmp_path_factory.mktemp("dask_dies")
+        argv = []
+        for mode in ("once", "always"):
+            marks = folder / f"marks-{mode}"
+            marks.mkdir()
+            argv += [str(marks), mode]
+        proc = subprocess.run([sys.executable, str(SCRIPTS / "dask_check.py"), *argv],
                               capture_output=True, text=True, timeout=HANG_GUARD_S, env=_env(),
                               check=False)
         assert proc.returncode == 0, proc.stderr[-3000:]
