@@ -1,11 +1,10 @@
-"""Run by tests/test_mpi.py under ``mpiexec`` (through ``mpi_world.py``, or alone): torch
-states, a sub-communicator, more ranks than slices, a vectorised f, a non-zero root; one JSON
-object from world rank 0.
+"""Run through ``mpi_world.py`` by tests/test_mpi.py under ``mpiexec`` (or alone): a
+sub-communicator, more ranks than slices, a vectorised f, a non-zero root (:func:`more`); one
+JSON object from world rank 0.
 
-The torch states run on a communicator of world ranks 0 and 1 (rank 0 alone under one rank):
-a root and a worker exchange them, as on more ranks, and the other ranks never import torch
-(2 s of CPU each). ``mpi_world.py`` runs :func:`more` without them, and ``mpi_pair.py``
-runs :func:`torch_states` on its two ranks, whose torch is imported for other checks too."""
+:func:`torch_states` (torch states with a torchdiffeq fine) is run by ``mpi_pair.py`` on its
+two ranks, whose torch is imported for other checks too: the ranks of the world jobs never
+import torch."""
 
 import json
 
@@ -39,17 +38,12 @@ def torch_states(comm):
     return out
 
 
-def more(torch=True):
-    """Every check above on ``COMM_WORLD`` (those of torch states only with ``torch``): by
-    name, on world rank 0 (``{}`` on the others)."""
+def more():
+    """The checks on ``COMM_WORLD`` but the torch states: by name, on world rank 0 (``{}`` on
+    the others)."""
     world = mpi.COMM_WORLD
     rank = world.Get_rank()
     out = {}
-    if torch:
-        pair = world.Split(0 if rank < 2 else mpi.UNDEFINED, rank)
-        out = torch_states(pair) if rank < 2 else {}
-        if rank < 2:
-            pair.Free()
 
     def g(t, y):  # vectorised: t of shape (B,), y of shape (B, 3)
         return -np.linspace(0.5, 2.0, 3) * y + np.cos(t)[:, None]

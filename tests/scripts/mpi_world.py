@@ -31,7 +31,7 @@ def main():
     faulthandler.dump_traceback_later(200, exit=True)
     world = mpi.COMM_WORLD
     names = sorted(problems.CORE)
-    out = {"more": more(torch=False), "check": {world.Get_size(): check(names)}}
+    out = {"more": more(), "check": {world.Get_size(): check(names)}}
     rank = world.Get_rank()
     for size in (3, 2) if world.Get_size() == 4 else ():
         sub = world.Split(0 if rank < size else mpi.UNDEFINED, rank)
